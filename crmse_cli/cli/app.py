@@ -1,0 +1,82 @@
+"""Entry point of the ``crmse`` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from crmse_cli import __version__
+from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console
+from crmse_cli.errors import CrmseError
+from crmse_cli.workspace import Workspace
+
+app = typer.Typer(
+    name="crmse",
+    help="Train ML interatomic potentials that sample the right distribution (CRMSE).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crmse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    home: Optional[Path] = typer.Option(
+        None, "--home", envvar="CRMSE_HOME",
+        help="Workspace folder (database, data cache, runs). Default: $XDG_DATA_HOME/crmse, "
+        "i.e. ~/.local/share/crmse.",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print data as JSON instead of tables."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    threads: int = typer.Option(
+        DEFAULT_THREADS, "--threads", envvar="CRMSE_THREADS", min=1,
+        help="Torch CPU threads (default 1: safe on shared machines).",
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    ctx.obj = AppState(workspace=Workspace.resolve(home), json=json_output, debug=debug, threads=threads)
+
+
+def _register() -> None:
+    """Attach every working command. A command appears here only once it works."""
+    from crmse_cli.cli import registry_cmds
+
+    registry_cmds.register(app)
+
+
+def main() -> None:
+    """Console-script entry: domain errors become one line and a non-zero exit."""
+    debug = "--debug" in sys.argv
+    _register()
+    try:
+        app(standalone_mode=True)
+    except CrmseError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence for users
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            highlight=False, soft_wrap=True,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

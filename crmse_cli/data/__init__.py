@@ -1,0 +1,1 @@
+"""Data: sources, fetching, the dataset file format, and molecular graphs."""

@@ -1,0 +1,144 @@
+"""The project's dataset file: one molecule, many frames, with the official splits.
+
+Format (an uncompressed ``.npz``, version 1), internal units:
+
+- ``species`` (N,) int64: atomic numbers, the same for every frame.
+- ``positions`` (F, N, 3) float64, Å.
+- ``energies`` (F,) float64, kcal/mol (total energies, as rMD17 gives them).
+- ``forces`` (F, N, 3) float64, kcal/mol/Å.
+- ``frame_ids`` (F,) int64: the frame's index in its source (rMD17: the row in the official npz).
+- ``split_<k>_train`` / ``split_<k>_test`` int64: row indices into this file for split ``k``
+  (``01``..``05`` for rMD17), as the official split files give them.
+- ``meta`` 0-d unicode array holding JSON: name, source, units, format version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crmse_cli.errors import DataError
+from crmse_cli.fileio import atomic_path
+
+FORMAT_VERSION = 1
+UNITS = {"length": "A", "energy": "kcal/mol", "forces": "kcal/mol/A"}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Frames of one molecule with energies, forces and named splits (internal units)."""
+
+    name: str
+    species: np.ndarray  # (N,) int64
+    positions: np.ndarray  # (F, N, 3) float64, Å
+    energies: np.ndarray  # (F,) float64, kcal/mol
+    forces: np.ndarray  # (F, N, 3) float64, kcal/mol/Å
+    frame_ids: np.ndarray  # (F,) int64
+    splits: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # {"01": {"train": idx}}
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_arrays(self.species, self.positions, self.energies, self.forces, self.name)
+        n_frames = len(self.energies)
+        for key, parts in self.splits.items():
+            for part, idx in parts.items():
+                if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n_frames)):
+                    raise DataError(f"{self.name}: split {key}/{part} indexes outside 0..{n_frames - 1}")
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.energies.shape[0])
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.species.shape[0])
+
+    def split(self, key: str | int) -> tuple[np.ndarray, np.ndarray]:
+        """(train, test) row indices of split ``key`` (``1`` or ``"01"``)."""
+        k = normalize_split(key)
+        if k not in self.splits:
+            have = ", ".join(sorted(self.splits)) or "none"
+            raise DataError(f"dataset {self.name!r} has no split {k!r} (splits: {have})")
+        parts = self.splits[k]
+        return parts["train"], parts.get("test", np.zeros(0, dtype=np.int64))
+
+    def reference_indices(self, key: str | int) -> np.ndarray:
+        """Rows in neither the training nor the test part of split ``key``: the DFT reference."""
+        train, test = self.split(key)
+        mask = np.ones(self.n_frames, dtype=bool)
+        mask[train] = False
+        mask[test] = False
+        return np.flatnonzero(mask)
+
+    def save(self, path: Path | str) -> None:
+        """Write the dataset atomically."""
+        arrays: dict[str, np.ndarray] = {
+            "species": self.species.astype(np.int64),
+            "positions": self.positions.astype(np.float64),
+            "energies": self.energies.astype(np.float64),
+            "forces": self.forces.astype(np.float64),
+            "frame_ids": self.frame_ids.astype(np.int64),
+        }
+        for key, parts in self.splits.items():
+            for part, idx in parts.items():
+                arrays[f"split_{key}_{part}"] = np.asarray(idx, dtype=np.int64)
+        meta = dict(self.meta, name=self.name, units=UNITS, format_version=FORMAT_VERSION)
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Dataset":
+        """Read a dataset file written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"dataset file {path} does not exist; fetch the dataset again")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                splits: dict[str, dict[str, np.ndarray]] = {}
+                for key in z.files:
+                    if key.startswith("split_"):
+                        _, k, part = key.split("_", 2)
+                        splits.setdefault(k, {})[part] = z[key]
+                return cls(
+                    name=meta["name"], species=z["species"], positions=z["positions"],
+                    energies=z["energies"], forces=z["forces"], frame_ids=z["frame_ids"],
+                    splits=splits, meta=meta,
+                )
+        except (KeyError, ValueError, OSError) as exc:
+            raise DataError(f"dataset file {path} is unreadable ({exc}); fetch it again") from exc
+
+
+def normalize_split(key: str | int) -> str:
+    """``1`` / ``"1"`` / ``"01"`` -> ``"01"``."""
+    try:
+        return f"{int(key):02d}"
+    except (TypeError, ValueError):
+        return str(key)
+
+
+def validate_arrays(
+    species: np.ndarray, positions: np.ndarray, energies: np.ndarray, forces: np.ndarray, name: str
+) -> None:
+    """Raise :class:`DataError` unless the arrays have consistent shapes and finite values."""
+    if species.ndim != 1 or species.size == 0:
+        raise DataError(f"{name}: species must be a non-empty 1-D array, got shape {species.shape}")
+    n = species.shape[0]
+    if positions.ndim != 3 or positions.shape[1:] != (n, 3):
+        raise DataError(f"{name}: positions must have shape (frames, {n}, 3), got {positions.shape}")
+    f = positions.shape[0]
+    if energies.shape != (f,):
+        raise DataError(f"{name}: energies must have shape ({f},), got {energies.shape}")
+    if forces.shape != positions.shape:
+        raise DataError(f"{name}: forces must have shape {positions.shape}, got {forces.shape}")
+    for label, arr in (("positions", positions), ("energies", energies), ("forces", forces)):
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{name}: {label} contain non-finite values")
+    if np.any(species <= 0) or np.any(species > 118):
+        raise DataError(f"{name}: species must be atomic numbers in 1..118")

@@ -1,0 +1,55 @@
+"""The workspace: one folder that holds the registry database, the data cache and run artifacts.
+
+Resolution order for the folder: the ``--home`` option, then ``$CRMSE_HOME``, then
+``$XDG_DATA_HOME/crmse`` (default ``~/.local/share/crmse``). The database URL is
+``$CRMSE_DB_URL`` if set, else ``sqlite:///<home>/crmse.db``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    """The workspace folder used when neither ``--home`` nor ``CRMSE_HOME`` is given."""
+    env = os.environ.get("CRMSE_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "crmse"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one crmse workspace. Creating the object does not touch the disk."""
+
+    home: Path
+
+    @classmethod
+    def resolve(cls, home: Path | str | None = None) -> "Workspace":
+        return cls(Path(home).expanduser().resolve() if home else default_home().resolve())
+
+    @property
+    def db_url(self) -> str:
+        return os.environ.get("CRMSE_DB_URL") or f"sqlite:///{self.home / 'crmse.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Downloaded archives and source files, keyed by file name."""
+        return self.home / "cache"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Converted dataset files (``<name>.npz``)."""
+        return self.home / "datasets"
+
+    def run_dir(self, run_id: str) -> Path:
+        """Checkpoints and artifacts of one run."""
+        return self.home / "runs" / run_id
+
+    def ensure(self) -> "Workspace":
+        for d in (self.home, self.cache_dir, self.datasets_dir, self.home / "runs"):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
