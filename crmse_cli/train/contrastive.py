@@ -210,6 +210,8 @@ class ContrastiveTrainer:
 
     def _chain_geometry(self) -> tuple[float, float]:
         c = self.chains
+        if self._triu.shape[1] == 0:  # one atom: no pairs to measure
+            return float("nan"), float("nan")
         d = (c[:, self._triu[0]] - c[:, self._triu[1]]).norm(dim=-1)  # (C, P)
         min_pair = float(d.min())
         if self.pair_min is None:

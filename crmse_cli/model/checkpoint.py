@@ -1,0 +1,112 @@
+"""Checkpoints of a potential: weights, config, species, shift/scale, units and versions.
+
+A checkpoint is a ``torch.save`` file of plain types and tensors only, so it loads with
+``torch.load(weights_only=True)`` (no arbitrary code runs on load). It is written atomically:
+a reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crmse_cli import __version__
+from crmse_cli.config import from_dict, to_dict
+from crmse_cli.errors import CrmseError, DataError, NotFoundError
+from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.model.config import DTYPES, ModelConfig
+from crmse_cli.model.potential import Potential, build_potential
+from crmse_cli.units import ENERGY_UNIT, LENGTH_UNIT
+
+FORMAT_VERSION = 1
+KIND = "crmse-potential"
+UNITS = {"energy": ENERGY_UNIT, "length": LENGTH_UNIT}
+
+
+def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, Any] | None = None) -> str:
+    """Write ``potential`` (and ``extra``) to ``path`` atomically; return the file's sha256.
+
+    Args:
+        path: destination file (parents are created).
+        potential: the model to save.
+        extra: more state to keep (optimizer state, epoch, RNG states, ...): tensors and plain
+            Python types only (dict, list, str, int, float, bool, None), so that the file stays
+            loadable with ``weights_only=True``.
+
+    Returns:
+        Hex sha256 of the written file.
+    """
+    payload = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "config": to_dict(potential.config),
+        "species": list(potential.species),
+        "shift": [float(s) for s in potential.shift.tolist()],
+        "scale": float(potential.scale),
+        "units": dict(UNITS),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in potential.state_dict().items()},
+        "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return sha256_file(path)
+
+
+def _read(path: Path, device: str | torch.device) -> dict[str, Any]:
+    if not path.is_file():
+        raise NotFoundError(f"checkpoint {path} does not exist; check the path or the run's checkpoints")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch.load raises many types for corrupt, truncated or foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{path} is not a readable crmse checkpoint ({reason[:120]}); re-create or re-download it"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise DataError(f"{path} is not a crmse potential checkpoint; pass a file written by crmse")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CrmseError(
+            f"{path} has checkpoint format {version}, newer than this crmse {__version__} reads "
+            f"({FORMAT_VERSION}); upgrade crmse"
+        )
+    return payload
+
+
+def load_checkpoint(
+    path: Path | str, *, device: str | torch.device = "cpu", dtype: str | None = None
+) -> tuple[Potential, dict[str, Any]]:
+    """Load a potential saved by ``save_checkpoint``.
+
+    Args:
+        path: the checkpoint file.
+        device: where to put the weights.
+        dtype: "float32" or "float64" to override the saved ``ModelConfig.dtype``.
+
+    Returns:
+        (the potential in eval mode, the whole payload: ``extra`` holds the caller's state).
+    """
+    path = Path(path)
+    payload = _read(path, device)
+    try:
+        config = from_dict(ModelConfig, dict(payload["config"]), where=f"{path}: model config")
+        if dtype is not None:
+            if dtype not in DTYPES:
+                raise CrmseError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+            config = dataclasses.replace(config, dtype=dtype)
+        # The random initialisation is overwritten at once; fork the RNG so that loading does
+        # not advance the global generator (a resumed run restores its own RNG state).
+        with torch.random.fork_rng(devices=[]):
+            potential = build_potential(config, payload["species"])
+        potential.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise DataError(
+            f"{path} holds an inconsistent crmse checkpoint ({type(exc).__name__}); re-create it"
+        ) from exc
+    potential.to(device=device, dtype=config.torch_dtype)
+    potential.eval()
+    return potential, payload

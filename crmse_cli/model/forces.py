@@ -1,0 +1,133 @@
+"""Forces from energies: THE ONLY place in crmse where energies are differentiated.
+
+Forces are F = -dU/dx by autograd. ``create_graph=True`` keeps the graph of the forces so a
+force loss can be back-propagated to the weights (training); ``create_graph=False`` is the
+samplers' hot path and returns detached tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from crmse_cli.model.graph import make_graph
+from crmse_cli.model.potential import Potential
+
+ForceFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å)."""
+
+# Dense pair-tensor entries (replicas x N x N) evaluated at once. Bigger batches are split into
+# chunks so that the largest temporaries (pairs x 3F floats) stay below glibc's 32 MiB mmap
+# threshold; measured (benchmarks/bench_model.py): 512 aspirin replicas in one piece ran at half
+# the rate of chunks of 74, while chunks below ~30 replicas lose to per-operation overhead.
+DEFAULT_MAX_PAIRS = 32768
+
+
+def forces_from_energy(energy: Tensor, positions: Tensor, *, create_graph: bool) -> Tensor:
+    """-dE/dx of a batch of energies.
+
+    Args:
+        energy: (B,) energies, kcal/mol, computed from ``positions``.
+        positions: tensor with ``requires_grad`` that ``energy`` was computed from, Å.
+        create_graph: keep the graph of the result (True for force losses; the energy graph is
+            then retained too, so the energy may still be back-propagated).
+
+    Returns:
+        Forces with the shape of ``positions``, kcal/mol/Å. Structures of a batch are
+        independent, so differentiating the sum gives each structure's own forces.
+    """
+    (grad,) = torch.autograd.grad(
+        energy,
+        positions,
+        grad_outputs=torch.ones_like(energy),
+        create_graph=create_graph,
+        retain_graph=create_graph,
+    )
+    return -grad
+
+
+def _chunk_size(n_structures: int, n_atoms: int, max_pairs: int | None) -> int:
+    if max_pairs is None:
+        return n_structures
+    return max(1, min(n_structures, max_pairs // max(n_atoms * n_atoms, 1)))
+
+
+def energy_and_forces(
+    potential: Potential,
+    positions: Tensor,
+    species: Tensor,
+    *,
+    create_graph: bool = False,
+    max_pairs: int | None = DEFAULT_MAX_PAIRS,
+) -> tuple[Tensor, Tensor]:
+    """Energies and forces of B replicas of one molecule.
+
+    Args:
+        potential: the model.
+        positions: (B, N, 3) Å, in the potential's dtype.
+        species: (N,) atomic numbers.
+        create_graph: False (sampling): outputs are detached and ``positions`` is not touched.
+            True (training): outputs stay differentiable with respect to the weights (and to
+            ``positions`` if it already requires grad).
+        max_pairs: evaluate at most this many replicas x N^2 pair entries at once (None: all).
+
+    Returns:
+        energy (B,) kcal/mol and forces (B, N, 3) kcal/mol/Å.
+    """
+    if create_graph and positions.requires_grad:
+        pos = positions
+    else:
+        pos = positions.detach().requires_grad_(True)
+    n_structures, n_atoms = int(pos.shape[0]), int(pos.shape[1])
+    size = _chunk_size(n_structures, n_atoms, max_pairs)
+    energies, forces = [], []
+    for start in range(0, n_structures, size):
+        part = pos[start : start + size]
+        energy = potential(make_graph(part, species))
+        force = forces_from_energy(energy, pos if size == n_structures else part, create_graph=create_graph)
+        energies.append(energy)
+        forces.append(force)
+    energy, force = (
+        (energies[0], forces[0]) if len(energies) == 1 else (torch.cat(energies), torch.cat(forces))
+    )
+    if not create_graph:
+        return energy.detach(), force.detach()
+    return energy, force
+
+
+def force_field(
+    potential: Potential, species: Tensor, *, max_pairs: int | None = DEFAULT_MAX_PAIRS
+) -> ForceFn:
+    """The sampler's ``force_fn``: positions (B, N, 3) -> detached (energy (B,), forces (B, N, 3))."""
+
+    def force_fn(positions: Tensor) -> tuple[Tensor, Tensor]:
+        return energy_and_forces(potential, positions, species, create_graph=False, max_pairs=max_pairs)
+
+    return force_fn
+
+
+def laplacian(potential: Potential, positions: Tensor, species: Tensor) -> Tensor:
+    """Exact Laplacian (trace of the Hessian) of the energy of each replica.
+
+    Uses 3N backward passes through the force graph (fine for N <= ~21 atoms); replicas are
+    independent, so each pass serves the whole batch.
+
+    Args:
+        potential: the model.
+        positions: (B, N, 3) Å.
+        species: (N,) atomic numbers.
+
+    Returns:
+        (B,) sum_i,a d^2U / dx_ia^2 in kcal/mol/Å^2, detached.
+    """
+    pos = positions.detach().requires_grad_(True)
+    energy = potential(make_graph(pos, species))
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
+    flat = grad.reshape(grad.shape[0], -1)
+    total = torch.zeros_like(energy)
+    for k in range(flat.shape[1]):
+        (second,) = torch.autograd.grad(flat[:, k].sum(), pos, retain_graph=True)
+        total = total + second.reshape(flat.shape)[:, k]
+    return total.detach()

@@ -1,0 +1,133 @@
+"""The run loop shared by the samplers, with ASE-style observers (``Dynamics.attach``).
+
+A sampler advances an immutable state one step at a time (:meth:`Sampler.step`); :meth:`Sampler.irun`
+yields every new state and :meth:`Sampler.run` drives it to the end. Everything that is not the
+update rule itself (logging, trajectory writing, progress bars, stability checks) is an observer:
+``sampler.attach(fn, every=n)`` calls ``fn(state)`` on every state whose step counter is a
+multiple of ``n``. The initial state is observed only when it is fresh (``state.step == 0``), so a
+run continued from an earlier one never shows an observer the same step twice.
+
+Stopping early: an observer (or the consumer of :meth:`Sampler.irun`) calls
+:meth:`Sampler.request_stop`; the loop ends before the next step. A ``KeyboardInterrupt`` during
+:meth:`Sampler.run` is caught: ``run`` returns the last complete state, sets ``interrupted`` and
+the observers keep what they recorded, so the caller can still save a trajectory and mark the
+run ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import torch
+
+from crmse_cli.errors import CrmseError
+
+logger = logging.getLogger(__name__)
+
+ForceFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å), detached."""
+
+
+class SamplerState(Protocol):
+    """What every observer may read from a sampler state."""
+
+    @property
+    def positions(self) -> torch.Tensor:  # (B, N, 3) Å
+        ...
+
+    @property
+    def energy(self) -> torch.Tensor:  # (B,) kcal/mol, potential energy of ``positions``
+        ...
+
+    @property
+    def step(self) -> int:  # steps taken since the state was created
+        ...
+
+    @property
+    def time_fs(self) -> float:  # simulated time in fs; NaN for samplers without physical time
+        ...
+
+
+S = TypeVar("S", bound=SamplerState)
+
+
+@dataclass(frozen=True)
+class _Hook(Generic[S]):
+    fn: Callable[[S], object]
+    every: int
+
+
+class Sampler(ABC, Generic[S]):
+    """Base class: observers, the stop flag, and the run loop. Subclasses define :meth:`step`."""
+
+    def __init__(self) -> None:
+        self._hooks: list[_Hook[S]] = []
+        self._stop = False
+        self.interrupted = False
+        """True when the last :meth:`run` ended on a KeyboardInterrupt."""
+        self.last_state: S | None = None
+        """The last complete state seen by :meth:`irun` (valid after an interruption too)."""
+
+    @abstractmethod
+    def step(self, state: S) -> S:
+        """One update; returns a new state and leaves ``state`` untouched."""
+
+    def attach(self, fn: Callable[[S], object], every: int = 1) -> None:
+        """Call ``fn(state)`` on every state whose ``step`` is a multiple of ``every``.
+
+        Observers run in the order they were attached; their return value is ignored.
+        """
+        if int(every) < 1:
+            raise CrmseError(f"observer interval must be a positive number of steps, got {every}")
+        self._hooks.append(_Hook(fn, int(every)))
+
+    def detach(self, fn: Callable[[S], object]) -> None:
+        """Remove every attachment of ``fn``."""
+        self._hooks = [h for h in self._hooks if h.fn is not fn]
+
+    def request_stop(self) -> None:
+        """Ask the running loop to end before its next step (call from an observer)."""
+        self._stop = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def call_observers(self, state: S) -> None:
+        """Run the observers due at ``state.step``."""
+        for hook in self._hooks:
+            if state.step % hook.every == 0:
+                hook.fn(state)
+
+    def irun(self, state: S, n_steps: int) -> Iterator[S]:
+        """Take up to ``n_steps`` steps, yielding each new state after its observers ran."""
+        if int(n_steps) < 0:
+            raise CrmseError(f"number of steps must be >= 0, got {n_steps}")
+        self._stop = False
+        self.last_state = state
+        if state.step == 0:
+            self.call_observers(state)
+        for _ in range(int(n_steps)):
+            if self._stop:
+                logger.info("sampler stopped on request at step %d", state.step)
+                break
+            state = self.step(state)
+            self.last_state = state
+            self.call_observers(state)
+            yield state
+
+    def run(self, state: S, n_steps: int) -> S:
+        """Take ``n_steps`` steps (fewer if stopped or interrupted); return the last complete state."""
+        self.interrupted = False
+        try:
+            for _ in self.irun(state, n_steps):
+                pass
+        except KeyboardInterrupt:
+            self.interrupted = True
+            done = self.last_state.step if self.last_state is not None else state.step
+            logger.warning("sampling interrupted at step %d; keeping the states sampled so far", done)
+        return self.last_state if self.last_state is not None else state

@@ -1,0 +1,133 @@
+"""The overdamped unadjusted Langevin algorithm (ULA) of METHOD.md, batched over chains.
+
+    x <- x - eta * beta * grad U(x) + sqrt(2 eta) * xi  =  x + eta * beta * F(x) + sqrt(2 eta) * xi,
+    xi ~ N(0, I),  eta in Å^2,  beta = 1 / (k_B T) in mol/kcal,  F = -grad U in kcal/mol/Å.
+
+It is the Euler-Maruyama discretisation of dx = beta F dt + sqrt(2) dW (time in Å^2), whose
+stationary law is exp(-beta U); without a Metropolis correction the chain's law is biased at
+O(eta): on U = k/2 |x|^2 the stationary variance per coordinate is (kT/k) / (1 - eta beta k / 2).
+There is no physical time: states carry ``time_fs = NaN``; use ``step``.
+
+The same loop (:func:`ula_steps`) moves the CRMSE trainer's persistent chains and the evaluation
+sampler (:class:`ULA`). Forces are taken detached from ``force_fn``; no autograd graph is kept
+across steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.units import beta as beta_of
+
+
+@dataclass(frozen=True)
+class ULAState:
+    """One instant of B chains.
+
+    Attributes:
+        positions: (B, N, 3) Å.
+        energy: (B,) kcal/mol at ``positions``.
+        forces: (B, N, 3) kcal/mol/Å at ``positions`` (reused by the next step).
+        step: steps taken since the state was created.
+        time_fs: always NaN (ULA has no physical time); kept so observers read every state alike.
+    """
+
+    positions: torch.Tensor
+    energy: torch.Tensor
+    forces: torch.Tensor
+    step: int = 0
+    time_fs: float = math.nan
+
+
+def _check(eta_A2: float, temperature_K: float) -> None:
+    if not (eta_A2 > 0 and temperature_K > 0):
+        raise CrmseError(f"ULA needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}")
+
+
+def ula_update(
+    positions: torch.Tensor, forces: torch.Tensor, *, eta_A2: float, beta: float, generator: torch.Generator
+) -> torch.Tensor:
+    """One ULA move x + eta beta F + sqrt(2 eta) xi, out of place. (B, N, 3) Å -> (B, N, 3) Å."""
+    xi = torch.randn(positions.shape, generator=generator, dtype=positions.dtype, device=positions.device)
+    return positions + (eta_A2 * beta) * forces + math.sqrt(2.0 * eta_A2) * xi
+
+
+def ula_steps(
+    force_fn: ForceFn,
+    positions: torch.Tensor,
+    n_steps: int,
+    *,
+    eta_A2: float,
+    temperature_K: float,
+    generator: torch.Generator,
+    observer: Callable[[ULAState], object] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advance B chains by ``n_steps`` ULA steps (n_steps + 1 force evaluations).
+
+    Args:
+        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
+        positions: (B, N, 3) Å start (not modified).
+        n_steps: K >= 0.
+        eta_A2: step size eta, Å^2 (paper: 4e-4).
+        temperature_K: T of the target exp(-U/kT).
+        generator: torch generator on the positions' device; seeding it makes chains reproducible.
+        observer: optional ``fn(ULAState)`` called after every step.
+
+    Returns:
+        (positions (B, N, 3) Å, energy (B,) kcal/mol at those positions), both detached.
+    """
+    _check(eta_A2, temperature_K)
+    if n_steps < 0:
+        raise CrmseError(f"number of ULA steps must be >= 0, got {n_steps}")
+    b = beta_of(temperature_K)
+    x = positions.detach()
+    energy, forces = force_fn(x)
+    for k in range(n_steps):
+        x = ula_update(x, forces.detach(), eta_A2=eta_A2, beta=b, generator=generator)
+        energy, forces = force_fn(x)
+        if observer is not None:
+            observer(ULAState(x, energy.detach(), forces.detach(), k + 1))
+    return x, energy.detach()
+
+
+class ULA(Sampler[ULAState]):
+    """ULA as a sampler with observers, one force evaluation per step.
+
+    Args:
+        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
+        temperature_K: T of the target exp(-U/kT).
+        eta_A2: step size eta, Å^2.
+        generator: torch generator on the positions' device.
+    """
+
+    def __init__(
+        self, force_fn: ForceFn, temperature_K: float, eta_A2: float, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        _check(eta_A2, temperature_K)
+        self.force_fn = force_fn
+        self.temperature_K = float(temperature_K)
+        self.eta_A2 = float(eta_A2)
+        self.beta = beta_of(temperature_K)
+        self.generator = generator if generator is not None else torch.Generator()
+
+    def init_state(self, positions: torch.Tensor) -> ULAState:
+        """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
+        if positions.ndim != 3 or positions.shape[-1] != 3:
+            raise CrmseError(f"positions must have shape (replicas, atoms, 3), got {tuple(positions.shape)}")
+        x = positions.detach().clone()
+        energy, forces = self.force_fn(x)
+        return ULAState(x, energy.detach(), forces.detach(), 0)
+
+    def step(self, state: ULAState) -> ULAState:
+        x = ula_update(
+            state.positions, state.forces, eta_A2=self.eta_A2, beta=self.beta, generator=self.generator
+        )
+        energy, forces = self.force_fn(x)
+        return ULAState(x, energy.detach(), forces.detach(), state.step + 1)
