@@ -47,11 +47,25 @@ def main_callback(
     ctx.obj = AppState(workspace=Workspace.resolve(home), json=json_output, debug=debug, threads=threads)
 
 
-def _register() -> None:
-    """Attach every working command. A command appears here only once it works."""
-    from crmse_cli.cli import registry_cmds
+# Each module defines ``register(app)``; a command is listed here only once it works.
+COMMAND_MODULES = (
+    "registry_cmds",  # runs, show, datasets
+    "fetch_cmd",  # fetch rmd17 / fetch xyz
+    "pretrain_cmd",
+    "sample_cmd",
+    "evaluate_cmd",
+    "regularize_cmd",
+    "compare_cmd",
+    "reproduce_cmd",
+)
 
-    registry_cmds.register(app)
+
+def _register() -> None:
+    """Attach every command module to the app."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"crmse_cli.cli.{name}").register(app)
 
 
 def main() -> None:
