@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,7 +30,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     ctx: typer.Context,
-    home: Optional[Path] = typer.Option(
+    home: Path | None = typer.Option(
         None, "--home", envvar="CRMSE_HOME",
         help="Workspace folder (database, data cache, runs). Default: $XDG_DATA_HOME/crmse, "
         "i.e. ~/.local/share/crmse.",

@@ -48,3 +48,35 @@ def set_threads(n: int) -> None:
 def emit_json(data: Any) -> None:
     """Print machine-readable output on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def fmt_value(value: float) -> str:
+    """Compact number for tables: 4 significant digits, plain for moderate magnitudes."""
+    if value != value:  # NaN
+        return "n/a"
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.3e}"
+
+
+def print_metrics(title: str, metrics: dict[str, tuple[float, str]], *, extra: dict[str, Any] | None = None) -> None:
+    """Print ``name -> (value, unit)`` as a rich table (or JSON with the global ``--json``)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for name, (value, unit) in metrics.items():
+        table.add_row(name, fmt_value(float(value)), unit)
+    console.print(table)
+    for key, val in (extra or {}).items():
+        console.print(f"{key}: {val}", highlight=False)
+
+
+def emit_result(app_state: AppState, title: str, metrics: dict[str, tuple[float, str]], **fields: Any) -> None:
+    """The one way commands print their result: JSON with ``--json``, else a table."""
+    if app_state.json:
+        emit_json({**fields, "metrics": {k: {"value": v, "unit": u} for k, (v, u) in metrics.items()}})
+    else:
+        print_metrics(title, metrics, extra=fields)

@@ -253,7 +253,8 @@ class ContrastiveTrainer:
         ks = float(ks_2samp(e_chain[finite], self._dft_energies).statistic) if finite.any() else 1.0
         min_pair, outside = self._chain_geometry()
         return UpdateRecord(
-            update=self.update, loss=float(loss), loss_mse=float(loss_mse), loss_c=float(loss_c),
+            update=self.update, loss=float(loss.detach()), loss_mse=float(loss_mse.detach()),
+            loss_c=float(loss_c.detach()),
             energy_data=float(energy.detach().mean()), energy_chains=float(energy_chains.detach().mean()),
             energy_chains_min=float(energy_chains.detach().min()), chain_ks=ks, resets=resets,
             min_pair_A=min_pair, share_outside=outside, lr=lr,

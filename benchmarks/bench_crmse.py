@@ -1,0 +1,74 @@
+"""Wall time per CRMSE update (K ULA steps for C chains + one parameter update) on this machine.
+
+Prints, for ethanol and aspirin with the default PaiNN (untrained weights: the cost of an update
+does not depend on the weights' values), the seconds per update and its split into the chains'
+K sampler steps and the parameter update, for C = 32, 64, 128 chains at K = 200.
+
+Usage: python benchmarks/bench_crmse.py [--threads 1] [--steps-per-update 200] [--updates 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_model import load_molecule  # noqa: E402
+
+from crmse_cli.model import ModelConfig, build_potential, make_graph  # noqa: E402
+from crmse_cli.sampling.ula import ula_steps  # noqa: E402
+from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer  # noqa: E402
+
+
+def bench(molecule: str, chains: int, k: int, updates: int) -> tuple[float, float]:
+    pos, species, energies, forces, source = load_molecule(molecule, 200)
+    pot = build_potential(ModelConfig(), species.tolist())
+    pot.fit_shift_scale(species, energies, forces)
+    dtype = pot.dtype
+    x, e, f = pos.to(dtype), energies.to(dtype), forces.to(dtype)
+
+    def energy_fn(p: torch.Tensor) -> torch.Tensor:
+        return pot(make_graph(p, species))
+
+    cfg = ContrastiveConfig(n_chains=chains, steps_per_update=k, n_updates=updates, seed=0)
+    trainer = ContrastiveTrainer(energy_fn, list(pot.parameters()), x, e, f, cfg)
+    trainer.step()  # warm-up (allocator, first-call overheads)
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        trainer.step()
+    per_update = (time.perf_counter() - t0) / updates
+    g = torch.Generator().manual_seed(1)
+    t0 = time.perf_counter()
+    ula_steps(trainer._force_fn, trainer.chains, k, eta_A2=cfg.eta_A2, temperature_K=cfg.temperature_K, generator=g)
+    sampling = time.perf_counter() - t0
+    return per_update, sampling
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--steps-per-update", type=int, default=200, help="K (default 200)")
+    parser.add_argument("--updates", type=int, default=2, help="timed updates per setting")
+    parser.add_argument("--chains", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--molecules", nargs="+", default=["ethanol", "aspirin"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"CRMSE update wall time, K = {args.steps_per_update}, threads = {args.threads}, "
+          f"torch {torch.__version__}, default PaiNN ({ModelConfig().features} features, {ModelConfig().layers} layers)")
+    print(f"{'molecule':<10}{'chains':>8}{'s/update':>12}{'sampling s':>12}{'replica-steps/s':>18}")
+    for mol in args.molecules:
+        for c in args.chains:
+            per_update, sampling = bench(mol, c, args.steps_per_update, args.updates)
+            rate = c * args.steps_per_update / sampling
+            print(f"{mol:<10}{c:>8}{per_update:>12.2f}{sampling:>12.2f}{rate:>18.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

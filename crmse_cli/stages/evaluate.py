@@ -1,0 +1,222 @@
+"""`crmse evaluate`: accuracy on the test frames and distribution metrics against DFT.
+
+For a model run (pretrain / regularize): energy and force MAE / RMSE on the split's test frames.
+For a sample run: that, for the model behind it, plus every distribution metric of METHOD.md
+between the sampled frames and the DFT reference frames (frames in neither the training nor the
+test part of the split), the configurational temperature of both frame sets, and the replica
+survival curve. Everything is stored as metrics of an ``evaluate`` run whose parent is the
+evaluated run, and the arrays behind the figures as an ``evaluation`` npz artifact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crmse_cli.analysis.metrics import distribution_metrics
+from crmse_cli.analysis.stats import configurational_temperature
+from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.model.forces import energy_and_forces, laplacian
+from crmse_cli.progress import make_progress
+from crmse_cli.sampling.trajectory import load_trajectory
+from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
+from crmse_cli.stages._run import tracked
+from crmse_cli.units import EV_PER_KCAL_PER_MOL
+from crmse_cli.workspace import Workspace
+
+MEV_PER_KCAL = EV_PER_KCAL_PER_MOL * 1000.0
+BURN_IN_FRACTION = 0.1
+"""Share of each trajectory's recorded frames dropped as equilibration before the metrics."""
+MAX_SAMPLE_FRAMES = 50_000
+TCONF_FRAMES = 200
+"""Frames per set for the configurational temperature (3N backward passes per batch)."""
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    run_id: str
+    metrics: dict[str, tuple[float, str]]
+    evaluation_path: Path | None
+
+
+def test_metrics(handle: ModelHandle, data: Any, *, batch: int = 100) -> dict[str, tuple[float, str]]:
+    """Energy / force MAE and RMSE on the split's test frames (kcal/mol and meV)."""
+    _, test = data.split(handle.split)
+    if len(test) == 0:
+        raise CrmseError(f"dataset {data.name!r} split {handle.split} has no test frames")
+    species = torch.as_tensor(data.species, device=handle.device)
+    de, df = [], []
+    for chunk in np.array_split(test, max(1, math.ceil(len(test) / batch))):
+        pos = torch.as_tensor(data.positions[chunk], dtype=handle.potential.dtype, device=handle.device)
+        e, f = energy_and_forces(handle.potential, pos, species)
+        de.append(e.double().cpu().numpy() - data.energies[chunk])
+        df.append(f.double().cpu().numpy() - data.forces[chunk])
+    err_e, err_f = np.concatenate(de), np.concatenate(df)
+    out: dict[str, tuple[float, str]] = {}
+    for tag, err, unit in (("energy", err_e, "kcal/mol"), ("force", err_f, "kcal/mol/A")):
+        mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
+        out[f"test_{tag}_mae"] = (mae, unit)
+        out[f"test_{tag}_rmse"] = (rmse, unit)
+        out[f"test_{tag}_mae_meV"] = (mae * MEV_PER_KCAL, unit.replace("kcal/mol", "meV"))
+        out[f"test_{tag}_rmse_meV"] = (rmse * MEV_PER_KCAL, unit.replace("kcal/mol", "meV"))
+    return out
+
+
+def _tconf(
+    handle: ModelHandle, species: np.ndarray, positions: np.ndarray, forces: np.ndarray | None
+) -> float:
+    """T_conf of a frame set; forces None means the model's own (samples)."""
+    sp = torch.as_tensor(species, device=handle.device)
+    pos = torch.as_tensor(positions, dtype=handle.potential.dtype, device=handle.device)
+    lap = np.concatenate([laplacian(handle.potential, p, sp).double().cpu().numpy() for p in pos.split(50)])
+    if forces is None:
+        forces = np.concatenate(
+            [energy_and_forces(handle.potential, p, sp)[1].double().cpu().numpy() for p in pos.split(100)]
+        )
+    return configurational_temperature(forces, lap)
+
+
+def survival_curve(stability: dict[str, np.ndarray], time_axis: np.ndarray) -> np.ndarray:
+    """Fraction of replicas still in the physical basin at each time of ``time_axis``."""
+    left_at = stability.get("stability_time_fs")
+    if left_at is None or left_at.size == 0:
+        return np.ones_like(time_axis)
+    left_at = np.where(np.isnan(left_at), np.inf, left_at)
+    return (left_at[None, :] > time_axis[:, None]).mean(axis=1)
+
+
+def _pick(n: int, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=k, replace=False)) if n > k else np.arange(n)
+
+
+def distribution_part(
+    handle: ModelHandle,
+    data: Any,
+    samples_path: Path,
+    *,
+    burn_in_fraction: float = BURN_IN_FRACTION,
+    seed: int = 0,
+) -> tuple[dict[str, tuple[float, str]], dict[str, np.ndarray]]:
+    """Every distribution metric of a sample artifact against the DFT reference frames."""
+    traj = load_trajectory(samples_path)
+    temperature = float(traj.meta.get("temperature_K", 500.0))
+    n_t = traj.positions.shape[0]
+    first = min(int(math.floor(burn_in_fraction * n_t)), n_t - 1)
+    pos = traj.positions[first:].reshape(-1, data.n_atoms, 3).astype(np.float64)
+    ene = traj.energies[first:].reshape(-1)
+    keep = _pick(len(pos), MAX_SAMPLE_FRAMES, seed)
+    pos, ene = pos[keep], ene[keep]
+    ref_idx = data.reference_indices(handle.split)
+    if len(ref_idx) == 0:
+        raise CrmseError(f"dataset {data.name!r} has no reference frames outside split {handle.split}")
+    ref_pos, ref_e = data.positions[ref_idx], data.energies[ref_idx]
+    comp = distribution_metrics(data.species, pos, ene, ref_pos, ref_e, temperature)
+    metrics = dict(comp.metrics)
+    arrays = dict(comp.arrays)
+    finite = np.isfinite(pos).all(axis=(1, 2)) & np.isfinite(ene)
+    t_ref = _pick(len(ref_idx), TCONF_FRAMES, seed + 1)
+    t_smp = np.flatnonzero(finite)[_pick(int(finite.sum()), TCONF_FRAMES, seed + 2)]
+    metrics["config_temperature_ref_K"] = (
+        _tconf(handle, data.species, ref_pos[t_ref], data.forces[ref_idx][t_ref]),
+        "K",
+    )
+    metrics["config_temperature_sample_K"] = (
+        (_tconf(handle, data.species, pos[t_smp], None), "K") if len(t_smp) else (math.nan, "K")
+    )
+    metrics["sampling_temperature_K"] = (temperature, "K")
+    metrics["n_sample_frames"] = (float(len(pos)), "1")
+    metrics["n_ref_frames"] = (float(len(ref_idx)), "1")
+    time_axis = traj.time_fs if np.isfinite(traj.time_fs).all() else traj.steps.astype(np.float64)
+    arrays["sample_energies"] = ene
+    arrays["ref_energies"] = ref_e
+    arrays["survival_time_ps"] = time_axis / 1000.0
+    arrays["survival_fraction"] = survival_curve(traj.stability, time_axis)
+    return metrics, arrays
+
+
+def evaluate(
+    ws: Workspace,
+    ref: str,
+    *,
+    sample: str | None = None,
+    name: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    registry: Any = None,
+) -> EvaluateResult:
+    """Evaluate run ``ref`` (a model or a sample run); register an ``evaluate`` run."""
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    target = reg.get_run(ref)
+    sample_run = target if target.kind == "sample" else (reg.get_run(sample) if sample else None)
+    if sample_run is not None and sample_run.kind != "sample":
+        raise CrmseError(
+            f"--sample {sample}: run {sample_run.id} is a {sample_run.kind} run, not a sample run"
+        )
+    handle = resolve_model(reg, (sample_run or target).id, device=device)
+    data = load_dataset(reg, handle.dataset)
+    check_species(handle, data)
+    samples_path = None
+    if sample_run is not None:
+        arts = reg.artifacts(sample_run.id, kind="samples")
+        if not arts:
+            raise NotFoundError(
+                f"sample run {sample_run.id} has no samples ({sample_run.status}); sample again"
+            )
+        samples_path = Path(arts[-1].path)
+    run = reg.create_run(
+        kind="evaluate",
+        name=name,
+        dataset=handle.dataset,
+        parent=(sample_run or target).id,
+        config={
+            "dataset": handle.dataset,
+            "split": handle.split,
+            "model_run": handle.run.id if handle.run else None,
+            "sample_run": sample_run.id if sample_run else None,
+            "burn_in_fraction": BURN_IN_FRACTION,
+        },
+        seed=seed,
+    )
+    with tracked(reg, run.id):
+        with make_progress() as bar:
+            task = bar.add_task("evaluate", total=2 if samples_path else 1, info="test frames")
+            metrics = test_metrics(handle, data)
+            bar.update(task, advance=1, info="distributions")
+            evaluation = None
+            if samples_path is not None:
+                dist, arrays = distribution_part(handle, data, samples_path, seed=seed)
+                metrics.update(dist)
+                if sample_run is not None:
+                    metrics.update(
+                        {
+                            k: (m.value, m.unit)
+                            for k, m in reg.final_metrics(sample_run.id).items()
+                            if k not in ("n_broken", "temperature_kinetic")
+                        }
+                    )
+                evaluation = ws.run_dir(run.id) / "artifacts" / "evaluation.npz"
+                evaluation.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(evaluation) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, **arrays)
+                reg.add_artifact(
+                    run.id, kind="evaluation", path=str(evaluation), sha256=sha256_file(evaluation)
+                )
+                bar.update(task, advance=1, info="done")
+        reg.log_metrics(
+            run.id,
+            [
+                {"name": k, "value": float(v), "unit": u}
+                for k, (v, u) in metrics.items()
+                if math.isfinite(float(v))
+            ],
+        )  # NaN: undefined, not stored
+    return EvaluateResult(run.id, metrics, evaluation)

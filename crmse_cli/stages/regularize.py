@@ -1,0 +1,294 @@
+"""`crmse regularize`: CRMSE post-training of a pretrained potential (METHOD.md, "CRMSE post-training").
+
+The run starts from a model run's checkpoint (or a checkpoint file), trains on the same training
+frames as pretraining with the same energy/force weights, and logs every update to the registry.
+Checkpoints hold the weights, the optimizer, the persistent chains and every RNG state, so
+``resume`` continues exactly where the run stopped. Chains are saved as artifacts at the start,
+every ``chains_every`` updates and at the end: they are the negative samples.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from crmse_cli.model.graph import make_graph
+from crmse_cli.progress import make_progress
+from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, run_checkpoint
+from crmse_cli.stages._run import tracked
+from crmse_cli.stages.evaluate import test_metrics
+from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
+from crmse_cli.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RegularizeConfig:
+    """CRMSE settings: the trainer's hyper-parameters plus bookkeeping intervals.
+
+    ``contrastive`` holds lambda, eta, K, chains, updates, lr and warm-up (see
+    :class:`crmse_cli.train.contrastive.ContrastiveConfig` for their documented defaults). Energy
+    and force weights are taken from the pretraining run unless set explicitly.
+    """
+
+    contrastive: ContrastiveConfig = ContrastiveConfig()
+    val_every: int = 25
+    checkpoint_every: int = 25
+    chains_every: int = 50
+    device: str = "cpu"
+    inherit_loss_weights: bool = True
+
+
+@dataclass(frozen=True)
+class RegularizeResult:
+    run_id: str
+    checkpoint: Path
+    metrics: dict[str, tuple[float, str]]
+    wall_s: float
+
+
+def _frames(handle: ModelHandle, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of the pretraining run, else the split's train part."""
+    extra = handle.payload.get("extra", {})
+    train = extra.get("train_indices")
+    val = extra.get("val_indices")
+    if train is None:
+        train, _ = data.split(handle.split)
+        val = np.zeros(0, dtype=np.int64)
+    return np.asarray(train, dtype=np.int64), np.asarray(val if val is not None else [], dtype=np.int64)
+
+
+def _loss_weights(handle: ModelHandle) -> dict[str, float]:
+    cfg = handle.payload.get("extra", {}).get("config", {})
+    out = {}
+    for key in ("energy_weight", "force_weight"):
+        if isinstance(cfg, dict) and key in cfg:
+            out[key] = float(cfg[key])
+    return out
+
+
+def _val_mae(handle: ModelHandle, data: Any, rows: np.ndarray) -> dict[str, tuple[float, str]]:
+    if len(rows) == 0:
+        return {}
+    from crmse_cli.model.forces import energy_and_forces
+
+    sp = torch.as_tensor(data.species, device=handle.device)
+    pos = torch.as_tensor(data.positions[rows], dtype=handle.potential.dtype, device=handle.device)
+    e, f = energy_and_forces(handle.potential, pos, sp)
+    return {
+        "val_energy_mae": (float(np.abs(e.double().cpu().numpy() - data.energies[rows]).mean()), "kcal/mol"),
+        "val_force_mae": (float(np.abs(f.double().cpu().numpy() - data.forces[rows]).mean()), "kcal/mol/A"),
+    }
+
+
+def regularize(
+    ws: Workspace,
+    source: str | None,
+    config: RegularizeConfig,
+    *,
+    name: str | None = None,
+    resume: str | None = None,
+    registry: Any = None,
+) -> RegularizeResult:
+    """Run (or resume) CRMSE post-training of ``source`` (model run id/name or checkpoint)."""
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    if resume is not None:
+        run = reg.get_run(resume)
+        if run.kind != "regularize":
+            raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
+        if run.status == "completed":
+            raise CrmseError(f"run {run.id} already completed; nothing to resume")
+        handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
+        config = _config_from_run(run.config, device=config.device)
+        reg.set_status(run.id, "running")
+    else:
+        if source is None:
+            raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
+        handle = resolve_model(reg, source, device=config.device)
+        if config.inherit_loss_weights:
+            config = replace(config, contrastive=replace(config.contrastive, **_loss_weights(handle)))
+        run_config = {
+            "dataset": handle.dataset,
+            "split": handle.split,
+            "source_run": handle.run.id if handle.run else None,
+            "source_checkpoint": str(handle.checkpoint),
+            "model": handle.payload.get("config"),
+            "n_train": int(len(_frames(handle, load_dataset(reg, handle.dataset))[0])),
+            "lambda": config.contrastive.lambda_,
+            "eta_A2": config.contrastive.eta_A2,
+            "steps_per_update": config.contrastive.steps_per_update,
+            "n_chains": config.contrastive.n_chains,
+            "contrastive": asdict(config.contrastive),
+            **{f.name: getattr(config, f.name) for f in fields(config) if f.name != "contrastive"},
+        }
+        run = reg.create_run(
+            kind="regularize",
+            name=name,
+            dataset=handle.dataset,
+            parent=handle.run.id if handle.run else None,
+            config=run_config,
+            seed=config.contrastive.seed,
+        )
+    data = load_dataset(reg, handle.dataset)
+    check_species(handle, data)
+    with tracked(reg, run.id):
+        return _train(ws, reg, run.id, handle, data, config, resuming=resume is not None)
+
+
+def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
+    c = dict(cfg["contrastive"])
+    names = {f.name for f in fields(RegularizeConfig)} - {"contrastive"}
+    rest = {k: cfg[k] for k in names if k in cfg}
+    rest["device"] = device
+    return RegularizeConfig(contrastive=ContrastiveConfig(**c), **rest)
+
+
+def _build_trainer(
+    handle: ModelHandle, data: Any, train_rows: np.ndarray, cfg: ContrastiveConfig
+) -> ContrastiveTrainer:
+    pot = handle.potential
+    dev, dt = handle.device, pot.dtype
+    species = torch.as_tensor(data.species, device=dev)
+    x = torch.as_tensor(data.positions[train_rows], dtype=dt, device=dev)
+    e = torch.as_tensor(data.energies[train_rows], dtype=dt, device=dev)
+    f = torch.as_tensor(data.forces[train_rows], dtype=dt, device=dev)
+    ref_rows = data.reference_indices(handle.split)
+    pmin = pair_minimum(
+        torch.as_tensor(data.positions[ref_rows if len(ref_rows) else train_rows], dtype=dt, device=dev)
+    )
+
+    def energy_fn(positions: torch.Tensor) -> torch.Tensor:
+        return pot(make_graph(positions, species))
+
+    pot.train()
+    return ContrastiveTrainer(energy_fn, list(pot.parameters()), x, e, f, cfg, pair_min_A=pmin)
+
+
+def _save_state(
+    ws: Workspace, reg: Any, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
+) -> Path:
+    path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
+    extra = dict(handle.payload.get("extra", {}))
+    extra.update(
+        trainer=trainer.state_dict(),
+        torch_rng=torch.get_rng_state(),
+        regularize_run=run_id,
+        dataset=handle.dataset,
+        split=handle.split,
+    )
+    extra.pop("optimizer", None)  # pretraining's optimizer state is not this run's
+    sha = save_checkpoint(path, handle.potential, extra=extra)
+    reg.add_checkpoint(
+        run_id, path=str(path), sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag
+    )
+    return path
+
+
+def _save_chains(ws: Workspace, reg: Any, run_id: str, trainer: ContrastiveTrainer) -> None:
+    with torch.no_grad():
+        energies = trainer.energy_fn(trainer.chains).double().cpu().numpy()
+    path = ws.run_dir(run_id) / "artifacts" / f"chains_{trainer.update:05d}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            positions=trainer.chains.detach().cpu().numpy(),
+            energies=energies,
+            update=np.array(trainer.update),
+        )
+    reg.add_artifact(
+        run_id, kind="chains", path=str(path), sha256=sha256_file(path), meta={"update": trainer.update}
+    )
+
+
+def _record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
+    values = {
+        "loss": (r.loss, "1"),
+        "loss_mse": (r.loss_mse, "1"),
+        "loss_c": (r.loss_c, "1"),
+        "energy_data": (r.energy_data, "kcal/mol"),
+        "energy_chains": (r.energy_chains, "kcal/mol"),
+        "energy_chains_min": (r.energy_chains_min, "kcal/mol"),
+        "chain_ks": (r.chain_ks, "1"),
+        "resets": (float(r.resets), "1"),
+        "chain_min_pair": (r.min_pair_A, "A"),
+        "chains_outside": (r.share_outside, "1"),
+        "lr": (r.lr, "1"),
+    }
+    return [
+        {"name": k, "value": float(v), "unit": u, "step": r.update}
+        for k, (v, u) in values.items()
+        if math.isfinite(float(v))
+    ]
+
+
+def _train(
+    ws: Workspace,
+    reg: Any,
+    run_id: str,
+    handle: ModelHandle,
+    data: Any,
+    config: RegularizeConfig,
+    *,
+    resuming: bool,
+) -> RegularizeResult:
+    t0 = time.perf_counter()
+    train_rows, val_rows = _frames(handle, data)
+    trainer = _build_trainer(handle, data, train_rows, config.contrastive)
+    if resuming:
+        last = run_checkpoint(reg, reg.get_run(run_id))
+        pot, payload = load_checkpoint(last, device=handle.device)
+        handle.potential.load_state_dict(pot.state_dict())
+        trainer.load_state_dict(payload["extra"]["trainer"])
+        torch.set_rng_state(payload["extra"]["torch_rng"])
+    else:
+        _save_chains(ws, reg, run_id, trainer)
+        _save_state(ws, reg, run_id, handle, trainer, "last")
+    cfg = config.contrastive
+    # Rows since the last checkpoint are only written with it: after Ctrl-C, --resume redoes
+    # those updates exactly, so nothing is logged twice.
+    pending: list[dict[str, Any]] = []
+    with make_progress() as bar:
+        task = bar.add_task(
+            f"CRMSE λ={cfg.lambda_:g}", total=cfg.n_updates, completed=trainer.update, info=""
+        )
+        for rec in trainer.updates():
+            pending += _record_rows(rec)
+            bar.update(
+                task,
+                completed=rec.update,
+                info=f"L_C {rec.loss_c:+.2f}  KS {rec.chain_ks:.2f}  E_chain {rec.energy_chains:.1f}  resets {rec.resets}",
+            )
+            if rec.update % config.val_every == 0 or rec.update == cfg.n_updates:
+                handle.potential.eval()
+                pending += [
+                    {"name": k, "value": v, "unit": u, "step": rec.update, "split": "val"}
+                    for k, (v, u) in _val_mae(handle, data, val_rows).items()
+                ]
+                handle.potential.train()
+            if rec.update % config.checkpoint_every == 0:
+                reg.log_metrics(run_id, pending)
+                pending = []
+                _save_state(ws, reg, run_id, handle, trainer, "last")
+            if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
+                _save_chains(ws, reg, run_id, trainer)
+    if pending:
+        reg.log_metrics(run_id, pending)
+    handle.potential.eval()
+    _save_chains(ws, reg, run_id, trainer)
+    final = _save_state(ws, reg, run_id, handle, trainer, "final")
+    metrics = test_metrics(handle, data)
+    reg.log_metrics(
+        run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
+    )
+    return RegularizeResult(run_id, final, metrics, time.perf_counter() - t0)

@@ -1,0 +1,151 @@
+"""`crmse reproduce`: fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate -> compare.
+
+Every step is an ordinary registry run named ``repro-<molecule>-<preset>-n<n_train>-s<seed>-<step>``,
+so ``crmse runs`` lists them and each can be rerun alone. Rerunning ``reproduce`` reuses the
+steps that completed, resumes an interrupted pretrain or regularize run, and starts the other
+steps again under a fresh name (``...~2``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.stages.sample import SampleConfig
+from crmse_cli.train.contrastive import ContrastiveConfig
+from crmse_cli.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one reproduction. ``pretrain`` holds PretrainConfig overrides."""
+
+    pretrain: dict[str, Any]
+    sample: SampleConfig
+    contrastive: ContrastiveConfig
+    control: bool  # also run the lambda = 0 control (same fine-tuning, no contrastive term)
+
+
+PRESETS: dict[str, Preset] = {
+    # About 10 minutes on one core of a 2-core machine with ethanol (see README).
+    "quick": Preset(
+        pretrain={"max_minutes": 3.0, "max_epochs": 200},
+        sample=SampleConfig(replicas=32, steps=4000, record_every=20),
+        contrastive=ContrastiveConfig(n_chains=16, n_updates=40, steps_per_update=200, warmup_updates=10),
+        control=False,
+    ),
+    # The paper's sizes (ethanol 1000 training frames) and the project's best defaults.
+    "paper": Preset(
+        pretrain={},
+        sample=SampleConfig(replicas=128, steps=20000, record_every=20),
+        contrastive=ContrastiveConfig(),
+        control=True,
+    ),
+}
+
+
+@dataclass
+class ReproduceResult:
+    runs: dict[str, str] = field(default_factory=dict)  # step -> run id
+    report: Path | None = None
+    metrics: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)  # label -> metrics
+    wall_s: float = 0.0
+
+
+def _find(reg: Any, base: str) -> list[Any]:
+    return [r for r in reg.list_runs() if r.name == base or (r.name or "").startswith(base + "~")]
+
+
+def _fresh_name(reg: Any, base: str) -> str:
+    taken = {r.name for r in _find(reg, base)}
+    if base not in taken:
+        return base
+    k = 2
+    while f"{base}~{k}" in taken:
+        k += 1
+    return f"{base}~{k}"
+
+
+def _step(reg: Any, base: str, *, start: Any, resume: Any = None) -> str:
+    """Reuse a completed run named ``base``, resume a resumable one, or start a new one."""
+    runs = _find(reg, base)
+    done = [r for r in runs if r.status == "completed"]
+    if done:
+        return str(done[-1].id)
+    if resume is not None:
+        stopped = [r for r in runs if r.status in ("interrupted", "failed", "running")]
+        if stopped and reg.checkpoints(stopped[-1].id):
+            return str(resume(stopped[-1].id))
+    return str(start(_fresh_name(reg, base)))
+
+
+def reproduce(
+    ws: Workspace,
+    molecule: str,
+    *,
+    preset: str = "quick",
+    from_path: Path | None = None,
+    n_train: int | None = None,
+    seed: int = 0,
+    split: str = "01",
+    lambda_: float | None = None,
+    temperature_K: float | None = None,
+    out: Path | None = None,
+    registry: Any = None,
+) -> ReproduceResult:
+    """Run the whole pipeline on one molecule; return run ids, metrics and the report path."""
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages import compare as compare_stage
+    from crmse_cli.stages import evaluate as evaluate_stage
+    from crmse_cli.stages import fetch as fetch_stage
+    from crmse_cli.stages import pretrain as pretrain_stage
+    from crmse_cli.stages import regularize as regularize_stage
+    from crmse_cli.stages import sample as sample_stage
+
+    if preset not in PRESETS:
+        raise CrmseError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    t0 = time.perf_counter()
+    p = PRESETS[preset]
+    reg = registry or Registry.open(ws.ensure())
+    if reg.find_dataset(molecule) is None:
+        fetch_stage.fetch_rmd17(ws, molecule, from_path=from_path)
+    tag = f"repro-{molecule}-{preset}-n{n_train or 'all'}-s{seed}"
+    res = ReproduceResult()
+    sample_cfg = replace(p.sample, seed=seed, temperature_K=temperature_K or p.sample.temperature_K)
+    contrastive = replace(p.contrastive, seed=seed, lambda_=p.contrastive.lambda_ if lambda_ is None else lambda_)
+
+    pre_cfg = pretrain_stage.preset_config(preset, overrides=dict(p.pretrain, seed=seed, n_train=n_train))
+    res.runs["pretrain"] = _step(
+        reg, f"{tag}-pretrain",
+        start=lambda name: pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, name=name).run_id,
+        resume=lambda rid: pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, resume=rid).run_id,
+    )
+    models = {"MSE": res.runs["pretrain"]}
+    variants = [("CRMSE", contrastive)] + ([("lambda0", replace(contrastive, lambda_=0.0))] if p.control else [])
+    for label, ccfg in variants:
+        rcfg = regularize_stage.RegularizeConfig(contrastive=ccfg)
+        models[label] = _step(
+            reg, f"{tag}-regularize-{label}",
+            start=lambda name, rcfg=rcfg: regularize_stage.regularize(
+                ws, res.runs["pretrain"], rcfg, name=name).run_id,
+            resume=lambda rid, rcfg=rcfg: regularize_stage.regularize(ws, None, rcfg, resume=rid).run_id,
+        )
+        res.runs[f"regularize-{label}"] = models[label]
+    samples = []
+    for label, model_id in models.items():
+        sid = _step(reg, f"{tag}-sample-{label}",
+                    start=lambda name, m=model_id: sample_stage.sample(ws, m, sample_cfg, name=name).run_id)
+        res.runs[f"sample-{label}"] = sid
+        eid = _step(reg, f"{tag}-evaluate-{label}",
+                    start=lambda name, s=sid: evaluate_stage.evaluate(ws, s, name=name, seed=seed).run_id)
+        res.runs[f"evaluate-{label}"] = eid
+        res.metrics[label] = {k: (m.value, m.unit) for k, m in reg.final_metrics(eid).items()}
+        samples.append(sid)
+    cmp = compare_stage.compare(ws, samples, out=out, title=f"CRMSE reproduction: {molecule} ({preset}, seed {seed})")
+    res.runs["compare"] = cmp.run_id
+    res.report = Path(cmp.path)
+    res.wall_s = time.perf_counter() - t0
+    return res

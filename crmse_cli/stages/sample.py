@@ -1,0 +1,234 @@
+"""`crmse sample`: batched Langevin dynamics (BAOAB) or ULA of a potential, with a stability monitor.
+
+Replicas start from held-out frames of the model's split (the test frames by default, drawn with
+the seed) with Maxwell-Boltzmann velocities and zero centre-of-mass momentum. Frames are recorded
+every ``record_every`` steps; the stability monitor (bond deviation > 0.5 Å from the reference
+mean, or any pair closer than its DFT minimum - 0.3 Å) is checked every ``check_every`` steps and
+never stops the other replicas. The reference for the monitor is the DFT reference set: frames in
+neither the training nor the test part of the split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.fileio import sha256_file
+from crmse_cli.model.forces import force_field
+from crmse_cli.progress import make_progress
+from crmse_cli.sampling.langevin import LangevinBAOAB, masses_from_species
+from crmse_cli.sampling.monitor import StabilityMonitor
+from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
+from crmse_cli.sampling.ula import ULA
+from crmse_cli.stages._models import check_species, load_dataset, resolve_model
+from crmse_cli.stages._run import tracked
+from crmse_cli.workspace import Workspace
+
+INTEGRATORS = ("langevin", "ula")
+STARTS = ("test", "reference", "train")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Sampling settings (units in the names).
+
+    Attributes:
+        integrator: "langevin" (BAOAB MD) or "ula" (overdamped, the sampler of CRMSE's chains).
+        temperature_K: thermostat / Boltzmann temperature.
+        timestep_fs: MD time step (langevin).
+        friction_per_fs: Langevin friction gamma (0.01/fs, as ASE's documentation suggests).
+        eta_A2: ULA step size (ula).
+        replicas: number of replicas run as one batch.
+        steps: number of integrator steps.
+        record_every: keep a frame of every replica every this many steps.
+        check_every: run the stability monitor every this many steps.
+        start: frames the replicas start from: "test" (held-out test frames), "reference" (DFT
+            reference frames) or "train".
+        seed: seed of the starting frames, velocities and noise.
+        device: "cpu" or "cuda".
+        dtype: "float32" (default) or "float64".
+    """
+
+    integrator: str = "langevin"
+    temperature_K: float = 500.0
+    timestep_fs: float = 0.5
+    friction_per_fs: float = 0.01
+    eta_A2: float = 4e-4
+    replicas: int = 64
+    steps: int = 20000
+    record_every: int = 20
+    check_every: int = 10
+    start: str = "test"
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.integrator not in INTEGRATORS:
+            raise CrmseError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
+        if self.start not in STARTS:
+            raise CrmseError(f"--start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        for name in ("replicas", "steps", "record_every", "check_every"):
+            if int(getattr(self, name)) < 1:
+                raise CrmseError(f"--{name.replace('_', '-')} must be a positive integer")
+        for name in ("temperature_K", "timestep_fs", "eta_A2"):
+            if not float(getattr(self, name)) > 0:
+                raise CrmseError(f"{name} must be positive")
+        if self.friction_per_fs < 0:
+            raise CrmseError("friction_per_fs must be >= 0")
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    run_id: str
+    samples_path: Path
+    metrics: dict[str, tuple[float, str]]
+    interrupted: bool
+    wall_s: float
+
+
+def _start_frames(data: Any, split: str, where: str, n: int, gen: torch.Generator) -> np.ndarray:
+    train, test = data.split(split)
+    pool = {"test": test, "train": train, "reference": data.reference_indices(split)}[where]
+    if len(pool) == 0:
+        raise CrmseError(f"dataset {data.name!r} split {split} has no {where} frames to start from")
+    pick = (
+        torch.randint(0, len(pool), (n,), generator=gen).numpy()
+        if n > len(pool)
+        else (torch.randperm(len(pool), generator=gen)[:n].numpy())
+    )
+    return data.positions[pool[pick]]
+
+
+def _sampler(
+    cfg: SampleConfig, force_fn: Any, species: np.ndarray, gen: torch.Generator, device: Any, dtype: Any
+) -> Any:
+    if cfg.integrator == "langevin":
+        masses = masses_from_species(species).to(device=device, dtype=dtype)
+        return LangevinBAOAB(force_fn, masses, cfg.temperature_K, cfg.timestep_fs, cfg.friction_per_fs, gen)
+    return ULA(force_fn, cfg.temperature_K, cfg.eta_A2, gen)
+
+
+def stability_metrics(monitor: StabilityMonitor, integrator: str) -> dict[str, tuple[float, str]]:
+    """Registry rows of the stability summary (times in ps for MD, steps for ULA)."""
+    s = monitor.summary()
+    out: dict[str, tuple[float, str]] = {
+        "stable_fraction": (float(s.fraction_stable), "1"),
+        "n_left": (float(s.n_left), "1"),
+        "n_replicas": (float(s.n_replicas), "1"),
+    }
+    for reason, count in s.reasons.items():
+        out[f"n_left_{reason}"] = (float(count), "1")
+    if integrator == "langevin":
+        out["median_leave_time_ps"] = (s.median_time_left_fs / 1000.0, "ps")
+        out["median_survival_ps"] = (s.median_survival_fs / 1000.0, "ps")
+        out["simulated_ps"] = (s.observed_time_fs / 1000.0, "ps")
+    else:
+        out["median_leave_steps"] = (s.median_steps_left, "steps")
+        out["simulated_steps"] = (float(s.observed_steps), "steps")
+    return out
+
+
+def sample(
+    ws: Workspace,
+    model: str,
+    config: SampleConfig,
+    *,
+    name: str | None = None,
+    registry: Any = None,
+) -> SampleResult:
+    """Sample model ``model`` (run id/name or checkpoint path); register a ``sample`` run."""
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    handle = resolve_model(reg, model, device=config.device, dtype=config.dtype)
+    data = load_dataset(reg, handle.dataset)
+    check_species(handle, data)
+    run_config = {
+        "dataset": handle.dataset,
+        "split": handle.split,
+        "model_run": handle.run.id if handle.run else None,
+        "checkpoint": str(handle.checkpoint),
+        "checkpoint_sha256": sha256_file(handle.checkpoint),
+        **asdict(config),
+    }
+    run = reg.create_run(
+        kind="sample",
+        name=name,
+        dataset=handle.dataset,
+        parent=handle.run.id if handle.run else None,
+        config=run_config,
+        seed=config.seed,
+    )
+    with tracked(reg, run.id):
+        return _sample_run(ws, reg, run.id, handle, data, config)
+
+
+def _sample_run(
+    ws: Workspace, reg: Any, run_id: str, handle: Any, data: Any, cfg: SampleConfig
+) -> SampleResult:
+    t0 = time.perf_counter()
+    device, dtype = handle.device, handle.potential.dtype
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    cpu_gen = torch.Generator().manual_seed(cfg.seed)
+    start = torch.as_tensor(
+        _start_frames(data, handle.split, cfg.start, cfg.replicas, cpu_gen), dtype=dtype, device=device
+    )
+    species = torch.as_tensor(data.species, device=device)
+    ref = data.positions[data.reference_indices(handle.split)]
+    monitor = StabilityMonitor.from_reference(data.species, ref)
+    recorder = TrajectoryRecorder(data.species, monitor=monitor)
+    sampler = _sampler(cfg, force_field(handle.potential, species), data.species, gen, device, dtype)
+    state = sampler.init_state(start)
+    rows: list[dict[str, Any]] = []
+    sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
+    sampler.attach(recorder, every=cfg.record_every)
+    with make_progress() as bar:
+        task = bar.add_task(f"sample {cfg.integrator}", total=cfg.steps, info="")
+
+        def report(s: Any) -> None:
+            n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
+            row = {"name": "n_broken", "value": float(n_left), "unit": "1", "step": int(s.step)}
+            rows.append(row)
+            info = f"broken {n_left}/{cfg.replicas}"
+            if cfg.integrator == "langevin":
+                temp = float(sampler.kinetic_temperature(s).mean())
+                rows.append({"name": "temperature_kinetic", "value": temp, "unit": "K", "step": int(s.step)})
+                info = f"{s.time_fs / 1000:.2f} ps  T {temp:.0f} K  " + info
+            bar.update(task, completed=s.step, info=info)
+
+        sampler.attach(report, every=max(cfg.record_every, 100))
+        sampler.run(state, cfg.steps)
+    run_dir = ws.run_dir(run_id) / "artifacts"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "integrator": cfg.integrator,
+        "temperature_K": cfg.temperature_K,
+        "dataset": data.name,
+        "split": handle.split,
+        "checkpoint": str(handle.checkpoint),
+        "interrupted": sampler.interrupted,
+    }
+    path = recorder.save(run_dir / "samples.npz", meta=meta)
+    reg.add_artifact(run_id, kind="samples", path=str(path), sha256=sha256_file(path), meta=meta)
+    # The extended-XYZ copy is for eyes and ASE tools: at most ~50 frames per replica.
+    stride = max(1, recorder.n_frames // 50)
+    xyz = run_dir / "samples.extxyz"
+    export_extxyz(path, xyz, stride=stride)
+    reg.add_artifact(run_id, kind="extxyz", path=str(xyz), sha256=sha256_file(xyz), meta={"stride": stride})
+    metrics = stability_metrics(monitor, cfg.integrator)
+    rows += [{"name": k, "value": v, "unit": u} for k, (v, u) in metrics.items()]
+    reg.log_metrics(run_id, [r for r in rows if math.isfinite(r["value"])])  # NaN: undefined, not stored
+    if sampler.interrupted:
+        reg.set_status(
+            run_id, "interrupted", error="interrupted by the user (Ctrl-C); samples so far were kept"
+        )
+        raise KeyboardInterrupt
+    return SampleResult(run_id, path, metrics, sampler.interrupted, time.perf_counter() - t0)

@@ -1,0 +1,109 @@
+"""Training frames: reproducible subsampling, the validation hold-out and batching.
+
+All frames of a training set are one molecule, so a batch is a (B, N, 3) block of positions
+(the potential's dense, fastest layout) plus labels; frames live as tensors on the training
+device and batches are index selections, with no per-step copying from numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from crmse_cli.data.dataset import Dataset
+from crmse_cli.errors import CrmseError
+
+
+@dataclass(frozen=True, eq=False)
+class FrameSet:
+    """Frames of one molecule as tensors.
+
+    Attributes:
+        positions: (F, N, 3) Å, in the model's dtype.
+        energies: (F,) kcal/mol, float64 (labels keep full precision).
+        forces: (F, N, 3) kcal/mol/Å, in the model's dtype.
+        species: (N,) int64 atomic numbers.
+        rows: (F,) int64 row indices of the frames in their dataset.
+    """
+
+    positions: Tensor
+    energies: Tensor
+    forces: Tensor
+    species: Tensor
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.energies.shape[0])
+
+    @classmethod
+    def from_dataset(
+        cls,
+        data: Dataset,
+        rows: np.ndarray,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> "FrameSet":
+        """The frames ``rows`` of ``data`` on ``device``; positions and forces in ``dtype``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return cls(
+            positions=torch.as_tensor(data.positions[rows], dtype=dtype, device=device),
+            energies=torch.as_tensor(data.energies[rows], dtype=torch.float64, device=device),
+            forces=torch.as_tensor(data.forces[rows], dtype=dtype, device=device),
+            species=torch.as_tensor(data.species, dtype=torch.long, device=device),
+            rows=rows,
+        )
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(positions (B,N,3), energies (B,), forces (B,N,3)) of the frames at ``index``."""
+        index = index.to(self.positions.device)
+        return self.positions[index], self.energies[index], self.forces[index]
+
+
+def select_frames(
+    train_rows: np.ndarray, n_train: int | None, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n_train`` frames of a split's training part and hold out a validation share.
+
+    One permutation of ``train_rows`` by ``numpy.random.default_rng(seed)``: its first
+    ``n_train`` entries are the frames used, the first ``round(val_fraction * n_train)`` of those
+    (at least 1 when ``val_fraction > 0``) are the validation set, the rest the training set. So
+    the same seed gives the same frames, and a smaller ``n_train`` draws a subset of a larger one.
+    ``n_train=1000`` with the default 0.05 gives the usual rMD17 950 / 50.
+
+    Args:
+        train_rows: (T,) dataset rows of the split's training part.
+        n_train: frames to use, training + validation (None: all T).
+        val_fraction: share of them held out for validation, in [0, 0.5].
+        seed: seed of the draw.
+
+    Returns:
+        (training rows, validation rows), each sorted.
+    """
+    rows = np.asarray(train_rows, dtype=np.int64)
+    n = len(rows) if n_train is None else int(n_train)
+    if n < 2 or n > len(rows):
+        raise CrmseError(f"n_train must lie in 2..{len(rows)} (the split's training frames), got {n_train}")
+    if not 0.0 <= val_fraction <= 0.5:
+        raise CrmseError(f"val_fraction must lie in [0, 0.5], got {val_fraction}")
+    chosen = np.random.default_rng(seed).permutation(rows)[:n]
+    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
+    return np.sort(chosen[n_val:]), np.sort(chosen[:n_val])
+
+
+def shuffled_batches(n_frames: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Index batches of one epoch in an order drawn from ``generator`` (CPU, advanced in place).
+
+    The last batch may be smaller; it is kept so that every frame is seen every epoch.
+    """
+    order = torch.randperm(n_frames, generator=generator)
+    yield from order.split(batch_size)
+
+
+def ordered_batches(n_frames: int, batch_size: int) -> Iterator[Tensor]:
+    """Index batches 0..n_frames-1 in order (evaluation)."""
+    yield from torch.arange(n_frames).split(batch_size)
