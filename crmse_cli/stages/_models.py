@@ -32,8 +32,10 @@ class ModelHandle:
     split: str
 
     @property
-    def species(self) -> np.ndarray:
-        return np.asarray(self.potential.species, dtype=np.int64)
+    def species(self) -> np.ndarray | None:
+        """(N,) atomic numbers of the molecule the model was trained on, if the checkpoint says."""
+        sp = self.payload.get("extra", {}).get("species")
+        return None if sp is None else np.asarray(sp, dtype=np.int64)
 
     @property
     def device(self) -> torch.device:
@@ -108,7 +110,9 @@ def _check_device(device: str) -> None:
 
 def check_species(handle: ModelHandle, data: Dataset) -> None:
     """Refuse a model and a dataset of different molecules."""
-    if list(handle.species) != list(data.species):
+    elements = set(int(z) for z in data.species)
+    known = handle.species
+    if (known is not None and list(known) != list(data.species)) or not elements <= set(handle.potential.species):
         raise CrmseError(
             f"the model was trained on another molecule than dataset {data.name!r}; pick the matching dataset"
         )

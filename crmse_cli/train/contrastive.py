@@ -225,17 +225,22 @@ class ContrastiveTrainer:
         """K ULA steps for every chain, then one parameter update."""
         cfg = self.config
         self.chains, _ = ula_steps(
-            self._force_fn, self.chains, cfg.steps_per_update, eta_A2=cfg.eta_A2,
-            temperature_K=cfg.temperature_K, generator=self.generator,
+            self._force_fn,
+            self.chains,
+            cfg.steps_per_update,
+            eta_A2=cfg.eta_A2,
+            temperature_K=cfg.temperature_K,
+            generator=self.generator,
         )
         resets = self._reset_broken()
         idx = self._draw_index(cfg.batch_size)
         pos = self.x[idx].detach().clone().requires_grad_(True)
         energy = self.energy_fn(pos)
         forces = forces_from_energy(energy, pos, create_graph=True)
-        loss_mse = cfg.energy_weight * (energy - self.e[idx]).pow(2).mean() + cfg.force_weight * (
-            forces - self.f[idx]
-        ).pow(2).mean()
+        loss_mse = (
+            cfg.energy_weight * (energy - self.e[idx]).pow(2).mean()
+            + cfg.force_weight * (forces - self.f[idx]).pow(2).mean()
+        )
         energy_chains = self.energy_fn(self.chains.detach())
         loss_c = self.beta * (energy.mean() - energy_chains.mean())
         loss = loss_mse + cfg.lambda_ * loss_c if cfg.lambda_ > 0 else loss_mse
@@ -253,11 +258,18 @@ class ContrastiveTrainer:
         ks = float(ks_2samp(e_chain[finite], self._dft_energies).statistic) if finite.any() else 1.0
         min_pair, outside = self._chain_geometry()
         return UpdateRecord(
-            update=self.update, loss=float(loss.detach()), loss_mse=float(loss_mse.detach()),
+            update=self.update,
+            loss=float(loss.detach()),
+            loss_mse=float(loss_mse.detach()),
             loss_c=float(loss_c.detach()),
-            energy_data=float(energy.detach().mean()), energy_chains=float(energy_chains.detach().mean()),
-            energy_chains_min=float(energy_chains.detach().min()), chain_ks=ks, resets=resets,
-            min_pair_A=min_pair, share_outside=outside, lr=lr,
+            energy_data=float(energy.detach().mean()),
+            energy_chains=float(energy_chains.detach().mean()),
+            energy_chains_min=float(energy_chains.detach().min()),
+            chain_ks=ks,
+            resets=resets,
+            min_pair_A=min_pair,
+            share_outside=outside,
+            lr=lr,
         )
 
     def updates(self, n: int | None = None) -> Iterator[UpdateRecord]:

@@ -47,7 +47,7 @@ class FrameSet:
         *,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
-    ) -> "FrameSet":
+    ) -> FrameSet:
         """The frames ``rows`` of ``data`` on ``device``; positions and forces in ``dtype``."""
         rows = np.asarray(rows, dtype=np.int64)
         return cls(
@@ -101,9 +101,17 @@ def shuffled_batches(n_frames: int, batch_size: int, generator: torch.Generator)
     The last batch may be smaller; it is kept so that every frame is seen every epoch.
     """
     order = torch.randperm(n_frames, generator=generator)
-    yield from order.split(batch_size)
+    yield from torch.split(order, batch_size)
 
 
 def ordered_batches(n_frames: int, batch_size: int) -> Iterator[Tensor]:
     """Index batches 0..n_frames-1 in order (evaluation)."""
-    yield from torch.arange(n_frames).split(batch_size)
+    yield from torch.split(torch.arange(n_frames), batch_size)
+
+
+def check_device(device: str) -> None:
+    """Refuse devices torch cannot use, with the fix."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CrmseError("device cuda was asked for but torch sees no CUDA GPU; use device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise CrmseError(f"device must be cpu or cuda[:n], got {device!r}")

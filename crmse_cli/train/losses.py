@@ -22,6 +22,7 @@ from torch import Tensor
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.forces import energy_and_forces, forces_from_energy
 from crmse_cli.model.potential import Potential
+from crmse_cli.units import ENERGY_UNIT, FORCE_UNIT, MEV_PER_KCAL_PER_MOL
 
 DEFAULT_ENERGY_WEIGHT = 0.05
 """w_E in (kcal/mol)^-2."""
@@ -212,3 +213,19 @@ def evaluate_errors(
         force_rmse=f_mse**0.5,
         n_frames=n,
     )
+
+
+def error_metrics(errors: ErrorMetrics, prefix: str = "test") -> dict[str, tuple[float, str]]:
+    """Named metrics of ``errors``: ``{prefix}_energy_mae`` etc. in kcal/mol(/Å) and ``_meV`` twins.
+
+    Returns:
+        name -> (value, unit string), units as the registry records them.
+    """
+    out: dict[str, tuple[float, str]] = {}
+    for quantity, unit in (("energy", ENERGY_UNIT), ("force", FORCE_UNIT)):
+        for stat in ("mae", "rmse"):
+            value = float(getattr(errors, f"{quantity}_{stat}"))
+            out[f"{prefix}_{quantity}_{stat}"] = (value, unit)
+            mev_unit = "meV" if quantity == "energy" else "meV/A"
+            out[f"{prefix}_{quantity}_{stat}_meV"] = (value * MEV_PER_KCAL_PER_MOL, mev_unit)
+    return out

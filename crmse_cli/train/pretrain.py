@@ -11,10 +11,10 @@ the registry.
 Schedule. ``cosine`` (the default) anneals the learning rate from ``lr`` to ``lr_min`` over the
 run's progress p = max(epochs done / max_epochs, time used / max_minutes), so a time-budgeted run
 still ends at the small learning rate that gives the last factor in accuracy. ``plateau`` halves
-the rate when the validation loss stalls (``plateau_factor``, ``plateau_patience``). On ethanol
-(1000 frames, one core) cosine reached a lower validation loss than plateau at equal wall-clock
-time (see ``PretrainConfig``). With a time budget the cosine schedule depends on the machine's
-speed; runs without ``max_minutes`` are deterministic for a seed, resumed or not.
+the rate when the validation loss stalls (``plateau_factor``, ``plateau_patience``). The
+measurements behind the defaults are in ``PretrainConfig``'s docstring. With a time budget the
+cosine schedule depends on the machine's speed; runs without ``max_minutes`` are deterministic
+for a seed, resumed or not.
 """
 
 from __future__ import annotations
@@ -23,106 +23,34 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from crmse_cli.config import to_dict
+from crmse_cli.config import from_dict, to_dict
 from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError
-from crmse_cli.model.config import ModelConfig
+from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from crmse_cli.model.potential import Potential, build_potential
-from crmse_cli.train.data import FrameSet, select_frames, shuffled_batches
-from crmse_cli.train.losses import (
-    DEFAULT_ENERGY_WEIGHT,
-    DEFAULT_FORCE_WEIGHT,
-    ErrorMetrics,
-    LossWeights,
-    energy_force_loss,
-    evaluate_errors,
-)
+from crmse_cli.train.data import FrameSet, check_device, select_frames, shuffled_batches
+from crmse_cli.train.losses import ErrorMetrics, energy_force_loss, error_metrics, evaluate_errors
+from crmse_cli.train.optim import LRSchedule, WeightAverage, averaged
+from crmse_cli.train.pretrain_config import RESUMABLE_FIELDS, SCHEDULES, PretrainConfig, resumed_config
 
-SCHEDULES = ("cosine", "plateau", "constant")
+__all__ = [
+    "RESUMABLE_FIELDS",
+    "SCHEDULES",
+    "EpochRecord",
+    "PretrainConfig",
+    "PretrainTrainer",
+    "error_metrics",
+]
+
 CHECKPOINT_STAGE = "pretrain"
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Hyper-parameters of MSE pretraining (units in the names; 0 switches optional parts off).
-
-    Attributes:
-        model: the potential's :class:`ModelConfig` (its ``dtype`` is the training dtype).
-        n_train: frames drawn from the split's training part, validation included (None: all).
-        val_fraction: share of those held out for validation (0.05: rMD17's usual 950 / 50).
-        batch_size: frames per optimiser step.
-        lr: Adam's initial learning rate.
-        schedule: "cosine" (default; decays to ``lr_min`` over the run), "plateau" (multiply by
-            ``plateau_factor`` after ``plateau_patience`` epochs without a 1e-4 relative
-            improvement of the validation loss) or "constant".
-        lr_min: the final rate of cosine and the floor of plateau.
-        plateau_factor: learning-rate factor of the plateau schedule, in (0, 1).
-        plateau_patience: epochs without improvement before the plateau schedule cuts the rate.
-        early_stopping_patience: stop after this many epochs without a new best validation loss
-            (0: never).
-        max_epochs: the most epochs to train.
-        max_minutes: wall-clock budget of training in minutes, summed over resumes (0/None:
-            none). Checked after each epoch.
-        grad_clip: clip the gradient's global norm to this (0/None: no clipping).
-        ema_decay: decay of an exponential moving average of the weights (0: off). When on, the
-            EMA weights are validated, tested and saved as the checkpoints' potential.
-        energy_weight: w_E of L_MSE, (kcal/mol)^-2.
-        force_weight: w_F of L_MSE, (kcal/mol/Å)^-2.
-        seed: seeds the frame draw, the weight initialisation and the batch order.
-        device: "cpu" or "cuda[:n]".
-    """
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    n_train: int | None = None
-    val_fraction: float = 0.05
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    lr_min: float = 1e-5
-    plateau_factor: float = 0.5
-    plateau_patience: int = 10
-    early_stopping_patience: int = 100
-    max_epochs: int = 2000
-    max_minutes: float | None = 15.0
-    grad_clip: float | None = 10.0
-    ema_decay: float = 0.0
-    energy_weight: float = DEFAULT_ENERGY_WEIGHT
-    force_weight: float = DEFAULT_FORCE_WEIGHT
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise CrmseError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("batch_size", "max_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise CrmseError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and 0 <= self.lr_min <= self.lr):
-            raise CrmseError(f"need lr > 0 and 0 <= lr_min <= lr, got lr {self.lr}, lr_min {self.lr_min}")
-        if not 0 < self.plateau_factor < 1:
-            raise CrmseError(f"plateau_factor must lie in (0, 1), got {self.plateau_factor}")
-        if not 0 <= self.ema_decay < 1:
-            raise CrmseError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if self.early_stopping_patience < 0 or self.plateau_patience < 0:
-            raise CrmseError("patience values must be >= 0")
-        LossWeights(self.energy_weight, self.force_weight)
-
-    @property
-    def weights(self) -> LossWeights:
-        """The loss weights w_E, w_F."""
-        return LossWeights(self.energy_weight, self.force_weight)
-
-    @property
-    def budget_s(self) -> float | None:
-        """The wall-clock budget in seconds, None when unlimited."""
-        return float(self.max_minutes) * 60.0 if self.max_minutes else None
 
 
 @dataclass(frozen=True)
@@ -140,81 +68,313 @@ class EpochRecord:
     improved: bool
 
 
-class LRSchedule:
-    """Learning rate of each step: cosine over the run's progress, plateau cuts, or constant."""
+Observer = Callable[[EpochRecord], None]
 
-    def __init__(self, config: PretrainConfig, steps_per_epoch: int) -> None:
+
+class PretrainTrainer:
+    """Epoch loop of MSE pretraining; iterate :meth:`epochs`.
+
+    Build it with :meth:`create` (fresh) or :meth:`from_checkpoint` (resume).
+
+    Args:
+        potential: the model, shift and scale already fitted, on the training device.
+        train: training frames (same device and dtype as the model).
+        val: validation frames.
+        config: the hyper-parameters.
+        meta: recorded in checkpoints: ``dataset`` (name) and ``split`` ("01".."05").
+    """
+
+    def __init__(
+        self,
+        potential: Potential,
+        train: FrameSet,
+        val: FrameSet,
+        config: PretrainConfig,
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        if len(val) == 0:
+            raise CrmseError(
+                "no validation frames: raise val_fraction above 0 (the best epoch is picked on them)"
+            )
+        self.potential = potential.train()
+        self.train_set, self.val_set = train, val
         self.config = config
-        self.total_steps = max(1, config.max_epochs * steps_per_epoch)
-        self.lr = config.lr
-        self.best = math.inf
-        self.bad_epochs = 0
+        self.meta = dict(meta or {})
+        self.params = [p for p in potential.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.schedule = LRSchedule(config, math.ceil(len(train) / config.batch_size))
+        self.ema = WeightAverage(self.params, config.ema_decay) if config.ema_decay > 0 else None
+        self.generator = torch.Generator().manual_seed(config.seed)  # batch order
+        self.epoch = 0
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.best_weights: dict[str, Tensor] | None = None
+        self.last: EpochRecord | None = None
+        self.stop_reason: str | None = None
+        self._observers: list[tuple[Observer, int]] = []
 
-    def progress(self, step: int, elapsed_s: float) -> float:
-        """Fraction of the run done, in [0, 1]: by steps, or by time if that is further."""
-        p = step / self.total_steps
-        budget = self.config.budget_s
-        if budget:
-            p = max(p, elapsed_s / budget)
-        return min(1.0, p)
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: PretrainConfig, data: Dataset, split: str | int = "01") -> PretrainTrainer:
+        """A fresh trainer: draw frames, build the potential (seeded), fit shift and scale."""
+        check_device(config.device)
+        train_rows, val_rows = select_frames(
+            data.split(split)[0], config.n_train, config.val_fraction, config.seed
+        )
+        # Seeded without touching the caller's global generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            potential = build_potential(config.model, data.species.tolist())
+        potential.to(config.device)
+        potential.fit_shift_scale(data.species, data.energies[train_rows], data.forces[train_rows])
+        dtype = config.model.torch_dtype
+        train = FrameSet.from_dataset(data, train_rows, dtype=dtype, device=config.device)
+        val = FrameSet.from_dataset(data, val_rows, dtype=dtype, device=config.device)
+        center_energies(potential, train)
+        return cls(
+            potential, train, val, config, meta={"dataset": data.name, "split": normalize_split(split)}
+        )
 
-    def on_step(self, step: int, elapsed_s: float) -> float:
-        """The rate for the next step."""
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: Any,
+        data: Dataset,
+        *,
+        config: PretrainConfig | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> PretrainTrainer:
+        """Resume from a ``last`` checkpoint written by :meth:`save_last`.
+
+        Args:
+            path: the checkpoint file.
+            data: the dataset the run trained on.
+            config: if given, it must equal the saved config except in :data:`RESUMABLE_FIELDS`,
+                whose values it sets.
+            overrides: new values of :data:`RESUMABLE_FIELDS` (None values are ignored).
+        """
+        potential, payload = load_checkpoint(path, device="cpu")
+        extra = payload.get("extra", {})
+        if extra.get("stage") != CHECKPOINT_STAGE or "optimizer" not in extra:
+            raise CrmseError(
+                f"{path} is not a resumable pretrain checkpoint; resume from a run's 'last' checkpoint"
+            )
+        if extra.get("dataset") != data.name or list(extra.get("species", [])) != data.species.tolist():
+            raise CrmseError(f"{path} was trained on dataset {extra.get('dataset')!r}, not {data.name!r}")
+        stored = from_dict(PretrainConfig, dict(extra["config"]), where=f"{path}: config")
+        config = resumed_config(stored, config, overrides)
+        check_device(config.device)
+        potential.to(config.device)
+        dtype = config.model.torch_dtype
+        train_rows, val_rows = (
+            np.asarray(extra[k], dtype=np.int64) for k in ("train_indices", "val_indices")
+        )
+        train = FrameSet.from_dataset(data, train_rows, dtype=dtype, device=config.device)
+        val = FrameSet.from_dataset(data, val_rows, dtype=dtype, device=config.device)
+        trainer = cls(potential, train, val, config, meta={"dataset": data.name, "split": extra["split"]})
+        trainer.load_state_dict(extra)
+        return trainer
+
+    # -- observers -------------------------------------------------------------------------------
+    def attach(self, fn: Observer, every: int = 1) -> None:
+        """Call ``fn(record)`` after every ``every``-th epoch (and after the last one)."""
+        self._observers.append((fn, max(1, every)))
+
+    # -- the loop --------------------------------------------------------------------------------
+    def epochs(self) -> Iterator[EpochRecord]:
+        """Train epoch by epoch until a stop criterion holds (see :attr:`stop_reason`)."""
+        while (reason := self._stop_reason()) is None:
+            record = self.run_epoch()
+            final = self._stop_reason() is not None
+            for fn, every in self._observers:
+                if final or record.epoch % every == 0:
+                    fn(record)
+            yield record
+        self.stop_reason = reason
+
+    def _stop_reason(self) -> str | None:
         cfg = self.config
-        if cfg.schedule == "cosine":
-            p = self.progress(step, elapsed_s)
-            self.lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * p))
-        return self.lr
+        if self.epoch >= cfg.max_epochs:
+            return "max_epochs"
+        budget = cfg.budget_s
+        if budget is not None and self.elapsed_s >= budget:
+            return "time_budget"
+        patience = cfg.early_stopping_patience
+        if patience and self.epoch > 0 and self.epoch - self.best_epoch >= patience:
+            return "early_stopping"
+        return None
 
-    def on_epoch(self, val_loss: float) -> None:
-        """Plateau bookkeeping after validation."""
-        cfg = self.config
-        if cfg.schedule != "plateau":
-            return
-        if val_loss < self.best * (1.0 - 1e-4):
-            self.best, self.bad_epochs = val_loss, 0
-            return
-        self.bad_epochs += 1
-        if self.bad_epochs > cfg.plateau_patience:
-            self.lr, self.bad_epochs = max(cfg.lr_min, self.lr * cfg.plateau_factor), 0
+    def run_epoch(self) -> EpochRecord:
+        """One pass over the training frames, then validation."""
+        cfg, start = self.config, time.perf_counter()
+        self.potential.train()
+        total = torch.zeros((), dtype=torch.float64, device=self.train_set.positions.device)
+        for index in shuffled_batches(len(self.train_set), cfg.batch_size, self.generator):
+            lr = self.schedule.on_step(self.step, self.elapsed_s + time.perf_counter() - start)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            pos, energies, forces = self.train_set.batch(index)
+            loss, _ = energy_force_loss(
+                self.potential, pos, self.train_set.species, energies, forces, cfg.weights
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update()
+            self.step += 1
+            total += loss.detach().double() * len(index)
+        train_loss = float(total) / len(self.train_set)
+        if not math.isfinite(train_loss):
+            raise CrmseError(
+                f"training diverged at epoch {self.epoch + 1} (loss {train_loss}); lower lr or set grad_clip"
+            )
+        with self.validated_weights():
+            errors = self.validate()
+            improved = errors.loss < self.best_loss
+            if improved:
+                self.best_loss, self.best_epoch = errors.loss, self.epoch + 1
+                self.best_weights = {k: v.detach().clone() for k, v in self.potential.state_dict().items()}
+        self.schedule.on_epoch(errors.loss)
+        self.epoch += 1
+        self.elapsed_s += time.perf_counter() - start
+        self.last = EpochRecord(
+            epoch=self.epoch,
+            step=self.step,
+            train_loss=train_loss,
+            val_loss=errors.loss,
+            val_energy_mae=errors.energy_mae,
+            val_force_mae=errors.force_mae,
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            elapsed_s=self.elapsed_s,
+            improved=improved,
+        )
+        return self.last
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "best": self.best, "bad_epochs": self.bad_epochs}
+    def validate(self) -> ErrorMetrics:
+        """Errors of the current weights on the validation frames."""
+        v = self.val_set
+        return evaluate_errors(
+            self.potential, v.positions, v.species, v.energies, v.forces, self.config.weights
+        )
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr, self.best, self.bad_epochs = float(state["lr"]), float(state["best"]), int(state["bad_epochs"])
+    def validated_weights(self) -> AbstractContextManager[None]:
+        """Context in which the model holds the weights that are validated and saved (the EMA's)."""
+        return averaged(self.ema)
+
+    def best_potential(self) -> Potential:
+        """A copy of the potential with the best validated weights, in eval mode."""
+        best = copy.deepcopy(self.potential)
+        if self.best_weights is not None:
+            best.load_state_dict(self.best_weights)
+        elif self.ema is not None:
+            with self.validated_weights():
+                best.load_state_dict(self.potential.state_dict())
+        return best.eval()
+
+    def test(self, frames: FrameSet) -> ErrorMetrics:
+        """Errors of the best potential on ``frames`` (e.g. the split's test part)."""
+        return evaluate_errors(
+            self.best_potential(),
+            frames.positions,
+            frames.species,
+            frames.energies,
+            frames.forces,
+            self.config.weights,
+        )
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_extra(self) -> dict[str, Any]:
+        """Everything a resume needs, as checkpoint ``extra`` (tensors and plain types)."""
+        return {
+            "stage": CHECKPOINT_STAGE,
+            "dataset": self.meta.get("dataset"),
+            "split": self.meta.get("split"),
+            "config": to_dict(self.config),
+            "species": self.train_set.species.tolist(),
+            "train_indices": torch.as_tensor(self.train_set.rows),
+            "val_indices": torch.as_tensor(self.val_set.rows),
+            "epoch": self.epoch,
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+            "val": _record_dict(self.last),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "generator": self.generator.get_state(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            # With an EMA the checkpoint's potential holds the averaged weights; the live
+            # (optimised) ones are kept here so that a resume continues exactly.
+            "train_weights": _cloned(self.potential.state_dict()) if self.ema is not None else None,
+        }
+
+    def load_state_dict(self, extra: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_extra` (the potential's weights included)."""
+        if extra.get("train_weights") is not None:
+            self.potential.load_state_dict(extra["train_weights"])
+        self.optimizer.load_state_dict(extra["optimizer"])
+        self.schedule.load_state_dict(extra["schedule"])
+        self.generator.set_state(extra["generator"])
+        if self.ema is not None and extra.get("ema") is not None:
+            self.ema.load_state_dict(extra["ema"])
+        self.epoch, self.step = int(extra["epoch"]), int(extra["step"])
+        self.elapsed_s = float(extra["elapsed_s"])
+        self.best_loss, self.best_epoch = float(extra["best_loss"]), int(extra["best_epoch"])
+        best = extra.get("best_weights")
+        self.best_weights = {k: v.to(self.config.device) for k, v in best.items()} if best else None
+        val = extra.get("val")
+        self.last = EpochRecord(**val) if val else None
+        self.potential.train()
+
+    def save_last(self, path: Any) -> str:
+        """Write the resumable ``last`` checkpoint atomically; return its sha256."""
+        extra = self.state_extra()
+        with self.validated_weights():
+            return save_checkpoint(path, self.potential, extra=extra)
+
+    def save_best(self, path: Any) -> str:
+        """Write the ``best`` checkpoint (best validated weights, no optimiser state); return its sha256."""
+        extra = {k: v for k, v in self.state_extra().items() if k in _BEST_KEYS}
+        extra["epoch"] = self.best_epoch
+        extra["val_loss"] = self.best_loss
+        return save_checkpoint(path, self.best_potential(), extra=extra)
 
 
-class WeightAverage:
-    """Exponential moving average of parameters with TensorFlow's warm-up
-    (decay_n = min(decay, (1 + n) / (10 + n))), so early averages do not cling to the
-    initialisation."""
+_BEST_KEYS = ("stage", "dataset", "split", "config", "species", "train_indices", "val_indices")
 
-    def __init__(self, parameters: list[torch.nn.Parameter], decay: float) -> None:
-        self.parameters = parameters
-        self.decay = decay
-        self.updates = 0
-        self.shadow = [p.detach().clone() for p in parameters]
 
-    @torch.no_grad()
-    def update(self) -> None:
-        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for s, p in zip(self.shadow, self.parameters, strict=True):
-            s.lerp_(p.detach(), 1.0 - d)
-        self.updates += 1
+def _cloned(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
 
-    @torch.no_grad()
-    def swap(self) -> None:
-        """Exchange the live parameters and the averages (call twice to undo)."""
-        for s, p in zip(self.shadow, self.parameters, strict=True):
-            tmp = p.detach().clone()
-            p.copy_(s)
-            s.copy_(tmp)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"updates": self.updates, "shadow": [s.detach().cpu().clone() for s in self.shadow]}
+def _record_dict(record: EpochRecord | None) -> dict[str, Any] | None:
+    return None if record is None else dict(record.__dict__)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.updates = int(state["updates"])
-        for s, v in zip(self.shadow, state["shadow"], strict=True):
-            s.copy_(v)
+
+def center_energies(potential: Potential, frames: FrameSet) -> None:
+    """Shift the per-element energies so the initial network's mean training residual is zero.
+
+    An untrained network already sums to an offset of up to ~100 kcal/mol (its outputs times the
+    force-RMS scale); refitting the shift on E - U(x) removes it, so the first epochs are spent
+    on the energy surface's shape, not on a constant. Same least squares as
+    ``Potential.fit_shift_scale`` (minimum-norm for a single molecule).
+    """
+    residual = []
+    for index in torch.split(torch.arange(len(frames)), 256):
+        pos, energies, _ = frames.batch(index)
+        with torch.no_grad():
+            pred = potential.energies(pos, frames.species)
+        residual.append((energies - pred.double()).cpu())
+    r = torch.cat(residual).numpy()
+    species = frames.species.cpu().numpy()
+    counts = np.array([[np.sum(species == z) for z in potential.species]], dtype=np.float64)
+    delta, *_ = np.linalg.lstsq(np.repeat(counts, len(r), axis=0), r, rcond=1e-10)
+    with torch.no_grad():
+        potential.shift += torch.as_tensor(delta, dtype=potential.shift.dtype, device=potential.shift.device)

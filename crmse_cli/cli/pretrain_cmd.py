@@ -1,0 +1,78 @@
+"""`crmse pretrain`: MSE training of a GNN potential on a fetched dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from crmse_cli.cli.common import emit_result, set_threads, state
+
+
+def pretrain_command(
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, help="A fetched dataset, e.g. ethanol (see `crmse datasets`)."),
+    split: str = typer.Option("01", help="rMD17 split 1..5 (train_0k for training, test_0k for testing)."),
+    n_train: int | None = typer.Option(
+        None,
+        "--n-train",
+        help="Frames drawn from the split's training part; 5% of them validate.",
+    ),
+    max_epochs: int | None = typer.Option(None, "--max-epochs", help="Most epochs to train."),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", help="Wall-clock budget of training in minutes (0: none)."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="TOML file of PretrainConfig settings, e.g. examples/quick.toml (options override).",
+    ),
+    name: str | None = typer.Option(None, help="A unique name for the run."),
+    seed: int | None = typer.Option(None, help="Seed of the frame draw, initialisation and batch order."),
+    device: str | None = typer.Option(None, help="cpu or cuda."),
+    dtype: str | None = typer.Option(None, help="float32 or float64 (the model's dtype)."),
+    resume: str | None = typer.Option(
+        None, help="Continue a pretrain run (id or name) from its last checkpoint."
+    ),
+) -> None:
+    """Train a potential by energy + force MSE; report test energy and force errors."""
+    from crmse_cli.config import load_config
+    from crmse_cli.stages.pretrain import pretrain
+    from crmse_cli.train.pretrain import PretrainConfig
+
+    st = state(ctx)
+    set_threads(st.threads)
+    overrides: dict[str, Any] = {
+        "n_train": n_train,
+        "max_epochs": max_epochs,
+        "max_minutes": max_minutes,
+        "seed": seed,
+        "device": device,
+    }
+    if resume is not None:
+        # The run's own config continues; only budgets and the device may change.
+        cfg = load_config(PretrainConfig, config) if config is not None else None
+        if dtype is not None:
+            overrides["model"] = {"dtype": dtype}
+        res = pretrain(st.workspace, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
+    else:
+        cfg = load_config(PretrainConfig, config, model__dtype=dtype, **overrides)
+        res = pretrain(st.workspace, dataset=dataset, split=split, config=cfg, name=name)
+    emit_result(
+        st,
+        f"pretrain run {res.run_id}: test errors",
+        res.metrics,
+        run_id=res.run_id,
+        checkpoint=str(res.checkpoint),
+        epochs=res.epochs,
+        best_epoch=res.best_epoch,
+        stop_reason=res.stop_reason,
+        n_train=res.n_train,
+        n_val=res.n_val,
+        wall_s=round(res.wall_s, 1),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain_command)

@@ -1,0 +1,122 @@
+"""`crmse runs`, `crmse show RUN`, `crmse datasets`: what the registry holds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from crmse_cli.cli.common import console, emit_json, fmt_value, state
+
+KEY_METRICS = (
+    ("test_energy_mae", "E MAE"),
+    ("test_force_mae", "F MAE"),
+    ("energy_ks", "E KS"),
+    ("hr_mae", "h(r) MAE"),
+    ("stable_fraction", "stable"),
+    ("val_force_mae", "val F MAE"),
+)
+STATUS_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+
+
+def _registry(ctx: typer.Context) -> Any:
+    from crmse_cli.registry.store import Registry
+
+    return Registry.open(state(ctx).workspace)
+
+
+def _when(t: Any) -> str:
+    return t.strftime("%Y-%m-%d %H:%M") if t else ""
+
+
+def runs_command(
+    ctx: typer.Context,
+    kind: str | None = typer.Option(None, help="Only runs of this kind (pretrain, regularize, sample, ...)."),
+) -> None:
+    """List runs: id, name, kind, status, dataset, parent, start time and key metrics."""
+    reg = _registry(ctx)
+    runs = reg.list_runs(kind=kind)
+    finals = {r.id: reg.final_metrics(r.id) for r in runs}
+    if state(ctx).json:
+        emit_json([{**asdict(r), "metrics": {k: m.value for k, m in finals[r.id].items()}} for r in runs])
+        return
+    table = Table(title=f"runs in {state(ctx).workspace.home}", title_justify="left")
+    for col in ("id", "name", "kind", "status", "dataset", "parent", "started", "key metrics"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "kind", "status", "parent", "started"))
+    for r in runs:
+        m = finals[r.id]
+        key = "  ".join(f"{label} {fmt_value(m[name].value)}" for name, label in KEY_METRICS if name in m)
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.id, r.name or "", r.kind, f"[{style}]{r.status}[/]", r.dataset or "", r.parent or "",
+                      _when(r.started), key)
+    console.print(table if runs else "no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`")
+
+
+def show_command(ctx: typer.Context, run: str = typer.Argument(..., help="Run id (or unique prefix) or name.")) -> None:
+    """Everything about one run: config, final metrics, checkpoints and artifacts."""
+    reg = _registry(ctx)
+    info = reg.get_run(run)
+    finals = reg.final_metrics(info.id)
+    ckpts, arts = reg.checkpoints(info.id), reg.artifacts(info.id)
+    if state(ctx).json:
+        emit_json({"run": asdict(info), "metrics": {k: asdict(m) for k, m in finals.items()},
+                   "checkpoints": [asdict(c) for c in ckpts], "artifacts": [asdict(a) for a in arts]})
+        return
+    head = Table(show_header=False, title=f"run {info.id}", title_justify="left")
+    for field in ("name", "kind", "status", "dataset", "parent", "seed", "version", "host", "started", "ended", "error"):
+        value = getattr(info, field)
+        if value not in (None, ""):
+            head.add_row(field, str(value))
+    console.print(head)
+    cfg = Table("config", "value", title="config", title_justify="left")
+    for key, value in _flatten(info.config):
+        cfg.add_row(key, str(value))
+    console.print(cfg)
+    if finals:
+        mt = Table("metric", "value", "unit", "step", title="metrics (last value)", title_justify="left")
+        for name in sorted(finals):
+            m = finals[name]
+            mt.add_row(name, fmt_value(m.value), m.unit, "" if m.step is None else str(m.step))
+        console.print(mt)
+    if ckpts:
+        ct = Table("tag", "step", "path", "sha256", title="checkpoints", title_justify="left")
+        for c in ckpts:
+            ct.add_row(c.tag, str(c.step), c.path, c.sha256[:12])
+        console.print(ct)
+    if arts:
+        at = Table("kind", "path", "sha256", title="artifacts", title_justify="left")
+        for a in arts:
+            at.add_row(a.kind, a.path, a.sha256[:12])
+        console.print(at)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def datasets_command(ctx: typer.Context) -> None:
+    """List registered datasets: frames, atoms, splits, source."""
+    reg = _registry(ctx)
+    sets = reg.list_datasets()
+    if state(ctx).json:
+        emit_json([asdict(d) for d in sets])
+        return
+    table = Table("name", "frames", "atoms", "splits", "source", "path", title="datasets", title_justify="left")
+    for d in sets:
+        splits = ", ".join(f"{k} ({'/'.join(str(v) for v in parts.values())})" for k, parts in sorted(d.splits.items()))
+        table.add_row(d.name, str(d.n_frames), str(d.n_atoms), splits, d.source, d.path)
+    console.print(table if sets else "no datasets yet: `crmse fetch rmd17 ethanol --from rmd17.tar.bz2`")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs_command)
+    app.command("show")(show_command)
+    app.command("datasets")(datasets_command)

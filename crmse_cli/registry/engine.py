@@ -1,0 +1,100 @@
+"""Engine creation and schema migration (Alembic, configured in code: no alembic.ini needed).
+
+SQLite gets WAL journaling, a 30 s busy timeout and foreign keys, so several ``crmse``
+processes can write to one workspace at once. Any other URL (``CRMSE_DB_URL``, e.g. PostgreSQL)
+is used as given.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+
+from crmse_cli.errors import CrmseError
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: ``crmse_cli/_migrations`` when installed, ``migrations/`` in a checkout."""
+    try:
+        installed = resources.files("crmse_cli._migrations")
+        path = Path(str(installed))
+        if (path / "env.py").is_file():
+            return path
+    except ModuleNotFoundError:
+        pass
+    here = Path(__file__).resolve().parents[2] / "migrations"
+    if (here / "env.py").is_file():
+        return here
+    raise CrmseError("crmse's database migrations are missing from this installation; reinstall crmse")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created and the pragmas above."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision(engine: Engine) -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to the newest schema, or refuse a newer/unknown one in one line."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    current = current_revision(engine)
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise CrmseError(
+            f"database schema {current} is newer than this crmse knows; upgrade crmse or use another --home"
+        )
+    if current is None and inspect(engine).has_table("runs"):
+        raise CrmseError("the database has crmse tables but no schema version; use a fresh --home")
+    if current != script.get_current_head():
+        log.info("migrating the registry from %s to %s", current, script.get_current_head())
+        command.upgrade(alembic_config(engine), "head")

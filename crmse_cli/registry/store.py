@@ -1,0 +1,342 @@
+"""The registry: the only code that opens SQLAlchemy sessions. Returns frozen dataclasses.
+
+See docs/architecture.md ("Registry") for the contract. Run ids are 8 hex characters; runs are
+addressed by a unique id prefix or a unique name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from crmse_cli import __version__
+from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.registry.engine import make_engine, upgrade
+from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
+
+RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce")
+STATUSES = ("running", "completed", "failed", "interrupted")
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    source: str
+    sha256: str
+    path: str
+    n_frames: int
+    n_atoms: int
+    species: list[int]
+    units: dict[str, Any]
+    splits: dict[str, Any]
+    meta: dict[str, Any]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    name: str | None
+    kind: str
+    status: str
+    dataset: str | None
+    parent: str | None
+    config: dict[str, Any]
+    config_hash: str
+    seed: int | None
+    version: str
+    host: str
+    started: datetime
+    ended: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    value: float
+    unit: str
+    step: int | None
+    split: str | None
+    time: datetime
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    run_id: str
+    path: str
+    sha256: str
+    step: int
+    format_version: int
+    tag: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    run_id: str
+    kind: str
+    path: str
+    sha256: str
+    meta: dict[str, Any]
+    created: datetime
+
+
+def _info(cls: type[T], row: Any) -> T:
+    return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})  # type: ignore[attr-defined]
+
+
+def _config_hash(config: dict[str, Any]) -> str:
+    import hashlib
+
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _jsonable(data: Any) -> Any:
+    """A JSON round trip, so configs with paths, numpy scalars or inf store the same everywhere."""
+    return json.loads(json.dumps(data, default=_default))
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+class Registry:
+    """Datasets, runs, checkpoints, metrics and artifacts of one workspace database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        upgrade(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, ws: Any) -> Registry:
+        """The registry of workspace ``ws`` (created and migrated to head if needed)."""
+        ws.ensure()
+        return cls(ws.db_url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in one transaction; retry briefly if another process holds the lock."""
+        for attempt in range(20):
+            try:
+                with self._session() as session:
+                    return fn(session)
+            except OperationalError as exc:
+                if "locked" not in str(exc).lower() or attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # -- datasets ------------------------------------------------------------------------------
+    def add_dataset(self, *, name: str, source: str, sha256: str, path: str, n_frames: int, n_atoms: int,
+                    species: list[int], units: dict[str, Any], splits: dict[str, Any],
+                    meta: dict[str, Any]) -> DatasetInfo:
+        """Register (or replace) dataset ``name``."""
+        values = dict(source=source, sha256=sha256, path=str(path), n_frames=int(n_frames), n_atoms=int(n_atoms),
+                      species=[int(z) for z in species], units=_jsonable(units), splits=_jsonable(splits),
+                      meta=_jsonable(meta), created=_now())
+
+        def op(s: Session) -> DatasetInfo:
+            row = s.get(DatasetRow, name)
+            if row is None:
+                row = DatasetRow(name=name, **values)
+                s.add(row)
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+            s.flush()
+            return _info(DatasetInfo, row)
+
+        return self._write(op)
+
+    def find_dataset(self, name: str) -> DatasetInfo | None:
+        with self._session() as s:
+            row = s.get(DatasetRow, name)
+            return _info(DatasetInfo, row) if row else None
+
+    def get_dataset(self, name: str) -> DatasetInfo:
+        info = self.find_dataset(name)
+        if info is None:
+            raise NotFoundError(f"dataset {name!r} is not registered; run `crmse fetch rmd17 {name}` (see `crmse datasets`)")
+        return info
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        with self._session() as s:
+            return [_info(DatasetInfo, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, *, kind: str, name: str | None = None, dataset: str | None = None,
+                   parent: str | None = None, config: dict[str, Any], seed: int | None) -> RunInfo:
+        """A new run in status ``running``."""
+        if kind not in RUN_KINDS:
+            raise CrmseError(f"unknown run kind {kind!r}; one of {', '.join(RUN_KINDS)}")
+        if name is not None and (not name.strip() or all(c in "0123456789abcdef" for c in name)):
+            raise CrmseError(f"run name {name!r} must not be empty or look like a run id; add a letter beyond a-f")
+        cfg = _jsonable(config)
+
+        def op(s: Session) -> RunInfo:
+            if name is not None and s.scalar(select(RunRow).where(RunRow.name == name)) is not None:
+                raise CrmseError(f"a run named {name!r} already exists; pick another --name")
+            row = RunRow(id=secrets.token_hex(4), name=name, kind=kind, status="running", dataset=dataset,
+                         parent=parent, config=cfg, config_hash=_config_hash(cfg), seed=seed,
+                         version=__version__, host=socket.gethostname(), started=_now(), ended=None, error=None)
+            s.add(row)
+            s.flush()
+            return _info(RunInfo, row)
+
+        try:
+            return self._write(op)
+        except IntegrityError as exc:
+            raise CrmseError(f"could not create the run ({str(exc.orig).splitlines()[0]}); retry") from exc
+
+    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise CrmseError(f"unknown run status {status!r}")
+
+        def op(s: Session) -> None:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no run {run_id}")
+            row.status = status
+            row.error = error
+            row.ended = None if status == "running" else _now()
+
+        self._write(op)
+
+    def get_run(self, ref: str) -> RunInfo:
+        """The run whose name is ``ref``, or whose id starts with ``ref``."""
+        ref = str(ref).strip()
+        with self._session() as s:
+            row = s.scalar(select(RunRow).where(RunRow.name == ref))
+            if row is not None:
+                return _info(RunInfo, row)
+            rows = list(s.scalars(select(RunRow).where(RunRow.id.startswith(ref, autoescape=True)))) if ref else []
+        if not rows:
+            raise NotFoundError(f"no run {ref!r}; see `crmse runs` for ids and names")
+        if len(rows) > 1:
+            ids = ", ".join(sorted(r.id for r in rows)[:8])
+            raise CrmseError(f"run id prefix {ref!r} is ambiguous ({ids}); give more characters")
+        return _info(RunInfo, rows[0])
+
+    def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:
+        with self._session() as s:
+            q = select(RunRow).order_by(RunRow.started, RunRow.id)
+            if kind is not None:
+                q = q.where(RunRow.kind == kind)
+            return [_info(RunInfo, r) for r in s.scalars(q)]
+
+    def children(self, run_id: str, *, kind: str | None = None) -> list[RunInfo]:
+        """Runs whose parent is ``run_id`` (oldest first)."""
+        with self._session() as s:
+            q = select(RunRow).where(RunRow.parent == run_id).order_by(RunRow.started, RunRow.id)
+            if kind is not None:
+                q = q.where(RunRow.kind == kind)
+            return [_info(RunInfo, r) for r in s.scalars(q)]
+
+    # -- metrics -------------------------------------------------------------------------------
+    def log_metric(self, run_id: str, *, name: str, value: float, unit: str, step: int | None = None,
+                   split: str | None = None) -> None:
+        self.log_metrics(run_id, [dict(name=name, value=value, unit=unit, step=step, split=split)])
+
+    def log_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Write many metric rows in one transaction. Non-finite values are refused."""
+        now = _now()
+        objs = []
+        for r in rows:
+            value = float(r["value"])
+            if not math.isfinite(value):
+                raise CrmseError(f"metric {r['name']} of run {run_id} is {value}; log only finite values")
+            objs.append(MetricRow(run_id=run_id, name=str(r["name"]), value=value, unit=str(r.get("unit", "1")),
+                                  step=None if r.get("step") is None else int(r["step"]), split=r.get("split"),
+                                  time=now))
+        if objs:
+            self._write(lambda s: s.add_all(objs))
+
+    def metrics(self, run_id: str, *, name: str | None = None) -> list[MetricInfo]:
+        with self._session() as s:
+            q = select(MetricRow).where(MetricRow.run_id == run_id)
+            if name is not None:
+                q = q.where(MetricRow.name == name)
+            q = q.order_by(MetricRow.step.is_(None), MetricRow.step, MetricRow.id)
+            return [_info(MetricInfo, r) for r in s.scalars(q)]
+
+    def final_metrics(self, run_id: str) -> dict[str, MetricInfo]:
+        """The last logged value of every metric name (by step, then insertion)."""
+        out: dict[str, MetricInfo] = {}
+        with self._session() as s:
+            q = select(MetricRow).where(MetricRow.run_id == run_id).order_by(MetricRow.id)
+            rows = list(s.scalars(q))
+        best: dict[str, tuple[tuple[int, int], MetricRow]] = {}
+        for r in rows:
+            key = (r.step if r.step is not None else 2**62, r.id)
+            if r.name not in best or key >= best[r.name][0]:
+                best[r.name] = (key, r)
+        for name, (_, r) in best.items():
+            out[name] = _info(MetricInfo, r)
+        return out
+
+    # -- checkpoints and artifacts -------------------------------------------------------------
+    def add_checkpoint(self, run_id: str, *, path: str, sha256: str, step: int, format_version: int,
+                       tag: str) -> CheckpointInfo:
+        def op(s: Session) -> CheckpointInfo:
+            row = CheckpointRow(run_id=run_id, path=str(path), sha256=sha256, step=int(step),
+                                format_version=int(format_version), tag=tag, created=_now())
+            s.add(row)
+            s.flush()
+            return _info(CheckpointInfo, row)
+
+        return self._write(op)
+
+    def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        with self._session() as s:
+            q = select(CheckpointRow).where(CheckpointRow.run_id == run_id).order_by(CheckpointRow.id)
+            return [_info(CheckpointInfo, r) for r in s.scalars(q)]
+
+    def add_artifact(self, run_id: str, *, kind: str, path: str, sha256: str,
+                     meta: dict[str, Any] | None = None) -> ArtifactInfo:
+        def op(s: Session) -> ArtifactInfo:
+            row = ArtifactRow(run_id=run_id, kind=kind, path=str(path), sha256=sha256, meta=_jsonable(meta or {}),
+                              created=_now())
+            s.add(row)
+            s.flush()
+            return _info(ArtifactInfo, row)
+
+        return self._write(op)
+
+    def artifacts(self, run_id: str, *, kind: str | None = None) -> list[ArtifactInfo]:
+        with self._session() as s:
+            q = select(ArtifactRow).where(ArtifactRow.run_id == run_id)
+            if kind is not None:
+                q = q.where(ArtifactRow.kind == kind)
+            return [_info(ArtifactInfo, r) for r in s.scalars(q.order_by(ArtifactRow.id))]

@@ -1,0 +1,1 @@
+"""Plotly figures and the self-contained offline HTML report (no torch here)."""

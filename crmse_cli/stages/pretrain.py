@@ -1,0 +1,293 @@
+"""`crmse pretrain`: MSE training of a GNN potential on a registered dataset, as a registry run.
+
+Every epoch writes the resumable ``last`` checkpoint (and ``best`` when the validation loss
+improves) atomically under ``<run dir>/checkpoints/`` and logs ``train_loss``, ``val_loss``,
+``val_energy_mae``, ``val_force_mae`` and ``lr``. At the end the best weights are tested on the
+split's test frames. On Ctrl-C the checkpoints of the last finished epoch stay registered and the
+run is marked interrupted; ``resume=RUN`` continues the same run from its ``last`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from crmse_cli.config import from_dict, to_dict
+from crmse_cli.data.dataset import Dataset
+from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.model.checkpoint import FORMAT_VERSION
+from crmse_cli.stages._models import load_dataset
+from crmse_cli.stages._run import tracked
+from crmse_cli.train.data import FrameSet
+from crmse_cli.train.pretrain import (
+    EpochRecord,
+    PretrainConfig,
+    PretrainTrainer,
+    error_metrics,
+)
+from crmse_cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # examples/default.toml: ethanol, 1000 frames, ~15 minutes on one core.
+    "default": {"n_train": 1000},
+    "paper": {"n_train": 1000},
+    # examples/quick.toml: a small model for about a minute on one core.
+    "quick": {
+        "model": {"features": 32, "layers": 2, "n_rbf": 16},
+        "n_train": 500,
+        "max_epochs": 200,
+        "max_minutes": 1.0,
+        "early_stopping_patience": 0,
+    },
+    # examples/aspirin.toml: 21 atoms cost ~4x ethanol's time per frame.
+    "aspirin": {"n_train": 1000, "max_minutes": 40.0},
+}
+"""Named configs: overrides of :class:`PretrainConfig`'s defaults (mirrored by ``examples/``)."""
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """The outcome of one pretrain run.
+
+    Attributes:
+        run_id: the registry run.
+        checkpoint: the ``best`` checkpoint file (best validation loss).
+        metrics: test metrics, name -> (value, unit): energy / force MAE and RMSE in kcal/mol,
+            kcal/mol/A and their ``_meV`` twins (empty when the split has no test frames).
+        epochs: epochs trained in total (over all resumes).
+        best_epoch: the epoch whose weights are in ``checkpoint``.
+        stop_reason: "max_epochs", "time_budget" or "early_stopping".
+        n_train: training frames; ``n_val``: validation frames.
+        wall_s: wall-clock seconds of this call.
+    """
+
+    run_id: str
+    checkpoint: Path
+    metrics: dict[str, tuple[float, str]]
+    epochs: int
+    best_epoch: int
+    stop_reason: str
+    n_train: int
+    n_val: int
+    wall_s: float
+
+
+def preset_config(name: str, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """The named preset (see :data:`PRESETS`) with ``overrides`` applied (None values skipped)."""
+    if name not in PRESETS:
+        raise CrmseError(f"unknown pretrain preset {name!r}; choose one of {', '.join(PRESETS)}")
+    data = _merge(PRESETS[name], {k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(PretrainConfig, data, where=f"preset {name}")
+
+
+def pretrain(
+    ws: Workspace,
+    *,
+    dataset: str | None = None,
+    split: str | int = "01",
+    config: PretrainConfig | None = None,
+    name: str | None = None,
+    resume: str | None = None,
+    progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+    registry: Any = None,
+) -> PretrainResult:
+    """Train (or resume) a potential by MSE on ``dataset``'s split and record it as a run.
+
+    Args:
+        ws: the workspace (registry, run folders).
+        dataset: a registered dataset name (e.g. "ethanol"); taken from the run on resume.
+        split: "01".."05" (or 1..5).
+        config: the hyper-parameters (default :class:`PretrainConfig`). On resume it may differ
+            from the run's only in :data:`RESUMABLE_FIELDS`.
+        name: a unique name for a new run.
+        resume: id or name of a pretrain run to continue from its ``last`` checkpoint.
+        progress: show a progress bar on stderr.
+        overrides: config values applied last (None skipped); on resume only
+            :data:`RESUMABLE_FIELDS`, e.g. ``{"max_epochs": 500}``.
+        registry: an open Registry (default: ``Registry.open(ws)``).
+    """
+    start = time.perf_counter()
+    if registry is None:
+        from crmse_cli.registry.store import Registry
+
+        registry = Registry.open(ws.ensure())
+    reg = registry
+    if resume is not None:
+        run_id, trainer, data = _resume(ws, reg, resume, dataset, config, overrides)
+    else:
+        if dataset is None:
+            raise CrmseError("pass --dataset NAME (a fetched dataset, see `crmse datasets`) or --resume RUN")
+        cfg = _apply(config or PretrainConfig(), overrides)
+        data = load_dataset(reg, dataset)
+        trainer = PretrainTrainer.create(cfg, data, split)
+        run = reg.create_run(
+            kind="pretrain", name=name, dataset=data.name, config=_run_config(trainer), seed=cfg.seed
+        )
+        run_id = run.id
+    with tracked(reg, run_id):
+        metrics = _train(ws, reg, run_id, trainer, data, progress)
+    return PretrainResult(
+        run_id=run_id,
+        checkpoint=_checkpoint_dir(ws, run_id) / "best.pt",
+        metrics=metrics,
+        epochs=trainer.epoch,
+        best_epoch=trainer.best_epoch,
+        stop_reason=trainer.stop_reason or "",
+        n_train=len(trainer.train_set),
+        n_val=len(trainer.val_set),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def _train(
+    ws: Workspace, reg: Any, run_id: str, trainer: PretrainTrainer, data: Dataset, progress: bool
+) -> dict[str, tuple[float, str]]:
+    """The epoch loop with checkpoints, metric rows and a progress bar; then the test metrics."""
+    folder = _checkpoint_dir(ws, run_id)
+    saved: dict[str, tuple[Path, str, int]] = {}  # tag -> (path, sha256, epoch)
+
+    def on_epoch(record: EpochRecord) -> None:
+        saved["last"] = (folder / "last.pt", trainer.save_last(folder / "last.pt"), record.epoch)
+        if record.improved:
+            saved["best"] = (folder / "best.pt", trainer.save_best(folder / "best.pt"), record.epoch)
+        reg.log_metrics(run_id, _epoch_rows(record))
+
+    trainer.attach(on_epoch)
+    try:
+        with _bar(progress, trainer) as advance:
+            for record in trainer.epochs():
+                advance(record)
+    finally:
+        for tag, (path, sha, epoch) in saved.items():
+            reg.add_checkpoint(
+                run_id, path=str(path), sha256=sha, step=epoch, format_version=FORMAT_VERSION, tag=tag
+            )
+    log.info("run %s stopped after epoch %d (%s)", run_id, trainer.epoch, trainer.stop_reason)
+    _, test_rows = data.split(trainer.meta["split"])
+    if len(test_rows) == 0:
+        log.warning(
+            "dataset %s split %s has no test frames; no test metrics", data.name, trainer.meta["split"]
+        )
+        return {}
+    cfg = trainer.config
+    test = FrameSet.from_dataset(data, test_rows, dtype=cfg.model.torch_dtype, device=cfg.device)
+    metrics = error_metrics(trainer.test(test), prefix="test")
+    reg.log_metrics(
+        run_id,
+        [{"name": k, "value": v, "unit": u, "step": None, "split": "test"} for k, (v, u) in metrics.items()],
+    )
+    return metrics
+
+
+@contextlib.contextmanager
+def _bar(enabled: bool, trainer: PretrainTrainer) -> Iterator[Any]:
+    """A progress bar over epochs with live losses; yields ``advance(record)``."""
+    if not enabled:
+        yield lambda record: None
+        return
+    from crmse_cli.progress import make_progress
+
+    with make_progress() as bar:
+        task = bar.add_task("pretrain", total=trainer.config.max_epochs, completed=trainer.epoch, info="")
+
+        def advance(r: EpochRecord) -> None:
+            # Short, so the bar keeps its room in an 80-column terminal.
+            losses = f"loss {r.train_loss:.3g}/{r.val_loss:.3g}"
+            info = f"{losses} E {r.val_energy_mae:.2f} F {r.val_force_mae:.2f}"
+            bar.update(task, completed=r.epoch, info=info)
+
+        yield advance
+
+
+def _epoch_rows(r: EpochRecord) -> list[dict[str, Any]]:
+    rows = [
+        ("train_loss", r.train_loss, "1", "train"),
+        ("val_loss", r.val_loss, "1", "val"),
+        ("val_energy_mae", r.val_energy_mae, "kcal/mol", "val"),
+        ("val_force_mae", r.val_force_mae, "kcal/mol/A", "val"),
+        ("lr", r.lr, "1", None),
+    ]
+    return [{"name": n, "value": v, "unit": u, "step": r.epoch, "split": s} for n, v, u, s in rows]
+
+
+def _run_config(trainer: PretrainTrainer) -> dict[str, Any]:
+    """The run's config JSON: the PretrainConfig plus dataset, split and the frame counts."""
+    out = to_dict(trainer.config)
+    out.update(
+        dataset=trainer.meta["dataset"],
+        split=trainer.meta["split"],
+        n_train=len(trainer.train_set) + len(trainer.val_set),
+        n_train_frames=len(trainer.train_set),
+        n_val_frames=len(trainer.val_set),
+    )
+    return out
+
+
+def _resume(
+    ws: Workspace,
+    reg: Any,
+    ref: str,
+    dataset: str | None,
+    config: PretrainConfig | None,
+    overrides: dict[str, Any] | None,
+) -> tuple[str, PretrainTrainer, Dataset]:
+    """Load run ``ref``'s last checkpoint into a trainer and mark the run running again."""
+    run = reg.get_run(ref)
+    if run.kind != "pretrain":
+        raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
+    data_name = run.config.get("dataset") or run.dataset
+    if dataset is not None and dataset != data_name:
+        raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
+    path = _last_checkpoint(ws, reg, run)
+    data = load_dataset(reg, data_name)
+    trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides)
+    reg.set_status(run.id, "running")
+    return run.id, trainer, data
+
+
+def _last_checkpoint(ws: Workspace, reg: Any, run: Any) -> Path:
+    """The run's ``last`` checkpoint: the file in its run folder (written every epoch)."""
+    path = _checkpoint_dir(ws, run.id) / "last.pt"
+    if path.is_file():
+        return path
+    registered = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
+    if registered and Path(registered[-1].path).is_file():
+        return Path(registered[-1].path)
+    raise NotFoundError(
+        f"run {run.id} has no 'last' checkpoint (it stopped in its first epoch); start a new run"
+    )
+
+
+def _apply(config: PretrainConfig, overrides: dict[str, Any] | None) -> PretrainConfig:
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not changes:
+        return config
+    model = changes.pop("model", None)
+    if isinstance(model, dict):
+        changes["model"] = replace(config.model, **model)
+    try:
+        return replace(config, **changes)
+    except (TypeError, ValueError) as exc:
+        raise CrmseError(f"invalid pretrain setting: {exc}") from exc
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _checkpoint_dir(ws: Workspace, run_id: str) -> Path:
+    return ws.run_dir(run_id) / "checkpoints"
+
+
+__all__ = ["PRESETS", "PretrainResult", "preset_config", "pretrain"]

@@ -1,0 +1,30 @@
+"""Alembic environment of the crmse registry. The engine comes from crmse (``config.attributes``)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from crmse_cli.registry.tables import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:
+        from crmse_cli.registry.engine import make_engine
+
+        engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations_online()
