@@ -32,7 +32,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # About 10 minutes on one core of a 2-core machine with ethanol (see README).
     "quick": Preset(
-        pretrain={"max_minutes": 3.0, "max_epochs": 200},
+        pretrain={"max_minutes": 2.0},
         sample=SampleConfig(replicas=32, steps=4000, record_every=20),
         contrastive=ContrastiveConfig(n_chains=16, n_updates=40, steps_per_update=200, warmup_updates=10),
         control=False,

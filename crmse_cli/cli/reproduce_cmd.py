@@ -1,0 +1,65 @@
+"""`crmse reproduce`: the whole pipeline on one molecule in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from crmse_cli.cli.common import console, emit_json, fmt_value, set_threads, state
+
+HEADLINE = (
+    ("test_energy_mae", "energy MAE (kcal/mol)"),
+    ("test_force_mae", "force MAE (kcal/mol/Å)"),
+    ("energy_ks", "energy KS"),
+    ("hr_mae", "h(r) MAE"),
+    ("dihedral_profile_error.hydroxyl", "hydroxyl profile error (kcal/mol)"),
+    ("dihedral_profile_error.methyl", "methyl profile error (kcal/mol)"),
+    ("dihedral_profile_error.ester", "ester profile error (kcal/mol)"),
+    ("dihedral_profile_error.carboxylic_acid", "acid profile error (kcal/mol)"),
+    ("stable_fraction", "replicas that stayed physical"),
+    ("median_leave_time_ps", "median time to leave (ps)"),
+    ("config_temperature_sample_K", "T_conf of samples (K)"),
+    ("config_temperature_ref_K", "T_conf of DFT reference (K)"),
+)
+
+
+def reproduce_command(
+    ctx: typer.Context,
+    molecule: str = typer.Argument(..., help="rMD17 molecule, e.g. ethanol."),
+    preset: str = typer.Option("quick", help="quick (~10 min on one core) or paper (the paper's sizes)."),
+    from_path: Path | None = typer.Option(None, "--from", help="Local rMD17 archive (offline machines)."),
+    n_train: int | None = typer.Option(None, help="Training frames (default: the preset's)."),
+    seed: int = typer.Option(0, help="Seed of every step."),
+    lambda_: float | None = typer.Option(None, "--lambda", help="Contrastive weight (default 0.015)."),
+    temperature_K: float | None = typer.Option(None, "--temperature-K", help="Sampling temperature (default 500)."),
+    out: Path | None = typer.Option(None, help="Where to write the HTML report."),
+) -> None:
+    """fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
+    from crmse_cli.stages.reproduce import reproduce
+
+    st = state(ctx)
+    set_threads(st.threads)
+    res = reproduce(st.workspace, molecule, preset=preset, from_path=from_path, n_train=n_train, seed=seed,
+                    lambda_=lambda_, temperature_K=temperature_K, out=out)
+    if st.json:
+        emit_json({"runs": res.runs, "report": str(res.report), "wall_s": res.wall_s,
+                   "metrics": {k: {n: v for n, (v, _) in m.items()} for k, m in res.metrics.items()}})
+        return
+    table = Table(title=f"{molecule}: MSE vs CRMSE ({preset}, seed {seed})", title_justify="left")
+    table.add_column("metric")
+    labels = list(res.metrics)
+    for label in labels:
+        table.add_column(label, justify="right")
+    for key, title in HEADLINE:
+        if any(key in res.metrics[label] for label in labels):
+            table.add_row(title, *(fmt_value(res.metrics[label][key][0]) if key in res.metrics[label] else "n/a"
+                                   for label in labels))
+    console.print(table)
+    console.print(f"runs: {', '.join(f'{k}={v}' for k, v in res.runs.items())}", highlight=False)
+    console.print(f"report: {res.report}  ({res.wall_s / 60:.1f} min)", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce_command)
