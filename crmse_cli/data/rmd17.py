@@ -1,140 +1,242 @@
-"""rMD17 -> crmse dataset: read the official archive (streamed), a bare npz, or the andersx split files.
+"""rMD17 files -> crmse :class:`Dataset`: the official archive (streamed), a bare npz, or andersx splits.
 
 Official layout (``rmd17.tar.bz2``)::
 
-    rmd17/npz_data/rmd17_<molecule>.npz    keys nuclear_charges, coords, energies, forces,
+    rmd17/npz_data/rmd17_<molecule>.npz    keys nuclear_charges (N,), coords (F,N,3) Å,
+                                           energies (F,) kcal/mol, forces (F,N,3) kcal/mol/Å,
                                            old_indices, old_energies, old_forces
     rmd17/splits/index_{train,test}_0{1..5}.csv   row indices into every molecule's npz
 
-Only the requested molecule's npz and the split files are read, streaming through the tar
-(nothing else is unpacked to disk). Units are rMD17's own (Å, kcal/mol), which are crmse's.
+Only the requested molecule's npz and the split files are read, streaming through the tar in one
+pass (nothing is unpacked to disk). rMD17's units are crmse's, so no conversion happens.
+The ``old_*`` arrays (the original MD17 labels, another level of theory) are not kept: the
+dataset format holds one set of labels; the dataset's meta records which of them the source had.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from crmse_cli.data.dataset import Dataset
-from crmse_cli.data.sources import MOLECULES, N_SPLITS
-from crmse_cli.errors import CrmseError, DataError
+from crmse_cli.data.dataset import Dataset, validate_arrays
+from crmse_cli.data.sources import N_SPLITS, andersx_name, check_formula
+from crmse_cli.errors import DataError
 
 REQUIRED_KEYS = ("nuclear_charges", "coords", "energies", "forces")
+OLD_KEYS = ("old_indices", "old_energies", "old_forces")
+_SPLIT_RE = re.compile(r"(?:^|/)splits/index_(train|test)_(\d+)\.csv$")
+_ANDERSX_RE = re.compile(r"^rmd17_([a-z]+)_(train|test)_(\d\d)\.npz$")
+
+Splits = dict[str, dict[str, np.ndarray]]
+"""``{"01": {"train": rows, "test": rows}}``."""
 
 
-def check_molecule(molecule: str) -> str:
-    if molecule not in MOLECULES:
-        raise CrmseError(f"unknown rMD17 molecule {molecule!r}; choose one of: {', '.join(MOLECULES)}")
-    return molecule
+@dataclass
+class RawRmd17:
+    """What an rMD17 source holds for one molecule, before conversion (rMD17 keys and units)."""
+
+    arrays: dict[str, np.ndarray]  # REQUIRED_KEYS, plus old_indices when present
+    splits: Splits = field(default_factory=dict)
+    old_keys: list[str] = field(default_factory=list)  # which OLD_KEYS the source had
+    frame_ids: np.ndarray | None = None  # None: the rows of the official npz (0..F-1)
+    frame_id_kind: str = "row of the official rmd17_<molecule>.npz"
 
 
-def _npz_arrays(blob: bytes | Path, where: str) -> dict[str, np.ndarray]:
+class _CountingReader:
+    """A read-only file wrapper that reports how many bytes were read (for a progress bar)."""
+
+    def __init__(self, fh: IO[bytes], progress: Callable[[int], None] | None) -> None:
+        self._fh, self._progress, self.done = fh, progress, 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = self._fh.read(size)
+        self.done += len(block)
+        if self._progress is not None:
+            self._progress(self.done)
+        return block
+
+
+def _load_npz(source: bytes | Path, where: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The required arrays (and old_indices) of an rMD17 npz, checked; plus the old_* keys it has."""
     try:
-        with np.load(io.BytesIO(blob) if isinstance(blob, bytes) else blob, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{where} is not a readable npz file ({exc})") from exc
-    missing = [k for k in REQUIRED_KEYS if k not in arrays]
-    if missing:
-        raise DataError(f"{where} lacks the rMD17 keys {', '.join(missing)} (needs {', '.join(REQUIRED_KEYS)})")
-    return arrays
-
-
-def _csv_indices(blob: bytes, where: str) -> np.ndarray:
+        with np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False) as z:
+            missing = [k for k in REQUIRED_KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{where} lacks the rMD17 keys {', '.join(missing)} "
+                                f"(needs {', '.join(REQUIRED_KEYS)}); pass an unmodified rMD17 npz")
+            arrays = {k: np.asarray(z[k]) for k in (*REQUIRED_KEYS, "old_indices") if k in z.files}
+            old_keys = [k for k in OLD_KEYS if k in z.files]
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError) as exc:
+        raise DataError(f"{where} is not a readable npz file ({type(exc).__name__}: {exc}); "
+                        "download or copy it again") from exc
+    energies = arrays["energies"]
+    if energies.ndim == 2 and energies.shape[1] == 1:  # original MD17 files store (F, 1)
+        arrays["energies"] = energies[:, 0]
     try:
-        values = np.loadtxt(io.StringIO(blob.decode()), dtype=np.int64, ndmin=1)
-    except ValueError as exc:
-        raise DataError(f"{where} is not a list of row indices ({exc})") from exc
-    return values.reshape(-1)
+        validate_arrays(arrays["nuclear_charges"], arrays["coords"], arrays["energies"], arrays["forces"], where)
+    except DataError as exc:
+        raise DataError(f"{exc}; pass an unmodified rMD17 npz") from exc
+    old = arrays.get("old_indices")
+    if old is not None and old.shape != arrays["energies"].shape:
+        raise DataError(f"{where}: old_indices has shape {old.shape}, expected {arrays['energies'].shape}")
+    return arrays, old_keys
 
 
-def read_archive(path: Path, molecule: str) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-    """The molecule's npz arrays and the split indices, streamed out of an official-layout tar."""
-    want_npz = f"npz_data/rmd17_{molecule}.npz"
+def _csv_rows(blob: bytes, where: str) -> np.ndarray:
+    try:
+        rows = np.loadtxt(io.StringIO(blob.decode()), dtype=np.int64, ndmin=1, delimiter=",")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where} is not a list of row indices ({exc}); use the official split files") from exc
+    return rows.reshape(-1)
+
+
+def _complete(splits: Splits, where: str) -> Splits:
+    """Splits sorted by key; raise unless all five have a train and a test part."""
+    for k in range(1, N_SPLITS + 1):
+        parts = splits.get(f"{k:02d}", {})
+        for part in ("train", "test"):
+            if part not in parts:
+                raise DataError(f"{where} lacks the split file index_{part}_{k:02d}.csv; "
+                                "is it the official rMD17 archive?")
+    return {k: splits[k] for k in sorted(splits)}
+
+
+def read_archive(path: Path, molecule: str, *, progress: Callable[[int], None] | None = None) -> RawRmd17:
+    """The molecule's arrays and the five official splits, streamed out of an official-layout tar.
+
+    Args:
+        path: ``rmd17.tar.bz2`` (or any tar with ``npz_data/`` and ``splits/``; compression auto-detected).
+        molecule: an rMD17 molecule name.
+        progress: optional callback with the number of compressed bytes read so far.
+    """
+    want = f"/npz_data/rmd17_{molecule}.npz"
     arrays: dict[str, np.ndarray] | None = None
-    splits: dict[str, dict[str, np.ndarray]] = {}
-    n_split_files = 2 * N_SPLITS
+    old_keys: list[str] = []
+    splits: Splits = {}
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with open(path, "rb") as raw, tarfile.open(fileobj=_CountingReader(raw, progress), mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
-                name = member.name
-                is_npz = name.endswith(want_npz)
-                is_split = "/splits/index_" in f"/{name}" and name.endswith(".csv")
-                if not (is_npz or is_split):
+                split = _SPLIT_RE.search(member.name)
+                if not (f"/{member.name}".endswith(want) or split):
                     continue
                 fh = tar.extractfile(member)
                 blob = fh.read() if fh is not None else b""
-                if is_npz:
-                    arrays = _npz_arrays(blob, f"{path.name}:{name}")
+                where = f"{path.name}:{member.name}"
+                if split:
+                    part, key = split.group(1), f"{int(split.group(2)):02d}"
+                    splits.setdefault(key, {})[part] = _csv_rows(blob, where)
                 else:
-                    stem = Path(name).stem  # index_train_01
-                    _, part, key = stem.split("_", 2)
-                    splits.setdefault(key.zfill(2), {})[part] = _csv_indices(blob, f"{path.name}:{name}")
-                if arrays is not None and sum(len(v) for v in splits.values()) == n_split_files:
-                    break
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{path} is not a readable rMD17 archive ({exc}); download it again") from exc
+                    arrays, old_keys = _load_npz(blob, where)
+                if arrays is not None and sum(len(v) for v in splits.values()) >= 2 * N_SPLITS:
+                    break  # all we need: stop reading the rest of the archive
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a complete, readable tar archive ({type(exc).__name__}: {exc}); "
+                        "download it again") from exc
     if arrays is None:
-        raise DataError(f"{path} holds no rmd17/{want_npz}; is it the rMD17 archive?")
-    return arrays, splits
+        raise DataError(f"{path} holds no rmd17{want}; pass the official rMD17 archive (rmd17.tar.bz2)")
+    return RawRmd17(arrays, _complete(splits, str(path)), old_keys)
 
 
-def to_dataset(molecule: str, arrays: dict[str, np.ndarray], splits: dict[str, dict[str, np.ndarray]],
-               meta: dict[str, Any]) -> Dataset:
-    """A crmse Dataset (validated: shapes, finite values, split ranges)."""
-    n = len(arrays["energies"])
-    frame_ids = arrays.get("old_indices", np.arange(n))
-    complete = {k: v for k, v in splits.items() if "train" in v and "test" in v}
+def read_molecule_npz(path: Path) -> RawRmd17:
+    """A bare official ``rmd17_<molecule>.npz``; splits come from ``../splits/`` when it is there."""
+    arrays, old_keys = _load_npz(path, str(path))
+    split_dir = path.parent.parent / "splits"
+    splits: Splits = {}
+    for k in range(1, N_SPLITS + 1):
+        files = {p: split_dir / f"index_{p}_{k:02d}.csv" for p in ("train", "test")}
+        if all(f.is_file() for f in files.values()):
+            splits[f"{k:02d}"] = {p: _csv_rows(f.read_bytes(), str(f)) for p, f in files.items()}
+    return RawRmd17(arrays, splits, old_keys)
+
+
+def read_andersx(files: dict[tuple[str, str], Path]) -> RawRmd17:
+    """andersx split files ``{("train" | "test", "01"): path}`` -> one frame set plus the splits.
+
+    Frames that occur in several files (training splits overlap) are kept once, ordered by their
+    MD17 trajectory index (``old_indices``), which also becomes the dataset's ``frame_ids``.
+    """
+    loaded = {key: _load_npz(path, str(path)) for key, path in sorted(files.items())}
+    species = None
+    for key, (arrays, _) in loaded.items():
+        if "old_indices" not in arrays:
+            raise DataError(f"{files[key]} lacks old_indices; pass the andersx rMD17 split files")
+        if species is None:
+            species = arrays["nuclear_charges"]
+        elif not np.array_equal(species, arrays["nuclear_charges"]):
+            raise DataError(f"{files[key]} holds another molecule than {next(iter(files.values()))}")
+    assert species is not None
+    all_old = np.concatenate([a["old_indices"].astype(np.int64) for a, _ in loaded.values()])
+    unique, first = np.unique(all_old, return_index=True)
+    merged = {k: np.concatenate([a[k] for a, _ in loaded.values()])[first] for k in ("coords", "energies", "forces")}
+    energies = np.concatenate([a["energies"] for a, _ in loaded.values()])
+    if not np.array_equal(energies, merged["energies"][np.searchsorted(unique, all_old)]):
+        raise DataError("the andersx files disagree on the energy of a frame they share; download them again")
+    splits: Splits = {}
+    for (part, key), (arrays, _) in loaded.items():
+        rows = np.searchsorted(unique, arrays["old_indices"].astype(np.int64))
+        splits.setdefault(key, {})[part] = rows.astype(np.int64)
+    merged["nuclear_charges"] = species
+    old_keys = sorted(set.intersection(*(set(k) for _, k in loaded.values())))
+    return RawRmd17(merged, _complete(splits, "the andersx files"), old_keys, frame_ids=unique,
+                    frame_id_kind="MD17 trajectory index (old_indices)")
+
+
+def andersx_siblings(path: Path, molecule: str) -> dict[tuple[str, str], Path]:
+    """The ten andersx split files of ``molecule`` in the folder ``path`` (or beside the file ``path``)."""
+    folder = path if path.is_dir() else path.parent
+    files = {(p, f"{k:02d}"): folder / andersx_name(molecule, p, k)
+             for p in ("train", "test") for k in range(1, N_SPLITS + 1)}
+    missing = [f.name for f in files.values() if not f.is_file()]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
+                        "put all ten andersx split files of the molecule in one folder")
+    return files
+
+
+def read_local(path: Path, molecule: str, *, progress: Callable[[int], None] | None = None) -> RawRmd17:
+    """Any local rMD17 source for ``--from``: archive, official npz, andersx file or folder."""
+    if path.is_dir():
+        official = path / "npz_data" / f"rmd17_{molecule}.npz"
+        return read_molecule_npz(official) if official.is_file() else read_andersx(andersx_siblings(path, molecule))
+    if path.suffix == ".npz":
+        if _ANDERSX_RE.match(path.name):
+            return read_andersx(andersx_siblings(path, molecule))
+        return read_molecule_npz(path)
+    return read_archive(path, molecule, progress=progress)
+
+
+def to_dataset(molecule: str, raw: RawRmd17, meta: dict[str, Any]) -> Dataset:
+    """A crmse Dataset of ``molecule`` (validated: formula, shapes, finite values, split ranges).
+
+    Args:
+        molecule: rMD17 molecule name; also the dataset name.
+        raw: what the source held (see :class:`RawRmd17`).
+        meta: provenance stored in the dataset file (source, checksums).
+    """
+    a = raw.arrays
+    species = np.asarray(a["nuclear_charges"], dtype=np.int64)
+    check_formula(molecule, species.tolist(), meta.get("origin", "the source"))
+    n = int(a["energies"].shape[0])
+    frame_ids = raw.frame_ids if raw.frame_ids is not None else np.arange(n)
     return Dataset(
         name=molecule,
-        species=np.asarray(arrays["nuclear_charges"], dtype=np.int64).reshape(-1),
-        positions=np.asarray(arrays["coords"], dtype=np.float64),
-        energies=np.asarray(arrays["energies"], dtype=np.float64).reshape(-1),
-        forces=np.asarray(arrays["forces"], dtype=np.float64),
-        frame_ids=np.asarray(frame_ids, dtype=np.int64).reshape(-1),
-        splits={k: {p: np.asarray(i, dtype=np.int64) for p, i in v.items()} for k, v in sorted(complete.items())},
-        meta={**meta, "has_old_labels": "old_energies" in arrays, "frame_ids": "MD17 trajectory index (old_indices)"},
+        species=species,
+        positions=np.asarray(a["coords"], dtype=np.float64),
+        energies=np.asarray(a["energies"], dtype=np.float64),
+        forces=np.asarray(a["forces"], dtype=np.float64),
+        frame_ids=np.asarray(frame_ids, dtype=np.int64),
+        splits={k: {p: np.asarray(i, dtype=np.int64) for p, i in v.items()} for k, v in raw.splits.items()},
+        meta={**meta, "molecule": molecule, "frame_ids": raw.frame_id_kind,
+              "old_labels_in_source": raw.old_keys, "old_labels_kept": False},
     )
-
-
-def read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-    """A bare molecule npz; split files are used if they sit in ``../splits`` (the archive's layout)."""
-    arrays = _npz_arrays(path, str(path))
-    splits: dict[str, dict[str, np.ndarray]] = {}
-    split_dir = path.parent.parent / "splits"
-    for k in range(1, N_SPLITS + 1):
-        parts = {p: split_dir / f"index_{p}_{k:02d}.csv" for p in ("train", "test")}
-        if all(f.is_file() for f in parts.values()):
-            splits[f"{k:02d}"] = {p: _csv_indices(f.read_bytes(), str(f)) for p, f in parts.items()}
-    return arrays, splits
-
-
-def merge_split_files(files: dict[tuple[str, str], Path]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-    """andersx split files {(part, "01"): path} -> one frame set (deduplicated by old_indices) + splits."""
-    loaded = {key: _npz_arrays(path, str(path)) for key, path in sorted(files.items())}
-    row_of: dict[int, int] = {}
-    chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("coords", "energies", "forces", "old_indices")}
-    splits: dict[str, dict[str, np.ndarray]] = {}
-    species = None
-    for (part, key), arr in loaded.items():
-        if "old_indices" not in arr:
-            raise DataError(f"{files[(part, key)]} lacks old_indices; it is not an andersx rMD17 split file")
-        species = arr["nuclear_charges"] if species is None else species
-        rows = []
-        for j, old in enumerate(np.asarray(arr["old_indices"]).astype(np.int64)):
-            if int(old) not in row_of:
-                row_of[int(old)] = len(row_of)
-                for k in chunks:
-                    chunks[k].append(np.asarray(arr[k][j]))
-            rows.append(row_of[int(old)])
-        splits.setdefault(key, {})[part] = np.asarray(rows, dtype=np.int64)
-    assert species is not None
-    arrays = {k: np.stack(v) for k, v in chunks.items()}
-    arrays["nuclear_charges"] = species
-    return arrays, splits

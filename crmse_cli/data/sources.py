@@ -1,22 +1,50 @@
-"""Where rMD17 comes from: the official archive (two URLs) and the per-split andersx files.
+"""Where rMD17 comes from: the official archive (one URL and its mirrors) and the andersx split files.
 
-Checksums are pinned here; a download is used only after its sha256 matches.
+Every file carries a pinned sha256; a download is used only after its size and checksum match.
+rMD17: Christensen & von Lilienfeld, Mach. Learn.: Sci. Technol. 1, 045018 (2020), CC0.
+Units of all rMD17 files: Å, kcal/mol, kcal/mol/Å (crmse's internal units, no conversion).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
-MOLECULES = (
+from crmse_cli.errors import CrmseError, DataError
+
+MOLECULES: tuple[str, ...] = (
     "aspirin", "azobenzene", "benzene", "ethanol", "malonaldehyde",
     "naphthalene", "paracetamol", "salicylic", "toluene", "uracil",
 )
 N_SPLITS = 5
+"""The official splits 01..05 (1000 training and 1000 test rows each)."""
+
+FORMULAS: dict[str, dict[int, int]] = {
+    "aspirin": {6: 9, 1: 8, 8: 4},  # C9H8O4, 21 atoms
+    "azobenzene": {6: 12, 1: 10, 7: 2},  # C12H10N2, 24
+    "benzene": {6: 6, 1: 6},  # C6H6, 12
+    "ethanol": {6: 2, 1: 6, 8: 1},  # C2H6O, 9
+    "malonaldehyde": {6: 3, 1: 4, 8: 2},  # C3H4O2, 9
+    "naphthalene": {6: 10, 1: 8},  # C10H8, 18
+    "paracetamol": {6: 8, 1: 9, 7: 1, 8: 2},  # C8H9NO2, 20
+    "salicylic": {6: 7, 1: 6, 8: 3},  # C7H6O3, 16
+    "toluene": {6: 7, 1: 8},  # C7H8, 15
+    "uracil": {6: 4, 1: 4, 7: 2, 8: 2},  # C4H4N2O2, 12
+}
+"""Element counts (atomic number -> count) of each molecule: catches a file of the wrong molecule."""
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file to download: mirrors tried in order, verified by size (if known) and sha256."""
+    """One file to download: URLs tried in order (first the primary, then mirrors).
+
+    Attributes:
+        filename: name of the file in the cache folder.
+        urls: the primary URL, then mirrors.
+        sha256: pinned hex checksum; the file is used only if it matches.
+        size: expected size in bytes, or None when unknown.
+        md5: the checksum the publisher lists (informational).
+    """
 
     filename: str
     urls: tuple[str, ...]
@@ -28,16 +56,22 @@ class RemoteFile:
 OFFICIAL_ARCHIVE = RemoteFile(
     filename="rmd17.tar.bz2",
     urls=(
-        "https://figshare.com/ndownloader/files/23950376",  # figshare article 12672038 v3
-        "https://archive.materialscloud.org/records/pfffs-fff86/files/rmd17.tar.bz2?download=1",  # mirror
+        # figshare article 12672038 v3 (DOI 10.6084/m9.figshare.12672038), file 23950376.
+        "https://figshare.com/ndownloader/files/23950376",
+        # Mirror: the Materials Cloud archive record of rMD17 (record 466).
+        "https://archive.materialscloud.org/record/file?record_id=466&filename=rmd17.tar.bz2",
+        # The same mirror under Materials Cloud's newer record address.
+        "https://archive.materialscloud.org/records/pfffs-fff86/files/rmd17.tar.bz2?download=1",
     ),
     sha256="cddeea2ec2c4b22a9de16a9a65a3eeedac5b29da9c99c20bbff0153912bf922b",
     size=1_066_301_513,
     md5="cb1a927628d96f2e966025da4fb63d18",
 )
+"""The official ``rmd17.tar.bz2`` (1 GB): all ten molecules, 100,000 frames each, and the splits."""
 
 ANDERSX_BASE = "https://raw.githubusercontent.com/andersx/rmd17-npz/master/rmd17-npz/"
-"""github.com/andersx/rmd17-npz (CC0): 1000-frame split files, ``rmd17_<mol>_<train|test>_0k.npz``."""
+"""github.com/andersx/rmd17-npz (CC0, commit 4f6bb0a1): ``rmd17_<mol>_<train|test>_0<k>.npz``,
+1000 frames each, the rows of the official split files, same keys as the official npz."""
 
 ANDERSX_SHA256: dict[str, str] = {
     "rmd17_aspirin_test_01.npz": "a3c3b61e782d01e6dd649a126004903f7873e8e7ee5034135abfdb8873be711d",
@@ -61,14 +95,43 @@ ANDERSX_SHA256: dict[str, str] = {
     "rmd17_ethanol_train_04.npz": "14796fc0c778e089292e514aee2592b8c4395f7ce4648c8aa22e19030421d0da",
     "rmd17_ethanol_train_05.npz": "fa8b76b36482fff572fc01f62120403c7e6678f5d13f302362e4c9e1cd57a8a6",
 }
-"""Pinned from ../shared/data/rmd17/SHA256SUMS (byte-identical copies of the public files)."""
+"""Pinned from the checksums of verified copies of the public files. Only ethanol and aspirin are
+pinned: the other molecules come from the official archive."""
 
 
-def andersx_files(molecule: str) -> list[RemoteFile]:
-    """The ten split files of ``molecule`` (train and test of splits 1-5)."""
-    out = []
+def check_molecule(molecule: str) -> str:
+    """Return ``molecule`` if it is an rMD17 molecule, else raise with the list of valid names."""
+    if molecule not in MOLECULES:
+        raise CrmseError(f"unknown rMD17 molecule {molecule!r}; choose one of: {', '.join(MOLECULES)}")
+    return molecule
+
+
+def check_formula(molecule: str, species: list[int], where: str) -> None:
+    """Raise unless the atomic numbers ``species`` have the element counts of ``molecule``."""
+    if dict(Counter(int(z) for z in species)) != FORMULAS[molecule]:
+        raise DataError(f"{where} holds a molecule with atomic numbers {sorted(Counter(species).items())}, "
+                        f"not {molecule}; pass the file of {molecule}")
+
+
+def andersx_name(molecule: str, part: str, split: int) -> str:
+    """File name of one andersx split file, e.g. ``rmd17_ethanol_train_01.npz``."""
+    return f"rmd17_{molecule}_{part}_{split:02d}.npz"
+
+
+def andersx_molecules() -> list[str]:
+    """Molecules whose andersx split files have pinned checksums."""
+    return [m for m in MOLECULES if andersx_name(m, "train", 1) in ANDERSX_SHA256]
+
+
+def andersx_files(molecule: str) -> dict[tuple[str, str], RemoteFile]:
+    """The ten split files of ``molecule``: ``{("train" | "test", "01".."05"): RemoteFile}``."""
+    check_molecule(molecule)
+    if molecule not in andersx_molecules():
+        raise CrmseError(f"--source andersx has pinned checksums only for {', '.join(andersx_molecules())}; "
+                         f"fetch {molecule} from the official archive (--source figshare) or --from PATH")
+    out: dict[tuple[str, str], RemoteFile] = {}
     for part in ("train", "test"):
         for k in range(1, N_SPLITS + 1):
-            name = f"rmd17_{molecule}_{part}_{k:02d}.npz"
-            out.append(RemoteFile(name, (ANDERSX_BASE + name,), ANDERSX_SHA256.get(name, "")))
+            name = andersx_name(molecule, part, k)
+            out[(part, f"{k:02d}")] = RemoteFile(name, (ANDERSX_BASE + name,), ANDERSX_SHA256[name])
     return out

@@ -1,76 +1,108 @@
-"""Extended-XYZ import through ASE: bring your own frames (energy per frame, forces per atom)."""
+"""Extended-XYZ import through ASE: bring your own frames of one molecule.
+
+Each frame needs its total energy (``energy=`` on the comment line, or another single ``*energy*``
+key) and per-atom forces (a ``forces`` column). Positions are read in Å; energies and forces are
+converted from the file's unit to crmse's kcal/mol and kcal/mol/Å with :mod:`crmse_cli.units`.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crmse_cli.data.dataset import Dataset
-from crmse_cli.errors import CrmseError, DataError
-from crmse_cli.units import EV_PER_KCAL_PER_MOL
+from crmse_cli.errors import CrmseError, DataError, NotFoundError
+from crmse_cli.units import ENERGY_UNITS
 
-ENERGY_UNITS = {"eV": 1.0 / EV_PER_KCAL_PER_MOL, "kcal/mol": 1.0}
-"""Factor from the file's energy unit to kcal/mol (forces: the same per Å)."""
+log = logging.getLogger(__name__)
+
+XYZ_ENERGY_UNITS = ("eV", "kcal/mol")
+"""Energy units an xyz file may use (forces: the same unit per Å)."""
+DEFAULT_TEST_FRACTION = 0.2
+"""Share of frames held out as split 01's test part when only a split seed is given."""
 
 
 def _energy_forces(atoms: Any, i: int, path: Path) -> tuple[float, np.ndarray]:
-    calc = atoms.calc
-    try:
-        energy = float(calc.get_potential_energy()) if calc is not None else None
-        forces = np.asarray(calc.get_forces()) if calc is not None else None
-    except Exception:  # noqa: BLE001 - ASE raises several types when a property is absent
-        energy, forces = None, None
+    """Energy and forces of one frame in the file's units, from ASE's calculator or info/arrays."""
+    results = dict(getattr(atoms.calc, "results", {}) or {})
+    energy = results.get("energy", results.get("free_energy"))
+    forces = results.get("forces")
     if energy is None:
-        for key in ("energy", "Energy", "E", "total_energy"):
-            if key in atoms.info:
-                energy = float(atoms.info[key])
-                break
+        keys = [k for k in atoms.info if "energy" in k.lower()]
+        if len(keys) == 1:
+            energy = atoms.info[keys[0]]
     if forces is None:
-        for key in ("forces", "force", "F"):
-            if key in atoms.arrays:
-                forces = np.asarray(atoms.arrays[key])
-                break
+        keys = [k for k in atoms.arrays if "force" in k.lower()]
+        if len(keys) == 1:
+            forces = atoms.arrays[keys[0]]
     if energy is None or forces is None:
-        raise DataError(f"{path}: frame {i} has no energy and forces (expected energy= in the comment line and a forces column)")
-    return energy, forces
+        what = "an energy" if energy is None else "forces"
+        raise DataError(f"{path}: frame {i} has no {what}; write energy=... in each comment line and a "
+                        "forces:R:3 column (extended XYZ)")
+    return float(np.asarray(energy).reshape(-1)[0]), np.asarray(forces, dtype=np.float64)
 
 
-def read_xyz(path: Path, *, name: str, energy_unit: str, test_fraction: float = 0.0, split_seed: int = 0) -> Dataset:
-    """All frames of an extended-XYZ file as a Dataset (kcal/mol); optional random split "01"."""
+def random_split(n_frames: int, test_fraction: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """One split ``"01"``: a seeded random ``test_fraction`` of rows is the test part, the rest train."""
+    if not 0.0 < test_fraction < 1.0:
+        raise CrmseError(f"--test-fraction must lie strictly between 0 and 1, got {test_fraction}")
+    n_test = int(round(test_fraction * n_frames))
+    if n_test < 1 or n_test >= n_frames:
+        raise CrmseError(f"--test-fraction {test_fraction} leaves no training or no test frame of {n_frames}; "
+                         "pick a fraction that keeps both")
+    order = np.random.default_rng(seed).permutation(n_frames)
+    return {"01": {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}}
+
+
+def read_xyz(path: Path, *, name: str, energy_unit: str, test_fraction: float | None = None,
+             split_seed: int | None = None) -> Dataset:
+    """All frames of an extended-XYZ file as a :class:`Dataset` in kcal/mol and kcal/mol/Å.
+
+    Args:
+        path: the extended-XYZ file (one molecule, same atoms in the same order in every frame).
+        name: dataset name.
+        energy_unit: the file's energy unit, ``"eV"`` or ``"kcal/mol"`` (forces per Å).
+        test_fraction: with ``split_seed``: share of frames in split 01's test part. When both
+            are None the dataset has no splits.
+        split_seed: seed of the random split (default 0 when only ``test_fraction`` is given).
+    """
     from ase.io import read
 
-    if energy_unit not in ENERGY_UNITS:
-        raise CrmseError(f"--energy-unit must be one of {', '.join(ENERGY_UNITS)}, got {energy_unit!r}")
+    if energy_unit not in XYZ_ENERGY_UNITS:
+        raise CrmseError(f"--energy-unit must be one of {', '.join(XYZ_ENERGY_UNITS)}, got {energy_unit!r}")
     if not path.is_file():
-        raise CrmseError(f"cannot read {path}: no such file")
+        raise NotFoundError(f"cannot read {path}: no such file; pass the path of an extended-XYZ file")
     try:
         frames = read(str(path), index=":", format="extxyz")
     except Exception as exc:  # noqa: BLE001 - ASE's parser raises many types on bad input
         raise DataError(f"{path} is not a readable extended-XYZ file ({type(exc).__name__}: {exc})") from exc
-    if not frames:
-        raise DataError(f"{path} holds no frames")
-    species = frames[0].numbers
-    factor = ENERGY_UNITS[energy_unit]
-    pos, ene, frc = [], [], []
+    if not isinstance(frames, list) or not frames:
+        raise DataError(f"{path} holds no frames; pass a non-empty extended-XYZ file")
+    species = np.asarray(frames[0].numbers, dtype=np.int64)
+    factor = ENERGY_UNITS[energy_unit]  # file unit -> kcal/mol
+    positions, energies, forces = [], [], []
     for i, atoms in enumerate(frames):
         if not np.array_equal(atoms.numbers, species):
-            raise DataError(f"{path}: frame {i} has other atoms than frame 0; one molecule per dataset")
-        e, f = _energy_forces(atoms, i, path)
-        pos.append(atoms.positions)
-        ene.append(e * factor)
-        frc.append(f * factor)
-    splits = {}
-    if not 0.0 <= test_fraction < 1.0:
-        raise CrmseError(f"--test-fraction must lie in [0, 1), got {test_fraction}")
-    if test_fraction > 0:
-        order = np.random.default_rng(split_seed).permutation(len(frames))
-        n_test = max(1, int(round(test_fraction * len(frames))))
-        splits = {"01": {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}}
+            raise DataError(f"{path}: frame {i} has other atoms (or another order) than frame 0; "
+                            "a dataset holds one molecule")
+        energy, frame_forces = _energy_forces(atoms, i, path)
+        if frame_forces.shape != (len(species), 3):
+            raise DataError(f"{path}: frame {i} forces have shape {frame_forces.shape}, expected ({len(species)}, 3)")
+        positions.append(np.asarray(atoms.positions, dtype=np.float64))
+        energies.append(energy * factor)
+        forces.append(frame_forces * factor)
+    splits: dict[str, dict[str, np.ndarray]] = {}
+    if test_fraction is not None or split_seed is not None:
+        splits = random_split(len(frames), DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
+                              0 if split_seed is None else split_seed)
+    log.info("read %d frames of %d atoms from %s (%s)", len(frames), len(species), path, energy_unit)
     return Dataset(
-        name=name, species=np.asarray(species, dtype=np.int64), positions=np.asarray(pos, dtype=np.float64),
-        energies=np.asarray(ene, dtype=np.float64), forces=np.asarray(frc, dtype=np.float64),
-        frame_ids=np.arange(len(frames), dtype=np.int64), splits=splits,
-        meta={"source_file": str(path), "energy_unit_in_file": energy_unit},
+        name=name, species=species, positions=np.stack(positions), energies=np.asarray(energies),
+        forces=np.stack(forces), frame_ids=np.arange(len(frames), dtype=np.int64), splits=splits,
+        meta={"source_file": str(path.resolve()), "energy_unit_in_file": energy_unit,
+              "kcal_per_mol_per_file_unit": factor, "frame_ids": "frame index in the xyz file",
+              "split_seed": split_seed, "test_fraction": test_fraction},
     )

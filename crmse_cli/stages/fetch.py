@@ -1,120 +1,229 @@
 """`crmse fetch`: get rMD17 (or an extended-XYZ file) into the workspace and register it.
 
-The registry and the dataset folder change only when everything succeeded: the dataset file is
-written atomically and registered last, so a failed fetch leaves both as they were.
+Downloads land in ``ws.cache_dir`` (verified, shared by all molecules); the converted dataset
+is written to ``ws.datasets_dir/<name>.npz``. The dataset file takes its name and the registry
+row is written only when everything succeeded, so a failed fetch leaves both as they were.
+A fetch needs no run row: the datasets table records it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crmse_cli.data import rmd17
-from crmse_cli.data.dataset import Dataset
-from crmse_cli.data.download import fetch_file, sha256_of
-from crmse_cli.data.sources import OFFICIAL_ARCHIVE, RemoteFile, andersx_files
+from crmse_cli.data import rmd17, sources
+from crmse_cli.data.dataset import UNITS, Dataset
+from crmse_cli.data.download import fetch_file
 from crmse_cli.data.xyz import read_xyz
-from crmse_cli.errors import CrmseError
+from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.progress import make_progress
 from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
 SOURCES = ("figshare", "andersx")
+"""``figshare``: the official archive (Materials Cloud as mirror); ``andersx``: the split files."""
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class FetchResult:
+    """A registered dataset and how this fetch got it.
+
+    Attributes:
+        name: dataset name (the molecule for rMD17).
+        path: the dataset file.
+        source: ``figshare``, ``andersx``, ``file`` (``--from``) or ``xyz``.
+        origin: the URL or file the frames came from.
+        sha256: checksum of the dataset file.
+        n_frames, n_atoms, species: frames, atoms per frame, atomic numbers (N,).
+        splits: ``{"01": {"train": count, "test": count}, ...}``.
+        already: True when the dataset was registered already and nothing was done.
+    """
+
     name: str
     path: Path
+    source: str
+    origin: str
+    sha256: str
     n_frames: int
     n_atoms: int
+    species: list[int]
     splits: dict[str, dict[str, int]]
-    source: str
     already: bool
 
 
-def _download(remote: RemoteFile, cache: Path) -> Path:
+def _mb_callback(bar: Any, task: Any) -> Callable[[int, int | None], None]:
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done / 1e6, total=None if total is None else total / 1e6)
+
+    return update
+
+
+@contextmanager
+def _progress(description: str, total_bytes: int | None) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar in MB; yields ``update(bytes_done, bytes_total_or_None)``."""
     with make_progress() as bar:
-        task = bar.add_task(f"download {remote.filename}", total=remote.size, info="")
-
-        def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total or remote.size, info=f"{done / 1e6:.0f} MB")
-
-        return fetch_file(remote, cache, progress=progress)
+        task = bar.add_task(f"{description} (MB)", total=None if total_bytes is None else total_bytes / 1e6, info="")
+        yield _mb_callback(bar, task)
 
 
-def _register(ws: Workspace, reg: Any, data: Dataset, source: str, meta: dict[str, Any]) -> FetchResult:
-    path = ws.datasets_dir / f"{data.name}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data.save(path)
-    splits = {k: {p: int(len(i)) for p, i in v.items()} for k, v in data.splits.items()}
-    reg.add_dataset(name=data.name, source=source, sha256=sha256_file(path), path=str(path),
-                    n_frames=data.n_frames, n_atoms=data.n_atoms, species=[int(z) for z in data.species],
-                    units={"length": "A", "energy": "kcal/mol", "forces": "kcal/mol/A"}, splits=splits, meta=meta)
-    return FetchResult(data.name, path, data.n_frames, data.n_atoms, splits, source, already=False)
+def _download(remote: sources.RemoteFile, cache: Path) -> Path:
+    with _progress(f"download {remote.filename}", remote.size) as update:
+        return fetch_file(remote, cache, progress=update)
 
 
-def _existing(reg: Any, name: str) -> FetchResult | None:
+def _result(info: Any, already: bool) -> FetchResult:
+    return FetchResult(name=info.name, path=Path(info.path), source=str(info.meta.get("source", "")),
+                       origin=info.source, sha256=info.sha256, n_frames=info.n_frames, n_atoms=info.n_atoms,
+                       species=list(info.species), splits=dict(info.splits), already=already)
+
+
+def _existing(reg: Any, name: str) -> Any:
+    """The registry row of ``name`` if its dataset file is still there and intact, else None."""
     info = reg.find_dataset(name)
     if info is None or not Path(info.path).is_file() or sha256_file(info.path) != info.sha256:
         return None
-    return FetchResult(info.name, Path(info.path), info.n_frames, info.n_atoms, info.splits, info.source, already=True)
+    return info
 
 
-def fetch_rmd17(ws: Workspace, molecule: str, *, source: str = "figshare", from_path: Path | None = None,
-                force: bool = False, registry: Any = None) -> FetchResult:
-    """Fetch rMD17 ``molecule`` (official archive, andersx split files, or a local file)."""
+def _save_and_register(ws: Workspace, reg: Any, data: Dataset, *, origin: str, meta: dict[str, Any]) -> FetchResult:
+    """Write the dataset beside its final name, register it, then rename it into place."""
+    final = ws.datasets_dir / f"{data.name}.npz"
+    tmp = final.with_name(f".{final.name}.fetching")
+    data.save(tmp)
+    try:
+        digest = sha256_file(tmp)
+        splits = {k: {p: int(len(i)) for p, i in v.items()} for k, v in data.splits.items()}
+        info = reg.add_dataset(name=data.name, source=origin, sha256=digest, path=str(final),
+                               n_frames=data.n_frames, n_atoms=data.n_atoms,
+                               species=[int(z) for z in data.species], units=dict(UNITS), splits=splits,
+                               meta=meta)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("registered dataset %s (%d frames) at %s", data.name, data.n_frames, final)
+    return _result(info, already=False)
+
+
+def _check_readable(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"cannot read {path}: no such file or folder; check the path given to --from")
+    if not os.access(path, os.R_OK):
+        raise CrmseError(f"cannot read {path}: permission denied; make it readable or copy it elsewhere")
+    return path.resolve()
+
+
+def _read_rmd17(ws: Workspace, molecule: str, source: str, from_path: Path | None) -> tuple[Dataset, str, dict[str, Any]]:
+    """Get ``molecule``'s frames from the chosen source: (dataset, origin, registry meta)."""
+    meta: dict[str, Any] = {"kind": "rmd17", "molecule": molecule}
+    if from_path is not None:
+        size = from_path.stat().st_size if from_path.is_file() else None
+        with _progress(f"read {from_path.name}", size) as update:
+            raw = rmd17.read_local(from_path, molecule, progress=lambda done: update(done, size))
+        origin = f"file:{from_path}"
+        meta.update(source="file", source_file=str(from_path),
+                    source_sha256=sha256_file(from_path) if from_path.is_file() else None)
+    elif source == "figshare":
+        remote = sources.OFFICIAL_ARCHIVE
+        archive = _download(remote, ws.cache_dir)
+        with _progress(f"extract {molecule} from {remote.filename}", remote.size) as update:
+            raw = rmd17.read_archive(archive, molecule, progress=lambda done: update(done, remote.size))
+        origin = remote.urls[0]
+        meta.update(source="figshare", source_file=remote.filename, source_sha256=remote.sha256,
+                    urls=list(remote.urls))
+    else:
+        remotes = sources.andersx_files(molecule)
+        cache = ws.cache_dir / "andersx-rmd17-npz"
+        paths = {key: _download(remote, cache) for key, remote in remotes.items()}
+        raw = rmd17.read_andersx(paths)
+        origin = sources.ANDERSX_BASE
+        meta.update(source="andersx", source_sha256={r.filename: r.sha256 for r in remotes.values()})
+    meta.update(old_labels_in_source=raw.old_keys, old_labels_kept=False, frame_ids=raw.frame_id_kind)
+    data = rmd17.to_dataset(molecule, raw, {"origin": origin, "source": meta["source"],
+                                            "source_sha256": meta["source_sha256"]})
+    return data, origin, meta
+
+
+def fetch_rmd17(ws: Workspace, molecule: str, *, source: str = "figshare", from_path: Path | str | None = None,
+                force: bool = False) -> FetchResult:
+    """Fetch rMD17 ``molecule`` with its five official splits and register it as dataset ``molecule``.
+
+    Args:
+        ws: the workspace (cache, datasets folder, registry).
+        molecule: one of :data:`crmse_cli.data.sources.MOLECULES`.
+        source: ``figshare`` (the official 1 GB archive, downloaded once for all molecules) or
+            ``andersx`` (the ten 1000-frame split files; ethanol and aspirin).
+        from_path: a local archive, official npz, andersx split file or folder (offline machines);
+            overrides ``source``.
+        force: convert and register again even if the dataset is registered already.
+
+    Returns:
+        What was registered; ``already=True`` when it was there and nothing was done.
+    """
     from crmse_cli.registry.store import Registry
 
-    rmd17.check_molecule(molecule)
+    sources.check_molecule(molecule)
     if source not in SOURCES:
         raise CrmseError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
-    reg = registry or Registry.open(ws.ensure())
-    if not force and (done := _existing(reg, molecule)) is not None:
-        return done
-    if from_path is not None:
-        from_path = Path(from_path).expanduser()
-        if not from_path.is_file():
-            raise CrmseError(f"cannot read {from_path}: no such file")
-        origin = f"file:{from_path.resolve()}"
-        archive_sha = sha256_of(from_path)
-        if from_path.suffix == ".npz":
-            arrays, splits = rmd17.read_npz(from_path)
-        else:
-            arrays, splits = rmd17.read_archive(from_path, molecule)
-    elif source == "figshare":
-        archive = _download(OFFICIAL_ARCHIVE, ws.cache_dir)
-        origin, archive_sha = OFFICIAL_ARCHIVE.urls[0], OFFICIAL_ARCHIVE.sha256
-        arrays, splits = rmd17.read_archive(archive, molecule)
-    else:
-        files = andersx_files(molecule)
-        if not all(f.sha256 for f in files):
-            raise CrmseError(f"no pinned checksums for andersx {molecule} files; use --source figshare or --from PATH")
-        paths = {}
-        for f in files:
-            part, key = Path(f.filename).stem.rsplit("_", 2)[1:]
-            paths[(part, key)] = _download(f, ws.cache_dir / "andersx")
-        arrays, splits = rmd17.merge_split_files(paths)
-        origin, archive_sha = "github.com/andersx/rmd17-npz", ""
-    data = rmd17.to_dataset(molecule, arrays, splits, {"origin": origin, "source_sha256": archive_sha})
-    return _register(ws, reg, data, origin, {"source_sha256": archive_sha, "kind": "rmd17"})
+    if source == "andersx" and from_path is None:
+        sources.andersx_files(molecule)  # refuses molecules without pinned checksums, before any work
+    path = _check_readable(Path(from_path)) if from_path is not None else None
+    reg = Registry.open(ws)
+    try:
+        info = None if force else _existing(reg, molecule)
+        if info is not None:
+            if info.meta.get("kind") != "rmd17":
+                raise CrmseError(f"dataset {molecule!r} is registered from {info.source}, not rMD17; "
+                                 "pass --force to replace it")
+            log.info("dataset %s is already fetched (%s)", molecule, info.path)
+            return _result(info, already=True)
+        data, origin, meta = _read_rmd17(ws, molecule, source, path)
+        return _save_and_register(ws, reg, data, origin=origin, meta=meta)
+    finally:
+        reg.close()
 
 
-def fetch_xyz(ws: Workspace, path: Path, *, name: str, energy_unit: str, test_fraction: float = 0.0,
-              split_seed: int = 0, force: bool = False, registry: Any = None) -> FetchResult:
-    """Import an extended-XYZ file as dataset ``name``."""
+def fetch_xyz(ws: Workspace, path: Path | str, *, name: str, energy_unit: str, test_fraction: float | None = None,
+              split_seed: int | None = None, force: bool = False) -> FetchResult:
+    """Import an extended-XYZ file as dataset ``name`` (energies and forces converted to kcal/mol).
+
+    Args:
+        ws: the workspace.
+        path: the extended-XYZ file (energy on each comment line, forces per atom).
+        name: dataset name (letters, digits, ``_.-``).
+        energy_unit: the file's energy unit, ``eV`` or ``kcal/mol`` (forces per Å).
+        test_fraction, split_seed: when either is given, one random split ``"01"``; else no splits.
+        force: replace a dataset of the same name.
+    """
     from crmse_cli.registry.store import Registry
 
-    reg = registry or Registry.open(ws.ensure())
-    if not name or "/" in name or name.startswith("."):
-        raise CrmseError(f"--name {name!r} must be a plain file-name-like word")
-    if not force and (done := _existing(reg, name)) is not None:
-        return done
-    data = read_xyz(Path(path).expanduser(), name=name, energy_unit=energy_unit, test_fraction=test_fraction,
-                    split_seed=split_seed)
-    src = f"file:{Path(path).expanduser().resolve()}"
-    return _register(ws, reg, data, src, {"source_sha256": sha256_of(Path(path).expanduser()), "kind": "xyz",
-                                          "energy_unit_in_file": energy_unit})
+    if not _NAME_RE.match(name):
+        raise CrmseError(f"--name {name!r} is not a valid dataset name; use letters, digits, '_', '.', '-'")
+    src = _check_readable(Path(path))
+    file_sha = sha256_file(src) if src.is_file() else ""
+    meta: dict[str, Any] = {"kind": "xyz", "source": "xyz", "source_file": str(src), "source_sha256": file_sha,
+                            "energy_unit_in_file": energy_unit, "test_fraction": test_fraction,
+                            "split_seed": split_seed}
+    reg = Registry.open(ws)
+    try:
+        info = None if force else _existing(reg, name)
+        if info is not None:
+            same = all(info.meta.get(k) == meta[k] for k in ("kind", "source_sha256", "energy_unit_in_file",
+                                                            "test_fraction", "split_seed"))
+            if not same:
+                raise CrmseError(f"dataset {name!r} is registered already (from {info.source}); "
+                                 "pick another --name or pass --force to replace it")
+            return _result(info, already=True)
+        data = read_xyz(src, name=name, energy_unit=energy_unit, test_fraction=test_fraction, split_seed=split_seed)
+        return _save_and_register(ws, reg, data, origin=f"file:{src}", meta=meta)
+    finally:
+        reg.close()
