@@ -29,7 +29,7 @@ def regularize_command(
     reset_fraction: float = typer.Option(0.0, help="Share of chains reset to training frames each update."),
     seed: int = typer.Option(0, help="Seed of chains, batches and resets."),
     config: Path | None = typer.Option(
-        None, help="TOML file with [contrastive] settings (options override)."
+        None, help="TOML file with a \\[contrastive] table of settings (options override)."
     ),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     name: str | None = typer.Option(None, help="A unique name for the run."),
