@@ -82,19 +82,34 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema, or refuse a newer/unknown one in one line."""
+    """Bring the database to the newest schema, or refuse a newer/unknown one in one line.
+
+    Several processes may open a fresh workspace at once: on SQLite the check and the migration
+    run inside one ``BEGIN IMMEDIATE`` transaction, so one process migrates and the others wait
+    (busy timeout), then find the schema at head.
+    """
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory.from_config(alembic_config(engine))
-    current = current_revision(engine)
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current is not None and current not in known:
-        raise CrmseError(
-            f"database schema {current} is newer than this crmse knows; upgrade crmse or use another --home"
-        )
-    if current is None and inspect(engine).has_table("runs"):
-        raise CrmseError("the database has crmse tables but no schema version; use a fresh --home")
-    if current != script.get_current_head():
-        log.info("migrating the registry from %s to %s", current, script.get_current_head())
-        command.upgrade(alembic_config(engine), "head")
+    cfg = alembic_config(engine)
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
+    if current_revision(engine) == head:
+        return  # the common case, without taking the write lock
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        current = MigrationContext.configure(conn).get_current_revision()
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise CrmseError(
+                f"database schema {current} is newer than this crmse knows; upgrade crmse or use another --home"
+            )
+        if current is None and inspect(conn).has_table("runs"):
+            raise CrmseError("the database has crmse tables but no schema version; use a fresh --home")
+        if current != head:
+            log.info("migrating the registry from %s to %s", current, head)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        conn.commit()
