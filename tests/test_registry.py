@@ -174,8 +174,9 @@ def _race(tmp_path: Path, url: str, run_id: str, n_proc: int, n_metrics: int) ->
     """Start ``n_proc`` writers that begin together; return their stdout; fail on any error."""
     go = tmp_path / "go"
     code = _CHILD.format(repo=str(REPO))
-    procs = [subprocess.Popen([sys.executable, "-c", code, url, run_id, f"p{k}", str(go), str(n_metrics)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(n_proc)]
+    argv = [[sys.executable, "-c", code, url, run_id, f"p{k}", str(go), str(n_metrics)]
+            for k in range(n_proc)]
+    procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in argv]
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"go.p{k}").exists() for k in range(n_proc)):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a writer did not start"
