@@ -61,7 +61,8 @@ def _transfer(url: str, part: Path, progress: Progress | None, timeout_s: float)
             total = have + int(length) if length is not None and length.isdigit() else None
             done = have
             with open(part, "ab" if have else "wb") as fh:
-                while block := resp.read(CHUNK):
+                read = getattr(resp, "read1", resp.read)  # what has arrived, not a full CHUNK
+                while block := read(CHUNK):
                     fh.write(block)
                     done += len(block)
                     if progress is not None:
