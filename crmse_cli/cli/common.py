@@ -51,11 +51,16 @@ def emit_json(data: Any) -> None:
 
 
 def fmt_value(value: float) -> str:
-    """Compact number for tables: 4 significant digits, plain for moderate magnitudes."""
+    """Compact number for tables: 4 significant digits, plain for moderate magnitudes.
+
+    Large magnitudes (total energies, ~1e5 kcal/mol) keep two decimals, so differences between
+    runs stay visible."""
     if value != value:  # NaN
         return "n/a"
-    if value == 0 or 1e-3 <= abs(value) < 1e5:
+    if value == 0 or 1e-3 <= abs(value) < 1e3:
         return f"{value:.4g}"
+    if 1e3 <= abs(value) < 1e7:
+        return f"{value:.2f}"
     return f"{value:.3e}"
 
 
