@@ -204,14 +204,23 @@ def andersx_siblings(path: Path, molecule: str) -> dict[tuple[str, str], Path]:
     return files
 
 
+def local_andersx_files(path: Path, molecule: str) -> dict[tuple[str, str], Path] | None:
+    """The andersx split files :func:`read_local` reads for ``path``; None for another layout."""
+    if path.is_dir() and not (path / "npz_data" / f"rmd17_{molecule}.npz").is_file():
+        return andersx_siblings(path, molecule)
+    if path.is_file() and _ANDERSX_RE.match(path.name):
+        return andersx_siblings(path, molecule)
+    return None
+
+
 def read_local(path: Path, molecule: str, *, progress: Callable[[int], None] | None = None) -> RawRmd17:
     """Any local rMD17 source for ``--from``: archive, official npz, andersx file or folder."""
+    andersx = local_andersx_files(path, molecule)
+    if andersx is not None:
+        return read_andersx(andersx)
     if path.is_dir():
-        official = path / "npz_data" / f"rmd17_{molecule}.npz"
-        return read_molecule_npz(official) if official.is_file() else read_andersx(andersx_siblings(path, molecule))
+        return read_molecule_npz(path / "npz_data" / f"rmd17_{molecule}.npz")
     if path.suffix == ".npz":
-        if _ANDERSX_RE.match(path.name):
-            return read_andersx(andersx_siblings(path, molecule))
         return read_molecule_npz(path)
     return read_archive(path, molecule, progress=progress)
 

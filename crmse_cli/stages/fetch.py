@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from crmse_cli.data import rmd17, sources
 from crmse_cli.data.dataset import UNITS, Dataset
 from crmse_cli.data.download import fetch_file
 from crmse_cli.data.xyz import read_xyz
-from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.progress import make_progress
 from crmse_cli.workspace import Workspace
@@ -122,10 +122,29 @@ def _check_readable(path: Path) -> Path:
     return path.resolve()
 
 
+def _check_andersx(files: Iterable[Path]) -> dict[str, str]:
+    """sha256 of local andersx split files; raise unless each matches its pinned checksum."""
+    digests: dict[str, str] = {}
+    for path in files:
+        got = digests[path.name] = sha256_file(path)
+        pinned = sources.ANDERSX_SHA256.get(path.name)
+        if pinned is None:
+            log.warning("%s has no pinned checksum; using it unverified", path)
+        elif got != pinned:
+            raise DataError(f"{path}: sha256 {got[:12]}... does not match the pinned {pinned[:12]}... of the "
+                            "andersx file (corrupt or modified); copy or download it again")
+    return digests
+
+
 def _read_rmd17(ws: Workspace, molecule: str, source: str, from_path: Path | None) -> tuple[Dataset, str, dict[str, Any]]:
     """Get ``molecule``'s frames from the chosen source: (dataset, origin, registry meta)."""
     meta: dict[str, Any] = {"kind": "rmd17", "molecule": molecule}
-    if from_path is not None:
+    if from_path is not None and (andersx := rmd17.local_andersx_files(from_path, molecule)) is not None:
+        digests = _check_andersx(andersx.values())
+        raw = rmd17.read_andersx(andersx)
+        origin = f"file:{from_path}"
+        meta.update(source="file", source_file=str(from_path), source_sha256=digests)
+    elif from_path is not None:
         size = from_path.stat().st_size if from_path.is_file() else None
         with _progress(f"read {from_path.name}", size) as update:
             raw = rmd17.read_local(from_path, molecule, progress=lambda done: update(done, size))
