@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from crmse_cli.analysis.metrics import distribution_metrics
+from crmse_cli.analysis.observables import finite_frames, frame_pair_distances
 from crmse_cli.analysis.stats import configurational_temperature
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
@@ -91,6 +92,20 @@ def survival_curve(stability: dict[str, np.ndarray], time_axis: np.ndarray) -> n
     return (left_at[None, :] > time_axis[:, None]).mean(axis=1)
 
 
+def closest_hh(species: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """(F,) Å: the closest H-H distance of each frame (empty with fewer than two H).
+
+    Collapsed geminal hydrogens are the signature of the spurious minima of MSE-trained models
+    (METHOD.md), so the report draws this distribution beside the per-pair histograms.
+    """
+    h = np.flatnonzero(np.asarray(species) == 1)
+    if len(h) < 2 or len(positions) == 0:
+        return np.zeros(0)
+    pairs = np.array([(a, b) for i, a in enumerate(h) for b in h[i + 1 :]], dtype=np.int64)
+    out: np.ndarray = frame_pair_distances(positions, pairs).min(axis=1)
+    return out
+
+
 def _pick(n: int, k: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=k, replace=False)) if n > k else np.arange(n)
@@ -138,6 +153,8 @@ def distribution_part(
     arrays["ref_energies"] = ref_e
     arrays["survival_time_ps"] = time_axis / 1000.0
     arrays["survival_fraction"] = survival_curve(traj.stability, time_axis)
+    arrays["min_hh_sample"] = closest_hh(data.species, pos[finite_frames(pos)])
+    arrays["min_hh_ref"] = closest_hh(data.species, ref_pos)
     return metrics, arrays
 
 

@@ -1,0 +1,57 @@
+"""`crmse compare`: an interactive, self-contained HTML report of several runs against DFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from crmse_cli.cli.common import console, emit_json, fmt_value, set_threads, state
+
+
+def compare_command(
+    ctx: typer.Context,
+    runs: list[str] = typer.Argument(
+        ..., help="Pretrain, regularize, sample or evaluate runs (id or name), all of one dataset."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="HTML file to write (default: the compare run's folder, report.html)."
+    ),
+    title: str | None = typer.Option(None, "--title", help="Page title (default: dataset and run names)."),
+) -> None:
+    """Compare runs with the DFT reference in one offline HTML page (energies, h(r), dihedrals, stability)."""
+    from crmse_cli.stages.compare import compare
+
+    st = state(ctx)
+    set_threads(st.threads)
+    res = compare(st.workspace, runs, out=out, title=title, progress=not st.json)
+    if st.json:
+        emit_json(
+            {
+                "run_id": res.run_id,
+                "report": str(res.path),
+                "sample_runs": res.sample_runs,
+                "evaluated": res.evaluated,
+                "metrics": {
+                    label: {k: {"value": v, "unit": u} for k, (v, u) in m.items()}
+                    for label, m in res.metrics.items()
+                },
+            }
+        )
+        return
+    table = Table(title=f"compare run {res.run_id}", title_justify="left")
+    table.add_column("metric")
+    for label in res.metrics:
+        table.add_column(label, justify="right")
+    names = list(dict.fromkeys(k for m in res.metrics.values() for k in m))
+    for name in names:
+        table.add_row(name, *(fmt_value(m[name][0]) if name in m else "n/a" for m in res.metrics.values()))
+    console.print(table)
+    if res.evaluated:
+        console.print(f"evaluated now: {', '.join(res.evaluated)}", highlight=False)
+    console.print(f"report: {res.path}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare_command)

@@ -1,0 +1,334 @@
+"""Gather what a comparison report shows from the registry and the artifacts (no torch here).
+
+Each run the user names is resolved to a :class:`Target`: the samples it stands for, the model
+behind them and the evaluation of those samples. :func:`collect` then reads the registry rows and
+the ``evaluation`` npz of every target into plain dataclasses that the figures and the page draw,
+so the report shows exactly the numbers that were stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crmse_cli import __version__
+from crmse_cli.errors import CrmseError, DataError
+
+MODEL_KINDS = ("pretrain", "regularize")
+CURVE_NAMES = ("loss_mse", "loss_c", "chain_ks", "resets", "loss", "energy_chains", "energy_data")
+"""Per-update metrics of regularize runs drawn as learning curves (names of stages/regularize.py)."""
+
+Value = tuple[float, str]
+"""(value, unit)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One run the user named, resolved to its samples.
+
+    Attributes:
+        ref: what the user typed (id prefix or name).
+        asked: the run it names.
+        sample: the sample run whose frames are compared.
+        model: the model run (pretrain/regularize) behind the samples; None for a bare checkpoint.
+        evaluate: the evaluate run of the samples; None when they still need evaluating.
+    """
+
+    ref: str
+    asked: Any
+    sample: Any
+    model: Any | None
+    evaluate: Any | None
+
+
+def _has_samples(reg: Any, run: Any) -> bool:
+    return run.status == "completed" and bool(reg.artifacts(run.id, kind="samples"))
+
+
+def find_evaluation(reg: Any, sample_id: str) -> Any | None:
+    """The latest completed evaluate run of sample run ``sample_id`` with an evaluation artifact."""
+    done = [
+        r
+        for r in reg.children(sample_id, kind="evaluate")
+        if r.status == "completed" and reg.artifacts(r.id, kind="evaluation")
+    ]
+    return done[-1] if done else None
+
+
+def resolve_target(reg: Any, ref: str) -> Target:
+    """Resolve ``ref`` (a pretrain, regularize, sample or evaluate run) to its samples.
+
+    Raises:
+        NotFoundError: no such run.
+        CrmseError: the run has no samples (with the command that makes them).
+    """
+    asked = reg.get_run(ref)
+    evaluation = None
+    if asked.kind == "evaluate":
+        sid = asked.config.get("sample_run")
+        if sid is None:
+            parent = reg.get_run(asked.parent) if asked.parent else None
+            sid = parent.id if parent is not None and parent.kind == "sample" else None
+        if sid is None:
+            raise CrmseError(
+                f"run {asked.id} evaluates a model without samples; run `crmse sample RUN` and compare that"
+            )
+        sample = reg.get_run(sid)
+        if asked.status == "completed" and reg.artifacts(asked.id, kind="evaluation"):
+            evaluation = asked
+    elif asked.kind == "sample":
+        sample = asked
+    elif asked.kind in MODEL_KINDS:
+        done = [r for r in reg.children(asked.id, kind="sample") if _has_samples(reg, r)]
+        if not done:
+            raise CrmseError(
+                f"{asked.kind} run {asked.id} has no completed samples; run `crmse sample {ref}` first"
+            )
+        sample = done[-1]
+    else:
+        raise CrmseError(
+            f"run {asked.id} is a {asked.kind} run; compare pretrain, regularize, sample or evaluate runs"
+        )
+    if not _has_samples(reg, sample):
+        raise CrmseError(
+            f"sample run {sample.id} ({sample.status}) has no samples; sample again with `crmse sample MODEL`"
+        )
+    model = None
+    if sample.parent is not None:
+        parent = reg.get_run(sample.parent)
+        model = parent if parent.kind in MODEL_KINDS else None
+    return Target(ref, asked, sample, model, evaluation or find_evaluation(reg, sample.id))
+
+
+def check_same_dataset(targets: list[Target]) -> str:
+    """The one dataset of all targets; a one-line error when they differ."""
+    names = {t.sample.dataset for t in targets}
+    if len(names) != 1:
+        listed = ", ".join(f"{t.ref} ({t.sample.dataset})" for t in targets)
+        raise CrmseError(f"runs are of different datasets: {listed}; compare runs of one molecule")
+    return str(names.pop())
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything the report shows about one compared run.
+
+    Attributes:
+        label: unique legend label (run name or id).
+        target: the resolved runs.
+        evaluate: the evaluate run whose metrics and arrays are drawn.
+        settings: header-table fields, in display order.
+        model_metrics: final metrics of the model run (test energy/force errors).
+        metrics: final metrics of the evaluate run.
+        arrays: the evaluation npz (see analysis/metrics.py and stages/evaluate.py for names).
+        curves: per-update metric name -> (steps (U,), values (U,)) for regularize models.
+    """
+
+    label: str
+    target: Target
+    evaluate: Any
+    settings: dict[str, Any]
+    model_metrics: dict[str, Value]
+    metrics: dict[str, Value]
+    arrays: dict[str, np.ndarray]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def integrator(self) -> str:
+        return str(self.target.sample.config.get("integrator", "langevin"))
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """The whole report: title, dataset, the runs, the reference arrays and when it was made."""
+
+    title: str
+    dataset: str
+    version: str
+    created: str
+    runs: list[RunData]
+
+    @property
+    def reference(self) -> dict[str, np.ndarray]:
+        """The DFT reference arrays (those of the first run: same dataset, same reference frames)."""
+        return self.runs[0].arrays
+
+
+def _settings(t: Target, ev: Any) -> dict[str, Any]:
+    m = t.model.config if t.model is not None else {}
+    s = t.sample.config
+    arch = m.get("model") or {}
+    reg = t.model is not None and t.model.kind == "regularize"
+    return {
+        "run": t.asked.name or t.asked.id,
+        "id": t.asked.id,
+        "kind": t.asked.kind,
+        "model run": f"{t.model.id} ({t.model.kind})" if t.model is not None else "checkpoint file",
+        "sample run": t.sample.id,
+        "evaluate run": ev.id,
+        "dataset": t.sample.dataset,
+        "split": s.get("split"),
+        "architecture": arch.get("architecture") if isinstance(arch, dict) else None,
+        "n_train": m.get("n_train"),
+        "lambda": m.get("lambda") if reg else None,
+        "eta (Å²)": m.get("eta_A2") if reg else None,
+        "K steps per update": m.get("steps_per_update") if reg else None,
+        "chains": m.get("n_chains") if reg else None,
+        "updates": (m.get("contrastive") or {}).get("n_updates") if reg else None,
+        "integrator": s.get("integrator"),
+        "temperature (K)": s.get("temperature_K"),
+        "replicas": s.get("replicas"),
+        "steps": s.get("steps"),
+        "timestep (fs)": s.get("timestep_fs") if s.get("integrator") == "langevin" else None,
+        "version": t.model.version if t.model is not None else t.sample.version,
+    }
+
+
+def load_evaluation(reg: Any, evaluate_id: str) -> dict[str, np.ndarray]:
+    """The arrays of the latest ``evaluation`` artifact of an evaluate run."""
+    arts = reg.artifacts(evaluate_id, kind="evaluation")
+    if not arts:
+        raise CrmseError(f"evaluate run {evaluate_id} has no evaluation artifact; evaluate the samples again")
+    path = Path(arts[-1].path)
+    if not path.is_file():
+        raise DataError(f"evaluation file {path} of run {evaluate_id} is missing; evaluate the samples again")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _curves(reg: Any, model: Any | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if model is None or model.kind != "regularize":
+        return {}
+    out = {}
+    for name in CURVE_NAMES:
+        rows = [m for m in reg.metrics(model.id, name=name) if m.step is not None]
+        if rows:
+            out[name] = (np.array([m.step for m in rows]), np.array([m.value for m in rows]))
+    return out
+
+
+def _labels(targets: list[Target]) -> list[str]:
+    labels: list[str] = []
+    for t in targets:
+        label = t.asked.name or t.asked.id
+        if label in labels:
+            label = f"{label} [{t.sample.id}]"
+        labels.append(label)
+    return labels
+
+
+def collect(reg: Any, targets: list[Target], *, title: str | None = None) -> ReportData:
+    """Read registry rows and evaluation artifacts of evaluated ``targets`` into a :class:`ReportData`."""
+    if not targets:
+        raise CrmseError("name at least one run to compare")
+    dataset = check_same_dataset(targets)
+    runs = []
+    for label, t in zip(_labels(targets), targets, strict=True):
+        if t.evaluate is None:
+            raise CrmseError(
+                f"sample run {t.sample.id} has no evaluation; run `crmse evaluate {t.sample.id}`"
+            )
+        metrics = {k: (m.value, m.unit) for k, m in reg.final_metrics(t.evaluate.id).items()}
+        model_metrics = (
+            {k: (m.value, m.unit) for k, m in reg.final_metrics(t.model.id).items()} if t.model else {}
+        )
+        runs.append(
+            RunData(
+                label=label,
+                target=t,
+                evaluate=t.evaluate,
+                settings=_settings(t, t.evaluate),
+                model_metrics=model_metrics,
+                metrics=metrics,
+                arrays=load_evaluation(reg, t.evaluate.id),
+                curves=_curves(reg, t.model),
+            )
+        )
+    labels = ", ".join(r.label for r in runs)
+    return ReportData(
+        title=title or f"{dataset}: {labels}",
+        dataset=dataset,
+        version=__version__,
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        runs=runs,
+    )
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of the metrics table: a value per run and, where it has one, the reference's."""
+
+    key: str
+    label: str
+    unit: str
+    reference: float | None
+    values: list[float | None]
+
+
+def _value(run: RunData, key: str) -> Value | None:
+    if key.startswith("test_"):  # accuracy: the model run's own final metrics first
+        return run.model_metrics.get(key) or run.metrics.get(key)
+    return run.metrics.get(key)
+
+
+def metric_table(report: ReportData) -> list[MetricRow]:
+    """The rows of the metrics table (absent metrics are None; rows absent everywhere are dropped)."""
+    torsions = sorted(
+        {
+            k.split(".", 1)[1]
+            for r in report.runs
+            for k in r.metrics
+            if k.startswith("dihedral_profile_error.")
+        }
+    )
+    ref_of = {
+        "config_temperature_sample_K": reference_tconf(report),
+        "min_pair_distance_sample": _first(report, "min_pair_distance_ref"),
+        "n_sample_frames": _first(report, "n_ref_frames"),
+    }
+    spec: list[tuple[str, str]] = [
+        ("test_energy_mae", "energy MAE on test frames"),
+        ("test_force_mae", "force MAE on test frames"),
+        ("energy_ks", "energy KS statistic (samples vs DFT)"),
+        ("energy_mean_sample_minus_ref", "mean energy, samples - DFT"),
+        ("hr_mae", "h(r) MAE"),
+        *[(f"dihedral_profile_error.{n}", f"{n} dihedral profile error") for n in torsions],
+        *[(f"dihedral_js.{n}", f"{n} dihedral JS divergence") for n in torsions],
+        ("pair_hist_mae_mean", "pair-distance histogram MAE (mean over pairs)"),
+        ("share_outside_support", "share of frames outside the DFT support"),
+        ("min_pair_distance_sample", "closest pair distance seen"),
+        ("stable_fraction", "stable fraction of replicas"),
+        ("median_leave_time_ps", "median time to leave the physical basin"),
+        ("median_leave_steps", "median steps to leave the physical basin"),
+        ("config_temperature_sample_K", "configurational temperature of the samples"),
+        ("config_temperature_ref_K", "T_conf of the DFT reference (this model's Laplacian)"),
+        ("sampling_temperature_K", "sampling temperature"),
+        ("n_sample_frames", "frames compared"),
+    ]
+    rows = []
+    for key, label in spec:
+        vals = [_value(r, key) for r in report.runs]
+        ref = ref_of.get(key)
+        if all(v is None for v in vals) and ref is None:
+            continue
+        unit = next((v[1] for v in vals if v is not None), "K" if key.endswith("_K") else "1")
+        rows.append(MetricRow(key, label, unit, ref, [None if v is None else float(v[0]) for v in vals]))
+    return rows
+
+
+def _first(report: ReportData, key: str) -> float | None:
+    return next((float(r.metrics[key][0]) for r in report.runs if key in r.metrics), None)
+
+
+def reference_tconf(report: ReportData) -> float | None:
+    """Configurational temperature of the DFT reference frames, K (mean over the runs' estimates)."""
+    vals = [
+        r.metrics["config_temperature_ref_K"][0]
+        for r in report.runs
+        if "config_temperature_ref_K" in r.metrics
+    ]
+    return float(np.mean(vals)) if vals else None

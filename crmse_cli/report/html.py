@@ -1,0 +1,199 @@
+"""One self-contained HTML page: plotly.js embedded once, every figure drawn from inline JSON.
+
+The page loads nothing from the network (no CDN, no MathJax), so it opens offline and can be
+mailed as one file. A small error handler writes JavaScript errors into ``#js-errors`` and a
+marker ``#plots-done`` records how many figures Plotly drew, so a headless browser can check it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from crmse_cli.report.collect import MetricRow, ReportData, metric_table, reference_tconf
+from crmse_cli.report.figures import FigureSpec, run_color
+
+PLOT_CONFIG = {"responsive": True, "displaylogo": False, "typesetMath": False}
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1400px;
+       color: #222; padding: 0 16px; }
+h1 { margin-bottom: 4px; } .sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 8px 0 24px; font-size: 14px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f4f4f4; }
+td.ref, th.ref { background: #f0f0f0; font-weight: 600; }
+.callout { border-left: 6px solid #444; background: #f6f6f6; padding: 10px 16px; margin: 12px 0 20px;
+           font-size: 16px; }
+.callout b { font-size: 20px; }
+.caption { color: #555; font-size: 14px; margin: 0 0 6px; }
+.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; }
+#js-errors:empty { display: none; }
+#js-errors { color: #b00; border: 1px solid #b00; padding: 8px; white-space: pre-wrap; }
+"""
+
+ERROR_HANDLER = """
+window.onerror = function (msg, src, line, col, err) {
+  var box = document.getElementById("js-errors");
+  if (box) { box.textContent += "error: " + msg + " (" + src + ":" + line + ")\\n"; }
+};
+window.addEventListener("unhandledrejection", function (e) {
+  var box = document.getElementById("js-errors");
+  if (box) { box.textContent += "unhandled rejection: " + e.reason + "\\n"; }
+});
+"""
+
+RENDER = """
+(function () {
+  var specs = JSON.parse(document.getElementById("figure-data").textContent);
+  var config = JSON.parse(document.getElementById("plot-config").textContent);
+  var jobs = specs.map(function (s) {
+    return Plotly.newPlot(s.id, s.figure.data, s.figure.layout, config);
+  });
+  Promise.all(jobs).then(function () {
+    var done = document.getElementById("plots-done");
+    var drawn = specs.filter(function (s) {
+      return document.getElementById(s.id).querySelector("svg.main-svg") !== null;
+    }).length;
+    done.setAttribute("data-rendered", String(drawn));
+    done.textContent = "plots rendered: " + drawn + " of " + specs.length;
+  });
+})();
+"""
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside a <script> element (no ``</`` that could close it)."""
+    return data.replace("</", "<\\/") if isinstance(data, str) else json.dumps(data).replace("</", "<\\/")
+
+
+def fmt(value: Any) -> str:
+    """A table cell: 4 significant digits for floats, an em dash for missing values."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        return f"{value:.4g}" if value == 0 or 1e-3 <= abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def header_table(report: ReportData) -> str:
+    """Runs as columns, settings as rows, with the DFT reference column first."""
+    keys = [k for k in report.runs[0].settings if any(r.settings.get(k) is not None for r in report.runs)]
+    n_ref = next((r.metrics["n_ref_frames"][0] for r in report.runs if "n_ref_frames" in r.metrics), None)
+    ref = {
+        "run": "DFT reference",
+        "dataset": report.dataset,
+        "split": report.runs[0].settings.get("split"),
+        "replicas": f"{int(n_ref)} frames" if n_ref is not None else None,
+    }
+    swatch = '<span class="swatch" style="background:{}"></span>'
+    head = "".join(
+        f"<th>{swatch.format(run_color(report, r))}{html.escape(r.label)}</th>" for r in report.runs
+    )
+    rows = []
+    for k in keys:
+        cells = "".join(f"<td>{html.escape(fmt(r.settings.get(k)))}</td>" for r in report.runs)
+        rows.append(
+            f'<tr><th>{html.escape(k)}</th><td class="ref">{html.escape(fmt(ref.get(k)))}</td>{cells}</tr>'
+        )
+    return (
+        f'<table id="header-table"><thead><tr><th></th><th class="ref">DFT reference</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def metrics_table(report: ReportData, rows: list[MetricRow]) -> str:
+    head = "".join(f"<th>{html.escape(r.label)}</th>" for r in report.runs)
+    body = []
+    for row in rows:
+        cells = "".join(f'<td data-key="{html.escape(row.key)}">{fmt(v)}</td>' for v in row.values)
+        body.append(
+            f"<tr><th>{html.escape(row.label)}</th><td>{html.escape(row.unit)}</td>"
+            f'<td class="ref">{fmt(row.reference)}</td>{cells}</tr>'
+        )
+    return (
+        f'<table id="metrics-table"><thead><tr><th>metric</th><th>unit</th><th class="ref">DFT reference</th>'
+        f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _callout(report: ReportData) -> str:
+    tconf = reference_tconf(report)
+    temps = sorted(
+        {float(r.settings["temperature (K)"]) for r in report.runs if r.settings.get("temperature (K)")}
+    )
+    nominal = ", ".join(f"{t:g} K" for t in temps) or "n/a"
+    value = f"{tconf:.0f} K" if tconf is not None else "n/a"
+    return (
+        f'<div class="callout" id="tconf-ref">Configurational temperature of the DFT reference frames: '
+        f"<b>{value}</b> (sampling temperature of the runs: {nominal}). Samples that match the reference "
+        "distribution should show about this T_conf, not the nominal temperature.</div>"
+    )
+
+
+def render(report: ReportData, figures: list[FigureSpec]) -> str:
+    """The complete page as a string (a few MB: plotly.js is embedded)."""
+    rows = metric_table(report)
+    machine = {
+        "title": report.title,
+        "dataset": report.dataset,
+        "version": report.version,
+        "runs": [
+            {
+                "label": r.label,
+                "sample_run": r.target.sample.id,
+                "evaluate_run": r.evaluate.id,
+                "model_run": r.target.model.id if r.target.model else None,
+            }
+            for r in report.runs
+        ],
+        "metrics": [
+            {"key": m.key, "unit": m.unit, "reference": m.reference, "values": m.values} for m in rows
+        ],
+        "figures": [f.id for f in figures],
+    }
+    fig_json = (
+        "["
+        + ",".join(
+            f'{{"id": "plot-{f.id}", "figure": {pio.to_json(f.figure, validate=False, engine="json")}}}'
+            for f in figures
+        )
+        + "]"
+    )
+    sections = "".join(
+        f'<section><h2>{html.escape(f.title)}</h2><p class="caption">{html.escape(f.caption)}</p>'
+        f'<div class="crmse-plot" id="plot-{f.id}"></div></section>'
+        for f in figures
+    )
+    t = html.escape(report.title)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
+<body>
+<pre id="js-errors"></pre>
+<script>{ERROR_HANDLER}</script>
+<h1>{t}</h1>
+<p class="sub">dataset {html.escape(report.dataset)} · crmse {html.escape(report.version)} ·
+generated {html.escape(report.created)}</p>
+{_callout(report)}
+<h2>Runs</h2>
+{header_table(report)}
+<h2>Metrics</h2>
+<p class="caption">Accuracy from the model runs' test frames; distribution metrics from the evaluate runs.</p>
+{metrics_table(report, rows)}
+{sections}
+<p id="plots-done" data-rendered="0" class="caption"></p>
+<script type="application/json" id="report-data">{_script_json(machine)}</script>
+<script type="application/json" id="plot-config">{_script_json(PLOT_CONFIG)}</script>
+<script type="application/json" id="figure-data">{_script_json(fig_json)}</script>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<script type="text/javascript">{RENDER}</script>
+</body></html>
+"""
