@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from crmse_cli import __version__
 from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console
@@ -80,7 +81,8 @@ def main() -> None:
     except CrmseError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: messages hold paths and names, which rich would read as markup ("[/]" crashed)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -89,7 +91,8 @@ def main() -> None:
         if debug:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(rerun with --debug for the traceback)",
             highlight=False, soft_wrap=True,
         )
         sys.exit(2)

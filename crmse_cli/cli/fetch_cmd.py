@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from crmse_cli.cli.common import console, emit_json, state
 
@@ -28,9 +29,10 @@ def _print(ctx: typer.Context, result: Any) -> None:
         return
     what = "already fetched (use --force to fetch again)" if data["already"] else "fetched"
     splits = ", ".join(f"{k}: {v.get('train', 0)}/{v.get('test', 0)}" for k, v in sorted(data["splits"].items()))
-    console.print(f"[green]{what}[/] {data['name']}: {data['n_frames']} frames of {data['n_atoms']} atoms, "
-                  f"splits (train/test) {splits or 'none'}", highlight=False)
-    console.print(f"  source {data['origin']}\n  file   {data['path']}", highlight=False)
+    console.print(f"[green]{what}[/] {escape(data['name'])}: {data['n_frames']} frames of "
+                  f"{data['n_atoms']} atoms, splits (train/test) {splits or 'none'}", highlight=False)
+    console.print(f"  source {escape(str(data['origin']))}\n  file   {escape(str(data['path']))}",
+                  highlight=False)
 
 
 @fetch_app.command("rmd17")
