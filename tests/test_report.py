@@ -91,7 +91,8 @@ def _report(setup: dict[str, Any], refs: list[str]) -> Any:
 
 def test_report_numbers_are_the_registry_and_artifact_numbers(setup: dict[str, Any], compared: Any) -> None:
     from crmse_cli.report.collect import metric_table
-    from crmse_cli.report.figures import build_figures, energy_histograms
+    from crmse_cli.report.figures import _element_pair, build_figures, energy_histograms, selected_pairs
+    from crmse_cli.units import kT
 
     reg = setup["reg"]
     report = _report(setup, ["mse", "s-crmse"])
@@ -137,12 +138,18 @@ def test_report_numbers_are_the_registry_and_artifact_numbers(setup: dict[str, A
     f_ref = report.reference["dihedral_F_ref.hydroxyl"]
     assert [v if v is not None else np.inf for v in hydroxyl[0].y] == pytest.approx(list(f_ref))
     assert len(figs["dihedral2d"].data) == 3  # reference + two runs
+    with np.errstate(divide="ignore"):
+        f2d = -kT(500.0) * np.log(arrays["dihedral2d_sample"].T)
+    f2d[~np.isfinite(f2d)] = np.nan
+    np.testing.assert_allclose(figs["dihedral2d"].data[2].z, f2d - np.nanmin(f2d))
     # Learning curves: only the regularize model has them, straight from the registry rows.
     (curve,) = [t for t in figs["learning"].data if t.xaxis == "x2"]  # L_C panel
     rows_c = reg.metrics(setup["crmse"], name="loss_c")
     assert list(curve.x) == [m.step for m in rows_c] and list(curve.y) == [m.value for m in rows_c]
+    labels = [str(x) for x in report.reference["pair_labels"]]
+    assert [_element_pair(p) for p in selected_pairs(labels)] == ["H-O", "C-O", "C-C", "C-H", "H-H"]
     pair_titles = [a.text for a in figs["pairs"].layout.annotations]
-    for want in ("H-O", "C-O", "C-C", "H-H", "closest H-H distance per frame"):
+    for want in ("geminal H-H pair", "closest H-H distance per frame", "closest pair distance per frame"):
         assert any(want in t for t in pair_titles), want
 
 

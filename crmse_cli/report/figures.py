@@ -19,6 +19,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from crmse_cli.report.collect import ReportData, RunData
+from crmse_cli.units import kT
 
 REF_NAME = "DFT reference"
 REF_COLOR = "#444444"
@@ -53,8 +54,9 @@ def _layout(fig: go.Figure, *, height: int, **kw: Any) -> go.Figure:
     fig.update_layout(
         template="plotly_white",
         height=height,
-        margin=dict(l=60, r=20, t=50, b=50),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+        margin=dict(l=60, r=160, t=50, b=50),
+        # On the right, so it never covers the subplot titles.
+        legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01),
         **kw,
     )
     return fig
@@ -165,7 +167,8 @@ def pair_figure(report: ReportData) -> go.Figure:
     labels = [str(x) for x in ref["pair_labels"]]
     pairs = selected_pairs(labels)
     closest = _closest_panels(report)
-    titles = [f"{p} ({_element_pair(p)} bond or geminal pair)" for p in pairs] + [t for _, t in closest]
+    kind = {True: "geminal H-H pair", False: "bond"}
+    titles = [f"{p} ({kind[_element_pair(p) == 'H-H']})" for p in pairs] + [t for _, t in closest]
     cols = 3
     rows = max(1, math.ceil(len(titles) / cols))
     fig = make_subplots(
@@ -254,15 +257,28 @@ def dihedral_figure(report: ReportData) -> go.Figure | None:
     return _layout(fig, height=420)
 
 
+def free_energy_2d(density: np.ndarray, temperature_K: float) -> np.ndarray:
+    """-kT ln p of a 2D density, shifted to min 0, kcal/mol; NaN where never visited."""
+    d = np.asarray(density, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        f = -kT(temperature_K) * np.log(d)
+    f[~np.isfinite(f)] = np.nan
+    out: np.ndarray = f - np.nanmin(f) if np.isfinite(f).any() else f
+    return out
+
+
 def dihedral2d_figure(report: ReportData) -> go.Figure | None:
     ref = report.reference
     if "dihedral2d_ref" not in ref:
         return None
     a, b = (str(x) for x in ref["dihedral2d_names"])
-    panels: list[tuple[str, np.ndarray]] = [(REF_NAME, ref["dihedral2d_ref"])]
-    panels += [
-        (r.label, r.arrays["dihedral2d_sample"]) for r in report.runs if "dihedral2d_sample" in r.arrays
-    ]
+    panels: list[tuple[str, np.ndarray, float]] = []
+    for r in report.runs:
+        temp = float(r.metrics.get("sampling_temperature_K", (500.0, "K"))[0])
+        if not panels:  # the reference at the first run's sampling temperature
+            panels.append((REF_NAME, ref["dihedral2d_ref"], temp))
+        if "dihedral2d_sample" in r.arrays:
+            panels.append((r.label, r.arrays["dihedral2d_sample"], temp))
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = make_subplots(
@@ -273,27 +289,22 @@ def dihedral2d_figure(report: ReportData) -> go.Figure | None:
         vertical_spacing=0.12,
     )
     centers = _centers(ref["dihedral2d_edges"])
-    zmax = max(float(np.max(z)) for _, z in panels)
-    for k, (_, dens) in enumerate(panels):
+    surfaces = [free_energy_2d(dens, temp) for _, dens, temp in panels]
+    # One colour scale for every panel, capped at the reference's highest visited level.
+    top = float(np.nanmax(surfaces[0])) if np.isfinite(surfaces[0]).any() else 5.0
+    for k, f in enumerate(surfaces):
         row, col = k // cols + 1, k % cols + 1
         # density[i_a, i_b]: rows of a heatmap are y, so the transpose puts torsion a on x.
         fig.add_trace(
             go.Heatmap(
-                x=centers,
-                y=centers,
-                z=np.asarray(dens).T,
-                zmin=0.0,
-                zmax=zmax,
-                colorscale="Viridis",
-                showscale=k == 0,
-                colorbar=dict(title=dict(text="1/deg²")),
+                x=centers, y=centers, z=f.T, zmin=0.0, zmax=top, colorscale="Viridis", showscale=k == 0,
+                colorbar=dict(title=dict(text="kcal/mol")), hoverongaps=False,
             ),
-            row=row,
-            col=col,
-        )
+            row=row, col=col,
+        )  # fmt: skip
         fig.update_xaxes(title_text=f"{a} (deg)", row=row, col=col)
-        fig.update_yaxes(title_text=f"{b} (deg)", row=row, col=col)
-    return _layout(fig, height=max(360, 330 * rows))
+    fig.update_yaxes(title_text=f"{b} (deg)", col=1)
+    return _layout(fig, height=max(380, 340 * rows))
 
 
 def learning_figure(report: ReportData) -> go.Figure | None:
@@ -374,9 +385,10 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
         ),
         (
             "dihedral2d",
-            "Joint density of two torsions",
-            "Density of the first two named torsions, "
-            "per run and for the DFT reference, on one colour scale.",
+            "Joint free energy of two torsions",
+            "-kT ln p of the first two named torsions at the sampling temperature, per run and for "
+            "the DFT reference, shifted to a minimum of 0, on one colour scale; blank bins were never "
+            "visited.",
             dihedral2d_figure,
         ),
         (
