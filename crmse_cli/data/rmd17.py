@@ -123,7 +123,8 @@ def read_archive(path: Path, molecule: str, *, progress: Callable[[int], None] |
     old_keys: list[str] = []
     splits: Splits = {}
     try:
-        with open(path, "rb") as raw, tarfile.open(fileobj=_CountingReader(raw, progress), mode="r|*") as tar:
+        with open(path, "rb") as raw, tarfile.open(fileobj=_CountingReader(raw, progress),  # type: ignore[call-overload]
+                                                     mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -183,9 +184,9 @@ def read_andersx(files: dict[tuple[str, str], Path]) -> RawRmd17:
     if not np.array_equal(energies, merged["energies"][np.searchsorted(unique, all_old)]):
         raise DataError("the andersx files disagree on the energy of a frame they share; download them again")
     splits: Splits = {}
-    for (part, key), (arrays, _) in loaded.items():
+    for (part, split_key), (arrays, _) in loaded.items():
         rows = np.searchsorted(unique, arrays["old_indices"].astype(np.int64))
-        splits.setdefault(key, {})[part] = rows.astype(np.int64)
+        splits.setdefault(split_key, {})[part] = rows.astype(np.int64)
     merged["nuclear_charges"] = species
     old_keys = sorted(set.intersection(*(set(k) for _, k in loaded.values())))
     return RawRmd17(merged, _complete(splits, "the andersx files"), old_keys, frame_ids=unique,
