@@ -1,22 +1,46 @@
 #!/usr/bin/env bash
 # The ethanol study of docs/results.md: MSE vs CRMSE vs the lambda = 0 control, sampled at 500 K.
 #
-# Usage: benchmarks/ethanol_study.sh MODEL_RUN TAG [UPDATES] [CHAINS]
+# Usage: benchmarks/ethanol_study.sh MODEL_RUN TAG [UPDATES] [CHAINS] [SEED] [STEPS]
 #   MODEL_RUN  a finished pretrain run (e.g. eth-mse-n1000-s0)
-#   TAG        prefix of the run names this script creates
-# Every step is a registry run; set CRMSE_HOME to the workspace. One torch thread per process.
+#   TAG        prefix of the run names this script creates (TAG-crmse, TAG-md-mse, ...)
+#   UPDATES    CRMSE parameter updates (default 200); CHAINS persistent chains (default 32)
+#   SEED       seed of regularize and sample (default 0); STEPS Langevin steps (default 20000 = 10 ps)
+# Every step is a registry run; a step whose run already completed is skipped, so the script can
+# be rerun after an interruption. Two lanes run side by side, one torch thread each.
+# Set CRMSE_HOME to the workspace and CRMSE to the command (default: .venv/bin/crmse).
 set -euo pipefail
-MODEL=$1; TAG=$2; UPDATES=${3:-200}; CHAINS=${4:-32}
-P="${CRMSE:-.venv/bin/python -m crmse_cli.cli.app} --threads 1"
-SAMPLE="--replicas 64 --steps 20000 --record-every 20 --temperature-K 500 --seed 0"
+MODEL=$1; TAG=$2; UPDATES=${3:-200}; CHAINS=${4:-32}; SEED=${5:-0}; STEPS=${6:-20000}
+C="${CRMSE:-.venv/bin/crmse}"
+export CRMSE_NO_PROGRESS=1
+SAMPLE=(--replicas 64 --steps "$STEPS" --record-every 20 --temperature-K 500 --seed "$SEED")
 
-$P regularize --from "$MODEL" --lambda 0.015 --chains "$CHAINS" --updates "$UPDATES" --name "$TAG-crmse" &
-$P regularize --from "$MODEL" --lambda 0 --chains "$CHAINS" --updates "$UPDATES" --name "$TAG-lambda0" &
+done_() {  # true when the run NAME exists and completed
+  $C --json show "$1" 2>/dev/null | python3 -c \
+    "import json,sys; sys.exit(0 if json.load(sys.stdin)['run']['status']=='completed' else 1)" 2>/dev/null
+}
+step() {  # step NAME -- crmse arguments...: run unless NAME completed
+  local name=$1; shift 2
+  if done_ "$name"; then echo "skip $name (completed)"; return; fi
+  echo "$(date -u +%H:%M:%S) start $name"
+  $C --threads 1 "$@" --name "$name"
+  echo "$(date -u +%H:%M:%S) done $name"
+}
+
+lane_a() {
+  step "$TAG-crmse" -- regularize --from "$MODEL" --lambda 0.015 --chains "$CHAINS" --updates "$UPDATES" --seed "$SEED"
+  step "$TAG-md-crmse" -- sample "$TAG-crmse" "${SAMPLE[@]}"
+  step "$TAG-eval-crmse" -- evaluate "$TAG-md-crmse"
+}
+lane_b() {
+  step "$TAG-md-mse" -- sample "$MODEL" "${SAMPLE[@]}"
+  step "$TAG-eval-mse" -- evaluate "$TAG-md-mse"
+  step "$TAG-lambda0" -- regularize --from "$MODEL" --lambda 0 --chains "$CHAINS" --updates "$UPDATES" --seed "$SEED"
+  step "$TAG-md-lambda0" -- sample "$TAG-lambda0" "${SAMPLE[@]}"
+  step "$TAG-eval-lambda0" -- evaluate "$TAG-md-lambda0"
+}
+lane_a > "${CRMSE_HOME:-.}/$TAG-lane-a.log" 2>&1 &
+lane_b > "${CRMSE_HOME:-.}/$TAG-lane-b.log" 2>&1 &
 wait
-$P sample "$MODEL" $SAMPLE --name "$TAG-md-mse" &
-$P sample "$TAG-crmse" $SAMPLE --name "$TAG-md-crmse" &
-wait
-$P sample "$TAG-lambda0" $SAMPLE --name "$TAG-md-lambda0"
-for s in mse crmse lambda0; do $P evaluate "$TAG-md-$s" --name "$TAG-eval-$s"; done
-$P compare "$TAG-md-mse" "$TAG-md-crmse" "$TAG-md-lambda0" --out "docs/report-$TAG.html" \
-  --title "ethanol $TAG: MSE vs CRMSE vs lambda=0"
+$C compare "$TAG-md-mse" "$TAG-md-crmse" "$TAG-md-lambda0" --out "docs/report-$TAG.html" \
+  --title "ethanol $TAG: MSE vs CRMSE vs lambda=0, 500 K"
