@@ -46,13 +46,17 @@ def bench(molecule: str, chains: int, k: int, updates: int) -> tuple[float, floa
     per_update = (time.perf_counter() - t0) / updates
     g = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
-    ula_steps(trainer._force_fn, trainer.chains, k, eta_A2=cfg.eta_A2, temperature_K=cfg.temperature_K, generator=g)
+    ula_steps(
+        trainer._force_fn, trainer.chains, k, eta_A2=cfg.eta_A2, temperature_K=cfg.temperature_K, generator=g
+    )
     sampling = time.perf_counter() - t0
     return per_update, sampling
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--steps-per-update", type=int, default=200, help="K (default 200)")
     parser.add_argument("--updates", type=int, default=2, help="timed updates per setting")
@@ -60,8 +64,10 @@ def main() -> None:
     parser.add_argument("--molecules", nargs="+", default=["ethanol", "aspirin"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CRMSE update wall time, K = {args.steps_per_update}, threads = {args.threads}, "
-          f"torch {torch.__version__}, default PaiNN ({ModelConfig().features} features, {ModelConfig().layers} layers)")
+    print(
+        f"CRMSE update wall time, K = {args.steps_per_update}, threads = {args.threads}, "
+        f"torch {torch.__version__}, default PaiNN ({ModelConfig().features} features, {ModelConfig().layers} layers)"
+    )
     print(f"{'molecule':<10}{'chains':>8}{'s/update':>12}{'sampling s':>12}{'replica-steps/s':>18}")
     for mol in args.molecules:
         for c in args.chains:

@@ -21,13 +21,24 @@ sys.path.insert(0, str(REPO))
 from crmse_cli.analysis.metrics import distribution_metrics  # noqa: E402
 from crmse_cli.data import rmd17  # noqa: E402
 
-SHOW = ("energy_ks", "hr_mae", "dihedral_profile_error.hydroxyl", "dihedral_profile_error.methyl",
-        "dihedral_profile_error.ester", "dihedral_profile_error.carboxylic_acid", "pair_hist_mae_mean")
+SHOW = (
+    "energy_ks",
+    "hr_mae",
+    "dihedral_profile_error.hydroxyl",
+    "dihedral_profile_error.methyl",
+    "dihedral_profile_error.ester",
+    "dihedral_profile_error.carboxylic_acid",
+    "pair_hist_mae_mean",
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archive", type=Path, default=REPO.parent / "shared" / "data" / "rmd17-mini.tar.bz2")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--archive", type=Path, default=REPO.parent / "shared" / "data" / "rmd17-mini.tar.bz2"
+    )
     parser.add_argument("--molecules", nargs="+", default=["ethanol", "aspirin"])
     args = parser.parse_args()
     for mol in args.molecules:
@@ -35,12 +46,13 @@ def main() -> None:
         data = rmd17.to_dataset(mol, arrays, splits, {})
         ref = data.reference_indices("01")
         halves = {
-            "trajectory order": (ref[: len(ref) // 2], ref[len(ref) // 2:]),
+            "trajectory order": (ref[: len(ref) // 2], ref[len(ref) // 2 :]),
             "random": tuple(np.array_split(np.random.default_rng(0).permutation(ref), 2)),
         }
         for label, (a, b) in halves.items():
-            m = distribution_metrics(data.species, data.positions[a], data.energies[a], data.positions[b],
-                                     data.energies[b], 500.0).metrics
+            m = distribution_metrics(
+                data.species, data.positions[a], data.energies[a], data.positions[b], data.energies[b], 500.0
+            ).metrics
             shown = "  ".join(f"{k} {m[k][0]:.3f}" for k in SHOW if k in m)
             print(f"{mol:<8} {label:<17} {len(a)} vs {len(b)} frames: {shown}", flush=True)
 

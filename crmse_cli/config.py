@@ -45,7 +45,9 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
             return dict(json.loads(text))
         return tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise CrmseError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+        raise CrmseError(
+            f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from exc
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:

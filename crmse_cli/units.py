@@ -27,7 +27,11 @@ TIME_UNIT = "fs"
 MASS_UNIT = "amu"
 TEMPERATURE_UNIT = "K"
 
-ENERGY_UNITS: dict[str, float] = {"kcal/mol": 1.0, "eV": KCAL_PER_MOL_PER_EV, "meV": KCAL_PER_MOL_PER_EV / 1000.0}
+ENERGY_UNITS: dict[str, float] = {
+    "kcal/mol": 1.0,
+    "eV": KCAL_PER_MOL_PER_EV,
+    "meV": KCAL_PER_MOL_PER_EV / 1000.0,
+}
 """Factors that convert an energy given in the key's unit into kcal/mol."""
 
 

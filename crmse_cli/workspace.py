@@ -28,7 +28,7 @@ class Workspace:
     home: Path
 
     @classmethod
-    def resolve(cls, home: Path | str | None = None) -> "Workspace":
+    def resolve(cls, home: Path | str | None = None) -> Workspace:
         return cls(Path(home).expanduser().resolve() if home else default_home().resolve())
 
     @property
@@ -49,7 +49,7 @@ class Workspace:
         """Checkpoints and artifacts of one run."""
         return self.home / "runs" / run_id
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         for d in (self.home, self.cache_dir, self.datasets_dir, self.home / "runs"):
             d.mkdir(parents=True, exist_ok=True)
         return self

@@ -20,8 +20,14 @@ EXPECTED = ("runs", "show", "datasets", "fetch", "pretrain", "sample", "evaluate
 
 def crmse(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cmd = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "crmse_cli.cli.app"]
-    env = {**os.environ, "CRMSE_HOME": str(home), "CRMSE_NO_PROGRESS": "1", "CRMSE_THREADS": "1",
-           "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+    env = {
+        **os.environ,
+        "CRMSE_HOME": str(home),
+        "CRMSE_NO_PROGRESS": "1",
+        "CRMSE_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "100",
+    }
     env.pop("CRMSE_DB_URL", None)
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -89,6 +95,7 @@ def test_runs_and_show_json(tmp_path: Path) -> None:
     reg.log_metric(run.id, name="test_force_mae", value=0.25, unit="kcal/mol/A")
     reg.close()
     runs = json.loads(crmse(tmp_path, "--json", "runs").stdout)
+    assert json.loads(crmse(tmp_path, "runs", "--json").stdout) == runs  # global flag after the command
     assert [(r["id"], r["name"], r["metrics"]) for r in runs] == [(run.id, "mse-x", {"test_force_mae": 0.25})]
     for ref in ("mse-x", run.id[:6]):
         proc = crmse(tmp_path, "--json", "show", ref)
@@ -104,8 +111,10 @@ def test_domain_errors_are_one_line(tmp_path: Path) -> None:
     line = _one_line_error(crmse(tmp_path, "fetch", "rmd17", "notamolecule"), "notamolecule", "ethanol")
     assert "choose one of" in line
     _one_line_error(crmse(tmp_path, "show", "nosuchrun"), "no run 'nosuchrun'", "crmse runs")
-    _one_line_error(crmse(tmp_path, "fetch", "rmd17", "ethanol", "--from", str(tmp_path / "missing.tar.bz2")),
-                    "no such file")
+    _one_line_error(
+        crmse(tmp_path, "fetch", "rmd17", "ethanol", "--from", str(tmp_path / "missing.tar.bz2")),
+        "no such file",
+    )
     bad = tmp_path / "rmd17.tar.bz2"
     bad.write_bytes(b"BZh91AY&SY" + b"\x00" * 100)  # a bz2 header, then garbage
     _one_line_error(crmse(tmp_path, "fetch", "rmd17", "ethanol", "--from", str(bad)), "download it again")

@@ -13,9 +13,9 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
+from crmse_cli.model.forces import forces_from_energy
 from crmse_cli.sampling.ula import ula_steps
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, pair_minimum
-from crmse_cli.model.forces import forces_from_energy
 from crmse_cli.units import kT
 
 T_K = 500.0
@@ -93,9 +93,12 @@ def test_surrogate_gradient_is_beta_times_difference_of_mean_gradients() -> None
     beta = 1.0 / kT(T_K)
     loss_c = beta * (model(data).mean() - model(chains.detach()).mean())
     auto = torch.autograd.grad(loss_c, list(model.parameters()))
+
     # Explicit: per-sample parameter gradients, averaged.
     def mean_grad(x: torch.Tensor) -> list[torch.Tensor]:
-        grads = [torch.autograd.grad(model(x[i : i + 1]).sum(), list(model.parameters())) for i in range(len(x))]
+        grads = [
+            torch.autograd.grad(model(x[i : i + 1]).sum(), list(model.parameters())) for i in range(len(x))
+        ]
         return [torch.stack(g).mean(0) for g in zip(*grads, strict=True)]
 
     expected = [beta * (gd - gc) for gd, gc in zip(mean_grad(data), mean_grad(chains), strict=True)]
@@ -129,11 +132,26 @@ def test_crmse_raises_a_spurious_minimum_that_mse_leaves() -> None:
     assert ks_before > 0.3, f"MSE model should sample the spurious well (KS {ks_before:.3f})"
 
     cfg = ContrastiveConfig(
-        lambda_=1.0, eta_A2=0.02, steps_per_update=50, n_chains=64, n_updates=400,
-        temperature_K=T_K, lr=0.1, warmup_updates=5, batch_size=64, grad_clip=None, seed=5,
+        lambda_=1.0,
+        eta_A2=0.02,
+        steps_per_update=50,
+        n_chains=64,
+        n_updates=400,
+        temperature_K=T_K,
+        lr=0.1,
+        warmup_updates=5,
+        batch_size=64,
+        grad_clip=None,
+        seed=5,
     )
     trainer = ContrastiveTrainer(
-        model, list(model.parameters()), x, e, f, cfg, pair_min_A=pair_minimum(x),
+        model,
+        list(model.parameters()),
+        x,
+        e,
+        f,
+        cfg,
+        pair_min_A=pair_minimum(x),
     )
     records = list(trainer.updates())
     assert len(records) == 400
@@ -152,8 +170,18 @@ def test_crmse_raises_a_spurious_minimum_that_mse_leaves() -> None:
 def test_lambda_zero_is_plain_fine_tuning() -> None:
     x, e, f = target_frames(100, seed=1)
     model = ToyModel(depth=12.0)
-    cfg = ContrastiveConfig(lambda_=0.0, eta_A2=0.02, steps_per_update=5, n_chains=8, n_updates=3,
-                            temperature_K=T_K, lr=0.01, warmup_updates=0, batch_size=16, seed=0)
+    cfg = ContrastiveConfig(
+        lambda_=0.0,
+        eta_A2=0.02,
+        steps_per_update=5,
+        n_chains=8,
+        n_updates=3,
+        temperature_K=T_K,
+        lr=0.01,
+        warmup_updates=0,
+        batch_size=16,
+        seed=0,
+    )
     trainer = ContrastiveTrainer(model, list(model.parameters()), x, e, f, cfg)
     c_before = model.c.item()
     recs = list(trainer.updates())

@@ -67,7 +67,7 @@ def _handler(b: Behaviour) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             if b.cuts_left > 0 and b.cut_after is not None:
                 b.cuts_left -= 1
-                self.wfile.write(rest[:b.cut_after])
+                self.wfile.write(rest[: b.cut_after])
                 self.wfile.flush()
                 time.sleep(b.stall_s)
                 self.close_connection = True
@@ -173,8 +173,9 @@ def test_missing_checksum_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("first", ["404", "refused"])
-def test_failing_first_url_falls_back_to_the_mirror(server: tuple[str, Behaviour], tmp_path: Path,
-                                                    first: str) -> None:
+def test_failing_first_url_falls_back_to_the_mirror(
+    server: tuple[str, Behaviour], tmp_path: Path, first: str
+) -> None:
     base, b = server
     primary = base + "/missing.bin" if first == "404" else _refused_url()
     assert fetch_file(_remote(primary, base + "/f.bin"), tmp_path).read_bytes() == DATA
@@ -200,13 +201,16 @@ def test_file_longer_than_pinned_size_is_removed(server: tuple[str, Behaviour], 
 
 def test_file_shorter_than_pinned_size_is_not_used(server: tuple[str, Behaviour], tmp_path: Path) -> None:
     base, _ = server
-    with pytest.raises(NetworkError, match=f"got {len(DATA)} of {len(DATA) + 4} bytes"):
+    with pytest.raises(NetworkError, match=f"shorter than the pinned {len(DATA) + 4} bytes"):
         fetch_file(_remote(base + "/f.bin", size=len(DATA) + 4), tmp_path)
     assert not (tmp_path / "f.bin").exists()
+    # nothing is kept that a rerun would try to resume forever (the server answers 416 to it)
+    assert not (tmp_path / "f.bin.part").exists()
 
 
-def test_complete_part_from_an_earlier_run_needs_no_transfer(server: tuple[str, Behaviour],
-                                                              tmp_path: Path) -> None:
+def test_complete_part_from_an_earlier_run_needs_no_transfer(
+    server: tuple[str, Behaviour], tmp_path: Path
+) -> None:
     base, b = server
     (tmp_path / "f.bin.part").write_bytes(DATA)
     assert fetch_file(_remote(base + "/f.bin"), tmp_path).read_bytes() == DATA
@@ -218,3 +222,12 @@ def test_unknown_size_still_resumes_and_verifies(server: tuple[str, Behaviour], 
     b.cut_after, b.cuts_left = 30_000, 1
     assert fetch_file(_remote(base + "/f.bin", size=None), tmp_path, attempts=2).read_bytes() == DATA
     assert b.requests[-1] == ("/f.bin", "bytes=30000-", 206)
+
+
+def test_corrupt_copy_at_the_first_url_falls_back_to_the_mirror(
+    server: tuple[str, Behaviour], tmp_path: Path
+) -> None:
+    base, b = server
+    b.files["/bad.bin"] = bytes(reversed(DATA))  # same size, wrong checksum
+    assert fetch_file(_remote(base + "/bad.bin", base + "/f.bin"), tmp_path).read_bytes() == DATA
+    assert [r[0] for r in b.requests] == ["/bad.bin", "/f.bin"]

@@ -54,8 +54,12 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def make_archive(path: Path, molecules: dict[str, dict[str, np.ndarray]] | None = None,
-                 splits: dict[str, dict[str, np.ndarray]] | None = None, mode: str = "w:bz2") -> Path:
+def make_archive(
+    path: Path,
+    molecules: dict[str, dict[str, np.ndarray]] | None = None,
+    splits: dict[str, dict[str, np.ndarray]] | None = None,
+    mode: str = "w:bz2",
+) -> Path:
     """A tar in the official ``rmd17.tar.bz2`` layout; the splits are written as one index per line."""
     molecules = {"ethanol": _frames()} if molecules is None else molecules
     splits = _splits() if splits is None else splits
@@ -95,6 +99,7 @@ def _assert_nothing_left(ws: Workspace) -> None:
 
 
 # -- the official layout --------------------------------------------------------------------------
+
 
 def test_fetch_tiny_archive(ws: Workspace, archive: Path) -> None:
     src, splits = _frames(), _splits()
@@ -162,6 +167,7 @@ def test_bare_official_npz_with_splits_folder(ws: Workspace, tmp_path: Path) -> 
 
 # -- bad inputs: a clear one-line error, nothing registered, no dataset file -------------------------
 
+
 def _refused(ws: Workspace, path: Path, exc: type[Exception], match: str, molecule: str = "ethanol") -> None:
     with pytest.raises(exc, match=match) as info:
         fetch_rmd17(ws, molecule, from_path=path)
@@ -181,7 +187,7 @@ def test_damaged_archive(ws: Workspace, archive: Path, damage: str) -> None:
         blob = blob[: len(blob) // 2]
     elif damage == "corrupt":
         mid = len(blob) // 2
-        blob = blob[:mid] + bytes(b ^ 0xFF for b in blob[mid:mid + 64]) + blob[mid + 64:]
+        blob = blob[:mid] + bytes(b ^ 0xFF for b in blob[mid : mid + 64]) + blob[mid + 64 :]
     elif damage == "not-an-archive":
         blob = b"<html>404 not found</html>\n" * 10
     else:
@@ -230,8 +236,12 @@ def test_wrong_formula(ws: Workspace, tmp_path: Path) -> None:
 def test_npz_lacking_keys_or_with_nan(ws: Workspace, tmp_path: Path) -> None:
     arrays = _frames()
     del arrays["forces"]
-    _refused(ws, make_archive(tmp_path / "a.tar.bz2", molecules={"ethanol": arrays}), DataError,
-             "lacks the rMD17 keys forces")
+    _refused(
+        ws,
+        make_archive(tmp_path / "a.tar.bz2", molecules={"ethanol": arrays}),
+        DataError,
+        "lacks the rMD17 keys forces",
+    )
     arrays = _frames()
     arrays["energies"][3] = np.nan
     _refused(ws, make_archive(tmp_path / "b.tar.bz2", molecules={"ethanol": arrays}), DataError, "non-finite")
@@ -247,6 +257,7 @@ def test_unknown_molecule_and_source(ws: Workspace, archive: Path) -> None:
 
 
 # -- the real data -------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.shared
@@ -317,8 +328,10 @@ def test_tampered_andersx_file_is_refused(ws: Workspace, tmp_path: Path) -> None
 
 # -- extended XYZ ---------------------------------------------------------------------------------
 
-def _write_xyz(path: Path, n: int = 10, *, energy_scale: float = 1.0,
-               with_forces: bool = True) -> dict[str, Any]:
+
+def _write_xyz(
+    path: Path, n: int = 10, *, energy_scale: float = 1.0, with_forces: bool = True
+) -> dict[str, Any]:
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write

@@ -4,6 +4,7 @@ concurrent writers, run lookup and metric validation. No torch needed."""
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -46,12 +47,22 @@ def reg(tmp_path: Path):
 
 
 def _dataset(reg: Registry, name: str = "ethanol") -> None:
-    reg.add_dataset(name=name, source="file:x", sha256="0" * 64, path="/x.npz", n_frames=10, n_atoms=9,
-                    species=[6, 6, 8, 1, 1, 1, 1, 1, 1], units={"energy": "kcal/mol"},
-                    splits={"01": {"train": 5, "test": 5}}, meta={"kind": "rmd17"})
+    reg.add_dataset(
+        name=name,
+        source="file:x",
+        sha256="0" * 64,
+        path="/x.npz",
+        n_frames=10,
+        n_atoms=9,
+        species=[6, 6, 8, 1, 1, 1, 1, 1, 1],
+        units={"energy": "kcal/mol"},
+        splits={"01": {"train": 5, "test": 5}},
+        meta={"kind": "rmd17"},
+    )
 
 
 # -- schema and migrations --------------------------------------------------------------------
+
 
 def test_fresh_database_matches_models(reg: Registry) -> None:
     assert current_revision(reg.engine) == head_revision(reg.engine)
@@ -71,13 +82,19 @@ def test_one_head_and_rows_survive_upgrade(tmp_path: Path) -> None:
     assert isinstance(first, str)
     command.upgrade(cfg, first)  # a database as the oldest crmse wrote it
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO runs (id, name, kind, status, config, config_hash, version, host, started) "
-            "VALUES ('abcd1234', 'old-run', 'pretrain', 'completed', '{\"lr\": 0.001}', 'h', '0.0', 'x', "
-            "'2025-01-01 00:00:00')"))
-        conn.execute(text(
-            "INSERT INTO metrics (run_id, name, value, unit, step, time) "
-            "VALUES ('abcd1234', 'test_force_mae', 0.5, 'kcal/mol/A', 3, '2025-01-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, name, kind, status, config, config_hash, version, host, started) "
+                "VALUES ('abcd1234', 'old-run', 'pretrain', 'completed', '{\"lr\": 0.001}', 'h', '0.0', 'x', "
+                "'2025-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO metrics (run_id, name, value, unit, step, time) "
+                "VALUES ('abcd1234', 'test_force_mae', 0.5, 'kcal/mol/A', 3, '2025-01-01 00:00:00')"
+            )
+        )
     engine.dispose()
 
     reg = Registry(url)  # upgrades to head
@@ -87,7 +104,9 @@ def test_one_head_and_rows_survive_upgrade(tmp_path: Path) -> None:
         assert (run.id, run.kind, run.config) == ("abcd1234", "pretrain", {"lr": 0.001})
         [m] = reg.metrics(run.id)
         assert (m.name, m.value, m.unit, m.step) == ("test_force_mae", 0.5, "kcal/mol/A", 3)
+        assert run.pid is None  # the column revision 0002 added is empty for old rows
         new = reg.create_run(kind="sample", parent=run.id, config={}, seed=1)
+        assert new.pid == os.getpid()
     finally:
         reg.close()
 
@@ -145,8 +164,12 @@ def test_sqlite_pragmas(reg: Registry) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS >= 5000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     with pytest.raises(IntegrityError), reg.engine.begin() as conn:  # foreign keys are enforced
-        conn.execute(text("INSERT INTO metrics (run_id, name, value, unit, time) "
-                          "VALUES ('nosuchrun', 'x', 1.0, '1', '2025-01-01 00:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO metrics (run_id, name, value, unit, time) "
+                "VALUES ('nosuchrun', 'x', 1.0, '1', '2025-01-01 00:00:00')"
+            )
+        )
 
 
 # -- several processes at once ------------------------------------------------------------------
@@ -174,8 +197,9 @@ def _race(tmp_path: Path, url: str, run_id: str, n_proc: int, n_metrics: int) ->
     """Start ``n_proc`` writers that begin together; return their stdout; fail on any error."""
     go = tmp_path / "go"
     code = _CHILD.format(repo=str(REPO))
-    argv = [[sys.executable, "-c", code, url, run_id, f"p{k}", str(go), str(n_metrics)]
-            for k in range(n_proc)]
+    argv = [
+        [sys.executable, "-c", code, url, run_id, f"p{k}", str(go), str(n_metrics)] for k in range(n_proc)
+    ]
     procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in argv]
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"go.p{k}").exists() for k in range(n_proc)):
@@ -216,6 +240,7 @@ def test_processes_opening_a_fresh_database_together(tmp_path: Path) -> None:
 
 
 # -- runs and metrics ---------------------------------------------------------------------------
+
 
 def test_run_lookup_by_prefix_and_name(reg: Registry) -> None:
     runs = [reg.create_run(kind="pretrain", config={"i": i}, seed=i) for i in range(17)]
@@ -279,9 +304,14 @@ def test_log_metric_refuses_non_finite(reg: Registry, bad: float) -> None:
 
 def test_final_metrics_take_the_last_step(reg: Registry) -> None:
     run = reg.create_run(kind="pretrain", config={}, seed=0)
-    reg.log_metrics(run.id, [dict(name="loss", value=3.0, unit="1", step=5),
-                             dict(name="loss", value=1.0, unit="1", step=9),
-                             dict(name="loss", value=2.0, unit="1", step=7)])
+    reg.log_metrics(
+        run.id,
+        [
+            dict(name="loss", value=3.0, unit="1", step=5),
+            dict(name="loss", value=1.0, unit="1", step=9),
+            dict(name="loss", value=2.0, unit="1", step=7),
+        ],
+    )
     assert reg.final_metrics(run.id)["loss"].value == 1.0
     assert [m.step for m in reg.metrics(run.id, name="loss")] == [5, 7, 9]
 
@@ -314,3 +344,39 @@ def test_crmse_db_url_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     reg = Registry.open(ws)
     assert reg.get_run("via-env").id == run.id
     reg.close()
+
+
+def test_a_killed_run_is_marked_interrupted(tmp_path: Path) -> None:
+    """A run whose process died without closing it (SIGKILL) is reaped; a live one is not."""
+    reg = Registry(_url(tmp_path / "r.db"))
+    try:
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        killed = reg.create_run(kind="pretrain", name="killed", config={}, seed=0)
+        reg.create_run(kind="pretrain", name="live", config={}, seed=0)
+        with reg.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE runs SET pid = :pid WHERE id = :id"), {"pid": int(dead.stdout), "id": killed.id}
+            )
+        assert reg.reap_stale() == [killed.id]
+        after = reg.get_run("killed")
+        assert after.status == "interrupted" and "--resume" in (after.error or "")
+        assert reg.get_run("live").status == "running"
+        reg.set_status(killed.id, "running")  # resumed by this process: it owns the run now
+        assert reg.get_run("killed").pid == os.getpid()
+        assert reg.reap_stale() == []
+    finally:
+        reg.close()
+
+
+def test_metrics_of_a_missing_run_fail_in_one_line(tmp_path: Path) -> None:
+    reg = Registry(_url(tmp_path / "r.db"))
+    try:
+        with pytest.raises(NotFoundError, match="no run deadbeef"):
+            reg.log_metric("deadbeef", name="x", value=1.0, unit="1")
+    finally:
+        reg.close()

@@ -159,7 +159,7 @@ def test_page_is_self_contained(compared: Any) -> None:
     assert not re.search(r"<link[^>]*href\s*=\s*[\"']?(https?:)?//", html, re.I)
     assert not re.search(r"@import|url\(\s*[\"']?https?:", html.split("<script", 1)[0], re.I)  # CSS part
     assert html.count("plotly.js v") == 1 and html.count("Plotly, Inc.") == 1
-    assert "mathjax" not in html.split("<script type=\"text/javascript\">", 1)[0].lower()
+    assert "mathjax" not in html.split('<script type="text/javascript">', 1)[0].lower()
     assert html.count('class="crmse-plot"') == 7
     assert 'id="js-errors"' in html and 'id="plots-done"' in html
 
@@ -223,9 +223,10 @@ def test_the_command(setup: dict[str, Any], tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["report"] == str(out) and out.is_file()
-    assert data["metrics"]["s-mse"]["energy_ks"]["value"] == setup["reg"].final_metrics(setup["ev_mse"])[
-        "energy_ks"
-    ].value
+    assert (
+        data["metrics"]["s-mse"]["energy_ks"]["value"]
+        == setup["reg"].final_metrics(setup["ev_mse"])["energy_ks"].value
+    )
     for args, want in (
         (["compare", "nosuch"], "no run 'nosuch'"),
         (["compare", "s-mse", "--out", str(tmp_path / "cli.html" / "x.html")], "not a folder"),

@@ -72,8 +72,16 @@ def test_evaluate_sample_run_stores_distribution_metrics(trained: tuple[Workspac
     res = evaluate(ws, s.run_id)
     reg = _registry(ws)
     finals = reg.final_metrics(res.run_id)
-    for name in ("test_energy_mae", "test_force_mae", "energy_ks", "hr_mae", "config_temperature_ref_K",
-                 "dihedral_profile_error.hydroxyl", "dihedral_profile_error.methyl", "stable_fraction"):
+    for name in (
+        "test_energy_mae",
+        "test_force_mae",
+        "energy_ks",
+        "hr_mae",
+        "config_temperature_ref_K",
+        "dihedral_profile_error.hydroxyl",
+        "dihedral_profile_error.methyl",
+        "stable_fraction",
+    ):
         assert name in finals, name
     assert 0.0 <= finals["energy_ks"].value <= 1.0
     assert 0.0 <= finals["hr_mae"].value <= 2.0
@@ -101,8 +109,9 @@ def _regularize_config(updates: int):  # noqa: ANN202
     from crmse_cli.stages.regularize import RegularizeConfig
     from crmse_cli.train.contrastive import ContrastiveConfig
 
-    c = ContrastiveConfig(n_chains=4, steps_per_update=5, n_updates=updates, batch_size=8, warmup_updates=2,
-                          lr=1e-4, seed=7)
+    c = ContrastiveConfig(
+        n_chains=4, steps_per_update=5, n_updates=updates, batch_size=8, warmup_updates=2, lr=1e-4, seed=7
+    )
     return RegularizeConfig(contrastive=c, val_every=2, checkpoint_every=1, chains_every=2)
 
 
@@ -154,7 +163,9 @@ def test_regularize_resume_after_interrupt_is_exact(trained: tuple[Workspace, st
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb
         torch.testing.assert_close(va, vb, rtol=0, atol=0)
-    torch.testing.assert_close(pa["extra"]["trainer"]["chains"], pb["extra"]["trainer"]["chains"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        pa["extra"]["trainer"]["chains"], pb["extra"]["trainer"]["chains"], rtol=0, atol=0
+    )
     # Logged once per update, although updates 3-4 ran in two processes' worth of attempts.
     assert [m.step for m in reg.metrics(reg.get_run("interrupted").id, name="loss")] == [1, 2, 3, 4]
 

@@ -32,17 +32,24 @@ def _version(value: bool) -> None:
 def main_callback(
     ctx: typer.Context,
     home: Path | None = typer.Option(
-        None, "--home", envvar="CRMSE_HOME",
+        None,
+        "--home",
+        envvar="CRMSE_HOME",
         help="Workspace folder (database, data cache, runs). Default: $XDG_DATA_HOME/crmse, "
         "i.e. ~/.local/share/crmse.",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print data as JSON instead of tables."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     threads: int = typer.Option(
-        DEFAULT_THREADS, "--threads", envvar="CRMSE_THREADS", min=1,
+        DEFAULT_THREADS,
+        "--threads",
+        envvar="CRMSE_THREADS",
+        min=1,
         help="Torch CPU threads (default 1: safe on shared machines).",
     ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     ctx.obj = AppState(workspace=Workspace.resolve(home), json=json_output, debug=debug, threads=threads)
 
@@ -63,7 +70,6 @@ COMMAND_MODULES = (
 def _register() -> None:
     """Attach every command module to the app."""
     import importlib
-
     import importlib.util
 
     for name in COMMAND_MODULES:
@@ -72,8 +78,24 @@ def _register() -> None:
             importlib.import_module(module).register(app)
 
 
+GLOBAL_FLAGS = ("--json", "--debug")
+"""Global flags that may also be written after the command (``crmse runs --json``)."""
+
+
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move global flags given after the command to the front, where the app's callback reads them.
+
+    Stops at ``--`` (what follows belongs to the command verbatim)."""
+    head, rest = argv[:1], argv[1:]
+    end = rest.index("--") if "--" in rest else len(rest)
+    flags = [a for a in rest[:end] if a in GLOBAL_FLAGS]
+    kept = [a for a in rest[:end] if a not in GLOBAL_FLAGS]
+    return head + flags + kept + rest[end:]
+
+
 def main() -> None:
     """Console-script entry: domain errors become one line and a non-zero exit."""
+    sys.argv = _hoist_global_flags(sys.argv)
     debug = "--debug" in sys.argv
     _register()
     try:
@@ -93,7 +115,8 @@ def main() -> None:
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
             "(rerun with --debug for the traceback)",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(2)
 

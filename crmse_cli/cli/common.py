@@ -64,7 +64,9 @@ def fmt_value(value: float) -> str:
     return f"{value:.3e}"
 
 
-def print_metrics(title: str, metrics: dict[str, tuple[float, str]], *, extra: dict[str, Any] | None = None) -> None:
+def print_metrics(
+    title: str, metrics: dict[str, tuple[float, str]], *, extra: dict[str, Any] | None = None
+) -> None:
     """Print ``name -> (value, unit)`` as a rich table (or JSON with the global ``--json``)."""
     from rich.table import Table
 
@@ -79,7 +81,9 @@ def print_metrics(title: str, metrics: dict[str, tuple[float, str]], *, extra: d
         console.print(f"{key}: {val}", highlight=False)
 
 
-def emit_result(app_state: AppState, title: str, metrics: dict[str, tuple[float, str]], **fields: Any) -> None:
+def emit_result(
+    app_state: AppState, title: str, metrics: dict[str, tuple[float, str]], **fields: Any
+) -> None:
     """The one way commands print their result: JSON with ``--json``, else a table."""
     if app_state.json:
         emit_json({**fields, "metrics": {k: {"value": v, "unit": u} for k, (v, u) in metrics.items()}})

@@ -28,26 +28,38 @@ def _print(ctx: typer.Context, result: Any) -> None:
         emit_json(data)
         return
     what = "already fetched (use --force to fetch again)" if data["already"] else "fetched"
-    splits = ", ".join(f"{k}: {v.get('train', 0)}/{v.get('test', 0)}" for k, v in sorted(data["splits"].items()))
-    console.print(f"[green]{what}[/] {escape(data['name'])}: {data['n_frames']} frames of "
-                  f"{data['n_atoms']} atoms, splits (train/test) {splits or 'none'}", highlight=False)
-    console.print(f"  source {escape(str(data['origin']))}\n  file   {escape(str(data['path']))}",
-                  highlight=False)
+    splits = ", ".join(
+        f"{k}: {v.get('train', 0)}/{v.get('test', 0)}" for k, v in sorted(data["splits"].items())
+    )
+    console.print(
+        f"[green]{what}[/] {escape(data['name'])}: {data['n_frames']} frames of "
+        f"{data['n_atoms']} atoms, splits (train/test) {splits or 'none'}",
+        highlight=False,
+    )
+    console.print(
+        f"  source {escape(str(data['origin']))}\n  file   {escape(str(data['path']))}", highlight=False
+    )
 
 
 @fetch_app.command("rmd17")
 def rmd17_command(
     ctx: typer.Context,
     molecule: str = typer.Argument(
-        ..., help="aspirin, azobenzene, benzene, ethanol, malonaldehyde, naphthalene, paracetamol, salicylic, "
-        "toluene or uracil."),
+        ...,
+        help="aspirin, azobenzene, benzene, ethanol, malonaldehyde, naphthalene, paracetamol, salicylic, "
+        "toluene or uracil.",
+    ),
     source: str = typer.Option(
-        "figshare", "--source",
+        "figshare",
+        "--source",
         help="figshare: the official 1 GB archive, downloaded once for all molecules (Materials Cloud as "
-        "mirror). andersx: the ten 1000-frame split files of github.com/andersx/rmd17-npz (ethanol, aspirin)."),
+        "mirror). andersx: the ten 1000-frame split files of github.com/andersx/rmd17-npz (ethanol, aspirin).",
+    ),
     from_path: Path | None = typer.Option(
-        None, "--from",
-        help="Offline: a local rmd17.tar.bz2 (official layout), rmd17_<mol>.npz, or andersx split file/folder."),
+        None,
+        "--from",
+        help="Offline: a local rmd17.tar.bz2 (official layout), rmd17_<mol>.npz, or andersx split file/folder.",
+    ),
     force: bool = typer.Option(False, "--force", help="Convert and register again even if already fetched."),
 ) -> None:
     """Fetch an rMD17 molecule with its five official train/test splits (Å, kcal/mol)."""
@@ -59,21 +71,37 @@ def rmd17_command(
 @fetch_app.command("xyz")
 def xyz_command(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., help="Extended-XYZ file: energy= on each comment line, forces per atom."),
+    path: Path = typer.Argument(
+        ..., help="Extended-XYZ file: energy= on each comment line, forces per atom."
+    ),
     name: str = typer.Option(..., "--name", help="Dataset name to register."),
     energy_unit: EnergyUnit = typer.Option(
-        ..., "--energy-unit", help="Energy unit of the file (forces: the same per Å); converted to kcal/mol."),
+        ..., "--energy-unit", help="Energy unit of the file (forces: the same per Å); converted to kcal/mol."
+    ),
     test_fraction: float | None = typer.Option(
-        None, "--test-fraction", help="Hold out this share of frames as split 01's test part (default: no split; "
-        "0.2 when only --split-seed is given)."),
+        None,
+        "--test-fraction",
+        help="Hold out this share of frames as split 01's test part (default: no split; "
+        "0.2 when only --split-seed is given).",
+    ),
     split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the random split (default 0)."),
     force: bool = typer.Option(False, "--force", help="Replace a dataset of the same name."),
 ) -> None:
     """Import your own frames of one molecule from an extended-XYZ file (read through ASE)."""
     from crmse_cli.stages.fetch import fetch_xyz
 
-    _print(ctx, fetch_xyz(state(ctx).workspace, path, name=name, energy_unit=energy_unit.value,
-                          test_fraction=test_fraction, split_seed=split_seed, force=force))
+    _print(
+        ctx,
+        fetch_xyz(
+            state(ctx).workspace,
+            path,
+            name=name,
+            energy_unit=energy_unit.value,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            force=force,
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:

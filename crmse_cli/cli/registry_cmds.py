@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crmse_cli.cli.common import console, emit_json, fmt_value, state
@@ -24,7 +25,14 @@ STATUS_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "inter
 def _registry(ctx: typer.Context) -> Any:
     from crmse_cli.registry.store import Registry
 
-    return Registry.open(state(ctx).workspace)
+    reg = Registry.open(state(ctx).workspace)
+    reg.reap_stale()  # runs whose process was killed show as interrupted, not running forever
+    return reg
+
+
+def _e(value: Any) -> str:
+    """A user-controlled value as literal table text (names and paths may hold "[...]")."""
+    return escape(str(value))
 
 
 def _when(t: Any) -> str:
@@ -49,30 +57,60 @@ def runs_command(
         m = finals[r.id]
         key = "  ".join(f"{label} {fmt_value(m[name].value)}" for name, label in KEY_METRICS if name in m)
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.id, r.name or "", r.kind, f"[{style}]{r.status}[/]", r.dataset or "", r.parent or "",
-                      _when(r.started), key)
-    console.print(table if runs else "no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`")
+        table.add_row(
+            r.id,
+            _e(r.name or ""),
+            r.kind,
+            f"[{style}]{r.status}[/]",
+            _e(r.dataset or ""),
+            r.parent or "",
+            _when(r.started),
+            key,
+        )
+    console.print(
+        table if runs else "no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`"
+    )
 
 
-def show_command(ctx: typer.Context, run: str = typer.Argument(..., help="Run id (or unique prefix) or name.")) -> None:
+def show_command(
+    ctx: typer.Context, run: str = typer.Argument(..., help="Run id (or unique prefix) or name.")
+) -> None:
     """Everything about one run: config, final metrics, checkpoints and artifacts."""
     reg = _registry(ctx)
     info = reg.get_run(run)
     finals = reg.final_metrics(info.id)
     ckpts, arts = reg.checkpoints(info.id), reg.artifacts(info.id)
     if state(ctx).json:
-        emit_json({"run": asdict(info), "metrics": {k: asdict(m) for k, m in finals.items()},
-                   "checkpoints": [asdict(c) for c in ckpts], "artifacts": [asdict(a) for a in arts]})
+        emit_json(
+            {
+                "run": asdict(info),
+                "metrics": {k: asdict(m) for k, m in finals.items()},
+                "checkpoints": [asdict(c) for c in ckpts],
+                "artifacts": [asdict(a) for a in arts],
+            }
+        )
         return
     head = Table(show_header=False, title=f"run {info.id}", title_justify="left")
-    for field in ("name", "kind", "status", "dataset", "parent", "seed", "version", "host", "started", "ended", "error"):
+    for field in (
+        "name",
+        "kind",
+        "status",
+        "dataset",
+        "parent",
+        "seed",
+        "version",
+        "host",
+        "started",
+        "ended",
+        "error",
+    ):
         value = getattr(info, field)
         if value not in (None, ""):
-            head.add_row(field, str(value))
+            head.add_row(field, _e(value))
     console.print(head)
     cfg = Table("config", "value", title="config", title_justify="left")
     for key, value in _flatten(info.config):
-        cfg.add_row(key, str(value))
+        cfg.add_row(_e(key), _e(value))
     console.print(cfg)
     if finals:
         mt = Table("metric", "value", "unit", "step", title="metrics (last value)", title_justify="left")
@@ -83,12 +121,12 @@ def show_command(ctx: typer.Context, run: str = typer.Argument(..., help="Run id
     if ckpts:
         ct = Table("tag", "step", "path", "sha256", title="checkpoints", title_justify="left")
         for c in ckpts:
-            ct.add_row(c.tag, str(c.step), c.path, c.sha256[:12])
+            ct.add_row(c.tag, str(c.step), _e(c.path), c.sha256[:12])
         console.print(ct)
     if arts:
         at = Table("kind", "path", "sha256", title="artifacts", title_justify="left")
         for a in arts:
-            at.add_row(a.kind, a.path, a.sha256[:12])
+            at.add_row(a.kind, _e(a.path), a.sha256[:12])
         console.print(at)
 
 
@@ -109,11 +147,22 @@ def datasets_command(ctx: typer.Context) -> None:
     if state(ctx).json:
         emit_json([asdict(d) for d in sets])
         return
-    table = Table("name", "frames", "atoms", "splits", "source", "path", title="datasets", title_justify="left")
+    table = Table(
+        "name", "frames", "atoms", "splits", "source", "path", title="datasets", title_justify="left"
+    )
     for d in sets:
-        splits = ", ".join(f"{k} ({'/'.join(str(v) for v in parts.values())})" for k, parts in sorted(d.splits.items()))
-        table.add_row(d.name, str(d.n_frames), str(d.n_atoms), splits, d.source, d.path)
+        table.add_row(
+            _e(d.name), str(d.n_frames), str(d.n_atoms), _splits(d.splits), _e(d.source), _e(d.path)
+        )
     console.print(table if sets else "no datasets yet: `crmse fetch rmd17 ethanol --from rmd17.tar.bz2`")
+
+
+def _splits(splits: dict[str, Any]) -> str:
+    """``5 x 1000/1000`` when every split has the same sizes, else each split listed."""
+    sizes = {k: "/".join(str(v) for v in parts.values()) for k, parts in sorted(splits.items())}
+    if len(set(sizes.values())) == 1 and len(sizes) > 1:
+        return f"{len(sizes)} x {next(iter(sizes.values()))} ({', '.join(sizes)})"
+    return ", ".join(f"{k}: {v}" for k, v in sizes.items())
 
 
 def register(app: typer.Typer) -> None:

@@ -12,9 +12,7 @@ from crmse_cli.cli.common import emit_result, set_threads, state
 
 def regularize_command(
     ctx: typer.Context,
-    source: str | None = typer.Option(
-        None, "--from", help="Pretrain run (id or name) or checkpoint file."
-    ),
+    source: str | None = typer.Option(None, "--from", help="Pretrain run (id or name) or checkpoint file."),
     lambda_: float = typer.Option(0.015, "--lambda", help="Weight of the contrastive term (0: the control)."),
     eta_A2: float = typer.Option(4e-4, "--eta-A2", help="ULA step size of the chains in Å²."),
     steps_per_update: int = typer.Option(

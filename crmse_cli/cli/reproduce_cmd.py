@@ -33,7 +33,9 @@ def reproduce_command(
     n_train: int | None = typer.Option(None, help="Training frames (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of every step."),
     lambda_: float | None = typer.Option(None, "--lambda", help="Contrastive weight (default 0.015)."),
-    temperature_K: float | None = typer.Option(None, "--temperature-K", help="Sampling temperature (default 500)."),
+    temperature_K: float | None = typer.Option(
+        None, "--temperature-K", help="Sampling temperature (default 500)."
+    ),
     out: Path | None = typer.Option(None, help="Where to write the HTML report."),
 ) -> None:
     """fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
@@ -41,11 +43,26 @@ def reproduce_command(
 
     st = state(ctx)
     set_threads(st.threads)
-    res = reproduce(st.workspace, molecule, preset=preset, from_path=from_path, n_train=n_train, seed=seed,
-                    lambda_=lambda_, temperature_K=temperature_K, out=out)
+    res = reproduce(
+        st.workspace,
+        molecule,
+        preset=preset,
+        from_path=from_path,
+        n_train=n_train,
+        seed=seed,
+        lambda_=lambda_,
+        temperature_K=temperature_K,
+        out=out,
+    )
     if st.json:
-        emit_json({"runs": res.runs, "report": str(res.report), "wall_s": res.wall_s,
-                   "metrics": {k: {n: v for n, (v, _) in m.items()} for k, m in res.metrics.items()}})
+        emit_json(
+            {
+                "runs": res.runs,
+                "report": str(res.report),
+                "wall_s": res.wall_s,
+                "metrics": {k: {n: v for n, (v, _) in m.items()} for k, m in res.metrics.items()},
+            }
+        )
         return
     table = Table(title=f"{molecule}: MSE vs CRMSE ({preset}, seed {seed})", title_justify="left")
     table.add_column("metric")
@@ -54,8 +71,13 @@ def reproduce_command(
         table.add_column(label, justify="right")
     for key, title in HEADLINE:
         if any(key in res.metrics[label] for label in labels):
-            table.add_row(title, *(fmt_value(res.metrics[label][key][0]) if key in res.metrics[label] else "n/a"
-                                   for label in labels))
+            table.add_row(
+                title,
+                *(
+                    fmt_value(res.metrics[label][key][0]) if key in res.metrics[label] else "n/a"
+                    for label in labels
+                ),
+            )
     console.print(table)
     console.print(f"runs: {', '.join(f'{k}={v}' for k, v in res.runs.items())}", highlight=False)
     console.print(f"report: {res.report}  ({res.wall_s / 60:.1f} min)", highlight=False)

@@ -93,7 +93,7 @@ class Dataset:
                 np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path: Path | str) -> "Dataset":
+    def load(cls, path: Path | str) -> Dataset:
         """Read a dataset file written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
@@ -107,9 +107,14 @@ class Dataset:
                         _, k, part = key.split("_", 2)
                         splits.setdefault(k, {})[part] = z[key]
                 return cls(
-                    name=meta["name"], species=z["species"], positions=z["positions"],
-                    energies=z["energies"], forces=z["forces"], frame_ids=z["frame_ids"],
-                    splits=splits, meta=meta,
+                    name=meta["name"],
+                    species=z["species"],
+                    positions=z["positions"],
+                    energies=z["energies"],
+                    forces=z["forces"],
+                    frame_ids=z["frame_ids"],
+                    splits=splits,
+                    meta=meta,
                 )
         except (KeyError, ValueError, OSError) as exc:
             raise DataError(f"dataset file {path} is unreadable ({exc}); fetch it again") from exc

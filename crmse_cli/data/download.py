@@ -85,16 +85,22 @@ def _verify(remote: RemoteFile, path: Path) -> None:
     """
     size = path.stat().st_size
     if remote.size is not None and size < remote.size:
-        raise NetworkError(f"{remote.filename}: got {size} of {remote.size} bytes; rerun to resume the download")
+        raise NetworkError(
+            f"{remote.filename}: got {size} of {remote.size} bytes; rerun to resume the download"
+        )
     if remote.size is not None and size > remote.size:
         path.unlink()
-        raise DataError(f"{remote.filename}: got {size} bytes, expected {remote.size}; the file was removed, "
-                        "rerun to download it again")
+        raise DataError(
+            f"{remote.filename}: got {size} bytes, expected {remote.size}; the file was removed, "
+            "rerun to download it again"
+        )
     got = sha256_file(path)
     if got != remote.sha256:
         path.unlink()
-        raise DataError(f"{remote.filename}: sha256 {got[:12]}... does not match the pinned {remote.sha256[:12]}... "
-                        "(corrupt download); the file was removed, rerun to download it again")
+        raise DataError(
+            f"{remote.filename}: sha256 {got[:12]}... does not match the pinned {remote.sha256[:12]}... "
+            "(corrupt download); the file was removed, rerun to download it again"
+        )
 
 
 def _cached(remote: RemoteFile, final: Path) -> bool:
@@ -110,8 +116,14 @@ def _cached(remote: RemoteFile, final: Path) -> bool:
     return True
 
 
-def fetch_file(remote: RemoteFile, cache_dir: Path, *, progress: Progress | None = None,
-               attempts: int = ATTEMPTS_PER_URL, timeout_s: float = TIMEOUT_S) -> Path:
+def fetch_file(
+    remote: RemoteFile,
+    cache_dir: Path,
+    *,
+    progress: Progress | None = None,
+    attempts: int = ATTEMPTS_PER_URL,
+    timeout_s: float = TIMEOUT_S,
+) -> Path:
     """``cache_dir / remote.filename``: downloaded once, resumed after interruptions, verified.
 
     Args:
@@ -141,19 +153,35 @@ def fetch_file(remote: RemoteFile, cache_dir: Path, *, progress: Progress | None
         os.replace(part, final)
         return final
     errors: list[str] = []
+    bad: list[str] = []  # transfers that completed but did not verify
     for url in remote.urls:
         error = _download_from(url, part, progress, attempts, timeout_s)
         if error is None:
-            _verify(remote, part)
+            try:
+                _verify(remote, part)
+            except DataError as exc:  # corrupt copy at this URL (removed): try the next mirror
+                bad.append(f"{url}: {exc}")
+                continue
+            except NetworkError:  # the server reports the file complete, yet it is shorter than pinned
+                part.unlink(missing_ok=True)  # resuming from this server can never finish it
+                errors.append(f"{url}: the server's copy is shorter than the pinned {remote.size} bytes")
+                continue
             os.replace(part, final)
             return final
         errors.append(f"{url}: {error}")
+    if bad and not errors:
+        raise DataError("; ".join(bad))
+    errors += bad
     kept = " (the partial download is kept; rerun to resume)" if part.exists() else ""
-    raise NetworkError(f"could not download {remote.filename} ({'; '.join(errors) or 'no URL'}){kept}; check the "
-                       "network, or download it on another machine and pass it with --from PATH")
+    raise NetworkError(
+        f"could not download {remote.filename} ({'; '.join(errors) or 'no URL'}){kept}; check the "
+        "network, or download it on another machine and pass it with --from PATH"
+    )
 
 
-def _download_from(url: str, part: Path, progress: Progress | None, attempts: int, timeout_s: float) -> str | None:
+def _download_from(
+    url: str, part: Path, progress: Progress | None, attempts: int, timeout_s: float
+) -> str | None:
     """Download ``url`` into ``part``, resuming up to ``attempts`` times; None on success, else why not."""
     reason = "no attempt"
     for attempt in range(1, attempts + 1):

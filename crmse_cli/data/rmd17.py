@@ -69,20 +69,25 @@ def _load_npz(source: bytes | Path, where: str) -> tuple[dict[str, np.ndarray], 
         with np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False) as z:
             missing = [k for k in REQUIRED_KEYS if k not in z.files]
             if missing:
-                raise DataError(f"{where} lacks the rMD17 keys {', '.join(missing)} "
-                                f"(needs {', '.join(REQUIRED_KEYS)}); pass an unmodified rMD17 npz")
+                raise DataError(
+                    f"{where} lacks the rMD17 keys {', '.join(missing)} "
+                    f"(needs {', '.join(REQUIRED_KEYS)}); pass an unmodified rMD17 npz"
+                )
             arrays = {k: np.asarray(z[k]) for k in (*REQUIRED_KEYS, "old_indices") if k in z.files}
             old_keys = [k for k in OLD_KEYS if k in z.files]
     except DataError:
         raise
     except (ValueError, OSError, EOFError, KeyError) as exc:
-        raise DataError(f"{where} is not a readable npz file ({type(exc).__name__}: {exc}); "
-                        "download or copy it again") from exc
+        raise DataError(
+            f"{where} is not a readable npz file ({type(exc).__name__}: {exc}); download or copy it again"
+        ) from exc
     energies = arrays["energies"]
     if energies.ndim == 2 and energies.shape[1] == 1:  # original MD17 files store (F, 1)
         arrays["energies"] = energies[:, 0]
     try:
-        validate_arrays(arrays["nuclear_charges"], arrays["coords"], arrays["energies"], arrays["forces"], where)
+        validate_arrays(
+            arrays["nuclear_charges"], arrays["coords"], arrays["energies"], arrays["forces"], where
+        )
     except DataError as exc:
         raise DataError(f"{exc}; pass an unmodified rMD17 npz") from exc
     old = arrays.get("old_indices")
@@ -95,7 +100,9 @@ def _csv_rows(blob: bytes, where: str) -> np.ndarray:
     try:
         rows = np.loadtxt(io.StringIO(blob.decode()), dtype=np.int64, ndmin=1, delimiter=",")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{where} is not a list of row indices ({exc}); use the official split files") from exc
+        raise DataError(
+            f"{where} is not a list of row indices ({exc}); use the official split files"
+        ) from exc
     return rows.reshape(-1)
 
 
@@ -105,8 +112,10 @@ def _complete(splits: Splits, where: str) -> Splits:
         parts = splits.get(f"{k:02d}", {})
         for part in ("train", "test"):
             if part not in parts:
-                raise DataError(f"{where} lacks the split file index_{part}_{k:02d}.csv; "
-                                "is it the official rMD17 archive?")
+                raise DataError(
+                    f"{where} lacks the split file index_{part}_{k:02d}.csv; "
+                    "is it the official rMD17 archive?"
+                )
     return {k: splits[k] for k in sorted(splits)}
 
 
@@ -123,8 +132,13 @@ def read_archive(path: Path, molecule: str, *, progress: Callable[[int], None] |
     old_keys: list[str] = []
     splits: Splits = {}
     try:
-        with open(path, "rb") as raw, tarfile.open(fileobj=_CountingReader(raw, progress),  # type: ignore[call-overload]
-                                                     mode="r|*") as tar:
+        with (
+            open(path, "rb") as raw,
+            tarfile.open(
+                fileobj=_CountingReader(raw, progress),  # type: ignore[call-overload]
+                mode="r|*",
+            ) as tar,
+        ):
             for member in tar:
                 if not member.isfile():
                     continue
@@ -142,8 +156,9 @@ def read_archive(path: Path, molecule: str, *, progress: Callable[[int], None] |
                 if arrays is not None and sum(len(v) for v in splits.values()) >= 2 * N_SPLITS:
                     break  # all we need: stop reading the rest of the archive
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a complete, readable tar archive ({type(exc).__name__}: {exc}); "
-                        "download it again") from exc
+        raise DataError(
+            f"{path} is not a complete, readable tar archive ({type(exc).__name__}: {exc}); download it again"
+        ) from exc
     if arrays is None:
         raise DataError(f"{path} holds no rmd17{want}; pass the official rMD17 archive (rmd17.tar.bz2)")
     return RawRmd17(arrays, _complete(splits, str(path)), old_keys)
@@ -179,7 +194,9 @@ def read_andersx(files: dict[tuple[str, str], Path]) -> RawRmd17:
     assert species is not None
     all_old = np.concatenate([a["old_indices"].astype(np.int64) for a, _ in loaded.values()])
     unique, first = np.unique(all_old, return_index=True)
-    merged = {k: np.concatenate([a[k] for a, _ in loaded.values()])[first] for k in ("coords", "energies", "forces")}
+    merged = {
+        k: np.concatenate([a[k] for a, _ in loaded.values()])[first] for k in ("coords", "energies", "forces")
+    }
     energies = np.concatenate([a["energies"] for a, _ in loaded.values()])
     if not np.array_equal(energies, merged["energies"][np.searchsorted(unique, all_old)]):
         raise DataError("the andersx files disagree on the energy of a frame they share; download them again")
@@ -189,19 +206,29 @@ def read_andersx(files: dict[tuple[str, str], Path]) -> RawRmd17:
         splits.setdefault(split_key, {})[part] = rows.astype(np.int64)
     merged["nuclear_charges"] = species
     old_keys = sorted(set.intersection(*(set(k) for _, k in loaded.values())))
-    return RawRmd17(merged, _complete(splits, "the andersx files"), old_keys, frame_ids=unique,
-                    frame_id_kind="MD17 trajectory index (old_indices)")
+    return RawRmd17(
+        merged,
+        _complete(splits, "the andersx files"),
+        old_keys,
+        frame_ids=unique,
+        frame_id_kind="MD17 trajectory index (old_indices)",
+    )
 
 
 def andersx_siblings(path: Path, molecule: str) -> dict[tuple[str, str], Path]:
     """The ten andersx split files of ``molecule`` in the folder ``path`` (or beside the file ``path``)."""
     folder = path if path.is_dir() else path.parent
-    files = {(p, f"{k:02d}"): folder / andersx_name(molecule, p, k)
-             for p in ("train", "test") for k in range(1, N_SPLITS + 1)}
+    files = {
+        (p, f"{k:02d}"): folder / andersx_name(molecule, p, k)
+        for p in ("train", "test")
+        for k in range(1, N_SPLITS + 1)
+    }
     missing = [f.name for f in files.values() if not f.is_file()]
     if missing:
-        raise DataError(f"{folder} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
-                        "put all ten andersx split files of the molecule in one folder")
+        raise DataError(
+            f"{folder} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
+            "put all ten andersx split files of the molecule in one folder"
+        )
     return files
 
 
@@ -247,6 +274,11 @@ def to_dataset(molecule: str, raw: RawRmd17, meta: dict[str, Any]) -> Dataset:
         forces=np.asarray(a["forces"], dtype=np.float64),
         frame_ids=np.asarray(frame_ids, dtype=np.int64),
         splits={k: {p: np.asarray(i, dtype=np.int64) for p, i in v.items()} for k, v in raw.splits.items()},
-        meta={**meta, "molecule": molecule, "frame_ids": raw.frame_id_kind,
-              "old_labels_in_source": raw.old_keys, "old_labels_kept": False},
+        meta={
+            **meta,
+            "molecule": molecule,
+            "frame_ids": raw.frame_id_kind,
+            "old_labels_in_source": raw.old_keys,
+            "old_labels_kept": False,
+        },
     )

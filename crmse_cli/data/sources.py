@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from crmse_cli.errors import CrmseError, DataError
 
 MOLECULES: tuple[str, ...] = (
-    "aspirin", "azobenzene", "benzene", "ethanol", "malonaldehyde",
-    "naphthalene", "paracetamol", "salicylic", "toluene", "uracil",
+    "aspirin",
+    "azobenzene",
+    "benzene",
+    "ethanol",
+    "malonaldehyde",
+    "naphthalene",
+    "paracetamol",
+    "salicylic",
+    "toluene",
+    "uracil",
 )
 N_SPLITS = 5
 """The official splits 01..05 (1000 training and 1000 test rows each)."""
@@ -109,8 +117,10 @@ def check_molecule(molecule: str) -> str:
 def check_formula(molecule: str, species: list[int], where: str) -> None:
     """Raise unless the atomic numbers ``species`` have the element counts of ``molecule``."""
     if dict(Counter(int(z) for z in species)) != FORMULAS[molecule]:
-        raise DataError(f"{where} holds a molecule with atomic numbers {sorted(Counter(species).items())}, "
-                        f"not {molecule}; pass the file of {molecule}")
+        raise DataError(
+            f"{where} holds a molecule with atomic numbers {sorted(Counter(species).items())}, "
+            f"not {molecule}; pass the file of {molecule}"
+        )
 
 
 def andersx_name(molecule: str, part: str, split: int) -> str:
@@ -127,8 +137,10 @@ def andersx_files(molecule: str) -> dict[tuple[str, str], RemoteFile]:
     """The ten split files of ``molecule``: ``{("train" | "test", "01".."05"): RemoteFile}``."""
     check_molecule(molecule)
     if molecule not in andersx_molecules():
-        raise CrmseError(f"--source andersx has pinned checksums only for {', '.join(andersx_molecules())}; "
-                         f"fetch {molecule} from the official archive (--source figshare) or --from PATH")
+        raise CrmseError(
+            f"--source andersx has pinned checksums only for {', '.join(andersx_molecules())}; "
+            f"fetch {molecule} from the official archive (--source figshare) or --from PATH"
+        )
     out: dict[tuple[str, str], RemoteFile] = {}
     for part in ("train", "test"):
         for k in range(1, N_SPLITS + 1):

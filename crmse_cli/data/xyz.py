@@ -40,8 +40,10 @@ def _energy_forces(atoms: Any, i: int, path: Path) -> tuple[float, np.ndarray]:
             forces = atoms.arrays[keys[0]]
     if energy is None or forces is None:
         what = "an energy" if energy is None else "forces"
-        raise DataError(f"{path}: frame {i} has no {what}; write energy=... in each comment line and a "
-                        "forces:R:3 column (extended XYZ)")
+        raise DataError(
+            f"{path}: frame {i} has no {what}; write energy=... in each comment line and a "
+            "forces:R:3 column (extended XYZ)"
+        )
     return float(np.asarray(energy).reshape(-1)[0]), np.asarray(forces, dtype=np.float64)
 
 
@@ -51,14 +53,22 @@ def random_split(n_frames: int, test_fraction: float, seed: int) -> dict[str, di
         raise CrmseError(f"--test-fraction must lie strictly between 0 and 1, got {test_fraction}")
     n_test = int(round(test_fraction * n_frames))
     if n_test < 1 or n_test >= n_frames:
-        raise CrmseError(f"--test-fraction {test_fraction} leaves no training or no test frame of {n_frames}; "
-                         "pick a fraction that keeps both")
+        raise CrmseError(
+            f"--test-fraction {test_fraction} leaves no training or no test frame of {n_frames}; "
+            "pick a fraction that keeps both"
+        )
     order = np.random.default_rng(seed).permutation(n_frames)
     return {"01": {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}}
 
 
-def read_xyz(path: Path, *, name: str, energy_unit: str, test_fraction: float | None = None,
-             split_seed: int | None = None) -> Dataset:
+def read_xyz(
+    path: Path,
+    *,
+    name: str,
+    energy_unit: str,
+    test_fraction: float | None = None,
+    split_seed: int | None = None,
+) -> Dataset:
     """All frames of an extended-XYZ file as a :class:`Dataset` in kcal/mol and kcal/mol/Å.
 
     Args:
@@ -86,23 +96,40 @@ def read_xyz(path: Path, *, name: str, energy_unit: str, test_fraction: float | 
     positions, energies, forces = [], [], []
     for i, atoms in enumerate(frames):
         if not np.array_equal(atoms.numbers, species):
-            raise DataError(f"{path}: frame {i} has other atoms (or another order) than frame 0; "
-                            "a dataset holds one molecule")
+            raise DataError(
+                f"{path}: frame {i} has other atoms (or another order) than frame 0; "
+                "a dataset holds one molecule"
+            )
         energy, frame_forces = _energy_forces(atoms, i, path)
         if frame_forces.shape != (len(species), 3):
-            raise DataError(f"{path}: frame {i} forces have shape {frame_forces.shape}, expected ({len(species)}, 3)")
+            raise DataError(
+                f"{path}: frame {i} forces have shape {frame_forces.shape}, expected ({len(species)}, 3)"
+            )
         positions.append(np.asarray(atoms.positions, dtype=np.float64))
         energies.append(energy * factor)
         forces.append(frame_forces * factor)
     splits: dict[str, dict[str, np.ndarray]] = {}
     if test_fraction is not None or split_seed is not None:
-        splits = random_split(len(frames), DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
-                              0 if split_seed is None else split_seed)
+        splits = random_split(
+            len(frames),
+            DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
+            0 if split_seed is None else split_seed,
+        )
     log.info("read %d frames of %d atoms from %s (%s)", len(frames), len(species), path, energy_unit)
     return Dataset(
-        name=name, species=species, positions=np.stack(positions), energies=np.asarray(energies),
-        forces=np.stack(forces), frame_ids=np.arange(len(frames), dtype=np.int64), splits=splits,
-        meta={"source_file": str(path.resolve()), "energy_unit_in_file": energy_unit,
-              "kcal_per_mol_per_file_unit": factor, "frame_ids": "frame index in the xyz file",
-              "split_seed": split_seed, "test_fraction": test_fraction},
+        name=name,
+        species=species,
+        positions=np.stack(positions),
+        energies=np.asarray(energies),
+        forces=np.stack(forces),
+        frame_ids=np.arange(len(frames), dtype=np.int64),
+        splits=splits,
+        meta={
+            "source_file": str(path.resolve()),
+            "energy_unit_in_file": energy_unit,
+            "kcal_per_mol_per_file_unit": factor,
+            "frame_ids": "frame index in the xyz file",
+            "split_seed": split_seed,
+            "test_fraction": test_fraction,
+        },
     )

@@ -103,8 +103,10 @@ def upgrade(engine: Engine) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:
-            raise CrmseError(f"database schema {current} is newer than this crmse knows; "
-                             "upgrade crmse or use another --home")
+            raise CrmseError(
+                f"database schema {current} is newer than this crmse knows; "
+                "upgrade crmse or use another --home"
+            )
         if current is None and inspect(conn).has_table("runs"):
             raise CrmseError("the database has crmse tables but no schema version; use a fresh --home")
         if current != head:

@@ -7,7 +7,9 @@ addressed by a unique id prefix or a unique name.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import secrets
 import socket
 import time
@@ -25,6 +27,8 @@ from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.engine import make_engine, upgrade
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
+
+log = logging.getLogger(__name__)
 
 RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce")
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -63,6 +67,7 @@ class RunInfo:
     seed: int | None
     version: str
     host: str
+    pid: int | None
     started: datetime
     ended: datetime | None
     error: str | None
@@ -97,6 +102,19 @@ class ArtifactInfo:
     sha256: str
     meta: dict[str, Any]
     created: datetime
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (a reused pid counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to another user, or the platform cannot tell
+    return True
 
 
 def _info(cls: type[T], row: Any) -> T:
@@ -159,13 +177,33 @@ class Registry:
         raise AssertionError("unreachable")
 
     # -- datasets ------------------------------------------------------------------------------
-    def add_dataset(self, *, name: str, source: str, sha256: str, path: str, n_frames: int, n_atoms: int,
-                    species: list[int], units: dict[str, Any], splits: dict[str, Any],
-                    meta: dict[str, Any]) -> DatasetInfo:
+    def add_dataset(
+        self,
+        *,
+        name: str,
+        source: str,
+        sha256: str,
+        path: str,
+        n_frames: int,
+        n_atoms: int,
+        species: list[int],
+        units: dict[str, Any],
+        splits: dict[str, Any],
+        meta: dict[str, Any],
+    ) -> DatasetInfo:
         """Register (or replace) dataset ``name``."""
-        values = dict(source=source, sha256=sha256, path=str(path), n_frames=int(n_frames), n_atoms=int(n_atoms),
-                      species=[int(z) for z in species], units=_jsonable(units), splits=_jsonable(splits),
-                      meta=_jsonable(meta), created=_now())
+        values = dict(
+            source=source,
+            sha256=sha256,
+            path=str(path),
+            n_frames=int(n_frames),
+            n_atoms=int(n_atoms),
+            species=[int(z) for z in species],
+            units=_jsonable(units),
+            splits=_jsonable(splits),
+            meta=_jsonable(meta),
+            created=_now(),
+        )
 
         def op(s: Session) -> DatasetInfo:
             row = s.get(DatasetRow, name)
@@ -188,7 +226,9 @@ class Registry:
     def get_dataset(self, name: str) -> DatasetInfo:
         info = self.find_dataset(name)
         if info is None:
-            raise NotFoundError(f"dataset {name!r} is not registered; run `crmse fetch rmd17 {name}` (see `crmse datasets`)")
+            raise NotFoundError(
+                f"dataset {name!r} is not registered; run `crmse fetch rmd17 {name}` (see `crmse datasets`)"
+            )
         return info
 
     def list_datasets(self) -> list[DatasetInfo]:
@@ -196,21 +236,45 @@ class Registry:
             return [_info(DatasetInfo, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
 
     # -- runs ----------------------------------------------------------------------------------
-    def create_run(self, *, kind: str, name: str | None = None, dataset: str | None = None,
-                   parent: str | None = None, config: dict[str, Any], seed: int | None) -> RunInfo:
+    def create_run(
+        self,
+        *,
+        kind: str,
+        name: str | None = None,
+        dataset: str | None = None,
+        parent: str | None = None,
+        config: dict[str, Any],
+        seed: int | None,
+    ) -> RunInfo:
         """A new run in status ``running``."""
         if kind not in RUN_KINDS:
             raise CrmseError(f"unknown run kind {kind!r}; one of {', '.join(RUN_KINDS)}")
         if name is not None and (not name.strip() or all(c in "0123456789abcdef" for c in name)):
-            raise CrmseError(f"run name {name!r} must not be empty or look like a run id; add a letter beyond a-f")
+            raise CrmseError(
+                f"run name {name!r} must not be empty or look like a run id; add a letter beyond a-f"
+            )
         cfg = _jsonable(config)
 
         def op(s: Session) -> RunInfo:
             if name is not None and s.scalar(select(RunRow).where(RunRow.name == name)) is not None:
                 raise CrmseError(f"a run named {name!r} already exists; pick another --name")
-            row = RunRow(id=secrets.token_hex(4), name=name, kind=kind, status="running", dataset=dataset,
-                         parent=parent, config=cfg, config_hash=_config_hash(cfg), seed=seed,
-                         version=__version__, host=socket.gethostname(), started=_now(), ended=None, error=None)
+            row = RunRow(
+                id=secrets.token_hex(4),
+                name=name,
+                kind=kind,
+                status="running",
+                dataset=dataset,
+                parent=parent,
+                config=cfg,
+                config_hash=_config_hash(cfg),
+                seed=seed,
+                version=__version__,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started=_now(),
+                ended=None,
+                error=None,
+            )
             s.add(row)
             s.flush()
             return _info(RunInfo, row)
@@ -231,6 +295,8 @@ class Registry:
             row.status = status
             row.error = error
             row.ended = None if status == "running" else _now()
+            if status == "running":  # resumed: this process owns the run now
+                row.host, row.pid = socket.gethostname(), os.getpid()
 
         self._write(op)
 
@@ -241,13 +307,37 @@ class Registry:
             row = s.scalar(select(RunRow).where(RunRow.name == ref))
             if row is not None:
                 return _info(RunInfo, row)
-            rows = list(s.scalars(select(RunRow).where(RunRow.id.startswith(ref, autoescape=True)))) if ref else []
+            rows = (
+                list(s.scalars(select(RunRow).where(RunRow.id.startswith(ref, autoescape=True))))
+                if ref
+                else []
+            )
         if not rows:
             raise NotFoundError(f"no run {ref!r}; see `crmse runs` for ids and names")
         if len(rows) > 1:
             ids = ", ".join(sorted(r.id for r in rows)[:8])
             raise CrmseError(f"run id prefix {ref!r} is ambiguous ({ids}); give more characters")
         return _info(RunInfo, rows[0])
+
+    def reap_stale(self) -> list[str]:
+        """Mark ``interrupted`` the runs still ``running`` whose process on this host is gone.
+
+        A run killed without a chance to close itself (SIGKILL, power loss, a session cut off)
+        would otherwise stay ``running`` forever. Only runs of this host with a recorded pid are
+        checked. Returns the ids marked.
+        """
+        host = socket.gethostname()
+        with self._session() as s:
+            rows = s.scalars(select(RunRow).where(RunRow.status == "running", RunRow.host == host)).all()
+            stale = [(r.id, r.pid) for r in rows if r.pid is not None and not _pid_alive(r.pid)]
+        for run_id, pid in stale:
+            self.set_status(
+                run_id,
+                "interrupted",
+                error=f"its process (pid {pid}) ended without closing the run; continue it with --resume",
+            )
+            log.warning("run %s was left running by a process that is gone; marked interrupted", run_id)
+        return [run_id for run_id, _ in stale]
 
     def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:
         with self._session() as s:
@@ -265,8 +355,16 @@ class Registry:
             return [_info(RunInfo, r) for r in s.scalars(q)]
 
     # -- metrics -------------------------------------------------------------------------------
-    def log_metric(self, run_id: str, *, name: str, value: float, unit: str, step: int | None = None,
-                   split: str | None = None) -> None:
+    def log_metric(
+        self,
+        run_id: str,
+        *,
+        name: str,
+        value: float,
+        unit: str,
+        step: int | None = None,
+        split: str | None = None,
+    ) -> None:
         self.log_metrics(run_id, [dict(name=name, value=value, unit=unit, step=step, split=split)])
 
     def log_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> None:
@@ -277,11 +375,22 @@ class Registry:
             value = float(r["value"])
             if not math.isfinite(value):
                 raise CrmseError(f"metric {r['name']} of run {run_id} is {value}; log only finite values")
-            objs.append(MetricRow(run_id=run_id, name=str(r["name"]), value=value, unit=str(r.get("unit", "1")),
-                                  step=None if r.get("step") is None else int(r["step"]), split=r.get("split"),
-                                  time=now))
+            objs.append(
+                MetricRow(
+                    run_id=run_id,
+                    name=str(r["name"]),
+                    value=value,
+                    unit=str(r.get("unit", "1")),
+                    step=None if r.get("step") is None else int(r["step"]),
+                    split=r.get("split"),
+                    time=now,
+                )
+            )
         if objs:
-            self._write(lambda s: s.add_all(objs))
+            try:
+                self._write(lambda s: s.add_all(objs))
+            except IntegrityError as exc:  # the run's foreign key: no such run
+                raise NotFoundError(f"cannot log metrics: no run {run_id} in this registry") from exc
 
     def metrics(self, run_id: str, *, name: str | None = None) -> list[MetricInfo]:
         with self._session() as s:
@@ -307,11 +416,19 @@ class Registry:
         return out
 
     # -- checkpoints and artifacts -------------------------------------------------------------
-    def add_checkpoint(self, run_id: str, *, path: str, sha256: str, step: int, format_version: int,
-                       tag: str) -> CheckpointInfo:
+    def add_checkpoint(
+        self, run_id: str, *, path: str, sha256: str, step: int, format_version: int, tag: str
+    ) -> CheckpointInfo:
         def op(s: Session) -> CheckpointInfo:
-            row = CheckpointRow(run_id=run_id, path=str(path), sha256=sha256, step=int(step),
-                                format_version=int(format_version), tag=tag, created=_now())
+            row = CheckpointRow(
+                run_id=run_id,
+                path=str(path),
+                sha256=sha256,
+                step=int(step),
+                format_version=int(format_version),
+                tag=tag,
+                created=_now(),
+            )
             s.add(row)
             s.flush()
             return _info(CheckpointInfo, row)
@@ -323,11 +440,18 @@ class Registry:
             q = select(CheckpointRow).where(CheckpointRow.run_id == run_id).order_by(CheckpointRow.id)
             return [_info(CheckpointInfo, r) for r in s.scalars(q)]
 
-    def add_artifact(self, run_id: str, *, kind: str, path: str, sha256: str,
-                     meta: dict[str, Any] | None = None) -> ArtifactInfo:
+    def add_artifact(
+        self, run_id: str, *, kind: str, path: str, sha256: str, meta: dict[str, Any] | None = None
+    ) -> ArtifactInfo:
         def op(s: Session) -> ArtifactInfo:
-            row = ArtifactRow(run_id=run_id, kind=kind, path=str(path), sha256=sha256, meta=_jsonable(meta or {}),
-                              created=_now())
+            row = ArtifactRow(
+                run_id=run_id,
+                kind=kind,
+                path=str(path),
+                sha256=sha256,
+                meta=_jsonable(meta or {}),
+                created=_now(),
+            )
             s.add(row)
             s.flush()
             return _info(ArtifactInfo, row)

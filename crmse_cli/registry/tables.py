@@ -47,6 +47,7 @@ class RunRow(Base):
     seed: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(32))
     host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)  # process that runs it (revision 0002)
     started: Mapped[datetime] = mapped_column(DateTime)
     ended: Mapped[datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)

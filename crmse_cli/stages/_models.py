@@ -112,7 +112,9 @@ def check_species(handle: ModelHandle, data: Dataset) -> None:
     """Refuse a model and a dataset of different molecules."""
     elements = set(int(z) for z in data.species)
     known = handle.species
-    if (known is not None and list(known) != list(data.species)) or not elements <= set(handle.potential.species):
+    if (known is not None and list(known) != list(data.species)) or not elements <= set(
+        handle.potential.species
+    ):
         raise CrmseError(
             f"the model was trained on another molecule than dataset {data.name!r}; pick the matching dataset"
         )

@@ -71,7 +71,9 @@ def _mb_callback(bar: Any, task: Any) -> Callable[[int, int | None], None]:
 def _progress(description: str, total_bytes: int | None) -> Iterator[Callable[[int, int | None], None]]:
     """A progress bar in MB; yields ``update(bytes_done, bytes_total_or_None)``."""
     with make_progress() as bar:
-        task = bar.add_task(f"{description} (MB)", total=None if total_bytes is None else total_bytes / 1e6, info="")
+        task = bar.add_task(
+            f"{description} (MB)", total=None if total_bytes is None else total_bytes / 1e6, info=""
+        )
         yield _mb_callback(bar, task)
 
 
@@ -81,9 +83,18 @@ def _download(remote: sources.RemoteFile, cache: Path) -> Path:
 
 
 def _result(info: Any, already: bool) -> FetchResult:
-    return FetchResult(name=info.name, path=Path(info.path), source=str(info.meta.get("source", "")),
-                       origin=info.source, sha256=info.sha256, n_frames=info.n_frames, n_atoms=info.n_atoms,
-                       species=list(info.species), splits=dict(info.splits), already=already)
+    return FetchResult(
+        name=info.name,
+        path=Path(info.path),
+        source=str(info.meta.get("source", "")),
+        origin=info.source,
+        sha256=info.sha256,
+        n_frames=info.n_frames,
+        n_atoms=info.n_atoms,
+        species=list(info.species),
+        splits=dict(info.splits),
+        already=already,
+    )
 
 
 def _existing(reg: Any, name: str) -> Any:
@@ -94,7 +105,9 @@ def _existing(reg: Any, name: str) -> Any:
     return info
 
 
-def _save_and_register(ws: Workspace, reg: Any, data: Dataset, *, origin: str, meta: dict[str, Any]) -> FetchResult:
+def _save_and_register(
+    ws: Workspace, reg: Any, data: Dataset, *, origin: str, meta: dict[str, Any]
+) -> FetchResult:
     """Write the dataset beside its final name, register it, then rename it into place."""
     final = ws.datasets_dir / f"{data.name}.npz"
     tmp = final.with_name(f".{final.name}.fetching")
@@ -102,10 +115,18 @@ def _save_and_register(ws: Workspace, reg: Any, data: Dataset, *, origin: str, m
     try:
         digest = sha256_file(tmp)
         splits = {k: {p: int(len(i)) for p, i in v.items()} for k, v in data.splits.items()}
-        info = reg.add_dataset(name=data.name, source=origin, sha256=digest, path=str(final),
-                               n_frames=data.n_frames, n_atoms=data.n_atoms,
-                               species=[int(z) for z in data.species], units=dict(UNITS), splits=splits,
-                               meta=meta)
+        info = reg.add_dataset(
+            name=data.name,
+            source=origin,
+            sha256=digest,
+            path=str(final),
+            n_frames=data.n_frames,
+            n_atoms=data.n_atoms,
+            species=[int(z) for z in data.species],
+            units=dict(UNITS),
+            splits=splits,
+            meta=meta,
+        )
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -131,12 +152,16 @@ def _check_andersx(files: Iterable[Path]) -> dict[str, str]:
         if pinned is None:
             log.warning("%s has no pinned checksum; using it unverified", path)
         elif got != pinned:
-            raise DataError(f"{path}: sha256 {got[:12]}... does not match the pinned {pinned[:12]}... of the "
-                            "andersx file (corrupt or modified); copy or download it again")
+            raise DataError(
+                f"{path}: sha256 {got[:12]}... does not match the pinned {pinned[:12]}... of the "
+                "andersx file (corrupt or modified); copy or download it again"
+            )
     return digests
 
 
-def _read_rmd17(ws: Workspace, molecule: str, source: str, from_path: Path | None) -> tuple[Dataset, str, dict[str, Any]]:
+def _read_rmd17(
+    ws: Workspace, molecule: str, source: str, from_path: Path | None
+) -> tuple[Dataset, str, dict[str, Any]]:
     """Get ``molecule``'s frames from the chosen source: (dataset, origin, registry meta)."""
     meta: dict[str, Any] = {"kind": "rmd17", "molecule": molecule}
     if from_path is not None and (andersx := rmd17.local_andersx_files(from_path, molecule)) is not None:
@@ -149,16 +174,23 @@ def _read_rmd17(ws: Workspace, molecule: str, source: str, from_path: Path | Non
         with _progress(f"read {from_path.name}", size) as update:
             raw = rmd17.read_local(from_path, molecule, progress=lambda done: update(done, size))
         origin = f"file:{from_path}"
-        meta.update(source="file", source_file=str(from_path),
-                    source_sha256=sha256_file(from_path) if from_path.is_file() else None)
+        meta.update(
+            source="file",
+            source_file=str(from_path),
+            source_sha256=sha256_file(from_path) if from_path.is_file() else None,
+        )
     elif source == "figshare":
         remote = sources.OFFICIAL_ARCHIVE
         archive = _download(remote, ws.cache_dir)
         with _progress(f"extract {molecule} from {remote.filename}", remote.size) as update:
             raw = rmd17.read_archive(archive, molecule, progress=lambda done: update(done, remote.size))
         origin = remote.urls[0]
-        meta.update(source="figshare", source_file=remote.filename, source_sha256=remote.sha256,
-                    urls=list(remote.urls))
+        meta.update(
+            source="figshare",
+            source_file=remote.filename,
+            source_sha256=remote.sha256,
+            urls=list(remote.urls),
+        )
     else:
         remotes = sources.andersx_files(molecule)
         cache = ws.cache_dir / "andersx-rmd17-npz"
@@ -167,13 +199,20 @@ def _read_rmd17(ws: Workspace, molecule: str, source: str, from_path: Path | Non
         origin = sources.ANDERSX_BASE
         meta.update(source="andersx", source_sha256={r.filename: r.sha256 for r in remotes.values()})
     meta.update(old_labels_in_source=raw.old_keys, old_labels_kept=False, frame_ids=raw.frame_id_kind)
-    data = rmd17.to_dataset(molecule, raw, {"origin": origin, "source": meta["source"],
-                                            "source_sha256": meta["source_sha256"]})
+    data = rmd17.to_dataset(
+        molecule, raw, {"origin": origin, "source": meta["source"], "source_sha256": meta["source_sha256"]}
+    )
     return data, origin, meta
 
 
-def fetch_rmd17(ws: Workspace, molecule: str, *, source: str = "figshare", from_path: Path | str | None = None,
-                force: bool = False) -> FetchResult:
+def fetch_rmd17(
+    ws: Workspace,
+    molecule: str,
+    *,
+    source: str = "figshare",
+    from_path: Path | str | None = None,
+    force: bool = False,
+) -> FetchResult:
     """Fetch rMD17 ``molecule`` with its five official splits and register it as dataset ``molecule``.
 
     Args:
@@ -201,8 +240,10 @@ def fetch_rmd17(ws: Workspace, molecule: str, *, source: str = "figshare", from_
         info = None if force else _existing(reg, molecule)
         if info is not None:
             if info.meta.get("kind") != "rmd17":
-                raise CrmseError(f"dataset {molecule!r} is registered from {info.source}, not rMD17; "
-                                 "pass --force to replace it")
+                raise CrmseError(
+                    f"dataset {molecule!r} is registered from {info.source}, not rMD17; "
+                    "pass --force to replace it"
+                )
             log.info("dataset %s is already fetched (%s)", molecule, info.path)
             return _result(info, already=True)
         data, origin, meta = _read_rmd17(ws, molecule, source, path)
@@ -211,8 +252,16 @@ def fetch_rmd17(ws: Workspace, molecule: str, *, source: str = "figshare", from_
         reg.close()
 
 
-def fetch_xyz(ws: Workspace, path: Path | str, *, name: str, energy_unit: str, test_fraction: float | None = None,
-              split_seed: int | None = None, force: bool = False) -> FetchResult:
+def fetch_xyz(
+    ws: Workspace,
+    path: Path | str,
+    *,
+    name: str,
+    energy_unit: str,
+    test_fraction: float | None = None,
+    split_seed: int | None = None,
+    force: bool = False,
+) -> FetchResult:
     """Import an extended-XYZ file as dataset ``name`` (energies and forces converted to kcal/mol).
 
     Args:
@@ -229,20 +278,32 @@ def fetch_xyz(ws: Workspace, path: Path | str, *, name: str, energy_unit: str, t
         raise CrmseError(f"--name {name!r} is not a valid dataset name; use letters, digits, '_', '.', '-'")
     src = _check_readable(Path(path))
     file_sha = sha256_file(src) if src.is_file() else ""
-    meta: dict[str, Any] = {"kind": "xyz", "source": "xyz", "source_file": str(src), "source_sha256": file_sha,
-                            "energy_unit_in_file": energy_unit, "test_fraction": test_fraction,
-                            "split_seed": split_seed}
+    meta: dict[str, Any] = {
+        "kind": "xyz",
+        "source": "xyz",
+        "source_file": str(src),
+        "source_sha256": file_sha,
+        "energy_unit_in_file": energy_unit,
+        "test_fraction": test_fraction,
+        "split_seed": split_seed,
+    }
     reg = Registry.open(ws)
     try:
         info = None if force else _existing(reg, name)
         if info is not None:
-            same = all(info.meta.get(k) == meta[k] for k in ("kind", "source_sha256", "energy_unit_in_file",
-                                                            "test_fraction", "split_seed"))
+            same = all(
+                info.meta.get(k) == meta[k]
+                for k in ("kind", "source_sha256", "energy_unit_in_file", "test_fraction", "split_seed")
+            )
             if not same:
-                raise CrmseError(f"dataset {name!r} is registered already (from {info.source}); "
-                                 "pick another --name or pass --force to replace it")
+                raise CrmseError(
+                    f"dataset {name!r} is registered already (from {info.source}); "
+                    "pick another --name or pass --force to replace it"
+                )
             return _result(info, already=True)
-        data = read_xyz(src, name=name, energy_unit=energy_unit, test_fraction=test_fraction, split_seed=split_seed)
+        data = read_xyz(
+            src, name=name, energy_unit=energy_unit, test_fraction=test_fraction, split_seed=split_seed
+        )
         return _save_and_register(ws, reg, data, origin=f"file:{src}", meta=meta)
     finally:
         reg.close()

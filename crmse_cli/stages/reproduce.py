@@ -115,36 +115,55 @@ def reproduce(
     tag = f"repro-{molecule}-{preset}-n{n_train or 'all'}-s{seed}"
     res = ReproduceResult()
     sample_cfg = replace(p.sample, seed=seed, temperature_K=temperature_K or p.sample.temperature_K)
-    contrastive = replace(p.contrastive, seed=seed, lambda_=p.contrastive.lambda_ if lambda_ is None else lambda_)
+    contrastive = replace(
+        p.contrastive, seed=seed, lambda_=p.contrastive.lambda_ if lambda_ is None else lambda_
+    )
 
     pre_cfg = pretrain_stage.preset_config(preset, overrides=dict(p.pretrain, seed=seed, n_train=n_train))
     res.runs["pretrain"] = _step(
-        reg, f"{tag}-pretrain",
-        start=lambda name: pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, name=name).run_id,
-        resume=lambda rid: pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, resume=rid).run_id,
+        reg,
+        f"{tag}-pretrain",
+        start=lambda name: (
+            pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, name=name).run_id
+        ),
+        resume=lambda rid: (
+            pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, resume=rid).run_id
+        ),
     )
     models = {"MSE": res.runs["pretrain"]}
-    variants = [("CRMSE", contrastive)] + ([("lambda0", replace(contrastive, lambda_=0.0))] if p.control else [])
+    variants = [("CRMSE", contrastive)] + (
+        [("lambda0", replace(contrastive, lambda_=0.0))] if p.control else []
+    )
     for label, ccfg in variants:
         rcfg = regularize_stage.RegularizeConfig(contrastive=ccfg)
         models[label] = _step(
-            reg, f"{tag}-regularize-{label}",
-            start=lambda name, rcfg=rcfg: regularize_stage.regularize(
-                ws, res.runs["pretrain"], rcfg, name=name).run_id,
+            reg,
+            f"{tag}-regularize-{label}",
+            start=lambda name, rcfg=rcfg: (
+                regularize_stage.regularize(ws, res.runs["pretrain"], rcfg, name=name).run_id
+            ),
             resume=lambda rid, rcfg=rcfg: regularize_stage.regularize(ws, None, rcfg, resume=rid).run_id,
         )
         res.runs[f"regularize-{label}"] = models[label]
     samples = []
     for label, model_id in models.items():
-        sid = _step(reg, f"{tag}-sample-{label}",
-                    start=lambda name, m=model_id: sample_stage.sample(ws, m, sample_cfg, name=name).run_id)
+        sid = _step(
+            reg,
+            f"{tag}-sample-{label}",
+            start=lambda name, m=model_id: sample_stage.sample(ws, m, sample_cfg, name=name).run_id,
+        )
         res.runs[f"sample-{label}"] = sid
-        eid = _step(reg, f"{tag}-evaluate-{label}",
-                    start=lambda name, s=sid: evaluate_stage.evaluate(ws, s, name=name, seed=seed).run_id)
+        eid = _step(
+            reg,
+            f"{tag}-evaluate-{label}",
+            start=lambda name, s=sid: evaluate_stage.evaluate(ws, s, name=name, seed=seed).run_id,
+        )
         res.runs[f"evaluate-{label}"] = eid
         res.metrics[label] = {k: (m.value, m.unit) for k, m in reg.final_metrics(eid).items()}
         samples.append(sid)
-    cmp = compare_stage.compare(ws, samples, out=out, title=f"CRMSE reproduction: {molecule} ({preset}, seed {seed})")
+    cmp = compare_stage.compare(
+        ws, samples, out=out, title=f"CRMSE reproduction: {molecule} ({preset}, seed {seed})"
+    )
     res.runs["compare"] = cmp.run_id
     res.report = Path(cmp.path)
     res.wall_s = time.perf_counter() - t0
