@@ -6,6 +6,8 @@
 #   TAG        prefix of the run names this script creates (TAG-crmse, TAG-md-mse, ...)
 #   UPDATES    CRMSE parameter updates (default 200); CHAINS persistent chains (default 32)
 #   SEED       seed of regularize and sample (default 0); STEPS Langevin steps (default 20000 = 10 ps)
+# Environment: CONTROL=0 skips the lambda = 0 control; TEMP=700 samples (and runs the CRMSE
+# chains) at 700 K instead of 500 K.
 # Every step is a registry run; a step whose run already completed is skipped, so the script can
 # be rerun after an interruption. Two lanes run side by side, one torch thread each.
 # Set CRMSE_HOME to the workspace and CRMSE to the command (default: .venv/bin/crmse).
@@ -13,7 +15,9 @@ set -euo pipefail
 MODEL=$1; TAG=$2; UPDATES=${3:-200}; CHAINS=${4:-32}; SEED=${5:-0}; STEPS=${6:-20000}
 C="${CRMSE:-.venv/bin/crmse}"
 export CRMSE_NO_PROGRESS=1
-SAMPLE=(--replicas 64 --steps "$STEPS" --record-every 20 --temperature-K 500 --seed "$SEED")
+CONTROL=${CONTROL:-1}; TEMP=${TEMP:-500}
+SAMPLE=(--replicas 64 --steps "$STEPS" --record-every 20 --temperature-K "$TEMP" --seed "$SEED")
+REG=(--chains "$CHAINS" --updates "$UPDATES" --seed "$SEED" --temperature-K "$TEMP")
 
 done_() {  # true when the run NAME exists and completed
   $C --json show "$1" 2>/dev/null | python3 -c \
@@ -28,19 +32,21 @@ step() {  # step NAME -- crmse arguments...: run unless NAME completed
 }
 
 lane_a() {
-  step "$TAG-crmse" -- regularize --from "$MODEL" --lambda 0.015 --chains "$CHAINS" --updates "$UPDATES" --seed "$SEED"
+  step "$TAG-crmse" -- regularize --from "$MODEL" --lambda 0.015 "${REG[@]}"
   step "$TAG-md-crmse" -- sample "$TAG-crmse" "${SAMPLE[@]}"
   step "$TAG-eval-crmse" -- evaluate "$TAG-md-crmse"
 }
 lane_b() {
   step "$TAG-md-mse" -- sample "$MODEL" "${SAMPLE[@]}"
   step "$TAG-eval-mse" -- evaluate "$TAG-md-mse"
-  step "$TAG-lambda0" -- regularize --from "$MODEL" --lambda 0 --chains "$CHAINS" --updates "$UPDATES" --seed "$SEED"
+  if [ "$CONTROL" = 0 ]; then return; fi
+  step "$TAG-lambda0" -- regularize --from "$MODEL" --lambda 0 "${REG[@]}"
   step "$TAG-md-lambda0" -- sample "$TAG-lambda0" "${SAMPLE[@]}"
   step "$TAG-eval-lambda0" -- evaluate "$TAG-md-lambda0"
 }
 lane_a > "${CRMSE_HOME:-.}/$TAG-lane-a.log" 2>&1 &
 lane_b > "${CRMSE_HOME:-.}/$TAG-lane-b.log" 2>&1 &
 wait
-$C compare "$TAG-md-mse" "$TAG-md-crmse" "$TAG-md-lambda0" --out "docs/report-$TAG.html" \
-  --title "ethanol $TAG: MSE vs CRMSE vs lambda=0, 500 K"
+RUNS=("$TAG-md-mse" "$TAG-md-crmse")
+if [ "$CONTROL" != 0 ]; then RUNS+=("$TAG-md-lambda0"); fi
+$C compare "${RUNS[@]}" --out "docs/report-$TAG.html" --title "ethanol $TAG: MSE vs CRMSE (vs lambda=0), $TEMP K"
