@@ -89,3 +89,31 @@ def emit_result(
         emit_json({**fields, "metrics": {k: {"value": v, "unit": u} for k, (v, u) in metrics.items()}})
     else:
         print_metrics(title, metrics, extra=fields)
+
+
+def open_report(path: Any) -> None:
+    """Open an HTML report in the desktop's browser, or say where it is when there is no desktop.
+
+    Console browsers are never started (they would take over the terminal): on Linux a browser
+    opens only when a display is set.
+    """
+    import os
+    import webbrowser
+    from pathlib import Path
+
+    uri = Path(path).resolve().as_uri()
+    desktop = sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if desktop:
+        try:
+            if webbrowser.open(uri):
+                console.print(f"opened {uri}", highlight=False, soft_wrap=True)
+                return
+        except webbrowser.Error:
+            pass
+    console.print(
+        f"no desktop browser here: open {uri} in a browser (the file works offline)",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from crmse_cli.cli.common import console, emit_json, fmt_value, set_threads, state
+from crmse_cli.cli.common import console, emit_json, fmt_value, open_report, set_threads, state
 
 
 def compare_command(
@@ -19,6 +19,7 @@ def compare_command(
         None, "--out", "-o", help="HTML file to write (default: the compare run's folder, report.html)."
     ),
     title: str | None = typer.Option(None, "--title", help="Page title (default: dataset and run names)."),
+    open_: bool = typer.Option(False, "--open", help="Open the report in the desktop browser when done."),
 ) -> None:
     """Compare runs with the DFT reference in one offline HTML page (energies, h(r), dihedrals, stability)."""
     from crmse_cli.stages.compare import compare
@@ -51,6 +52,8 @@ def compare_command(
     if res.evaluated:
         console.print(f"evaluated now: {', '.join(res.evaluated)}", highlight=False)
     console.print(f"report: {res.path}", highlight=False, soft_wrap=True)
+    if open_:
+        open_report(res.path)
 
 
 def register(app: typer.Typer) -> None:

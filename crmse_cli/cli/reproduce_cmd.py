@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from crmse_cli.cli.common import console, emit_json, fmt_value, set_threads, state
+from crmse_cli.cli.common import console, emit_json, fmt_value, open_report, set_threads, state
 
 HEADLINE = (
     ("test_energy_mae", "energy MAE (kcal/mol)"),
@@ -37,6 +37,7 @@ def reproduce_command(
         None, "--temperature-K", help="Sampling temperature (default 500)."
     ),
     out: Path | None = typer.Option(None, help="Where to write the HTML report."),
+    open_: bool = typer.Option(False, "--open", help="Open the report in the desktop browser when done."),
 ) -> None:
     """fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
     from crmse_cli.stages.reproduce import reproduce
@@ -81,6 +82,8 @@ def reproduce_command(
     console.print(table)
     console.print(f"runs: {', '.join(f'{k}={v}' for k, v in res.runs.items())}", highlight=False)
     console.print(f"report: {res.report}  ({res.wall_s / 60:.1f} min)", highlight=False)
+    if open_:
+        open_report(res.report)
 
 
 def register(app: typer.Typer) -> None:
