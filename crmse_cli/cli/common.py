@@ -57,6 +57,8 @@ def fmt_value(value: float) -> str:
     runs stay visible."""
     if value != value:  # NaN
         return "n/a"
+    if float(value).is_integer() and abs(value) < 1e7:  # counts: frames, replicas, steps
+        return str(int(value))
     if value == 0 or 1e-3 <= abs(value) < 1e3:
         return f"{value:.4g}"
     if 1e3 <= abs(value) < 1e7:
