@@ -18,7 +18,9 @@ SCRIPT = Path(sys.executable).with_name("crmse")  # [project.scripts] crmse = cr
 EXPECTED = ("runs", "show", "datasets", "fetch", "pretrain", "sample", "evaluate", "regularize", "reproduce")
 
 
-def crmse(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def crmse(
+    home: Path, *args: str, timeout: float = 120, columns: int = 100
+) -> subprocess.CompletedProcess[str]:
     cmd = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "crmse_cli.cli.app"]
     env = {
         **os.environ,
@@ -26,7 +28,7 @@ def crmse(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedP
         "CRMSE_NO_PROGRESS": "1",
         "CRMSE_THREADS": "1",
         "OMP_NUM_THREADS": "1",
-        "COLUMNS": "100",
+        "COLUMNS": str(columns),
     }
     env.pop("CRMSE_DB_URL", None)
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
@@ -87,6 +89,19 @@ def test_empty_home_gives_json_lists(tmp_path: Path) -> None:
         assert json.loads(proc.stdout) == []
     proc = crmse(tmp_path, "runs")
     assert proc.returncode == 0 and "no runs yet" in proc.stdout
+
+
+def test_runs_table_fits_narrow_and_wide_terminals(tmp_path: Path) -> None:
+    reg = Registry.open(Workspace.resolve(tmp_path))
+    reg.create_run(kind="regularize", name="eth-n1000-s0-crmse-lambda0.015", config={}, seed=0)
+    reg.close()
+    narrow = crmse(tmp_path, "runs", columns=80).stdout
+    assert "eth-n1000-s0-crmse-lambda0.015" in narrow  # the name is not folded into pieces
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "started" not in narrow.split("eth-n1000")[0].splitlines()[-1]
+    wide = crmse(tmp_path, "runs", columns=160).stdout
+    header = next(line for line in wide.splitlines() if " name " in line)
+    assert "parent" in header and "started" in header
 
 
 def test_runs_and_show_json(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.markup import escape
+from rich import box
 from rich.table import Table
 
 from crmse_cli.cli.common import console, emit_json, fmt_value, state
@@ -50,23 +51,31 @@ def runs_command(
     if state(ctx).json:
         emit_json([{**asdict(r), "metrics": {k: m.value for k, m in finals[r.id].items()}} for r in runs])
         return
-    table = Table(title=f"runs in {state(ctx).workspace.home}", title_justify="left")
-    for col in ("id", "name", "kind", "status", "dataset", "parent", "started", "key metrics"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("id", "kind", "status", "parent", "started"))
+    # Narrow terminals (80 columns) drop the start time and parent columns rather than squeezing
+    # every column into a few characters; --json always has everything.
+    narrow = console.width < 110
+    cols = ["id", "name", "kind", "status", "dataset", "parent", "started", "key metrics"]
+    if narrow:
+        cols = [c for c in cols if c not in ("parent", "started")]
+    title = f"runs in {state(ctx).workspace.home}" + (" (widen the terminal for parent and start time)" if narrow and runs else "")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in cols:
+        table.add_column(col, overflow="fold", no_wrap=col != "key metrics")
     for r in runs:
         m = finals[r.id]
         key = "  ".join(f"{label} {fmt_value(m[name].value)}" for name, label in KEY_METRICS if name in m)
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(
-            r.id,
-            _e(r.name or ""),
-            r.kind,
-            f"[{style}]{r.status}[/]",
-            _e(r.dataset or ""),
-            r.parent or "",
-            _when(r.started),
-            key,
-        )
+        cells = {
+            "id": r.id,
+            "name": _e(r.name or ""),
+            "kind": r.kind,
+            "status": f"[{style}]{r.status}[/]",
+            "dataset": _e(r.dataset or ""),
+            "parent": r.parent or "",
+            "started": _when(r.started),
+            "key metrics": key,
+        }
+        table.add_row(*(cells[c] for c in cols))
     console.print(
         table if runs else "no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`"
     )
