@@ -2,7 +2,8 @@
 
 Rows are metrics (test MAE, energy KS, h(r) MAE, dihedral profile errors, stability, configurational
 temperatures); columns are the runs given. With --mean, adds mean and spread (half the range) over
-groups of columns given as "label=run1,run2,...".
+groups of columns given as "label=run1,run2,...", and a row of stable replicas pooled over each group with
+Fisher's exact test (two-sided) of every group against the first.
 
 Usage:
   CRMSE_HOME=... python benchmarks/study_table.py EVAL_RUN [EVAL_RUN ...]
@@ -85,6 +86,23 @@ def main() -> None:
             half = (max(xs) - min(xs)) / 2
             cells.append(f"{fmt(mean)} ± {fmt(half)}" if len(xs) > 1 else fmt(mean))
         print(f"| {title} | " + " | ".join(cells) + " |")
+    # Pooled stability over the seeds, and Fisher's exact test of each group against the first.
+    pooled = {}
+    for label, vals in groups.items():
+        n = sum(int(v.get("n_replicas", 0)) for v in vals)
+        left = sum(int(v.get("n_left", 0)) for v in vals)
+        pooled[label] = (n - left, left)
+    if all(n_stable + left > 0 for n_stable, left in pooled.values()):
+        from scipy.stats import fisher_exact
+
+        first = next(iter(pooled.values()))
+        cells = []
+        for i, (label, (stable, left)) in enumerate(pooled.items()):
+            cell = f"{stable}/{stable + left}"
+            if i:
+                cell += f" (Fisher p = {fisher_exact([list(first), [stable, left]]).pvalue:.2g})"
+            cells.append(cell)
+        print("| stable replicas, pooled over seeds | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
