@@ -5,7 +5,7 @@ minus the mean data energy, chain-vs-data energy KS, the smallest interatomic di
 chains (Å), the share of chains outside the DFT support (a pair closer than its DFT minimum minus
 0.3 Å), resets, and the validation MAEs where logged.
 
-Usage: CRMSE_HOME=... python benchmarks/crmse_log.py RUN [RUN ...] [--every 25]
+Usage: CRMSE_HOME=... python benchmarks/crmse_log.py RUN [RUN ...] [--every 25] [--markdown]
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def main() -> None:
     )
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--every", type=int, default=25)
+    parser.add_argument("--markdown", action="store_true", help="one markdown table of all runs")
     args = parser.parse_args()
     reg = Registry.open(Workspace.resolve(None))
+    if args.markdown:
+        print("| run | update | " + " | ".join(title for _, title in COLUMNS) + " |")
+        print("|---|---|" + "---|" * len(COLUMNS))
     for ref in args.runs:
         run = reg.get_run(ref)
         series: dict[str, dict[int, float]] = {}
@@ -56,9 +60,19 @@ def main() -> None:
             series.setdefault("gap", {})[s] = series["energy_chains"][s] - data
             series.setdefault("gap_min", {})[s] = series["energy_chains_min"][s] - data
         lam = run.config.get("contrastive", {}).get("lambda_", run.config.get("lambda_"))
+        shown = [s for s in steps if s == 1 or s % args.every == 0 or s == steps[-1]]
+        if args.markdown:
+            for i, s in enumerate(shown):
+                label = f"{run.name or run.id} (lambda {lam})" if i == 0 else ""
+                cells = [series.get(key, {}).get(s) for key, _ in COLUMNS]
+                print(
+                    f"| {label} | {s} | "
+                    + " | ".join("" if v is None else f"{v:.3g}" for v in cells)
+                    + " |"
+                )
+            continue
         print(f"\n{run.name or run.id} ({run.status}, lambda {lam})")
         print("update " + " ".join(f"{title:>18}" for _, title in COLUMNS))
-        shown = [s for s in steps if s == 1 or s % args.every == 0 or s == steps[-1]]
         for s in shown:
             cells = []
             for key, _ in COLUMNS:
