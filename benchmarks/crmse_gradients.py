@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crmse_cli.model.forces import forces_from_energy  # noqa: E402
 from crmse_cli.model.graph import make_graph  # noqa: E402
 from crmse_cli.registry.store import Registry  # noqa: E402
 from crmse_cli.stages._models import load_dataset, resolve_model  # noqa: E402
 from crmse_cli.stages.regularize import _frames, _loss_weights  # noqa: E402
+from crmse_cli.train.losses import LossWeights, energy_force_loss  # noqa: E402
 from crmse_cli.units import beta as beta_of  # noqa: E402
 from crmse_cli.workspace import Workspace  # noqa: E402
 
@@ -67,7 +67,10 @@ def main() -> None:
         params = [p for p in pot.parameters() if p.requires_grad]
         data = load_dataset(reg, handle.dataset)
         train_rows, _ = _frames(handle, data)
-        w = {"energy_weight": 0.05, "force_weight": 1.0, **_loss_weights(handle)}
+        lw = _loss_weights(handle)  # the pretrain run's w_E, w_F (LossWeights' defaults otherwise)
+        weights = LossWeights(
+            energy=lw.get("energy_weight", LossWeights.energy), forces=lw.get("force_weight", LossWeights.forces)
+        )
         dt = pot.dtype
         sp = torch.as_tensor(data.species)
         beta = beta_of(temp)
@@ -84,16 +87,12 @@ def main() -> None:
             gm, gc = [], []
             for _ in range(args.batches):
                 rows = train_rows[rng.choice(len(train_rows), size=batch, replace=False)]
-                x = torch.as_tensor(data.positions[rows], dtype=dt).requires_grad_(True)
+                x = torch.as_tensor(data.positions[rows], dtype=dt)
                 e_ref = torch.as_tensor(data.energies[rows], dtype=torch.float64)
                 f_ref = torch.as_tensor(data.forces[rows], dtype=dt)
-                energy = energy_fn(x)
-                forces = forces_from_energy(energy, x, create_graph=True)
-                loss_mse = (w["energy_weight"] * (energy.double() - e_ref).pow(2).mean()).to(dt) + w[
-                    "force_weight"
-                ] * (forces - f_ref).pow(2).mean()
+                loss_mse, _ = energy_force_loss(energy_fn, x, None, e_ref, f_ref, weights)
                 gm.append(flat_grad(loss_mse, params))
-                loss_c = beta * (energy_fn(x.detach()).mean() - energy_fn(chains).mean())
+                loss_c = beta * (energy_fn(x).mean() - energy_fn(chains).mean())
                 gc.append(lam * flat_grad(loss_c, params))
             gm_t, gc_t = torch.stack(gm).double(), torch.stack(gc).double()
             nm = gm_t.norm(dim=1).mean().item()

@@ -6,8 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from crmse_cli.cli.common import console, emit_json, fmt_value, state
@@ -57,7 +57,9 @@ def runs_command(
     cols = ["id", "name", "kind", "status", "dataset", "parent", "started", "key metrics"]
     if narrow:
         cols = [c for c in cols if c not in ("parent", "started")]
-    title = f"runs in {state(ctx).workspace.home}" + (" (widen the terminal for parent and start time)" if narrow and runs else "")
+    title = f"runs in {state(ctx).workspace.home}"
+    if narrow and runs:
+        title += " (widen the terminal for parent and start time)"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in cols:
         table.add_column(col, overflow="fold", no_wrap=col != "key metrics")
