@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crmse_cli.model.graph import make_graph  # noqa: E402
+from crmse_cli.errors import CrmseError  # noqa: E402
 from crmse_cli.registry.store import Registry  # noqa: E402
 from crmse_cli.stages._models import load_dataset, resolve_model  # noqa: E402
 from crmse_cli.stages.regularize import _frames, _loss_weights  # noqa: E402
@@ -57,6 +58,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for ref in args.runs:
         run = reg.get_run(ref)
+        if run.kind != "regularize":
+            raise CrmseError(f"{ref} is a {run.kind} run; give regularize runs (they have chains)")
         cc = run.config.get("contrastive", {})
         lam = float(cc.get("lambda_", 0.015)) or 0.015  # the lambda = 0 control: measure at 0.015
         temp = float(cc.get("temperature_K", 500.0))
@@ -109,4 +112,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CrmseError as exc:  # an unknown run, a missing dataset: one line, exit 1
+        sys.exit(f"error: {exc}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from crmse_cli.errors import CrmseError  # noqa: E402
 from crmse_cli.registry.store import Registry  # noqa: E402
 from crmse_cli.workspace import Workspace  # noqa: E402
 
@@ -106,4 +107,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CrmseError as exc:  # an unknown run, a missing dataset: one line, exit 1
+        sys.exit(f"error: {exc}")
