@@ -51,18 +51,25 @@ def runs_command(
     if state(ctx).json:
         emit_json([{**asdict(r), "metrics": {k: m.value for k, m in finals[r.id].items()}} for r in runs])
         return
-    # Narrow terminals (80 columns) drop the start time and parent columns rather than squeezing
+    # Narrow terminals (80 columns) drop the dataset, start time and parent columns rather than squeezing
     # every column into a few characters; --json always has everything.
     narrow = console.width < 110
     cols = ["id", "name", "kind", "status", "dataset", "parent", "started", "key metrics"]
     if narrow:
-        cols = [c for c in cols if c not in ("parent", "started")]
+        cols = [c for c in cols if c not in ("dataset", "parent", "started")]
     title = f"runs in {state(ctx).workspace.home}"
     if narrow and runs:
-        title += " (widen the terminal for parent and start time)"
+        title += " (widen the terminal for dataset, parent and start time)"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Short columns never wrap; a long name folds, but only below 30 characters of width.
+    longest = max((len(r.name or "") for r in runs), default=4)
     for col in cols:
-        table.add_column(col, overflow="fold", no_wrap=col != "key metrics")
+        table.add_column(
+            col,
+            overflow="fold",
+            no_wrap=col not in ("name", "key metrics"),
+            min_width=min(longest, 30) if col == "name" else None,
+        )
     for r in runs:
         m = finals[r.id]
         key = "  ".join(f"{label} {fmt_value(m[name].value)}" for name, label in KEY_METRICS if name in m)
