@@ -133,6 +133,8 @@ def test_crmse_raises_a_spurious_minimum_that_mse_leaves() -> None:
 
     cfg = ContrastiveConfig(
         lambda_=1.0,
+        lambda_units="kcal",  # the toy's lambda weighs L_C against its own loss directly
+        energy_weight=1.0,
         eta_A2=0.02,
         steps_per_update=50,
         n_chains=64,
@@ -141,7 +143,7 @@ def test_crmse_raises_a_spurious_minimum_that_mse_leaves() -> None:
         lr=0.1,
         warmup_updates=5,
         batch_size=64,
-        grad_clip=None,
+        grad_clip=0.0,  # off
         seed=5,
     )
     trainer = ContrastiveTrainer(

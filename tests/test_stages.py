@@ -183,3 +183,32 @@ def test_bad_references_give_one_line_errors(trained: tuple[Workspace, str], tmp
         sample(ws, str(tmp_path / "missing.pt"), SampleConfig(replicas=2, steps=2))
     with pytest.raises(CrmseError, match="--from"):
         regularize(ws, None, _regularize_config(1))
+
+
+def test_regularize_starts_from_the_pretrain_weights_and_adam_moments(trained: tuple[Workspace, str]) -> None:
+    from dataclasses import replace
+
+    from crmse_cli.stages.regularize import regularize
+
+    ws, model = trained
+    reg = _registry(ws)
+    last = [c for c in reg.checkpoints(model) if c.tag == "last"][-1]
+    pre = torch.load(last.path, map_location="cpu", weights_only=False)["extra"]
+    pre_steps = {int(s["step"]) for s in pre["optimizer"]["state"].values()}
+    raw = regularize(ws, model, _regularize_config(2), name="init-raw")
+    cfg = _regularize_config(2)
+    ema = regularize(
+        ws, model, replace(cfg, contrastive=replace(cfg.contrastive, init="ema")), name="init-ema"
+    )
+    _, p_raw = load_checkpoint(raw.checkpoint)
+    _, p_ema = load_checkpoint(ema.checkpoint)
+    raw_steps = {int(s["step"]) for s in p_raw["extra"]["trainer"]["optimizer"]["state"].values()}
+    ema_steps = {int(s["step"]) for s in p_ema["extra"]["trainer"]["optimizer"]["state"].values()}
+    assert raw_steps == {s + 2 for s in pre_steps}  # Adam continued pretraining's moments
+    assert ema_steps == {2}  # a fresh Adam
+    run = reg.get_run("init-raw")
+    assert run.config["lambda_units"] == "eV"
+    assert run.config["lambda_internal"] == pytest.approx(0.015 * 531.8, rel=2e-4)
+    assert run.config["contrastive"]["energy_weight"] == pre["config"]["energy_weight"]
+    for name in ("grad_ratio", "grad_norm_mse", "chain_tconf"):
+        assert name in reg.final_metrics(run.id), name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -13,19 +12,49 @@ from crmse_cli.cli.common import emit_result, set_threads, state
 def regularize_command(
     ctx: typer.Context,
     source: str | None = typer.Option(None, "--from", help="Pretrain run (id or name) or checkpoint file."),
-    lambda_: float = typer.Option(0.015, "--lambda", help="Weight of the contrastive term (0: the control)."),
-    eta_A2: float = typer.Option(4e-4, "--eta-A2", help="ULA step size of the chains in Å²."),
-    steps_per_update: int = typer.Option(
-        200, "--steps-per-update", help="K: ULA steps per parameter update."
+    lambda_: float | None = typer.Option(
+        None, "--lambda", help="Weight of the contrastive term (0: the control) [default: 0.015]."
     ),
-    chains: int = typer.Option(64, help="C: number of persistent chains."),
-    updates: int = typer.Option(400, help="Number of parameter updates."),
-    temperature_K: float = typer.Option(500.0, "--temperature-K", help="Temperature of the Boltzmann term."),
-    lr: float = typer.Option(3e-5, help="Adam learning rate after warm-up."),
-    warmup: int = typer.Option(20, help="Linear learning-rate warm-up, in updates."),
-    batch_size: int = typer.Option(32, help="Training frames per update."),
-    reset_fraction: float = typer.Option(0.0, help="Share of chains reset to training frames each update."),
-    seed: int = typer.Option(0, help="Seed of chains, batches and resets."),
+    lambda_units: str | None = typer.Option(
+        None,
+        "--lambda-units",
+        help="eV: lambda weighs L_C against L_MSE in eV, eV/Å (the paper's; 531.8x our kcal loss); "
+        "kcal: against L_MSE in kcal/mol, kcal/mol/Å [default: eV].",
+    ),
+    eta_A2: float | None = typer.Option(None, "--eta-A2", help="Chain step size in Å² [default: 4e-4]."),
+    steps_per_update: int | None = typer.Option(
+        None, "--steps-per-update", help="K: chain steps per parameter update [default: 200]."
+    ),
+    chains: int | None = typer.Option(None, help="C: number of persistent chains [default: 64]."),
+    updates: int | None = typer.Option(None, help="Number of parameter updates [default: 400]."),
+    temperature_K: float | None = typer.Option(
+        None, "--temperature-K", help="Temperature of the Boltzmann term [default: 500]."
+    ),
+    chain_temperature_K: float | None = typer.Option(
+        None, "--chain-temperature-K", help="Temperature the chains sample at [default: --temperature-K]."
+    ),
+    chain_sampler: str | None = typer.Option(
+        None, "--chain-sampler", help="ula (the paper's) or mala (Metropolis-adjusted, exact) [default: ula]."
+    ),
+    init: str | None = typer.Option(
+        None,
+        help="raw: the pretrain run's raw weights and Adam moments (the paper's); "
+        "ema: its best EMA weights and a fresh Adam [default: raw].",
+    ),
+    lr: float | None = typer.Option(None, help="Adam learning rate after warm-up [default: 3e-5]."),
+    warmup: int | None = typer.Option(None, help="Linear learning-rate warm-up, in updates [default: 20]."),
+    batch_size: int | None = typer.Option(None, help="Training frames per update [default: 32]."),
+    reset_fraction: float | None = typer.Option(
+        None, help="Share of chains reset to training frames each update [default: 0]."
+    ),
+    grad_clip: float | None = typer.Option(None, help="Gradient-norm clip, 0 = off [default: 100]."),
+    energy_weight: float | None = typer.Option(
+        None, help="w_E of L_MSE, (kcal/mol)^-2 [default: the pretrain run's]."
+    ),
+    force_weight: float | None = typer.Option(
+        None, help="w_F of L_MSE, (kcal/mol/Å)^-2 [default: the pretrain run's]."
+    ),
+    seed: int | None = typer.Option(None, help="Seed of chains, batches and resets [default: 0]."),
     config: Path | None = typer.Option(
         None, help="TOML file with a \\[contrastive] table of settings (options override)."
     ),
@@ -39,34 +68,42 @@ def regularize_command(
 
     st = state(ctx)
     set_threads(st.threads)
-    base = ContrastiveConfig()
+    section: dict[str, object] = {}
     if config is not None:
-        from crmse_cli.config import from_dict, read_config_file
+        from crmse_cli.config import read_config_file
 
         data = read_config_file(config)
         section = dict(data.get("contrastive", data))
         if "lambda" in section:
             section["lambda_"] = section.pop("lambda")
-        base = from_dict(ContrastiveConfig, section, where=str(config))
     options = dict(
         lambda_=lambda_,
+        lambda_units=lambda_units,
         eta_A2=eta_A2,
         steps_per_update=steps_per_update,
         n_chains=chains,
         n_updates=updates,
         temperature_K=temperature_K,
+        chain_temperature_K=chain_temperature_K,
+        chain_sampler=chain_sampler,
+        init=init,
         lr=lr,
         warmup_updates=warmup,
         batch_size=batch_size,
         reset_fraction=reset_fraction,
+        grad_clip=grad_clip,
+        energy_weight=energy_weight,
+        force_weight=force_weight,
         seed=seed,
     )
-    # With a config file, only options typed on the command line override it.
-    given = {
-        k: v for k, v in options.items() if config is None or _from_command_line(ctx, _OPTION_OF.get(k, k))
-    }
+    # Defaults live in ContrastiveConfig alone: the file sets what it names, options override it.
+    section.update({k: v for k, v in options.items() if v is not None})
     try:
-        cfg = RegularizeConfig(contrastive=replace(base, **given), device=device)
+        from crmse_cli.config import from_dict
+
+        cfg = RegularizeConfig(
+            contrastive=from_dict(ContrastiveConfig, section, where=str(config or "options")), device=device
+        )
     except ValueError as exc:
         from crmse_cli.errors import CrmseError
 
@@ -82,13 +119,7 @@ def regularize_command(
     )
 
 
-_OPTION_OF = {"n_chains": "chains", "n_updates": "updates", "warmup_updates": "warmup"}
-
-
 def register(app: typer.Typer) -> None:
     app.command("regularize")(regularize_command)
 
 
-def _from_command_line(ctx: typer.Context, option: str) -> bool:
-    source = ctx.get_parameter_source(option)
-    return source is not None and source.name == "COMMANDLINE"

@@ -131,3 +131,57 @@ def laplacian(potential: Potential, positions: Tensor, species: Tensor) -> Tenso
         (second,) = torch.autograd.grad(flat[:, k].sum(), pos, retain_graph=True)
         total = total + second.reshape(flat.shape)[:, k]
     return total.detach()
+
+
+def laplacian_of(energy_fn: Callable[[Tensor], Tensor], positions: Tensor) -> Tensor:
+    """Exact Laplacian of ``energy_fn`` at each of B structures (3N backward passes for the batch).
+
+    Args:
+        energy_fn: positions (B, N, 3) Å -> energies (B,) kcal/mol (structures independent).
+        positions: (B, N, 3) Å.
+
+    Returns:
+        (B,) sum_i,a d^2U / dx_ia^2 in kcal/mol/Å^2, detached.
+    """
+    pos = positions.detach().requires_grad_(True)
+    energy = energy_fn(pos)
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
+    flat = grad.reshape(grad.shape[0], -1)
+    total = torch.zeros_like(energy)
+    for k in range(flat.shape[1]):
+        (second,) = torch.autograd.grad(flat[:, k].sum(), pos, retain_graph=True)
+        total = total + second.reshape(flat.shape)[:, k]
+    return total.detach()
+
+
+def largest_curvature(
+    energy_fn: Callable[[Tensor], Tensor], position: Tensor, *, iterations: int = 50, seed: int = 0
+) -> float:
+    """Largest |eigenvalue| of the Hessian of ``energy_fn`` at one structure, by power iteration.
+
+    Uses Hessian-vector products (double backward), never the full Hessian.
+
+    Args:
+        energy_fn: positions (B, N, 3) Å -> energies (B,) kcal/mol.
+        position: (N, 3) Å.
+        iterations: power-iteration steps.
+        seed: seed of the start vector.
+
+    Returns:
+        k_max in kcal/mol/Å^2.
+    """
+    pos = position.detach()[None].clone().requires_grad_(True)
+    energy = energy_fn(pos)
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
+    gen = torch.Generator(device=pos.device).manual_seed(seed)
+    v = torch.randn(pos.shape, generator=gen, dtype=pos.dtype, device=pos.device)
+    v = v / v.norm()
+    value = 0.0
+    for _ in range(iterations):
+        (hv,) = torch.autograd.grad(grad, pos, grad_outputs=v, retain_graph=True)
+        value = float((hv * v).sum())
+        norm = hv.norm()
+        if not torch.isfinite(norm) or float(norm) == 0.0:
+            break
+        v = hv / norm
+    return abs(value)

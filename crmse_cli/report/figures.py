@@ -340,7 +340,7 @@ def survival_figure(report: ReportData) -> go.Figure:
     ula = False
     for i, r in enumerate(report.runs):
         t = np.asarray(r.arrays["survival_time_ps"], dtype=np.float64)
-        if r.integrator == "ula":
+        if r.integrator in ("ula", "mala"):
             t, ula = t * 1000.0, True  # ULA has no time: the axis holds steps
         fig.add_trace(
             go.Scatter(

@@ -44,7 +44,6 @@ class RegularizeConfig:
     checkpoint_every: int = 25
     chains_every: int = 50
     device: str = "cpu"
-    inherit_loss_weights: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,13 +65,37 @@ def _frames(handle: ModelHandle, data: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(train, dtype=np.int64), np.asarray(val if val is not None else [], dtype=np.int64)
 
 
-def _loss_weights(handle: ModelHandle) -> dict[str, float]:
-    cfg = handle.payload.get("extra", {}).get("config", {})
-    out = {}
-    for key in ("energy_weight", "force_weight"):
-        if isinstance(cfg, dict) and key in cfg:
-            out[key] = float(cfg[key])
-    return out
+def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> ContrastiveConfig:
+    """Fill unset w_E / w_F from the pretraining run (explicit values are honoured)."""
+    source = handle.payload.get("extra", {}).get("config", {})
+    source = source if isinstance(source, dict) else {}
+    defaults = {"energy_weight": cfg.weights.energy, "force_weight": cfg.weights.forces}
+    out = {
+        name: float(source.get(name, default))
+        for name, default in defaults.items()
+        if getattr(cfg, name) is None
+    }
+    return replace(cfg, **out)
+
+
+def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any]:
+    """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
+    run = handle.run
+    if run is None or run.kind != "pretrain":
+        raise CrmseError(
+            "--init raw continues a pretrain run's weights and Adam moments: pass a pretrain run to --from, "
+            "or use --init ema"
+        )
+    lasts = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
+    if not lasts:
+        raise CrmseError(f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema")
+    path = Path(lasts[-1].path)
+    pot, payload = load_checkpoint(path, device=handle.device)
+    extra = payload.get("extra", {})
+    if "optimizer" not in extra:
+        raise CrmseError(f"{path} holds no optimizer state; use --init ema")
+    weights = extra.get("train_weights") or pot.state_dict()
+    return {"weights": weights, "optimizer": extra["optimizer"], "checkpoint": str(path)}
 
 
 def _val_mae(handle: ModelHandle, data: Any, rows: np.ndarray) -> dict[str, tuple[float, str]]:
@@ -115,8 +138,7 @@ def regularize(
         if source is None:
             raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
         handle = resolve_model(reg, source, device=config.device)
-        if config.inherit_loss_weights:
-            config = replace(config, contrastive=replace(config.contrastive, **_loss_weights(handle)))
+        config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
         run_config = {
             "dataset": handle.dataset,
             "split": handle.split,
@@ -125,6 +147,8 @@ def regularize(
             "model": handle.payload.get("config"),
             "n_train": int(len(_frames(handle, load_dataset(reg, handle.dataset))[0])),
             "lambda": config.contrastive.lambda_,
+            "lambda_units": config.contrastive.lambda_units,
+            "lambda_internal": config.contrastive.lambda_internal,
             "eta_A2": config.contrastive.eta_A2,
             "steps_per_update": config.contrastive.steps_per_update,
             "n_chains": config.contrastive.n_chains,
@@ -146,7 +170,12 @@ def regularize(
 
 
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
-    c = dict(cfg["contrastive"])
+    known = {f.name for f in fields(ContrastiveConfig)}
+    c = {k: v for k, v in dict(cfg["contrastive"]).items() if k in known}
+    if c.get("grad_clip") is None:  # runs before 2026-12-02 stored None for "off"
+        c["grad_clip"] = 0.0
+    c.setdefault("lambda_units", "kcal")  # ... and lambda against the kcal loss
+    c.setdefault("init", "ema")
     names = {f.name for f in fields(RegularizeConfig)} - {"contrastive"}
     rest = {k: cfg[k] for k in names if k in cfg}
     rest["device"] = device
@@ -154,13 +183,19 @@ def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
 
 
 def _build_trainer(
-    handle: ModelHandle, data: Any, train_rows: np.ndarray, cfg: ContrastiveConfig
+    handle: ModelHandle,
+    data: Any,
+    train_rows: np.ndarray,
+    cfg: ContrastiveConfig,
+    start: dict[str, Any] | None = None,
 ) -> ContrastiveTrainer:
     pot = handle.potential
+    if start is not None:
+        pot.load_state_dict(start["weights"])
     dev, dt = handle.device, pot.dtype
     species = torch.as_tensor(data.species, device=dev)
     x = torch.as_tensor(data.positions[train_rows], dtype=dt, device=dev)
-    e = torch.as_tensor(data.energies[train_rows], dtype=dt, device=dev)
+    e = torch.as_tensor(data.energies[train_rows], dtype=torch.float64, device=dev)
     f = torch.as_tensor(data.forces[train_rows], dtype=dt, device=dev)
     ref_rows = data.reference_indices(handle.split)
     pmin = pair_minimum(
@@ -171,7 +206,17 @@ def _build_trainer(
         return pot(make_graph(positions, species))
 
     pot.train()
-    return ContrastiveTrainer(energy_fn, list(pot.parameters()), x, e, f, cfg, pair_min_A=pmin)
+    params = [p for p in pot.parameters() if p.requires_grad]  # pretraining's optimizer order
+    return ContrastiveTrainer(
+        energy_fn,
+        params,
+        x,
+        e,
+        f,
+        cfg,
+        pair_min_A=pmin,
+        optimizer_state=start["optimizer"] if start is not None else None,
+    )
 
 
 def _save_state(
@@ -224,6 +269,11 @@ def _record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
         "chain_min_pair": (r.min_pair_A, "A"),
         "chains_outside": (r.share_outside, "1"),
         "lr": (r.lr, "1"),
+        "grad_norm_mse": (r.grad_norm_mse, "1"),
+        "grad_norm_c": (r.grad_norm_c, "1"),
+        "grad_ratio": (r.grad_ratio, "1"),
+        "chain_acceptance": (r.acceptance, "1"),
+        "chain_tconf": (r.chain_tconf_K, "K"),
     }
     return [
         {"name": k, "value": float(v), "unit": u, "step": r.update}
@@ -244,7 +294,12 @@ def _train(
 ) -> RegularizeResult:
     t0 = time.perf_counter()
     train_rows, val_rows = _frames(handle, data)
-    trainer = _build_trainer(handle, data, train_rows, config.contrastive)
+    start = None
+    if not resuming and config.contrastive.init == "raw":
+        start = _pretrain_state(reg, handle)
+    trainer = _build_trainer(handle, data, train_rows, config.contrastive, start)
+    if not resuming and math.isfinite(trainer.stiffness):
+        reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)
     if resuming:
         last = run_checkpoint(reg, reg.get_run(run_id))
         pot, payload = load_checkpoint(last, device=handle.device)
@@ -260,14 +315,17 @@ def _train(
     pending: list[dict[str, Any]] = []
     with make_progress() as bar:
         task = bar.add_task(
-            f"CRMSE λ={cfg.lambda_:g}", total=cfg.n_updates, completed=trainer.update, info=""
+            f"CRMSE λ={cfg.lambda_:g} ({cfg.lambda_units})", total=cfg.n_updates, completed=trainer.update, info=""
         )
         for rec in trainer.updates():
             pending += _record_rows(rec)
             bar.update(
                 task,
                 completed=rec.update,
-                info=f"L_C {rec.loss_c:+.2f}  KS {rec.chain_ks:.2f}  E_chain {rec.energy_chains:.1f}  resets {rec.resets}",
+                info=(
+                    f"L_C {rec.loss_c:+.2f}  |λ∇L_C|/|∇L_MSE| {rec.grad_ratio:.2f}  KS {rec.chain_ks:.2f}  "
+                    f"out {rec.share_outside:.2f}  resets {rec.resets}"
+                ),
             )
             if rec.update % config.val_every == 0 or rec.update == cfg.n_updates:
                 handle.potential.eval()

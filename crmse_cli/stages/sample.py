@@ -26,12 +26,13 @@ from crmse_cli.progress import make_progress
 from crmse_cli.sampling.langevin import LangevinBAOAB, masses_from_species
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
+from crmse_cli.sampling.mala import MALA
 from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
 
-INTEGRATORS = ("langevin", "ula")
+INTEGRATORS = ("langevin", "ula", "mala")
 STARTS = ("test", "reference", "train")
 
 
@@ -40,11 +41,12 @@ class SampleConfig:
     """Sampling settings (units in the names).
 
     Attributes:
-        integrator: "langevin" (BAOAB MD) or "ula" (overdamped, the sampler of CRMSE's chains).
+        integrator: "langevin" (BAOAB MD), "ula" (overdamped, biased at O(eta) on stiff modes) or
+            "mala" (overdamped with a Metropolis test: exact at any eta).
         temperature_K: thermostat / Boltzmann temperature.
         timestep_fs: MD time step (langevin).
         friction_per_fs: Langevin friction gamma (0.01/fs, as ASE's documentation suggests).
-        eta_A2: ULA step size (ula).
+        eta_A2: step size of the overdamped samplers (ula, mala), Å^2.
         replicas: number of replicas run as one batch.
         steps: number of integrator steps.
         record_every: keep a frame of every replica every this many steps.
@@ -113,6 +115,8 @@ def _sampler(
     if cfg.integrator == "langevin":
         masses = masses_from_species(species).to(device=device, dtype=dtype)
         return LangevinBAOAB(force_fn, masses, cfg.temperature_K, cfg.timestep_fs, cfg.friction_per_fs, gen)
+    if cfg.integrator == "mala":
+        return MALA(force_fn, cfg.temperature_K, cfg.eta_A2, gen)
     return ULA(force_fn, cfg.temperature_K, cfg.eta_A2, gen)
 
 

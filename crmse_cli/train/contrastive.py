@@ -7,11 +7,20 @@ the chain states detached (no gradient flows through the sampler), is
     L_C = beta * ( mean_{x in data batch} U(x) - mean_{c in chains} U(stopgrad(x_c)) )
     L   = L_MSE + lambda * L_C
 
-(METHOD.md, "CRMSE post-training"). Before every parameter update each of the C persistent chains
-takes K steps of the unadjusted Langevin algorithm (``crmse_cli.sampling.ula``) with the current
-weights. Chains whose coordinates become non-finite or fly apart are reset to training frames;
-an optional fraction is reset every update to keep them diverse. Leaving the physical basin is
-NOT a reason to reset: those states are the negative samples.
+(METHOD.md, "CRMSE post-training"). L_C is dimensionless, so lambda only means something next to
+the units of L_MSE. The paper's lambda (and the field's trainers: nequip, SchNetPack, MACE, MDsim,
+StABlE) weighs L_C against an L_MSE in eV and eV/Å; ours is computed in kcal/mol and kcal/mol/Å,
+which is (23.0605)^2 = 531.8 times larger. ``lambda_units = "eV"`` (the default) therefore
+optimises L_MSE[kcal] + 531.8 lambda L_C, i.e. 531.8 times the paper's loss: the same minimiser
+and, with Adam, the same steps, while the gradient scale stays that of pretraining so the
+inherited Adam moments remain valid. ``lambda_units = "kcal"`` is the convention of the
+2026-12-01 study (lambda against L_MSE[kcal] directly). See ``docs/method.md``.
+
+Before every parameter update each of the C persistent chains takes K steps of the unadjusted
+Langevin algorithm (``crmse_cli.sampling.ula``) or of MALA (``crmse_cli.sampling.mala``, exact at
+any step) with the current weights. Chains whose coordinates become non-finite or fly apart are
+reset to training frames; an optional fraction is reset every update to keep them diverse.
+Leaving the physical basin is NOT a reason to reset: those states are the negative samples.
 
 This module is model-agnostic: it takes an ``energy_fn(positions (B,N,3)) -> (B,)`` closure over
 the model's parameters, so the same trainer runs the GNN and the small analytic models of the
@@ -20,6 +29,7 @@ tests. It knows nothing of the registry; logging, checkpointing and progress are
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,12 +39,32 @@ import numpy as np
 import torch
 from scipy.stats import ks_2samp
 
-from crmse_cli.model.forces import forces_from_energy
+from crmse_cli.model.forces import forces_from_energy, laplacian_of, largest_curvature
+from crmse_cli.sampling.mala import mala_steps
 from crmse_cli.sampling.ula import ula_steps
+from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights, mse_loss
+from crmse_cli.units import KB_KCAL_PER_MOL_K, KCAL_PER_MOL_PER_EV
 from crmse_cli.units import beta as beta_of
+
+logger = logging.getLogger(__name__)
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 """positions (B, N, 3) Å -> energies (B,) kcal/mol, differentiable in parameters and positions."""
+
+LAMBDA_UNITS: dict[str, float] = {"eV": KCAL_PER_MOL_PER_EV**2, "kcal": 1.0}
+"""lambda convention -> factor that turns lambda into the weight of L_C against L_MSE in
+(kcal/mol, kcal/mol/Å) units: "eV" 531.8 (the paper's and the field's), "kcal" 1."""
+CHAIN_SAMPLERS = ("ula", "mala")
+INITS = ("raw", "ema")
+STIFF_WARN = 0.2
+"""ULA's variance bias on a mode of curvature k is 1/(1 - eta beta k/2): warn above eta beta k_max = 0.2."""
+
+
+def effective_lambda(lambda_: float, units: str) -> float:
+    """Weight of L_C against L_MSE computed in kcal/mol and kcal/mol/Å."""
+    if units not in LAMBDA_UNITS:
+        raise ValueError(f"lambda_units must be one of {', '.join(LAMBDA_UNITS)}, got {units!r}")
+    return lambda_ * LAMBDA_UNITS[units]
 
 
 @dataclass(frozen=True)
@@ -42,53 +72,111 @@ class ContrastiveConfig:
     """Hyper-parameters of CRMSE post-training (units in the names).
 
     Attributes:
-        lambda_: weight of the contrastive term (paper's operating point 0.015; 0 is the control:
-            the same fine-tuning without the contrastive term).
-        eta_A2: ULA step size eta in Å^2 (paper: 0.0004).
-        steps_per_update: K, ULA steps every chain takes before each parameter update (paper 200).
+        lambda_: weight of the contrastive term in the convention ``lambda_units`` (paper's
+            operating point 0.015 in eV; 0 is the control: the same fine-tuning without L_C).
+        lambda_units: "eV" (default; L_MSE read in eV and eV/Å, as the paper and the field's
+            trainers: the effective weight against our kcal loss is 531.8 lambda) or "kcal"
+            (lambda against L_MSE in kcal/mol and kcal/mol/Å, the 2026-12-01 study).
+        eta_A2: step size eta of the chains in Å^2 (paper: 0.0004).
+        steps_per_update: K, chain steps before each parameter update (paper 200).
         n_chains: C, the number of persistent chains.
         n_updates: number of parameter updates.
-        temperature_K: temperature of the model's Boltzmann distribution (beta = 1/kT).
-        lr: Adam learning rate after warm-up. A fresh Adam at 1e-4 wrecked the energy MAE in one
-            update in a first trial; 3e-5 with 20 warm-up updates was safe.
-        warmup_updates: linear learning-rate warm-up from lr/warmup_updates to lr.
+        temperature_K: temperature of the model's Boltzmann distribution (beta = 1/kT in L_C).
+        chain_temperature_K: temperature the chains sample at (None: ``temperature_K``); hotter
+            chains explore further from the basin.
+        chain_sampler: "ula" (the paper's; biased on stiff modes at eta = 4e-4) or "mala"
+            (Metropolis-adjusted: exact at any eta).
+        init: "raw" (default; the pretrain run's raw, un-averaged weights and its Adam moments,
+            from its ``last`` checkpoint: the paper post-trains "from the same MSE-pretrained
+            weights and momentum") or "ema" (its best EMA weights and a fresh Adam; before
+            2026-12-02 the only choice).
+        lr: Adam learning rate after warm-up. 3e-5: a fresh Adam at 1e-4 pushed the validation
+            energy MAE from 0.69 to 7.2 kcal/mol in one update in the first trial, and 3e-5 with a
+            20-update warm-up acted at lambda = 0.015 (eV) in the 2026-12-01 probe. Related
+            methods take far larger steps (StABlE: SGD 1e-3; relative-entropy training: Adam
+            3e-3); ``--lr`` is the knob to try.
+        warmup_updates: linear learning-rate warm-up from lr/warmup_updates to lr (0: none).
         batch_size: training frames per update (for both L_MSE and the data term of L_C).
-        energy_weight: w_E of L_MSE (kcal/mol)^-2, as in pretraining.
-        force_weight: w_F of L_MSE (kcal/mol/Å)^-2, as in pretraining.
+        energy_weight: w_E of L_MSE in (kcal/mol)^-2; None: the pretraining run's (default 0.05).
+        force_weight: w_F of L_MSE in (kcal/mol/Å)^-2; None: the pretraining run's (default 1).
         reset_fraction: share of chains reset to random training frames every update (0 = only
             broken chains are reset).
         fly_apart_A: a chain whose atom lies farther than this from the chain's centroid is reset.
-        grad_clip: gradient-norm clip of the total loss (None: off).
+        grad_clip: gradient-norm clip of the total loss (0: off, as in pretraining).
+        tconf_every: measure the chains' configurational temperature every this many updates
+            (exact Laplacian: 3N backward passes; 0: never).
         seed: seed of chain noise, batch order and resets.
     """
 
     lambda_: float = 0.015
+    lambda_units: str = "eV"
     eta_A2: float = 4e-4
     steps_per_update: int = 200
     n_chains: int = 64
     n_updates: int = 400
     temperature_K: float = 500.0
+    chain_temperature_K: float | None = None
+    chain_sampler: str = "ula"
+    init: str = "raw"
     lr: float = 3e-5
     warmup_updates: int = 20
     batch_size: int = 32
-    energy_weight: float = 1.0
-    force_weight: float = 1.0
+    energy_weight: float | None = None
+    force_weight: float | None = None
     reset_fraction: float = 0.0
     fly_apart_A: float = 12.0
-    grad_clip: float | None = 100.0
+    grad_clip: float = 100.0
+    tconf_every: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.lambda_ < 0:
-            raise ValueError("lambda_ must be >= 0")
-        for name in ("eta_A2", "temperature_K", "lr"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
+        if not (self.lambda_ >= 0 and math.isfinite(self.lambda_)):
+            raise ValueError(f"lambda_ must be finite and >= 0, got {self.lambda_}")
+        effective_lambda(self.lambda_, self.lambda_units)
+        for name in ("eta_A2", "temperature_K", "lr", "fly_apart_A"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be finite and > 0, got {value}")
+        if self.chain_temperature_K is not None and not (
+            self.chain_temperature_K > 0 and math.isfinite(self.chain_temperature_K)
+        ):
+            raise ValueError(f"chain_temperature_K must be finite and > 0, got {self.chain_temperature_K}")
         for name in ("steps_per_update", "n_chains", "n_updates", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        for name in ("warmup_updates", "tconf_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
         if not 0.0 <= self.reset_fraction <= 1.0:
             raise ValueError("reset_fraction must lie in [0, 1]")
+        if not (self.grad_clip >= 0 and math.isfinite(self.grad_clip)):
+            raise ValueError(f"grad_clip must be finite and >= 0 (0: off), got {self.grad_clip}")
+        if self.chain_sampler not in CHAIN_SAMPLERS:
+            raise ValueError(f"chain_sampler must be one of {', '.join(CHAIN_SAMPLERS)}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}")
+        for name in ("energy_weight", "force_weight"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+    @property
+    def lambda_internal(self) -> float:
+        """Weight of L_C against L_MSE computed in kcal/mol and kcal/mol/Å."""
+        return effective_lambda(self.lambda_, self.lambda_units)
+
+    @property
+    def weights(self) -> LossWeights:
+        """w_E and w_F of L_MSE (pretraining's defaults where unset)."""
+        return LossWeights(
+            energy=DEFAULT_ENERGY_WEIGHT if self.energy_weight is None else self.energy_weight,
+            forces=DEFAULT_FORCE_WEIGHT if self.force_weight is None else self.force_weight,
+        )
+
+    @property
+    def chain_T_K(self) -> float:
+        """The temperature the chains sample at."""
+        return self.temperature_K if self.chain_temperature_K is None else self.chain_temperature_K
 
 
 @dataclass(frozen=True)
@@ -107,6 +195,11 @@ class UpdateRecord:
     min_pair_A: float  # smallest interatomic distance over all chains
     share_outside: float  # share of chains with a pair closer than the DFT minimum - margin
     lr: float
+    grad_norm_mse: float = math.nan  # |grad L_MSE| (kcal units)
+    grad_norm_c: float = math.nan  # |grad L_C|
+    grad_ratio: float = math.nan  # |lambda_internal grad L_C| / |grad L_MSE|, unit-free
+    acceptance: float = math.nan  # MALA: mean acceptance over chains and steps
+    chain_tconf_K: float = math.nan  # <|F|^2> / (k_B <lap U>) over the chains (every tconf_every)
 
 
 class ContrastiveTrainer:
@@ -114,13 +207,15 @@ class ContrastiveTrainer:
 
     Args:
         energy_fn: positions (B,N,3) -> energies (B,), a closure over ``parameters``.
-        parameters: the trainable parameters.
+        parameters: the trainable parameters (same order as pretraining's optimizer when its
+            Adam state is loaded).
         train_positions: (F,N,3) training frames, Å.
-        train_energies: (F,) DFT energies, kcal/mol.
+        train_energies: (F,) DFT energies, kcal/mol (kept in float64).
         train_forces: (F,N,3) DFT forces, kcal/mol/Å.
         config: the hyper-parameters.
         pair_min_A: (N,N) minimum distance of each atom pair over the DFT frames, for the
             "outside the support" diagnostic (collapse margin ``support_margin_A``).
+        optimizer_state: an Adam ``state_dict`` to continue from (``init = "raw"``).
     """
 
     def __init__(
@@ -134,15 +229,19 @@ class ContrastiveTrainer:
         *,
         pair_min_A: torch.Tensor | None = None,
         support_margin_A: float = 0.3,
+        optimizer_state: dict[str, Any] | None = None,
     ) -> None:
         self.energy_fn = energy_fn
         self.parameters = parameters
         self.x = train_positions
-        self.e = train_energies
+        self.e = train_energies.to(torch.float64)
         self.f = train_forces
         self.config = config
+        self.weights = config.weights
         self.beta = beta_of(config.temperature_K)
         self.optimizer = torch.optim.Adam(parameters, lr=config.lr)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
         self.generator = torch.Generator(device=train_positions.device).manual_seed(config.seed)
         self.update = 0
         self.chains = self._draw_frames(config.n_chains).clone()
@@ -150,8 +249,9 @@ class ContrastiveTrainer:
         self.pair_min = pair_min_A
         self.support_margin = support_margin_A
         self._triu = torch.triu_indices(n, n, offset=1, device=train_positions.device)
-        self._dft_energies = train_energies.detach().cpu().numpy()
+        self._dft_energies = self.e.detach().cpu().numpy()
         self._observers: list[tuple[Callable[[UpdateRecord], None], int]] = []
+        self.stiffness = self._stiffness()
 
     # -- observers -----------------------------------------------------------------------------
     def attach(self, fn: Callable[[UpdateRecord], None], every: int = 1) -> None:
@@ -174,6 +274,24 @@ class ContrastiveTrainer:
         self.generator.set_state(state["generator"])
 
     # -- helpers -------------------------------------------------------------------------------
+    def _stiffness(self) -> float:
+        """eta * beta_chain * k_max on a training frame; warns when ULA's bias is large."""
+        try:
+            k_max = largest_curvature(self.energy_fn, self.x[0], iterations=30, seed=self.config.seed)
+        except RuntimeError:  # models without double backward: no estimate
+            return math.nan
+        value = self.config.eta_A2 * beta_of(self.config.chain_T_K) * k_max
+        if value > STIFF_WARN and self.config.chain_sampler == "ula":
+            inflation = 1.0 / max(1e-9, 1.0 - value / 2.0)
+            logger.warning(
+                "eta*beta*k_max = %.2f (> %.1f): ULA's stiffest mode runs ~%.0f%% hot; "
+                "use --chain-sampler mala or a smaller --eta-A2",
+                value,
+                STIFF_WARN,
+                100.0 * (inflation - 1.0),
+            )
+        return value
+
     def _draw_index(self, n: int) -> torch.Tensor:
         return torch.randint(0, self.x.shape[0], (n,), generator=self.generator, device=self.x.device)
 
@@ -220,43 +338,81 @@ class ContrastiveTrainer:
         outside = (d < limit).any(dim=1).float().mean()
         return min_pair, float(outside)
 
-    # -- the update ----------------------------------------------------------------------------
-    def step(self) -> UpdateRecord:
-        """K ULA steps for every chain, then one parameter update."""
+    def _move_chains(self) -> float:
+        """K chain steps; returns the MALA acceptance (NaN for ULA)."""
         cfg = self.config
+        if cfg.chain_sampler == "mala":
+            self.chains, _, acc = mala_steps(
+                self._force_fn,
+                self.chains,
+                cfg.steps_per_update,
+                eta_A2=cfg.eta_A2,
+                temperature_K=cfg.chain_T_K,
+                generator=self.generator,
+            )
+            return float(acc.mean())
         self.chains, _ = ula_steps(
             self._force_fn,
             self.chains,
             cfg.steps_per_update,
             eta_A2=cfg.eta_A2,
-            temperature_K=cfg.temperature_K,
+            temperature_K=cfg.chain_T_K,
             generator=self.generator,
         )
+        return math.nan
+
+    def chain_tconf(self) -> float:
+        """Configurational temperature <|F|^2> / (k_B <lap U>) of the current chains, K."""
+        finite = torch.isfinite(self.chains).all(dim=(1, 2))
+        if not bool(finite.any()):
+            return math.nan
+        pos = self.chains[finite]
+        _, forces = self._force_fn(pos)
+        lap = laplacian_of(self.energy_fn, pos)
+        return float(forces.double().pow(2).sum() / (KB_KCAL_PER_MOL_K * lap.double().sum()))
+
+    # -- the update ----------------------------------------------------------------------------
+    def step(self) -> UpdateRecord:
+        """K chain steps for every chain, then one parameter update."""
+        cfg = self.config
+        acceptance = self._move_chains()
         resets = self._reset_broken()
         idx = self._draw_index(cfg.batch_size)
         pos = self.x[idx].detach().clone().requires_grad_(True)
         energy = self.energy_fn(pos)
         forces = forces_from_energy(energy, pos, create_graph=True)
-        loss_mse = (
-            cfg.energy_weight * (energy - self.e[idx]).pow(2).mean()
-            + cfg.force_weight * (forces - self.f[idx]).pow(2).mean()
-        )
+        loss_mse, _ = mse_loss(energy, forces, self.e[idx], self.f[idx], self.weights)
         energy_chains = self.energy_fn(self.chains.detach())
         loss_c = self.beta * (energy.mean() - energy_chains.mean())
-        loss = loss_mse + cfg.lambda_ * loss_c if cfg.lambda_ > 0 else loss_mse
+        lam = cfg.lambda_internal
+        params = [p for p in self.parameters if p.requires_grad]
+        g_mse = torch.autograd.grad(loss_mse, params, retain_graph=True, allow_unused=True)
+        g_c = torch.autograd.grad(loss_c, params, allow_unused=True)
+        norm_mse = _norm(g_mse)
+        norm_c = _norm(g_c)
         lr = self._lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters, cfg.grad_clip)
+        for p, gm, gc in zip(params, g_mse, g_c, strict=True):
+            grad = torch.zeros_like(p) if gm is None else gm.detach().clone()
+            if lam > 0 and gc is not None:
+                grad = grad + lam * gc.detach()
+            p.grad = grad
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         self.optimizer.step()
         self.update += 1
         e_chain = energy_chains.detach().cpu().numpy()
         finite = np.isfinite(e_chain)
         ks = float(ks_2samp(e_chain[finite], self._dft_energies).statistic) if finite.any() else 1.0
         min_pair, outside = self._chain_geometry()
+        tconf = (
+            self.chain_tconf()
+            if cfg.tconf_every and (self.update % cfg.tconf_every == 0 or self.update == 1)
+            else math.nan
+        )
+        loss = loss_mse + lam * loss_c
         return UpdateRecord(
             update=self.update,
             loss=float(loss.detach()),
@@ -270,6 +426,11 @@ class ContrastiveTrainer:
             min_pair_A=min_pair,
             share_outside=outside,
             lr=lr,
+            grad_norm_mse=norm_mse,
+            grad_norm_c=norm_c,
+            grad_ratio=lam * norm_c / norm_mse if norm_mse > 0 else math.nan,
+            acceptance=acceptance,
+            chain_tconf_K=tconf,
         )
 
     def updates(self, n: int | None = None) -> Iterator[UpdateRecord]:
@@ -281,6 +442,11 @@ class ContrastiveTrainer:
                 if record.update % every == 0:
                     fn(record)
             yield record
+
+
+def _norm(grads: tuple[torch.Tensor | None, ...]) -> float:
+    total = sum(float(g.detach().double().pow(2).sum()) for g in grads if g is not None)
+    return math.sqrt(total)
 
 
 def pair_minimum(positions: torch.Tensor) -> torch.Tensor:

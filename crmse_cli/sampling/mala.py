@@ -1,0 +1,162 @@
+"""The Metropolis-adjusted Langevin algorithm (MALA), batched over chains.
+
+ULA (``crmse_cli.sampling.ula``) proposes y = x + eta beta F(x) + sqrt(2 eta) xi and always
+accepts; its stationary law is biased at O(eta): a harmonic mode of curvature k runs with its
+variance inflated by 1 / (1 - eta beta k / 2). MALA accepts the same proposal with probability
+
+    alpha = min(1, exp(-beta (U(y) - U(x)) - |x - y - eta beta F(y)|^2 / (4 eta)
+                       + |y - x - eta beta F(x)|^2 / (4 eta)))
+
+(Roberts and Tweedie, Bernoulli 2, 341 (1996)), which makes exp(-beta U) exactly stationary at
+any step size; rejected chains stay where they were. Each chain accepts or rejects on its own.
+Units: eta in Å^2, beta in mol/kcal, F in kcal/mol/Å.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.units import beta as beta_of
+
+
+@dataclass(frozen=True)
+class MALAState:
+    """One instant of B chains.
+
+    Attributes:
+        positions: (B, N, 3) Å.
+        energy: (B,) kcal/mol at ``positions``.
+        forces: (B, N, 3) kcal/mol/Å at ``positions``.
+        step: steps taken since the state was created.
+        accepted: (B,) accepted proposals per chain since the state was created.
+        time_fs: always NaN (no physical time).
+    """
+
+    positions: torch.Tensor
+    energy: torch.Tensor
+    forces: torch.Tensor
+    step: int = 0
+    accepted: torch.Tensor | None = None
+    time_fs: float = math.nan
+
+
+def mala_step(
+    force_fn: ForceFn,
+    positions: torch.Tensor,
+    energy: torch.Tensor,
+    forces: torch.Tensor,
+    *,
+    eta_A2: float,
+    beta: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One MALA step for B chains.
+
+    Args:
+        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
+        positions, energy, forces: the current state (B, N, 3), (B,), (B, N, 3).
+        eta_A2: step size, Å^2.
+        beta: 1/kT, mol/kcal.
+        generator: torch generator on the positions' device.
+
+    Returns:
+        (positions, energy, forces, accepted (B,) bool), detached.
+    """
+    x, fx = positions.detach(), forces.detach()
+    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    drift = eta_A2 * beta
+    y = x + drift * fx + math.sqrt(2.0 * eta_A2) * xi
+    ey, fy = force_fn(y)
+    ey, fy = ey.detach(), fy.detach()
+    forward = (y - x - drift * fx).pow(2).sum(dim=(1, 2))  # = 2 eta |xi|^2
+    backward = (x - y - drift * fy).pow(2).sum(dim=(1, 2))
+    log_alpha = -beta * (ey - energy.detach()) - (backward - forward) / (4.0 * eta_A2)
+    u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
+    accept = torch.isfinite(log_alpha) & (torch.log(u) < log_alpha)
+    a3 = accept[:, None, None]
+    return (
+        torch.where(a3, y, x),
+        torch.where(accept, ey, energy.detach()),
+        torch.where(a3, fy, fx),
+        accept,
+    )
+
+
+def mala_steps(
+    force_fn: ForceFn,
+    positions: torch.Tensor,
+    n_steps: int,
+    *,
+    eta_A2: float,
+    temperature_K: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advance B chains by ``n_steps`` MALA steps (n_steps + 1 force evaluations).
+
+    Returns:
+        (positions (B, N, 3) Å, energy (B,) kcal/mol, acceptance rate (B,) in [0, 1]), detached.
+    """
+    if not (eta_A2 > 0 and temperature_K > 0):
+        raise CrmseError(f"MALA needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}")
+    if n_steps < 0:
+        raise CrmseError(f"number of MALA steps must be >= 0, got {n_steps}")
+    b = beta_of(temperature_K)
+    x = positions.detach()
+    energy, forces = force_fn(x)
+    accepted = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    for _ in range(n_steps):
+        x, energy, forces, acc = mala_step(
+            force_fn, x, energy, forces, eta_A2=eta_A2, beta=b, generator=generator
+        )
+        accepted += acc.double()
+    return x, energy.detach(), accepted / max(1, n_steps)
+
+
+class MALA(Sampler[MALAState]):
+    """MALA as a sampler with observers (``crmse sample --integrator mala``).
+
+    Args:
+        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
+        temperature_K: T of the target exp(-U/kT).
+        eta_A2: step size, Å^2.
+        generator: torch generator on the positions' device.
+    """
+
+    def __init__(
+        self, force_fn: ForceFn, temperature_K: float, eta_A2: float, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        if not (eta_A2 > 0 and temperature_K > 0):
+            raise CrmseError(f"MALA needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}")
+        self.force_fn = force_fn
+        self.temperature_K = float(temperature_K)
+        self.eta_A2 = float(eta_A2)
+        self.beta = beta_of(temperature_K)
+        self.generator = generator if generator is not None else torch.Generator()
+
+    def init_state(self, positions: torch.Tensor) -> MALAState:
+        """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
+        if positions.ndim != 3 or positions.shape[-1] != 3:
+            raise CrmseError(f"positions must have shape (replicas, atoms, 3), got {tuple(positions.shape)}")
+        x = positions.detach().clone()
+        energy, forces = self.force_fn(x)
+        zeros = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        return MALAState(x, energy.detach(), forces.detach(), 0, zeros)
+
+    def step(self, state: MALAState) -> MALAState:
+        x, e, f, acc = mala_step(
+            self.force_fn,
+            state.positions,
+            state.energy,
+            state.forces,
+            eta_A2=self.eta_A2,
+            beta=self.beta,
+            generator=self.generator,
+        )
+        prev = state.accepted if state.accepted is not None else torch.zeros_like(acc, dtype=torch.float64)
+        return MALAState(x, e, f, state.step + 1, prev + acc.double())
