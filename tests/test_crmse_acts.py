@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import kstest
+from test_contrastive import T_K, ToyModel, target_frames
 
 from crmse_cli.sampling.mala import mala_steps
 from crmse_cli.sampling.ula import ula_steps
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer
 from crmse_cli.train.losses import LossWeights, mse_loss
 from crmse_cli.units import EV_PER_KCAL_PER_MOL, KB_KCAL_PER_MOL_K
-
-from test_contrastive import T_K, ToyModel, target_frames
 
 
 def test_ev_convention_loss_is_the_kcal_loss_over_531_8_and_weights_are_honoured() -> None:
@@ -26,8 +25,13 @@ def test_ev_convention_loss_is_the_kcal_loss_over_531_8_and_weights_are_honoured
     f = pf + torch.randn(8, 9, 3, generator=g, dtype=torch.float64) * 2
     w = LossWeights(energy=0.3, forces=2.0)
     kcal, parts = mse_loss(pe, pf, e, f, w)
-    ev, _ = mse_loss(pe * EV_PER_KCAL_PER_MOL, pf * EV_PER_KCAL_PER_MOL, e * EV_PER_KCAL_PER_MOL,
-                     f * EV_PER_KCAL_PER_MOL, w)
+    ev, _ = mse_loss(
+        pe * EV_PER_KCAL_PER_MOL,
+        pf * EV_PER_KCAL_PER_MOL,
+        e * EV_PER_KCAL_PER_MOL,
+        f * EV_PER_KCAL_PER_MOL,
+        w,
+    )
     assert float(kcal) == pytest.approx(float(ev) * 531.8, rel=2e-4)
     assert float(kcal) == pytest.approx(0.3 * float(parts.mse_energy) + 2.0 * float(parts.mse_forces))
     # The trainer's weight of L_C against the kcal loss: 531.8 lambda in eV, lambda in kcal.
@@ -46,8 +50,18 @@ def _trainer(lam: float, **kw: object) -> ContrastiveTrainer:
     x, e, f = target_frames(100, seed=1)
     model = ToyModel(depth=12.0)
     cfg = ContrastiveConfig(
-        lambda_=lam, lambda_units="kcal", eta_A2=0.02, steps_per_update=20, n_chains=16, n_updates=2,
-        temperature_K=T_K, lr=0.01, warmup_updates=0, batch_size=16, seed=0, **kw,  # type: ignore[arg-type]
+        lambda_=lam,
+        lambda_units="kcal",
+        eta_A2=0.02,
+        steps_per_update=20,
+        n_chains=16,
+        n_updates=2,
+        temperature_K=T_K,
+        lr=0.01,
+        warmup_updates=0,
+        batch_size=16,
+        seed=0,
+        **kw,  # type: ignore[arg-type]
     )
     return ContrastiveTrainer(model, list(model.parameters()), x, e, f, cfg)
 
@@ -75,9 +89,10 @@ def test_chain_tconf_reads_the_chain_temperature_on_a_harmonic_model() -> None:
     with torch.no_grad():
         t.energy_fn.c.fill_(0.0)  # type: ignore[attr-defined]
         t.energy_fn.a.fill_(1.0)  # type: ignore[attr-defined]
-    t.chains = torch.randn(4000, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * (
-        KB_KCAL_PER_MOL_K * T_K
-    ) ** 0.5
+    t.chains = (
+        torch.randn(4000, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        * (KB_KCAL_PER_MOL_K * T_K) ** 0.5
+    )
     assert t.chain_tconf() == pytest.approx(T_K, rel=0.05)
 
 
@@ -112,10 +127,12 @@ def test_mala_samples_the_boltzmann_density_where_ula_does_not() -> None:
     start = torch.zeros(n, 1, 3, dtype=torch.float64)
     start[:, 0, 0] = torch.where(torch.arange(n) % 2 == 0, 1.0, -1.0)
     cdf = _exact_cdf()
-    xm, _, acc = mala_steps(_double_well, start, 400, eta_A2=eta, temperature_K=TEMP,
-                            generator=torch.Generator().manual_seed(0))
-    xu, _ = ula_steps(_double_well, start, 400, eta_A2=eta, temperature_K=TEMP,
-                      generator=torch.Generator().manual_seed(0))
+    xm, _, acc = mala_steps(
+        _double_well, start, 400, eta_A2=eta, temperature_K=TEMP, generator=torch.Generator().manual_seed(0)
+    )
+    xu, _ = ula_steps(
+        _double_well, start, 400, eta_A2=eta, temperature_K=TEMP, generator=torch.Generator().manual_seed(0)
+    )
     ks_mala = kstest(xm[:, 0, 0].numpy(), cdf).statistic
     ks_ula = kstest(xu[:, 0, 0].numpy(), cdf).statistic
     # 16384 samples: the KS noise floor is 1.36/sqrt(n) = 0.011 at p = 0.05.

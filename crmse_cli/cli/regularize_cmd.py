@@ -121,5 +121,3 @@ def regularize_command(
 
 def register(app: typer.Typer) -> None:
     app.command("regularize")(regularize_command)
-
-

@@ -11,7 +11,8 @@ def sample_command(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A pretrain/regularize run (id or name) or a checkpoint file."),
     integrator: str = typer.Option(
-        "langevin", help="langevin (BAOAB molecular dynamics), ula (overdamped) or mala (overdamped, Metropolis-adjusted)."
+        "langevin",
+        help="langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
     ),
     temperature_K: float = typer.Option(500.0, "--temperature-K", help="Temperature in K."),
     timestep_fs: float = typer.Option(0.5, "--timestep-fs", help="MD time step in fs (langevin)."),

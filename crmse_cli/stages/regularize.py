@@ -69,13 +69,17 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
     """Fill unset w_E / w_F from the pretraining run (explicit values are honoured)."""
     source = handle.payload.get("extra", {}).get("config", {})
     source = source if isinstance(source, dict) else {}
-    defaults = {"energy_weight": cfg.weights.energy, "force_weight": cfg.weights.forces}
-    out = {
-        name: float(source.get(name, default))
-        for name, default in defaults.items()
-        if getattr(cfg, name) is None
-    }
-    return replace(cfg, **out)
+    w_e = (
+        cfg.energy_weight
+        if cfg.energy_weight is not None
+        else float(source.get("energy_weight", cfg.weights.energy))
+    )
+    w_f = (
+        cfg.force_weight
+        if cfg.force_weight is not None
+        else float(source.get("force_weight", cfg.weights.forces))
+    )
+    return replace(cfg, energy_weight=w_e, force_weight=w_f)
 
 
 def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any]:
@@ -88,7 +92,9 @@ def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any]:
         )
     lasts = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
     if not lasts:
-        raise CrmseError(f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema")
+        raise CrmseError(
+            f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
+        )
     path = Path(lasts[-1].path)
     pot, payload = load_checkpoint(path, device=handle.device)
     extra = payload.get("extra", {})
@@ -315,7 +321,10 @@ def _train(
     pending: list[dict[str, Any]] = []
     with make_progress() as bar:
         task = bar.add_task(
-            f"CRMSE λ={cfg.lambda_:g} ({cfg.lambda_units})", total=cfg.n_updates, completed=trainer.update, info=""
+            f"CRMSE λ={cfg.lambda_:g} ({cfg.lambda_units})",
+            total=cfg.n_updates,
+            completed=trainer.update,
+            info="",
         )
         for rec in trainer.updates():
             pending += _record_rows(rec)

@@ -24,9 +24,9 @@ from crmse_cli.fileio import sha256_file
 from crmse_cli.model.forces import force_field
 from crmse_cli.progress import make_progress
 from crmse_cli.sampling.langevin import LangevinBAOAB, masses_from_species
+from crmse_cli.sampling.mala import MALA
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
-from crmse_cli.sampling.mala import MALA
 from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
