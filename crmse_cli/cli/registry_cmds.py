@@ -90,6 +90,17 @@ def runs_command(
     )
 
 
+def lambda_line(config: dict[str, Any]) -> str:
+    """lambda, its convention and its weight against the internal (kcal/mol) L_MSE."""
+    units = config.get("lambda_units", "kcal")  # runs before 2026-12-02 used the kcal loss
+    internal = config.get("lambda_internal", config["lambda"])
+    loss_units = "eV, eV/Å" if units == "eV" else "kcal/mol, kcal/mol/Å"
+    return (
+        f"{config['lambda']:g} ({units} convention: L_MSE in {loss_units}); "
+        f"effective weight against the kcal/mol loss {internal:.4g}"
+    )
+
+
 def show_command(
     ctx: typer.Context, run: str = typer.Argument(..., help="Run id (or unique prefix) or name.")
 ) -> None:
@@ -125,6 +136,8 @@ def show_command(
         value = getattr(info, field)
         if value not in (None, ""):
             head.add_row(field, _e(value))
+    if info.kind == "regularize" and "lambda" in info.config:
+        head.add_row("lambda", _e(lambda_line(info.config)))
     console.print(head)
     cfg = Table("config", "value", title="config", title_justify="left")
     for key, value in _flatten(info.config):
