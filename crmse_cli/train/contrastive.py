@@ -40,11 +40,20 @@ import torch
 from scipy.stats import ks_2samp
 
 from crmse_cli.model.forces import forces_from_energy, laplacian_of, largest_curvature
-from crmse_cli.sampling.mala import mala_steps
-from crmse_cli.sampling.ula import ula_steps
+from crmse_cli.sampling.chains import CHAIN_SAMPLERS, PersistentChains, pair_minimum
+from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights, mse_loss
 from crmse_cli.units import KB_KCAL_PER_MOL_K, KCAL_PER_MOL_PER_EV
 from crmse_cli.units import beta as beta_of
+
+__all__ = [
+    "CHAIN_SAMPLERS",
+    "ContrastiveConfig",
+    "ContrastiveTrainer",
+    "UpdateRecord",
+    "effective_lambda",
+    "pair_minimum",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +63,6 @@ EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 LAMBDA_UNITS: dict[str, float] = {"eV": KCAL_PER_MOL_PER_EV**2, "kcal": 1.0}
 """lambda convention -> factor that turns lambda into the weight of L_C against L_MSE in
 (kcal/mol, kcal/mol/Å) units: "eV" 531.8 (the paper's and the field's), "kcal" 1."""
-CHAIN_SAMPLERS = ("ula", "mala")
 INITS = ("raw", "ema")
 STIFF_WARN = 0.2
 """ULA's variance bias on a mode of curvature k is 1/(1 - eta beta k/2): warn above eta beta k_max = 0.2."""
@@ -239,37 +247,53 @@ class ContrastiveTrainer:
         self.config = config
         self.weights = config.weights
         self.beta = beta_of(config.temperature_K)
-        self.optimizer = torch.optim.Adam(parameters, lr=config.lr)
-        if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
+        self.loop: TrainingLoop[UpdateRecord] = TrainingLoop(
+            parameters, lr=config.lr, grad_clip=config.grad_clip, optimizer_state=optimizer_state
+        )
+        self.optimizer = self.loop.optimizer
         self.generator = torch.Generator(device=train_positions.device).manual_seed(config.seed)
         self.update = 0
-        self.chains = self._draw_frames(config.n_chains).clone()
-        n = train_positions.shape[1]
-        self.pair_min = pair_min_A
-        self.support_margin = support_margin_A
-        self._triu = torch.triu_indices(n, n, offset=1, device=train_positions.device)
+        self.walkers = PersistentChains(
+            train_positions,
+            config.n_chains,
+            self.generator,
+            sampler=config.chain_sampler,
+            eta_A2=config.eta_A2,
+            temperature_K=config.chain_T_K,
+            fly_apart_A=config.fly_apart_A,
+            reset_fraction=config.reset_fraction,
+            pair_min_A=pair_min_A,
+            support_margin_A=support_margin_A,
+        )
         self._dft_energies = self.e.detach().cpu().numpy()
-        self._observers: list[tuple[Callable[[UpdateRecord], None], int]] = []
         self.stiffness = self._stiffness()
 
+    @property
+    def chains(self) -> torch.Tensor:
+        """(C, N, 3) Å, the chains' current positions."""
+        return self.walkers.positions
+
+    @chains.setter
+    def chains(self, value: torch.Tensor) -> None:
+        self.walkers.positions = value
+
     # -- observers -----------------------------------------------------------------------------
-    def attach(self, fn: Callable[[UpdateRecord], None], every: int = 1) -> None:
-        """Call ``fn(record)`` after every ``every``-th update."""
-        self._observers.append((fn, max(1, every)))
+    def attach(self, fn: Callable[[UpdateRecord], object], every: int = 1) -> None:
+        """Call ``fn(record)`` after every ``every``-th update and after the last one."""
+        self.loop.attach(fn, every)
 
     # -- state (for exact resume) --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "update": self.update,
-            "chains": self.chains.detach().cpu(),
+            **self.walkers.state_dict(),  # "chains"
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.update = int(state["update"])
-        self.chains = state["chains"].to(self.x.device, self.x.dtype)
+        self.walkers.load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
 
@@ -293,10 +317,7 @@ class ContrastiveTrainer:
         return value
 
     def _draw_index(self, n: int) -> torch.Tensor:
-        return torch.randint(0, self.x.shape[0], (n,), generator=self.generator, device=self.x.device)
-
-    def _draw_frames(self, n: int) -> torch.Tensor:
-        return self.x[self._draw_index(n)]
+        return self.walkers.draw_index(n)
 
     def _force_fn(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pos = positions.detach().requires_grad_(True)
@@ -309,57 +330,6 @@ class ContrastiveTrainer:
         if warm <= 0:
             return self.config.lr
         return self.config.lr * min(1.0, (self.update + 1) / warm)
-
-    def _reset_broken(self) -> int:
-        """Reset non-finite / flown-apart chains and a random fraction; return how many."""
-        c = self.chains
-        finite = torch.isfinite(c).all(dim=(1, 2))
-        centred = torch.where(finite[:, None, None], c - c.mean(dim=1, keepdim=True), torch.zeros_like(c))
-        spread = centred.norm(dim=-1).amax(dim=1)
-        broken = ~finite | (spread > self.config.fly_apart_A)
-        if self.config.reset_fraction > 0:
-            u = torch.rand(c.shape[0], generator=self.generator, device=c.device)
-            broken = broken | (u < self.config.reset_fraction)
-        n = int(broken.sum())
-        if n:
-            self.chains = c.clone()
-            self.chains[broken] = self._draw_frames(n)
-        return n
-
-    def _chain_geometry(self) -> tuple[float, float]:
-        c = self.chains
-        if self._triu.shape[1] == 0:  # one atom: no pairs to measure
-            return float("nan"), float("nan")
-        d = (c[:, self._triu[0]] - c[:, self._triu[1]]).norm(dim=-1)  # (C, P)
-        min_pair = float(d.min())
-        if self.pair_min is None:
-            return min_pair, float("nan")
-        limit = self.pair_min[self._triu[0], self._triu[1]] - self.support_margin
-        outside = (d < limit).any(dim=1).float().mean()
-        return min_pair, float(outside)
-
-    def _move_chains(self) -> float:
-        """K chain steps; returns the MALA acceptance (NaN for ULA)."""
-        cfg = self.config
-        if cfg.chain_sampler == "mala":
-            self.chains, _, acc = mala_steps(
-                self._force_fn,
-                self.chains,
-                cfg.steps_per_update,
-                eta_A2=cfg.eta_A2,
-                temperature_K=cfg.chain_T_K,
-                generator=self.generator,
-            )
-            return float(acc.mean())
-        self.chains, _ = ula_steps(
-            self._force_fn,
-            self.chains,
-            cfg.steps_per_update,
-            eta_A2=cfg.eta_A2,
-            temperature_K=cfg.chain_T_K,
-            generator=self.generator,
-        )
-        return math.nan
 
     def chain_tconf(self) -> float:
         """Configurational temperature <|F|^2> / (k_B <lap U>) of the current chains, K."""
@@ -375,8 +345,8 @@ class ContrastiveTrainer:
     def step(self) -> UpdateRecord:
         """K chain steps for every chain, then one parameter update."""
         cfg = self.config
-        acceptance = self._move_chains()
-        resets = self._reset_broken()
+        acceptance = self.walkers.move(self._force_fn, cfg.steps_per_update)
+        resets = self.walkers.reset_broken()
         idx = self._draw_index(cfg.batch_size)
         pos = self.x[idx].detach().clone().requires_grad_(True)
         energy = self.energy_fn(pos)
@@ -391,22 +361,18 @@ class ContrastiveTrainer:
         norm_mse = _norm(g_mse)
         norm_c = _norm(g_c)
         lr = self._lr()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
+        grads = []
         for p, gm, gc in zip(params, g_mse, g_c, strict=True):
             grad = torch.zeros_like(p) if gm is None else gm.detach().clone()
             if lam > 0 and gc is not None:
                 grad = grad + lam * gc.detach()
-            p.grad = grad
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        self.optimizer.step()
+            grads.append(grad)
+        self.loop.apply(lr, grads=grads)
         self.update += 1
         e_chain = energy_chains.detach().cpu().numpy()
         finite = np.isfinite(e_chain)
         ks = float(ks_2samp(e_chain[finite], self._dft_energies).statistic) if finite.any() else 1.0
-        min_pair, outside = self._chain_geometry()
+        min_pair, outside = self.walkers.geometry()
         tconf = (
             self.chain_tconf()
             if cfg.tconf_every and (self.update % cfg.tconf_every == 0 or self.update == 1)
@@ -438,23 +404,10 @@ class ContrastiveTrainer:
         total = self.config.n_updates if n is None else n
         while self.update < total:
             record = self.step()
-            for fn, every in self._observers:
-                if record.update % every == 0:
-                    fn(record)
+            self.loop.notify(record, record.update, final=self.update >= total)
             yield record
 
 
 def _norm(grads: tuple[torch.Tensor | None, ...]) -> float:
     total = sum(float(g.detach().double().pow(2).sum()) for g in grads if g is not None)
     return math.sqrt(total)
-
-
-def pair_minimum(positions: torch.Tensor) -> torch.Tensor:
-    """(N,N) minimum distance of every atom pair over frames (F,N,3); diagonal +inf."""
-    n = positions.shape[1]
-    out = torch.full((n, n), math.inf, dtype=positions.dtype, device=positions.device)
-    for chunk in positions.split(2048):
-        d = torch.cdist(chunk, chunk).amin(dim=0)
-        out = torch.minimum(out, d)
-    out.fill_diagonal_(math.inf)
-    return out

@@ -37,8 +37,9 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from crmse_cli.model.potential import Potential, build_potential
 from crmse_cli.train.data import FrameSet, check_device, select_frames, shuffled_batches
+from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import ErrorMetrics, energy_force_loss, error_metrics, evaluate_errors
-from crmse_cli.train.optim import LRSchedule, WeightAverage, averaged
+from crmse_cli.train.optim import LRSchedule, averaged
 from crmse_cli.train.pretrain_config import RESUMABLE_FIELDS, SCHEDULES, PretrainConfig, resumed_config
 
 __all__ = [
@@ -102,9 +103,12 @@ class PretrainTrainer:
         self.config = config
         self.meta = dict(meta or {})
         self.params = [p for p in potential.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.loop: TrainingLoop[EpochRecord] = TrainingLoop(
+            self.params, lr=config.lr, grad_clip=config.grad_clip or 0.0, ema_decay=config.ema_decay
+        )
+        self.optimizer = self.loop.optimizer
+        self.ema = self.loop.ema
         self.schedule = LRSchedule(config, math.ceil(len(train) / config.batch_size))
-        self.ema = WeightAverage(self.params, config.ema_decay) if config.ema_decay > 0 else None
         self.generator = torch.Generator().manual_seed(config.seed)  # batch order
         self.epoch = 0
         self.step = 0
@@ -114,7 +118,6 @@ class PretrainTrainer:
         self.best_weights: dict[str, Tensor] | None = None
         self.last: EpochRecord | None = None
         self.stop_reason: str | None = None
-        self._observers: list[tuple[Observer, int]] = []
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -181,17 +184,14 @@ class PretrainTrainer:
     # -- observers -------------------------------------------------------------------------------
     def attach(self, fn: Observer, every: int = 1) -> None:
         """Call ``fn(record)`` after every ``every``-th epoch (and after the last one)."""
-        self._observers.append((fn, max(1, every)))
+        self.loop.attach(fn, every)
 
     # -- the loop --------------------------------------------------------------------------------
     def epochs(self) -> Iterator[EpochRecord]:
         """Train epoch by epoch until a stop criterion holds (see :attr:`stop_reason`)."""
         while (reason := self._stop_reason()) is None:
             record = self.run_epoch()
-            final = self._stop_reason() is not None
-            for fn, every in self._observers:
-                if final or record.epoch % every == 0:
-                    fn(record)
+            self.loop.notify(record, record.epoch, final=self._stop_reason() is not None)
             yield record
         self.stop_reason = reason
 
@@ -214,19 +214,11 @@ class PretrainTrainer:
         total = torch.zeros((), dtype=torch.float64, device=self.train_set.positions.device)
         for index in shuffled_batches(len(self.train_set), cfg.batch_size, self.generator):
             lr = self.schedule.on_step(self.step, self.elapsed_s + time.perf_counter() - start)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
             pos, energies, forces = self.train_set.batch(index)
             loss, _ = energy_force_loss(
                 self.potential, pos, self.train_set.species, energies, forces, cfg.weights
             )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update()
+            self.loop.apply(lr, loss=loss)
             self.step += 1
             total += loss.detach().double() * len(index)
         train_loss = float(total) / len(self.train_set)
@@ -250,7 +242,7 @@ class PretrainTrainer:
             val_loss=errors.loss,
             val_energy_mae=errors.energy_mae,
             val_force_mae=errors.force_mae,
-            lr=float(self.optimizer.param_groups[0]["lr"]),
+            lr=self.loop.lr,
             elapsed_s=self.elapsed_s,
             improved=improved,
         )
@@ -306,10 +298,9 @@ class PretrainTrainer:
             "best_epoch": self.best_epoch,
             "best_weights": self.best_weights,
             "val": _record_dict(self.last),
-            "optimizer": self.optimizer.state_dict(),
+            **self.loop.state_dict(),  # "optimizer", "ema"
             "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
             # With an EMA the checkpoint's potential holds the averaged weights; the live
             # (optimised) ones are kept here so that a resume continues exactly.
             "train_weights": _cloned(self.potential.state_dict()) if self.ema is not None else None,
@@ -319,11 +310,9 @@ class PretrainTrainer:
         """Restore the state saved by :meth:`state_extra` (the potential's weights included)."""
         if extra.get("train_weights") is not None:
             self.potential.load_state_dict(extra["train_weights"])
-        self.optimizer.load_state_dict(extra["optimizer"])
+        self.loop.load_state_dict(extra)
         self.schedule.load_state_dict(extra["schedule"])
         self.generator.set_state(extra["generator"])
-        if self.ema is not None and extra.get("ema") is not None:
-            self.ema.load_state_dict(extra["ema"])
         self.epoch, self.step = int(extra["epoch"]), int(extra["step"])
         self.elapsed_s = float(extra["elapsed_s"])
         self.best_loss, self.best_epoch = float(extra["best_loss"]), int(extra["best_epoch"])

@@ -1,0 +1,149 @@
+"""Persistent chains of CRMSE (persistent contrastive divergence): state, moves, resets, diagnostics.
+
+C chains start from random training frames and are carried over from one parameter update to
+the next. Each update moves them by K steps of ULA or MALA with the current weights. Chains whose
+coordinates become non-finite or fly apart are reset to training frames; an optional random
+fraction is reset every update to keep them diverse. Leaving the physical basin is NOT a reason
+to reset: those states are the negative samples (METHOD.md, "CRMSE post-training").
+
+The chains share the trainer's generator (frames drawn for resets and the batch draws of the
+trainer come from one stream), so a seeded run, and a resumed one, are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from crmse_cli.sampling.mala import mala_steps
+from crmse_cli.sampling.observers import ForceFn
+from crmse_cli.sampling.ula import ula_steps
+
+CHAIN_SAMPLERS = ("ula", "mala")
+
+
+def pair_minimum(positions: torch.Tensor) -> torch.Tensor:
+    """(N,N) minimum distance of every atom pair over frames (F,N,3); diagonal +inf."""
+    n = positions.shape[1]
+    out = torch.full((n, n), math.inf, dtype=positions.dtype, device=positions.device)
+    for chunk in positions.split(2048):
+        d = torch.cdist(chunk, chunk).amin(dim=0)
+        out = torch.minimum(out, d)
+    out.fill_diagonal_(math.inf)
+    return out
+
+
+class PersistentChains:
+    """C persistent chains over the frames of one molecule.
+
+    Args:
+        frames: (F, N, 3) Å, the training frames chains start from and are reset to.
+        n_chains: C.
+        generator: the (shared) torch generator on the frames' device.
+        sampler: "ula" or "mala".
+        eta_A2: step size, Å^2.
+        temperature_K: the temperature the chains sample at.
+        fly_apart_A: a chain with an atom farther than this from its centroid is reset.
+        reset_fraction: share of chains reset to random frames every update.
+        pair_min_A: (N, N) DFT minimum of each pair, for the "outside the support" diagnostic.
+        support_margin_A: a chain is outside the support when a pair is closer than its DFT
+            minimum minus this margin (the stability monitor's collapse test).
+    """
+
+    def __init__(
+        self,
+        frames: torch.Tensor,
+        n_chains: int,
+        generator: torch.Generator,
+        *,
+        sampler: str = "ula",
+        eta_A2: float = 4e-4,
+        temperature_K: float = 500.0,
+        fly_apart_A: float = 12.0,
+        reset_fraction: float = 0.0,
+        pair_min_A: torch.Tensor | None = None,
+        support_margin_A: float = 0.3,
+    ) -> None:
+        if sampler not in CHAIN_SAMPLERS:
+            raise ValueError(f"chain sampler must be one of {', '.join(CHAIN_SAMPLERS)}, got {sampler!r}")
+        self.frames = frames
+        self.generator = generator
+        self.sampler = sampler
+        self.eta_A2 = eta_A2
+        self.temperature_K = temperature_K
+        self.fly_apart_A = fly_apart_A
+        self.reset_fraction = reset_fraction
+        self.pair_min = pair_min_A
+        self.support_margin = support_margin_A
+        n = frames.shape[1]
+        self._triu = torch.triu_indices(n, n, offset=1, device=frames.device)
+        self.positions = self.draw(n_chains).clone()
+
+    def draw_index(self, n: int) -> torch.Tensor:
+        """(n,) random frame indices from the shared generator."""
+        f = self.frames
+        return torch.randint(0, f.shape[0], (n,), generator=self.generator, device=f.device)
+
+    def draw(self, n: int) -> torch.Tensor:
+        """(n, N, 3) random frames."""
+        return self.frames[self.draw_index(n)]
+
+    def move(self, force_fn: ForceFn, n_steps: int) -> float:
+        """``n_steps`` sampler steps of every chain; returns MALA's acceptance (NaN for ULA)."""
+        if self.sampler == "mala":
+            self.positions, _, acc = mala_steps(
+                force_fn,
+                self.positions,
+                n_steps,
+                eta_A2=self.eta_A2,
+                temperature_K=self.temperature_K,
+                generator=self.generator,
+            )
+            return float(acc.mean())
+        self.positions, _ = ula_steps(
+            force_fn,
+            self.positions,
+            n_steps,
+            eta_A2=self.eta_A2,
+            temperature_K=self.temperature_K,
+            generator=self.generator,
+        )
+        return math.nan
+
+    def reset_broken(self) -> int:
+        """Reset non-finite / flown-apart chains and a random fraction; return how many."""
+        c = self.positions
+        finite = torch.isfinite(c).all(dim=(1, 2))
+        centred = torch.where(finite[:, None, None], c - c.mean(dim=1, keepdim=True), torch.zeros_like(c))
+        spread = centred.norm(dim=-1).amax(dim=1)
+        broken = ~finite | (spread > self.fly_apart_A)
+        if self.reset_fraction > 0:
+            u = torch.rand(c.shape[0], generator=self.generator, device=c.device)
+            broken = broken | (u < self.reset_fraction)
+        n = int(broken.sum())
+        if n:
+            self.positions = c.clone()
+            self.positions[broken] = self.draw(n)
+        return n
+
+    def geometry(self) -> tuple[float, float]:
+        """(smallest interatomic distance over all chains in Å, share of chains outside the support)."""
+        c = self.positions
+        if self._triu.shape[1] == 0:  # one atom: no pairs to measure
+            return math.nan, math.nan
+        d = (c[:, self._triu[0]] - c[:, self._triu[1]]).norm(dim=-1)  # (C, P)
+        min_pair = float(d.min())
+        if self.pair_min is None:
+            return min_pair, math.nan
+        limit = self.pair_min[self._triu[0], self._triu[1]] - self.support_margin
+        outside = (d < limit).any(dim=1).float().mean()
+        return min_pair, float(outside)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The chains' positions (the generator is saved by its owner)."""
+        return {"chains": self.positions.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.positions = state["chains"].to(self.frames.device, self.frames.dtype)
