@@ -21,10 +21,11 @@ from rich.progress import (
 _console = Console(stderr=True)
 
 
-def make_progress() -> Progress:
+def make_progress(*, disable: bool = False) -> Progress:
     """A progress bar with a description, a bar, n/total, elapsed and remaining time, and a
-    free-text ``info`` field (live losses, temperatures, resets)."""
-    disable = bool(os.environ.get("CRMSE_NO_PROGRESS"))
+    free-text ``info`` field (live losses, temperatures, resets); ``disable`` hides it (e.g. on
+    ranks other than 0), as does the ``CRMSE_NO_PROGRESS`` environment variable."""
+    disable = disable or bool(os.environ.get("CRMSE_NO_PROGRESS"))
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

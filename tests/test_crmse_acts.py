@@ -140,3 +140,14 @@ def test_mala_samples_the_boltzmann_density_where_ula_does_not() -> None:
     assert ks_mala < 0.015, f"MALA KS {ks_mala:.3f}"
     assert ks_ula > 0.03, f"ULA KS {ks_ula:.3f} should show its step-size bias"
     assert 0.2 < float(acc.mean()) < 1.0
+
+
+def test_regularize_example_spells_the_defaults() -> None:
+    from pathlib import Path
+
+    from crmse_cli.config import from_dict, read_config_file
+
+    section = dict(read_config_file(Path(__file__).resolve().parents[1] / "examples" / "regularize.toml"))
+    section = dict(section["contrastive"])
+    section["lambda_"] = section.pop("lambda")
+    assert from_dict(ContrastiveConfig, section) == ContrastiveConfig()

@@ -10,7 +10,10 @@ every ``chains_every`` updates and at the end: they are the negative samples.
 from __future__ import annotations
 
 import math
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, r
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.evaluate import test_metrics
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
+from crmse_cli.train.distributed import DistContext
 from crmse_cli.workspace import Workspace
 
 
@@ -131,6 +135,7 @@ def regularize(
     from crmse_cli.registry.store import Registry
 
     reg = registry or Registry.open(ws.ensure())
+    dist = DistContext.from_env(config.device)
     if resume is not None:
         run = reg.get_run(resume)
         if run.kind != "regularize":
@@ -139,7 +144,9 @@ def regularize(
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
         handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
         config = _config_from_run(run.config, device=config.device)
-        reg.set_status(run.id, "running")
+        if dist.is_main:
+            reg.set_status(run.id, "running")
+        run_id = run.id
     else:
         if source is None:
             raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
@@ -161,18 +168,26 @@ def regularize(
             "contrastive": asdict(config.contrastive),
             **{f.name: getattr(config, f.name) for f in fields(config) if f.name != "contrastive"},
         }
-        run = reg.create_run(
-            kind="regularize",
-            name=name,
-            dataset=handle.dataset,
-            parent=handle.run.id if handle.run else None,
-            config=run_config,
-            seed=config.contrastive.seed,
+        run_config["processes"] = dist.world_size
+        # One writer: rank 0 makes the run; every rank learns its id.
+        run_id = dist.broadcast(
+            reg.create_run(
+                kind="regularize",
+                name=name,
+                dataset=handle.dataset,
+                parent=handle.run.id if handle.run else None,
+                config=run_config,
+                seed=config.contrastive.seed,
+            ).id
+            if dist.is_main
+            else None
         )
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
-    with tracked(reg, run.id):
-        return _train(ws, reg, run.id, handle, data, config, resuming=resume is not None)
+    if not dist.is_main:
+        return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
+    with tracked(reg, run_id), terminated_as_failure():
+        return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
 
 
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
@@ -194,6 +209,7 @@ def _build_trainer(
     train_rows: np.ndarray,
     cfg: ContrastiveConfig,
     start: dict[str, Any] | None = None,
+    dist: DistContext | None = None,
 ) -> ContrastiveTrainer:
     pot = handle.potential
     if start is not None:
@@ -222,6 +238,7 @@ def _build_trainer(
         cfg,
         pair_min_A=pmin,
         optimizer_state=start["optimizer"] if start is not None else None,
+        dist=dist,
     )
 
 
@@ -229,9 +246,13 @@ def _save_state(
     ws: Workspace, reg: Any, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
 ) -> Path:
     path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
+    ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
+    if not trainer.dist.is_main:
+        return path
     extra = dict(handle.payload.get("extra", {}))
     extra.update(
-        trainer=trainer.state_dict(),
+        trainer=ranks[0],
+        trainer_ranks=ranks,
         torch_rng=torch.get_rng_state(),
         regularize_run=run_id,
         dataset=handle.dataset,
@@ -247,13 +268,16 @@ def _save_state(
 
 def _save_chains(ws: Workspace, reg: Any, run_id: str, trainer: ContrastiveTrainer) -> None:
     with torch.no_grad():
-        energies = trainer.energy_fn(trainer.chains).double().cpu().numpy()
+        energies = trainer.dist.gather(trainer.energy_fn(trainer.chains).double()).cpu().numpy()
+    positions = trainer.dist.gather(trainer.chains.detach()).cpu().numpy()
+    if not trainer.dist.is_main:
+        return
     path = ws.run_dir(run_id) / "artifacts" / f"chains_{trainer.update:05d}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,
-            positions=trainer.chains.detach().cpu().numpy(),
+            positions=positions,
             energies=energies,
             update=np.array(trainer.update),
         )
@@ -288,6 +312,42 @@ def _record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
     ]
 
 
+def _rank_state(extra: dict[str, Any], dist: DistContext) -> dict[str, Any]:
+    """This rank's trainer state from a checkpoint (refused at another world size)."""
+    ranks = extra.get("trainer_ranks") or [extra["trainer"]]
+    if len(ranks) != dist.world_size:
+        raise CrmseError(
+            f"the checkpoint holds chains of {len(ranks)} process(es); resume with the same number "
+            f"(torchrun --nproc-per-node {len(ranks)}), not {dist.world_size}"
+        )
+    return dict(ranks[dist.rank])
+
+
+@contextmanager
+def terminated_as_failure() -> Iterator[None]:
+    """Turn SIGTERM (torchrun stopping the survivors of a crashed rank) into an exception."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(f"terminated by signal {signum} (another process of the run failed?)")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress_info(rec: UpdateRecord) -> str:
+    return (
+        f"L_C {rec.loss_c:+.2f}  |λ∇L_C|/|∇L_MSE| {rec.grad_ratio:.2f}  KS {rec.chain_ks:.2f}  "
+        f"out {rec.share_outside:.2f}  resets {rec.resets}"
+    )
+
+
 def _train(
     ws: Workspace,
     reg: Any,
@@ -297,20 +357,22 @@ def _train(
     config: RegularizeConfig,
     *,
     resuming: bool,
+    dist: DistContext | None = None,
 ) -> RegularizeResult:
     t0 = time.perf_counter()
+    dist = dist or DistContext()
     train_rows, val_rows = _frames(handle, data)
     start = None
     if not resuming and config.contrastive.init == "raw":
         start = _pretrain_state(reg, handle)
-    trainer = _build_trainer(handle, data, train_rows, config.contrastive, start)
-    if not resuming and math.isfinite(trainer.stiffness):
+    trainer = _build_trainer(handle, data, train_rows, config.contrastive, start, dist)
+    if not resuming and math.isfinite(trainer.stiffness) and dist.is_main:
         reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)
     if resuming:
         last = run_checkpoint(reg, reg.get_run(run_id))
         pot, payload = load_checkpoint(last, device=handle.device)
         handle.potential.load_state_dict(pot.state_dict())
-        trainer.load_state_dict(payload["extra"]["trainer"])
+        trainer.load_state_dict(_rank_state(payload["extra"], dist))
         torch.set_rng_state(payload["extra"]["torch_rng"])
     else:
         _save_chains(ws, reg, run_id, trainer)
@@ -319,41 +381,50 @@ def _train(
     # Rows since the last checkpoint are only written with it: after Ctrl-C, --resume redoes
     # those updates exactly, so nothing is logged twice.
     pending: list[dict[str, Any]] = []
-    with make_progress() as bar:
+
+    def log_rows(rec: UpdateRecord) -> None:
+        pending.extend(_record_rows(rec))
+
+    def validate(rec: UpdateRecord) -> None:
+        handle.potential.eval()
+        pending.extend(
+            {"name": k, "value": v, "unit": u, "step": rec.update, "split": "val"}
+            for k, (v, u) in _val_mae(handle, data, val_rows).items()
+        )
+        handle.potential.train()
+
+    def checkpoint(rec: UpdateRecord) -> None:
+        if rec.update % config.checkpoint_every == 0:  # not at the end: the final state follows
+            if dist.is_main:
+                reg.log_metrics(run_id, pending)
+            pending.clear()
+            _save_state(ws, reg, run_id, handle, trainer, "last")
+
+    def chains(rec: UpdateRecord) -> None:
+        if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
+            _save_chains(ws, reg, run_id, trainer)
+
+    trainer.attach(log_rows)
+    trainer.attach(validate, every=config.val_every)
+    trainer.attach(checkpoint, every=config.checkpoint_every)
+    trainer.attach(chains, every=config.chains_every)
+    with make_progress(disable=not dist.is_main) as bar:
         task = bar.add_task(
             f"CRMSE λ={cfg.lambda_:g} ({cfg.lambda_units})",
             total=cfg.n_updates,
             completed=trainer.update,
             info="",
         )
-        for rec in trainer.updates():
-            pending += _record_rows(rec)
-            bar.update(
-                task,
-                completed=rec.update,
-                info=(
-                    f"L_C {rec.loss_c:+.2f}  |λ∇L_C|/|∇L_MSE| {rec.grad_ratio:.2f}  KS {rec.chain_ks:.2f}  "
-                    f"out {rec.share_outside:.2f}  resets {rec.resets}"
-                ),
-            )
-            if rec.update % config.val_every == 0 or rec.update == cfg.n_updates:
-                handle.potential.eval()
-                pending += [
-                    {"name": k, "value": v, "unit": u, "step": rec.update, "split": "val"}
-                    for k, (v, u) in _val_mae(handle, data, val_rows).items()
-                ]
-                handle.potential.train()
-            if rec.update % config.checkpoint_every == 0:
-                reg.log_metrics(run_id, pending)
-                pending = []
-                _save_state(ws, reg, run_id, handle, trainer, "last")
-            if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
-                _save_chains(ws, reg, run_id, trainer)
-    if pending:
+        trainer.attach(lambda rec: bar.update(task, completed=rec.update, info=_progress_info(rec)))
+        for _ in trainer.updates():
+            pass
+    if pending and dist.is_main:
         reg.log_metrics(run_id, pending)
     handle.potential.eval()
     _save_chains(ws, reg, run_id, trainer)
     final = _save_state(ws, reg, run_id, handle, trainer, "final")
+    if not dist.is_main:
+        return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
     metrics = test_metrics(handle, data)
     reg.log_metrics(
         run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]

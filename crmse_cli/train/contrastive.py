@@ -41,6 +41,7 @@ from scipy.stats import ks_2samp
 
 from crmse_cli.model.forces import forces_from_energy, laplacian_of, largest_curvature
 from crmse_cli.sampling.chains import CHAIN_SAMPLERS, PersistentChains, pair_minimum
+from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights, mse_loss
 from crmse_cli.units import KB_KCAL_PER_MOL_K, KCAL_PER_MOL_PER_EV
@@ -64,6 +65,8 @@ LAMBDA_UNITS: dict[str, float] = {"eV": KCAL_PER_MOL_PER_EV**2, "kcal": 1.0}
 """lambda convention -> factor that turns lambda into the weight of L_C against L_MSE in
 (kcal/mol, kcal/mol/Å) units: "eV" 531.8 (the paper's and the field's), "kcal" 1."""
 INITS = ("raw", "ema")
+RANK_SEED_STRIDE = 1_000_003
+"""Rank r of a data-parallel run seeds its chains and batches with seed + r * this."""
 STIFF_WARN = 0.2
 """ULA's variance bias on a mode of curvature k is 1/(1 - eta beta k/2): warn above eta beta k_max = 0.2."""
 
@@ -238,7 +241,11 @@ class ContrastiveTrainer:
         pair_min_A: torch.Tensor | None = None,
         support_margin_A: float = 0.3,
         optimizer_state: dict[str, Any] | None = None,
+        dist: DistContext | None = None,
     ) -> None:
+        self.dist = dist or DistContext()
+        n_chains = self.dist.shard(config.n_chains, "chains")
+        self.batch_size = self.dist.shard(config.batch_size, "batch_size")
         self.energy_fn = energy_fn
         self.parameters = parameters
         self.x = train_positions
@@ -251,11 +258,14 @@ class ContrastiveTrainer:
             parameters, lr=config.lr, grad_clip=config.grad_clip, optimizer_state=optimizer_state
         )
         self.optimizer = self.loop.optimizer
-        self.generator = torch.Generator(device=train_positions.device).manual_seed(config.seed)
+        # Rank r draws from its own stream; rank 0's is the single-process one.
+        seed = config.seed + RANK_SEED_STRIDE * self.dist.rank
+        self.generator = torch.Generator(device=train_positions.device).manual_seed(seed)
         self.update = 0
+        self.last_batch: torch.Tensor | None = None
         self.walkers = PersistentChains(
             train_positions,
-            config.n_chains,
+            n_chains,
             self.generator,
             sampler=config.chain_sampler,
             eta_A2=config.eta_A2,
@@ -332,14 +342,16 @@ class ContrastiveTrainer:
         return self.config.lr * min(1.0, (self.update + 1) / warm)
 
     def chain_tconf(self) -> float:
-        """Configurational temperature <|F|^2> / (k_B <lap U>) of the current chains, K."""
+        """Configurational temperature <|F|^2> / (k_B <lap U>) of the current chains (all ranks), K."""
         finite = torch.isfinite(self.chains).all(dim=(1, 2))
-        if not bool(finite.any()):
-            return math.nan
-        pos = self.chains[finite]
-        _, forces = self._force_fn(pos)
-        lap = laplacian_of(self.energy_fn, pos)
-        return float(forces.double().pow(2).sum() / (KB_KCAL_PER_MOL_K * lap.double().sum()))
+        force2, lap_sum = 0.0, 0.0
+        if bool(finite.any()):
+            pos = self.chains[finite]
+            _, forces = self._force_fn(pos)
+            force2 = float(forces.double().pow(2).sum())
+            lap_sum = float(laplacian_of(self.energy_fn, pos).double().sum())
+        force2, lap_sum = self.dist.reduce(force2), self.dist.reduce(lap_sum)
+        return force2 / (KB_KCAL_PER_MOL_K * lap_sum) if lap_sum != 0 else math.nan
 
     # -- the update ----------------------------------------------------------------------------
     def step(self) -> UpdateRecord:
@@ -347,7 +359,20 @@ class ContrastiveTrainer:
         cfg = self.config
         acceptance = self.walkers.move(self._force_fn, cfg.steps_per_update)
         resets = self.walkers.reset_broken()
-        idx = self._draw_index(cfg.batch_size)
+        idx = self._draw_index(self.batch_size)
+        return self.gradient_step(idx, acceptance=acceptance, resets=resets)
+
+    def gradient_step(
+        self, idx: torch.Tensor, *, acceptance: float = math.nan, resets: int = 0
+    ) -> UpdateRecord:
+        """One parameter update on the training rows ``idx`` and the current chains.
+
+        In a data-parallel run every rank passes its own rows and chains; gradients and
+        statistics are averaged (or gathered) over ranks, so the update equals the
+        single-process update on the union of the batches and chains.
+        """
+        cfg = self.config
+        self.last_batch = idx
         pos = self.x[idx].detach().clone().requires_grad_(True)
         energy = self.energy_fn(pos)
         forces = forces_from_energy(energy, pos, create_graph=True)
@@ -356,37 +381,38 @@ class ContrastiveTrainer:
         loss_c = self.beta * (energy.mean() - energy_chains.mean())
         lam = cfg.lambda_internal
         params = [p for p in self.parameters if p.requires_grad]
-        g_mse = torch.autograd.grad(loss_mse, params, retain_graph=True, allow_unused=True)
-        g_c = torch.autograd.grad(loss_c, params, allow_unused=True)
+        g_mse = _dense(torch.autograd.grad(loss_mse, params, retain_graph=True, allow_unused=True), params)
+        g_c = _dense(torch.autograd.grad(loss_c, params, allow_unused=True), params)
+        self.dist.mean_(g_mse + g_c)  # the union batch's gradients (DDP's all-reduce)
         norm_mse = _norm(g_mse)
         norm_c = _norm(g_c)
         lr = self._lr()
-        grads = []
-        for p, gm, gc in zip(params, g_mse, g_c, strict=True):
-            grad = torch.zeros_like(p) if gm is None else gm.detach().clone()
-            if lam > 0 and gc is not None:
-                grad = grad + lam * gc.detach()
-            grads.append(grad)
+        grads = [gm + lam * gc if lam > 0 else gm for gm, gc in zip(g_mse, g_c, strict=True)]
         self.loop.apply(lr, grads=grads)
         self.update += 1
-        e_chain = energy_chains.detach().cpu().numpy()
+        all_chain_e = self.dist.gather(energy_chains.detach())
+        e_chain = all_chain_e.cpu().numpy()
         finite = np.isfinite(e_chain)
         ks = float(ks_2samp(e_chain[finite], self._dft_energies).statistic) if finite.any() else 1.0
         min_pair, outside = self.walkers.geometry()
+        min_pair, outside = self.dist.reduce(min_pair, "min"), self.dist.reduce(outside, "mean")
+        resets = int(self.dist.reduce(float(resets)))
+        acceptance = self.dist.reduce(acceptance, "mean")
         tconf = (
             self.chain_tconf()
             if cfg.tconf_every and (self.update % cfg.tconf_every == 0 or self.update == 1)
             else math.nan
         )
-        loss = loss_mse + lam * loss_c
+        mean = self.dist.reduce
+        l_mse, l_c = mean(float(loss_mse.detach()), "mean"), mean(float(loss_c.detach()), "mean")
         return UpdateRecord(
             update=self.update,
-            loss=float(loss.detach()),
-            loss_mse=float(loss_mse.detach()),
-            loss_c=float(loss_c.detach()),
-            energy_data=float(energy.detach().mean()),
-            energy_chains=float(energy_chains.detach().mean()),
-            energy_chains_min=float(energy_chains.detach().min()),
+            loss=l_mse + lam * l_c,
+            loss_mse=l_mse,
+            loss_c=l_c,
+            energy_data=mean(float(energy.detach().mean()), "mean"),
+            energy_chains=float(all_chain_e.mean()),
+            energy_chains_min=float(all_chain_e.min()),
             chain_ks=ks,
             resets=resets,
             min_pair_A=min_pair,
@@ -408,6 +434,13 @@ class ContrastiveTrainer:
             yield record
 
 
-def _norm(grads: tuple[torch.Tensor | None, ...]) -> float:
-    total = sum(float(g.detach().double().pow(2).sum()) for g in grads if g is not None)
+def _dense(grads: tuple[torch.Tensor | None, ...], params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """Gradients with zeros for parameters the loss does not touch, detached."""
+    return [
+        torch.zeros_like(p) if g is None else g.detach().clone() for g, p in zip(grads, params, strict=True)
+    ]
+
+
+def _norm(grads: list[torch.Tensor]) -> float:
+    total = sum(float(g.double().pow(2).sum()) for g in grads)
     return math.sqrt(total)

@@ -1,0 +1,115 @@
+"""Data-parallel training over processes (``torchrun``): ranks, collectives, one writer.
+
+Under ``torchrun --standalone --nproc-per-node N -m crmse_cli regularize ...`` every process runs
+the same command; ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``.
+:meth:`DistContext.from_env` joins the process group (gloo on CPU, NCCL on CUDA). The trainers
+shard their data batches and persistent chains by rank, compute their gradients locally and
+average them with an all-reduce before the optimizer step (what ``DistributedDataParallel``
+does; crmse calls the collective itself because the CRMSE step assembles its gradient from two
+``autograd.grad`` calls, which DDP's backward hooks do not see). Rank 0 is the only process that
+writes to the registry, draws a progress bar and writes checkpoints; checkpoints hold every
+rank's chains and generator state. Without ``WORLD_SIZE`` > 1 everything is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+
+from crmse_cli.errors import CrmseError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a data-parallel run.
+
+    Attributes:
+        rank: 0..world_size-1 (0 writes).
+        world_size: number of processes (1: not distributed).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: str = "cpu", *, timeout_s: float = 600.0) -> DistContext:
+        """Join the process group ``torchrun`` describes (gloo on CPU, NCCL on CUDA), else world 1."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        rank = int(os.environ.get("RANK", "0"))
+        if not tdist.is_initialized():
+            backend = "nccl" if device.startswith("cuda") else "gloo"
+            if backend == "nccl":
+                local = int(os.environ.get("LOCAL_RANK", rank))
+                torch.cuda.set_device(local)
+            tdist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        return cls(rank=rank, world_size=world)
+
+    def shard(self, n: int, what: str) -> int:
+        """This rank's share of ``n`` items (``n`` must divide evenly)."""
+        if n % self.world_size:
+            raise CrmseError(
+                f"{what} = {n} does not divide over {self.world_size} processes; pick a multiple"
+            )
+        return n // self.world_size
+
+    # -- collectives (no-ops in a single process) -------------------------------------------------
+    def mean_(self, tensors: list[torch.Tensor]) -> None:
+        """All-reduce ``tensors`` in place to their mean over ranks."""
+        if not self.enabled:
+            return
+        for t in tensors:
+            tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+            t.div_(self.world_size)
+
+    def reduce(self, value: float, op: str = "sum") -> float:
+        """A float reduced over ranks: "sum", "mean", "min" or "max"."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        red = {"sum": tdist.ReduceOp.SUM, "mean": tdist.ReduceOp.SUM, "min": tdist.ReduceOp.MIN}
+        tdist.all_reduce(t, op=red.get(op, tdist.ReduceOp.MAX))
+        out = float(t)
+        return out / self.world_size if op == "mean" else out
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate equal-shaped ``tensor`` of every rank along dim 0 (rank order)."""
+        if not self.enabled:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        tdist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        tdist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            tdist.barrier()
