@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -186,7 +186,7 @@ def regularize(
     check_species(handle, data)
     if not dist.is_main:
         return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
-    with tracked(reg, run_id), terminated_as_failure():
+    with tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
         return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
 
 
@@ -323,12 +323,28 @@ def _rank_state(extra: dict[str, Any], dist: DistContext) -> dict[str, Any]:
     return dict(ranks[dist.rank])
 
 
+def _mark_failed(ws: Workspace, run_id: str, why: str) -> None:
+    """Write ``failed`` through a fresh registry connection (the stage's may be mid-transaction)."""
+    from crmse_cli.registry.store import Registry
+
+    try:
+        Registry.open(ws).set_status(run_id, "failed", error=why)
+    except Exception:  # noqa: BLE001 - best effort inside a signal handler; tracked() retries
+        pass
+
+
 @contextmanager
-def terminated_as_failure() -> Iterator[None]:
-    """Turn SIGTERM (torchrun stopping the survivors of a crashed rank) into an exception."""
+def terminated_as_failure(on_term: Callable[[str], None]) -> Iterator[None]:
+    """Turn SIGTERM (torchrun stopping the survivors of a crashed rank) into a failed run.
+
+    ``on_term(why)`` records the failure first (torchrun kills for good after a grace period),
+    then SystemExit unwinds the stage.
+    """
 
     def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(f"terminated by signal {signum} (another process of the run failed?)")
+        why = f"terminated by signal {signum} (another process of the run failed?)"
+        on_term(why)
+        raise SystemExit(why)
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
