@@ -157,4 +157,3 @@ def hutchinson_laplacians(
         _, f_plus = ff(xk + step_A * z)
         out[k] = float(np.sum(z * (f_minus - f_plus))) / (2.0 * step_A)
     return out
-

@@ -29,7 +29,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,7 +155,7 @@ def _save(path: str, s: _State, key: str) -> None:
     arrays = {k: np.asarray(s.frames[k][: s.n_kept]) for k in _FRAME_KEYS}
     meta = {"key": key, "step": s.step, "energy": s.e, "rng": s.rng_state, "format": CHECKPOINT_FORMAT}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, x=s.x, v=s.v, f=s.f, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez(fh, x=s.x, v=s.v, f=s.f, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
 
 
 def _load(path: str, key: str, n_atoms: int) -> _State:
@@ -178,10 +177,12 @@ def _initial(task: ReplicaTask, ff: XtbForceField, sigma: np.ndarray) -> _State:
     x = np.array(task.start_A, dtype=np.float64)
     v = sigma * rng.standard_normal(x.shape)  # Maxwell-Boltzmann at the set temperature
     e, f = ff(x, fresh=True)
-    return _State(x, v, f, e, 0, rng.bit_generator.state, 0, {k: [] for k in _FRAME_KEYS})
+    return _State(x, v, f, e, 0, dict(rng.bit_generator.state), 0, {k: [] for k in _FRAME_KEYS})
 
 
-def run_replica(task: ReplicaTask, on_boundary: Callable[[int, int, int], None] | None = None) -> ReplicaResult:
+def run_replica(
+    task: ReplicaTask, on_boundary: Callable[[int, int, int], None] | None = None
+) -> ReplicaResult:
     """Integrate one replica to its frame count, resuming from its checkpoint if there is one.
 
     Args:
@@ -206,6 +207,9 @@ def run_replica(task: ReplicaTask, on_boundary: Callable[[int, int, int], None] 
     ckpt = task.checkpoint
     s = _load(ckpt, task.key, len(species)) if ckpt and os.path.exists(ckpt) else _initial(task, ff, sigma)
     resumed_from = s.step
+    if resumed_from:
+        # The boundary's fresh call again: the same forces, and the same SCF guess for the next step.
+        s.e, s.f = ff(s.x, fresh=True)
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = s.rng_state
     x, v, f, e, step = s.x.copy(), s.v.copy(), s.f.copy(), s.e, s.step
@@ -230,7 +234,7 @@ def run_replica(task: ReplicaTask, on_boundary: Callable[[int, int, int], None] 
                     del frames[k][n_kept:]
                     frames[k].append(np.copy(val) if isinstance(val, np.ndarray) else val)
                 n_kept += 1
-            s = _State(x.copy(), v.copy(), f.copy(), e, step, rng.bit_generator.state, n_kept, frames)
+            s = _State(x.copy(), v.copy(), f.copy(), e, step, dict(rng.bit_generator.state), n_kept, frames)
             if ckpt and time.monotonic() - last_save >= cfg.checkpoint_every_s:
                 _save(ckpt, s, task.key)
                 last_save = time.monotonic()
@@ -244,8 +248,13 @@ def run_replica(task: ReplicaTask, on_boundary: Callable[[int, int, int], None] 
         _save(ckpt, s, task.key)
     calls = ff.n_calls + (lf.n_calls if lf is not None else 0)
     arr = {k: np.asarray(frames[k][: s.n_kept]) for k in _FRAME_KEYS}
-    return ReplicaResult(task.replica, **arr, force_calls=calls, wall_s=time.perf_counter() - t0,
-                         resumed_from_step=resumed_from)
+    return ReplicaResult(
+        task.replica,
+        **arr,
+        force_calls=calls,
+        wall_s=time.perf_counter() - t0,
+        resumed_from_step=resumed_from,
+    )
 
 
 def _init_worker() -> None:
@@ -289,7 +298,9 @@ def run_replicas(
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         q = manager.Queue()
-        pool = ProcessPoolExecutor(max(1, min(processes, len(tasks))), mp_context=ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(
+            max(1, min(processes, len(tasks))), mp_context=ctx, initializer=_init_worker
+        )
         try:
             futures = [pool.submit(_worker, t, q) for t in tasks]
             while not all(fu.done() for fu in futures):

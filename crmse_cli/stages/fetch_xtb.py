@@ -70,7 +70,9 @@ def default_name(molecule: str, cfg: XtbMDConfig) -> str:
     return f"{molecule}-xtb-{cfg.method}{label}-{cfg.temperature_K:g}K"
 
 
-def start_geometry(ws: Workspace, molecule: str, start_from: str | Path | None) -> tuple[np.ndarray, np.ndarray, str]:
+def start_geometry(
+    ws: Workspace, molecule: str, start_from: str | Path | None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(species (N,), positions (N, 3) Å, origin) of the first frame of every replica.
 
     ``start_from`` is an xyz (or any ASE-readable) file, or a registered dataset (its frame 0);
@@ -92,6 +94,7 @@ def start_geometry(ws: Workspace, molecule: str, start_from: str | Path | None) 
 
         try:
             atoms = read(path, index=0)
+            assert not isinstance(atoms, list)
         except Exception as exc:
             raise CrmseError(f"cannot read a geometry from {path}: {exc}") from exc
         return atoms.numbers.astype(np.int64), atoms.positions.astype(np.float64), f"file:{path.resolve()}"
@@ -198,10 +201,19 @@ def fetch_xtb(
         if info is not None and not force:
             if info.meta.get("kind") == "xtb" and info.meta.get("key") == key and Path(info.path).is_file():
                 m = info.meta
-                return XtbFetchResult(_result(info, already=True), m.get("ensemble_check"),
-                                      m.get("ensemble_check_sampling"), 0.0, 0, float("nan"), float("nan"))
-            raise CrmseError(f"dataset {name!r} is registered already with other settings; "
-                             "pick another --name or pass --force to replace it")
+                return XtbFetchResult(
+                    _result(info, already=True),
+                    m.get("ensemble_check"),
+                    m.get("ensemble_check_sampling"),
+                    0.0,
+                    0,
+                    float("nan"),
+                    float("nan"),
+                )
+            raise CrmseError(
+                f"dataset {name!r} is registered already with other settings; "
+                "pick another --name or pass --force to replace it"
+            )
         folder = ws.cache_dir / "xtb" / name
         _prepare_cache(folder, key, force)
         tasks = [
@@ -213,24 +225,38 @@ def fetch_xtb(
         gen_s = time.perf_counter() - t0
         calls = sum(r.force_calls for r in results)
         check = _check(results, species, cfg.label, cfg, sampling=False)
-        check_s = _check(results, species, cfg.method, cfg, sampling=True) if cfg.label != cfg.method else None
+        check_s = (
+            _check(results, species, cfg.method, cfg, sampling=True) if cfg.label != cfg.method else None
+        )
         ms_per_call = 1000.0 * sum(r.wall_s for r in results) / max(calls, 1)
         meta = {
-            "kind": "xtb", "source": "xtb", "molecule": molecule, "start": origin, "key": key,
-            **cfg.identity(), "tblite_version": tblite_version(), "generation_wall_s": gen_s,
+            "kind": "xtb",
+            "source": "xtb",
+            "molecule": molecule,
+            "start": origin,
+            "key": key,
+            **cfg.identity(),
+            "tblite_version": tblite_version(),
+            "generation_wall_s": gen_s,
             "resumed_from_steps": [r.resumed_from_step for r in results],
-            "force_calls": calls, "ms_per_force_call": ms_per_call, "processes": processes,
-            "ensemble_check": check, "ensemble_check_sampling": check_s,
+            "force_calls": calls,
+            "ms_per_force_call": ms_per_call,
+            "processes": processes,
+            "ensemble_check": check,
+            "ensemble_check_sampling": check_s,
             "splits_rule": "5 random splits; train and test each min(1000, frames // 4) frames",
         }
         data = _dataset(name, species, results, cfg, meta)
-        fetched = _save_and_register(ws, reg, data, origin=f"xtb:{cfg.method}/{cfg.label}@{origin}", meta=meta)
+        fetched = _save_and_register(
+            ws, reg, data, origin=f"xtb:{cfg.method}/{cfg.label}@{origin}", meta=meta
+        )
         shutil.rmtree(folder, ignore_errors=True)
     finally:
         reg.close()
     frames_new = sum(len(r.energies) for r in results)
-    return XtbFetchResult(fetched, check, check_s, time.perf_counter() - t0, calls, ms_per_call,
-                          frames_new / max(gen_s, 1e-9))
+    return XtbFetchResult(
+        fetched, check, check_s, time.perf_counter() - t0, calls, ms_per_call, frames_new / max(gen_s, 1e-9)
+    )
 
 
 def _dataset(
