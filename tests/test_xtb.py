@@ -178,3 +178,29 @@ def test_missing_tblite_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert out.returncode == 1
     assert out.stderr.strip() == "error: install the xtb extra: pip install 'crmse[xtb]'"
     assert "Traceback" not in out.stderr and json is not None
+
+
+@needs_tblite
+def test_reproduce_generates_its_xtb_reference_in_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reproduce tiny-xtb` registers the generated reference; two processes give the frames of one."""
+    from crmse_cli.data.dataset import Dataset
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages import reproduce
+    from crmse_cli.stages.fetch_xtb import fetch_xtb
+
+    cfg = _cfg(frames=6, replicas=2)
+    monkeypatch.setitem(reproduce.XTB_REFERENCES, "tiny-xtb", ("ethanol", cfg))
+    ws = Workspace(tmp_path / "a").ensure()
+    reg = Registry.open(ws)
+    try:
+        reproduce.ensure_dataset(ws, reg, "tiny-xtb", None, processes=2)
+        info = reg.get_dataset("tiny-xtb")
+    finally:
+        reg.close()
+    assert info.meta["kind"] == "xtb" and info.meta["processes"] == 2
+    serial = fetch_xtb(Workspace(tmp_path / "b"), "ethanol", cfg, name="tiny-xtb", in_process=True)
+    a, b = Dataset.load(info.path), Dataset.load(serial.fetch.path)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    np.testing.assert_array_equal(a.energies, b.energies)
