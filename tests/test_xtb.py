@@ -204,3 +204,18 @@ def test_reproduce_generates_its_xtb_reference_in_worker_processes(
     a, b = Dataset.load(info.path), Dataset.load(serial.fetch.path)
     np.testing.assert_array_equal(a.positions, b.positions)
     np.testing.assert_array_equal(a.energies, b.energies)
+
+
+def test_reproduce_fetches_rmd17_for_other_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages import fetch, reproduce
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(fetch, "fetch_rmd17", lambda ws, name, from_path=None: calls.append((name, from_path)))
+    ws = Workspace(tmp_path).ensure()
+    reg = Registry.open(ws)
+    try:
+        reproduce.ensure_dataset(ws, reg, "ethanol", Path("archive.tar.bz2"))
+    finally:
+        reg.close()
+    assert calls == [("ethanol", Path("archive.tar.bz2"))]
