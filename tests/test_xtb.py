@@ -211,7 +211,9 @@ def test_reproduce_fetches_rmd17_for_other_names(tmp_path: Path, monkeypatch: py
     from crmse_cli.stages import fetch, reproduce
 
     calls: list[tuple[str, object]] = []
-    monkeypatch.setattr(fetch, "fetch_rmd17", lambda ws, name, from_path=None: calls.append((name, from_path)))
+    monkeypatch.setattr(
+        fetch, "fetch_rmd17", lambda ws, name, from_path=None: calls.append((name, from_path))
+    )
     ws = Workspace(tmp_path).ensure()
     reg = Registry.open(ws)
     try:
@@ -219,3 +221,34 @@ def test_reproduce_fetches_rmd17_for_other_names(tmp_path: Path, monkeypatch: py
     finally:
         reg.close()
     assert calls == [("ethanol", Path("archive.tar.bz2"))]
+
+
+@needs_tblite
+@pytest.mark.slow
+def test_reproduce_ethanol_xtb_end_to_end_without_shared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's main job at toy sizes: generate the xTB reference, then the whole pipeline."""
+    from crmse_cli.stages import pretrain, reproduce
+    from crmse_cli.stages.sample import SampleConfig
+    from crmse_cli.train.contrastive import ContrastiveConfig
+
+    monkeypatch.setitem(reproduce.XTB_REFERENCES, "ethanol-xtb", ("ethanol", _cfg(frames=40, replicas=2)))
+    tiny_model = {"model": {"features": 8, "layers": 1, "n_rbf": 8}, "max_epochs": 2, "max_minutes": 0.5}
+    monkeypatch.setitem(pretrain.PRESETS, "tiny", {**tiny_model, "early_stopping_patience": 0})
+    monkeypatch.setitem(
+        reproduce.PRESETS,
+        "tiny",
+        reproduce.Preset(
+            pretrain={},
+            sample=SampleConfig(replicas=2, steps=40, record_every=10),
+            contrastive=ContrastiveConfig(n_chains=2, n_updates=2, steps_per_update=5, warmup_updates=0),
+            control=False,
+        ),
+    )
+    res = reproduce.reproduce(Workspace(tmp_path), "ethanol-xtb", preset="tiny")
+    assert res.report is not None and res.report.is_file()
+    assert res.reference_check is not None and "virial" in res.reference_check
+    assert set(res.metrics) == {"MSE", "CRMSE"}
+    for label in res.metrics:
+        assert "dihedral_profile_error.hydroxyl" in res.metrics[label]

@@ -66,6 +66,7 @@ def reproduce_command(
                 "runs": res.runs,
                 "report": str(res.report),
                 "wall_s": res.wall_s,
+                "reference_check": res.reference_check,
                 "metrics": {k: {n: v for n, (v, _) in m.items()} for k, m in res.metrics.items()},
             }
         )
@@ -85,6 +86,10 @@ def reproduce_command(
                 ),
             )
     console.print(table)
+    if res.reference_check:
+        from crmse_cli.stages.fetch_xtb import check_summary
+
+        console.print(f"reference: {check_summary(res.reference_check)}", highlight=False)
     console.print(f"runs: {', '.join(f'{k}={v}' for k, v in res.runs.items())}", highlight=False)
     console.print(f"report: {res.report}  ({res.wall_s / 60:.1f} min)", highlight=False)
     if open_:

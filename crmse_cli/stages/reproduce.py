@@ -82,6 +82,7 @@ class ReproduceResult:
     report: Path | None = None
     metrics: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)  # label -> metrics
     wall_s: float = 0.0
+    reference_check: dict[str, Any] | None = None  # the xTB reference's ensemble check, if any
 
 
 def _find(reg: Any, base: str) -> list[Any]:
@@ -144,8 +145,9 @@ def reproduce(
     p = PRESETS[preset]
     reg = registry or Registry.open(ws.ensure())
     ensure_dataset(ws, reg, molecule, from_path, processes)
+    res_check = reg.get_dataset(molecule).meta.get("ensemble_check")
     tag = f"repro-{molecule}-{preset}-n{n_train or 'all'}-s{seed}"
-    res = ReproduceResult()
+    res = ReproduceResult(reference_check=res_check)
     sample_cfg = replace(p.sample, seed=seed, temperature_K=temperature_K or p.sample.temperature_K)
     contrastive = replace(
         p.contrastive, seed=seed, lambda_=p.contrastive.lambda_ if lambda_ is None else lambda_
