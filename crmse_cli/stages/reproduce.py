@@ -1,4 +1,5 @@
-"""`crmse reproduce`: fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate -> compare.
+"""`crmse reproduce`: fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate ->
+compare.
 
 ``reproduce ethanol`` runs on rMD17 (the paper's path); ``reproduce ethanol-xtb`` generates an
 exact 500 K GFN2-xTB reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
