@@ -133,6 +133,40 @@ def test_fetch_xtb_registers_disjoint_splits_and_provenance(tmp_path: Path) -> N
 
 
 @needs_tblite
+def test_fetch_xtb_start_geometries_and_relabelled_control(tmp_path: Path) -> None:
+    from ase.io import write
+
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages.fetch_xtb import default_name, fetch_xtb
+
+    ws = Workspace(tmp_path)
+    z, x0 = _ethanol()
+    xyz = tmp_path / "start.xyz"
+    from ase import Atoms
+
+    write(xyz, Atoms(numbers=z, positions=x0 + 0.01))
+    first = fetch_xtb(ws, "myethanol", _cfg(frames=4), start_from=xyz, in_process=True)
+    assert first.fetch.name == "myethanol-xtb"
+    relabelled = _cfg(frames=4, label_method="gfn1")
+    res = fetch_xtb(ws, "ethanol", relabelled, start_from="myethanol-xtb", in_process=True)
+    assert res.fetch.name == default_name("ethanol", relabelled) == "ethanol-xtb-gfn2-gfn1label-500K"
+    assert res.check is not None and res.check_sampling is not None
+    reg = Registry.open(ws)
+    try:
+        metas = {d.name: d.meta for d in reg.list_datasets()}
+    finally:
+        reg.close()
+    assert metas["myethanol-xtb"]["start"] == f"file:{xyz.resolve()}"
+    assert metas[res.fetch.name]["start"] == "dataset:myethanol-xtb"
+    assert metas[res.fetch.name]["label_method"] == "gfn1"
+    assert metas[res.fetch.name]["ensemble_check_sampling"]["temperature_K"] == 500.0
+    with pytest.raises(CrmseError, match="no built-in geometry"):
+        fetch_xtb(ws, "malonaldehyde", _cfg(), in_process=True)
+    with pytest.raises(CrmseError, match="neither a file nor a registered dataset"):
+        fetch_xtb(ws, "ethanol", _cfg(), start_from="nothing-here", in_process=True)
+
+
+@needs_tblite
 def test_hot_set_declared_colder_fails_the_check() -> None:
     """Frames generated at 730 K and declared 500 K fail the ensemble check (~7 s of one core)."""
     from crmse_cli.analysis.stats import ensemble_check
