@@ -20,6 +20,14 @@ MEV_PER_KCAL_PER_MOL: float = 1000.0 * EV_PER_KCAL_PER_MOL
 KCAL_PER_MOL_PER_AMU_A2_FS2: float = 2390.057361
 AMU_A2_FS2_PER_KCAL_PER_MOL: float = 1.0 / KCAL_PER_MOL_PER_AMU_A2_FS2
 
+# Atomic units (tblite/xTB speak Hartree and Bohr). CODATA 2018: E_h = 4.3597447222071e-18 J,
+# times N_A / 4184 J/kcal = 627.5094740631 kcal/mol; a_0 = 0.529177210903 Å.
+KCAL_PER_MOL_PER_HARTREE: float = 627.5094740631
+A_PER_BOHR: float = 0.529177210903
+BOHR_PER_A: float = 1.0 / A_PER_BOHR
+# A gradient in Hartree/Bohr expressed in kcal/mol/Å.
+KCAL_PER_MOL_A_PER_HARTREE_BOHR: float = KCAL_PER_MOL_PER_HARTREE / A_PER_BOHR
+
 ENERGY_UNIT = "kcal/mol"
 FORCE_UNIT = "kcal/mol/A"
 LENGTH_UNIT = "A"

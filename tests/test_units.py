@@ -28,3 +28,12 @@ def test_amu_angstrom_fs_in_kcal_per_mol() -> None:
 def test_energy_unit_table() -> None:
     assert units.ENERGY_UNITS["kcal/mol"] == 1.0
     assert math.isclose(units.ENERGY_UNITS["eV"] * units.EV_PER_KCAL_PER_MOL, 1.0)
+
+
+def test_atomic_units() -> None:
+    hartree_kcal_mol = C.physical_constants["Hartree energy"][0] * C.N_A / 4184.0
+    bohr_a = C.physical_constants["Bohr radius"][0] * 1e10
+    assert math.isclose(units.KCAL_PER_MOL_PER_HARTREE, hartree_kcal_mol, rel_tol=1e-9)
+    assert math.isclose(units.A_PER_BOHR, bohr_a, rel_tol=1e-9)
+    assert math.isclose(units.A_PER_BOHR * units.BOHR_PER_A, 1.0)
+    assert math.isclose(units.KCAL_PER_MOL_A_PER_HARTREE_BOHR, hartree_kcal_mol / bohr_a, rel_tol=1e-9)

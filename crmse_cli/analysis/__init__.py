@@ -26,18 +26,23 @@ from crmse_cli.analysis.observables import (
     pair_histograms,
     pairs_that_matter,
 )
+from crmse_cli.analysis.rotors import dihedral_sets, rotor_dihedral_sets
 from crmse_cli.analysis.stats import (
+    EnsembleCheck,
     StabilityStats,
     block_bootstrap_means,
     configurational_temperature,
     configurational_temperature_error,
     energy_ks,
+    energy_spread_temperature,
+    ensemble_check,
     stability_summary,
     virial_temperature,
 )
 
 __all__ = [
     "DistributionComparison",
+    "EnsembleCheck",
     "Metrics",
     "Profile",
     "StabilityStats",
@@ -46,8 +51,11 @@ __all__ = [
     "configurational_temperature_error",
     "dihedral_angles",
     "dihedral_density_2d",
+    "dihedral_sets",
     "distribution_metrics",
     "energy_ks",
+    "energy_spread_temperature",
+    "ensemble_check",
     "frame_pair_distances",
     "free_energy_profile",
     "hr_histogram",
@@ -61,6 +69,7 @@ __all__ = [
     "pairs_that_matter",
     "profile_error",
     "proper_dihedrals",
+    "rotor_dihedral_sets",
     "stability_summary",
     "virial_temperature",
 ]

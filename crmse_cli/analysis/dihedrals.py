@@ -223,7 +223,7 @@ def named_dihedral_sets(species: np.ndarray, positions_ref: np.ndarray) -> dict[
         return _ethanol(z, nbrs)
     if formula == "C9H8O4":
         return _aspirin(z, nbrs, ring_atoms(bonds, len(z)))
-    log.info("no named torsions for %s; only generic proper dihedrals are available", formula)
+    log.info("no named torsions for %s; rotor_dihedral_sets names its rotors by their atoms", formula)
     return {}
 
 

@@ -18,7 +18,6 @@ from crmse_cli.analysis.dihedrals import (
     dihedral_density_2d,
     free_energy_profile,
     js_divergence,
-    named_dihedral_sets,
     profile_error,
 )
 from crmse_cli.analysis.observables import (
@@ -34,6 +33,7 @@ from crmse_cli.analysis.observables import (
     pair_histograms,
     pairs_that_matter,
 )
+from crmse_cli.analysis.rotors import dihedral_sets as default_dihedral_sets
 from crmse_cli.analysis.stats import energy_ks
 from crmse_cli.errors import DataError
 
@@ -181,7 +181,8 @@ def distribution_metrics(
         collapse_margin_A: a sample frame is outside the support when some pair is closer than
             its reference minimum minus this, Å.
         dihedral_sets: name -> (Q, 4) torsions to profile; default
-            :func:`~crmse_cli.analysis.dihedrals.named_dihedral_sets` of the reference.
+            :func:`~crmse_cli.analysis.rotors.dihedral_sets` of the reference (the named
+            torsions and every other rotatable bond, named by its atoms).
 
     Returns:
         :class:`DistributionComparison` ``(metrics, arrays)``. Metric names: ``energy_ks``,
@@ -221,7 +222,7 @@ def distribution_metrics(
     metrics["hr_mae"] = (hr_mae(h_s, h_r, edges), "1")
     arrays.update(hr_edges=edges, hr_sample=h_s, hr_ref=h_r)
 
-    sets = named_dihedral_sets(z, ref) if dihedral_sets is None else dihedral_sets
+    sets = default_dihedral_sets(z, ref) if dihedral_sets is None else dihedral_sets
     _dihedral_part(sets, sample, ref, temperature_K, dihedral_bins, metrics, arrays)
     _pair_part(z, sample, ref, np.asarray(pair_edges_A, dtype=np.float64), collapse_margin_A, metrics, arrays)
     return DistributionComparison(metrics, arrays)

@@ -221,3 +221,153 @@ def virial_temperature(positions: np.ndarray, forces: np.ndarray) -> float:
     v = virial_terms(positions, forces)
     n_atoms = np.asarray(positions).shape[1]
     return float(v.mean() / (3 * (n_atoms - 1) * KB_KCAL_PER_MOL_K))
+
+
+def virial_temperature_error(
+    positions: np.ndarray, forces: np.ndarray, block_size: int = 1, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """:func:`virial_temperature` and its (block) bootstrap standard error, both in K."""
+    v = virial_terms(positions, forces)
+    scale = 3 * (np.asarray(positions).shape[1] - 1) * KB_KCAL_PER_MOL_K
+    reps = block_bootstrap_means(v[:, None], block_size, n_boot, seed)[:, 0]
+    return float(v.mean() / scale), float(np.std(reps / scale, ddof=1))
+
+
+def energy_spread_temperature(energies: np.ndarray, n_modes: int) -> float:
+    """Harmonic estimator of T from the spread of potential energies: var(U) = n_modes (kT)^2 / 2.
+
+    Exact for a harmonic potential with ``n_modes`` vibrational modes (each contributes kT/2 to
+    <U> and (kT)^2/2 to var U); for a real molecule anharmonic bonds raise and hindered rotors
+    lower the spread, so read it as a cross-check of the other two estimators, good to a few
+    per cent, not as an exact identity.
+
+    Args:
+        energies: (F,) kcal/mol, potential energies of the frames.
+        n_modes: vibrational degrees of freedom, 3N - 6 for a non-linear molecule.
+
+    Returns:
+        K.
+    """
+    u = np.asarray(energies, dtype=np.float64).ravel()
+    if u.size < 2 or n_modes < 1 or not np.all(np.isfinite(u)):
+        raise DataError("the energy-spread temperature needs >= 2 finite energies and n_modes >= 1")
+    return float(np.sqrt(2.0 * u.var() / n_modes) / KB_KCAL_PER_MOL_K)
+
+
+def energy_spread_temperature_error(
+    energies: np.ndarray, n_modes: int, block_size: int = 1, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """:func:`energy_spread_temperature` and its (block) bootstrap standard error, both in K."""
+    u = np.asarray(energies, dtype=np.float64).ravel()
+    value = energy_spread_temperature(u, n_modes)
+    c = u - u.mean()  # centred: the variance from (mean u, mean u^2) loses no digits
+    reps = block_bootstrap_means(np.stack([c, c * c], axis=1), block_size, n_boot, seed)
+    var = np.maximum(reps[:, 1] - reps[:, 0] ** 2, 0.0)
+    return value, float(np.std(np.sqrt(2.0 * var / n_modes) / KB_KCAL_PER_MOL_K, ddof=1))
+
+
+@dataclass(frozen=True)
+class TemperatureEstimate:
+    """One temperature estimator applied to a frame set.
+
+    Attributes:
+        name: ``virial``, ``configurational`` or ``energy_spread``.
+        value_K: the estimate, K.
+        error_K: its block-bootstrap standard error, K.
+        set_K: the temperature the frames are declared to be at, K.
+        z: how many standard errors the estimate may miss ``set_K`` by and still pass.
+    """
+
+    name: str
+    value_K: float
+    error_K: float
+    set_K: float
+    z: float
+
+    @property
+    def deviation_sigma(self) -> float:
+        """(value - set) / error; inf when the error is zero and the value misses."""
+        diff = self.value_K - self.set_K
+        if self.error_K > 0:
+            return float(diff / self.error_K)
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.value_K) and abs(self.deviation_sigma) <= self.z)
+
+
+@dataclass(frozen=True)
+class EnsembleCheck:
+    """Do the frames read their declared temperature? (see :func:`ensemble_check`)."""
+
+    temperature_K: float
+    estimates: tuple[TemperatureEstimate, ...]
+    block_size: int
+
+    @property
+    def passed(self) -> bool:
+        return all(e.passed for e in self.estimates)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary (registry meta)."""
+        return {
+            "temperature_K": self.temperature_K,
+            "block_size": self.block_size,
+            "passed": self.passed,
+            **{
+                e.name: {"value_K": e.value_K, "error_K": e.error_K, "passed": e.passed, "z": e.z}
+                for e in self.estimates
+            },
+        }
+
+
+def ensemble_check(
+    positions: np.ndarray,
+    forces: np.ndarray,
+    energies: np.ndarray,
+    temperature_K: float,
+    *,
+    tconf: tuple[np.ndarray, np.ndarray] | None = None,
+    n_modes: int | None = None,
+    n_blocks: int = 20,
+    z: float = 3.0,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> EnsembleCheck:
+    """The virial, configurational and energy-spread temperatures of a frame set, with error bars.
+
+    For frames drawn from exp(-U/kT) and labelled with that U, the virial temperature and T_conf
+    equal T exactly and the (harmonic) energy-spread temperature nearly; a set generated hotter
+    than declared, or labelled on another surface, misses. Error bars come from a block
+    bootstrap with ``n_blocks`` contiguous blocks, so frame-to-frame correlation along a
+    trajectory is accounted for when a block is longer than the correlation time.
+
+    Args:
+        positions: (F, N, 3) Å.
+        forces: (F, N, 3) kcal/mol/Å, -grad U of the frames.
+        energies: (F,) kcal/mol.
+        temperature_K: the declared temperature, K.
+        tconf: optional ``(forces (F', N, 3), laplacians (F',))`` of a subset of frames for T_conf
+            (laplacians in kcal/mol/Å^2, e.g. from finite differences); skipped when None.
+        n_modes: vibrational modes for the energy spread (default 3N - 6).
+        n_blocks: bootstrap blocks (each of F // n_blocks frames).
+        z: an estimate passes when it lies within z standard errors of ``temperature_K``.
+        n_boot: bootstrap replicates.
+        seed: seed of the resampling.
+    """
+    x = np.asarray(positions, dtype=np.float64)
+    n_frames, n_atoms = x.shape[0], x.shape[1]
+    block = max(1, n_frames // max(n_blocks, 2))
+    est = []
+    t, err = virial_temperature_error(x, forces, block, n_boot, seed)
+    est.append(TemperatureEstimate("virial", t, err, temperature_K, z))
+    if tconf is not None:
+        f_sub, lap = tconf
+        b = max(1, len(lap) // max(n_blocks, 2))
+        t, err = configurational_temperature_error(f_sub, lap, b, n_boot, seed)
+        est.append(TemperatureEstimate("configurational", t, err, temperature_K, z))
+    modes = 3 * n_atoms - 6 if n_modes is None else n_modes
+    t, err = energy_spread_temperature_error(energies, modes, block, n_boot, seed)
+    est.append(TemperatureEstimate("energy_spread", t, err, temperature_K, z))
+    return EnsembleCheck(temperature_K, tuple(est), block)

@@ -104,6 +104,75 @@ def xyz_command(
     )
 
 
+@fetch_app.command("xtb")
+def xtb_command(
+    ctx: typer.Context,
+    molecule: str = typer.Argument(
+        ..., help="ethanol, or any name of ase.build.molecule; other molecules need --start-from."
+    ),
+    start_from: str | None = typer.Option(
+        None, "--start-from", help="Start geometry: a registered dataset (its frame 0) or an xyz file."
+    ),
+    temperature_K: float = typer.Option(500.0, "--temperature-K", help="Thermostat temperature, K."),
+    frames: int = typer.Option(1000, "--frames", help="Frames kept over all replicas."),
+    method: str = typer.Option("gfn2", "--method", help="xTB method of the dynamics: gfn2 or gfn1."),
+    label_method: str | None = typer.Option(
+        None, "--label-method", help="xTB method of the labels (default --method; gfn1: relabelled control)."
+    ),
+    timestep_fs: float = typer.Option(0.5, "--timestep-fs", help="BAOAB time step, fs."),
+    friction_per_fs: float = typer.Option(0.01, "--friction-per-fs", help="Langevin friction, 1/fs."),
+    equilibration_ps: float = typer.Option(1.0, "--equilibration-ps", help="Discarded start, ps."),
+    stride: int = typer.Option(20, "--stride", help="Steps between kept frames."),
+    replicas: int = typer.Option(1, "--replicas", help="Independent trajectories."),
+    processes: int = typer.Option(1, "--processes", help="Worker processes (one thread each)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the velocities, the noise and the splits."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name (default <molecule>-xtb[-...])."),
+    force: bool = typer.Option(False, "--force", help="Discard a cached generation with other settings."),
+) -> None:
+    """Generate an exact-temperature GFN-xTB reference by Langevin dynamics (rerun to resume)."""
+    from crmse_cli.data.xtb_md import XtbMDConfig
+    from crmse_cli.stages.fetch_xtb import fetch_xtb
+
+    cfg = XtbMDConfig(
+        temperature_K=temperature_K,
+        frames=frames,
+        method=method,
+        label_method=label_method,
+        timestep_fs=timestep_fs,
+        friction_per_fs=friction_per_fs,
+        equilibration_ps=equilibration_ps,
+        stride=stride,
+        replicas=replicas,
+        seed=seed,
+    )
+    ws = state(ctx).workspace
+    res = fetch_xtb(ws, molecule, cfg, start_from=start_from, name=name, processes=processes, force=force)
+    if state(ctx).json:
+        emit_json(asdict(res))
+        return
+    _print(ctx, res.fetch)
+    if not res.fetch.already:
+        console.print(
+            f"  speed  {res.frames_per_s:.1f} frames/s, {res.ms_per_force_call:.2f} ms per force call "
+            f"per process ({res.wall_s:.0f} s)",
+            highlight=False,
+        )
+    for title, check in (("labels", res.check), ("sampling surface", res.check_sampling)):
+        if check:
+            console.print(check_line(title, check), highlight=False)
+
+
+def check_line(title: str, check: dict[str, Any]) -> str:
+    """One line: the three temperatures with error bars against the set one."""
+    parts = [
+        f"{k} {v['value_K']:.0f} ± {v['error_K']:.0f} K" + ("" if v["passed"] else " [red](miss)[/]")
+        for k, v in check.items()
+        if isinstance(v, dict)
+    ]
+    verdict = "[green]reads[/]" if check["passed"] else "[red]does not read[/]"
+    return f"  check  ({title}) {verdict} {check['temperature_K']:g} K: " + ", ".join(parts)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``fetch`` command group to ``app``."""
     app.add_typer(fetch_app, name="fetch")

@@ -27,7 +27,10 @@ HEADLINE = (
 
 def reproduce_command(
     ctx: typer.Context,
-    molecule: str = typer.Argument(..., help="rMD17 molecule, e.g. ethanol."),
+    molecule: str = typer.Argument(
+        ..., help="rMD17 molecule (e.g. ethanol: the paper's path) or ethanol-xtb (an exact 500 K GFN2-xTB "
+        "reference generated here: no download)."
+    ),
     preset: str = typer.Option("quick", help="quick (~10 min on one core) or paper (the paper's sizes)."),
     from_path: Path | None = typer.Option(None, "--from", help="Local rMD17 archive (offline machines)."),
     n_train: int | None = typer.Option(None, help="Training frames (default: the preset's)."),
@@ -38,6 +41,7 @@ def reproduce_command(
     ),
     out: Path | None = typer.Option(None, help="Where to write the HTML report."),
     open_: bool = typer.Option(False, "--open", help="Open the report in the desktop browser when done."),
+    processes: int = typer.Option(1, "--processes", help="Worker processes for generating an xTB reference."),
 ) -> None:
     """fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
     from crmse_cli.stages.reproduce import reproduce
@@ -54,6 +58,7 @@ def reproduce_command(
         lambda_=lambda_,
         temperature_K=temperature_K,
         out=out,
+        processes=processes,
     )
     if st.json:
         emit_json(
@@ -61,6 +66,7 @@ def reproduce_command(
                 "runs": res.runs,
                 "report": str(res.report),
                 "wall_s": res.wall_s,
+                "reference_check": res.reference_check,
                 "metrics": {k: {n: v for n, (v, _) in m.items()} for k, m in res.metrics.items()},
             }
         )
@@ -80,6 +86,10 @@ def reproduce_command(
                 ),
             )
     console.print(table)
+    if res.reference_check:
+        from crmse_cli.stages.fetch_xtb import check_summary
+
+        console.print(f"reference: {check_summary(res.reference_check)}", highlight=False)
     console.print(f"runs: {', '.join(f'{k}={v}' for k, v in res.runs.items())}", highlight=False)
     console.print(f"report: {res.report}  ({res.wall_s / 60:.1f} min)", highlight=False)
     if open_:

@@ -147,3 +147,26 @@ def validate_arrays(
             raise DataError(f"{name}: {label} contain non-finite values")
     if np.any(species <= 0) or np.any(species > 118):
         raise DataError(f"{name}: species must be atomic numbers in 1..118")
+
+
+def random_splits(
+    n_frames: int, seed: int = 0, n_splits: int = 5, max_part: int = 1000
+) -> dict[str, dict[str, np.ndarray]]:
+    """rMD17-like splits for a generated dataset: ``"01"``..``"05"``, train and test disjoint.
+
+    rMD17 draws 1000 training and 1000 test frames per split from 100,000; the rest are the
+    reference. Here each part holds ``min(max_part, n_frames // 4)`` frames (at least 1), so
+    at least half of the frames are reference frames of each split; each split is an
+    independent random draw (generator seeded with ``(seed, split)``).
+
+    Returns:
+        ``{"01": {"train": idx, "test": idx}, ...}`` with sorted int64 row indices.
+    """
+    if n_frames < 3:
+        raise DataError(f"splits need at least 3 frames, got {n_frames}")
+    part = max(1, min(max_part, n_frames // 4))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for k in range(1, n_splits + 1):
+        perm = np.random.default_rng([seed, k]).permutation(n_frames)
+        out[f"{k:02d}"] = {"train": np.sort(perm[:part]), "test": np.sort(perm[part : 2 * part])}
+    return out

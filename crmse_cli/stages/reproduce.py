@@ -1,4 +1,8 @@
-"""`crmse reproduce`: fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate -> compare.
+"""`crmse reproduce`: fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate ->
+compare.
+
+``reproduce ethanol`` runs on rMD17 (the paper's path); ``reproduce ethanol-xtb`` generates an
+exact 500 K GFN2-xTB reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
 
 Every step is an ordinary registry run named ``repro-<molecule>-<preset>-n<n_train>-s<seed>-<step>``,
 so ``crmse runs`` lists them and each can be rerun alone. Rerunning ``reproduce`` reuses the
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from crmse_cli.data.xtb_md import XtbMDConfig
 from crmse_cli.errors import CrmseError
 from crmse_cli.stages.sample import SampleConfig
 from crmse_cli.train.contrastive import ContrastiveConfig
@@ -47,12 +52,38 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+XTB_REFERENCES: dict[str, tuple[str, XtbMDConfig]] = {
+    # 2000 frames (splits of 500 train / 500 test / 1000 reference) from 4 replicas of 5 ps after
+    # 1 ps of equilibration, every 10 fs: 48,000 GFN2 force calls, about a minute on one core.
+    "ethanol-xtb": (
+        "ethanol",
+        XtbMDConfig(temperature_K=500.0, frames=2000, stride=20, replicas=4, equilibration_ps=1.0, seed=0),
+    ),
+}
+"""Dataset names that ``reproduce`` generates when they are not registered: (molecule, settings)."""
+
+
+def ensure_dataset(ws: Workspace, reg: Any, name: str, from_path: Path | None, processes: int = 1) -> None:
+    """Register dataset ``name`` if it is not: generate an xTB reference or fetch rMD17."""
+    from crmse_cli.stages import fetch as fetch_stage
+    from crmse_cli.stages import fetch_xtb
+
+    if reg.find_dataset(name) is not None:
+        return
+    if name in XTB_REFERENCES:
+        molecule, cfg = XTB_REFERENCES[name]
+        fetch_xtb.fetch_xtb(ws, molecule, cfg, name=name, processes=processes)
+    else:
+        fetch_stage.fetch_rmd17(ws, name, from_path=from_path)
+
+
 @dataclass
 class ReproduceResult:
     runs: dict[str, str] = field(default_factory=dict)  # step -> run id
     report: Path | None = None
     metrics: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)  # label -> metrics
     wall_s: float = 0.0
+    reference_check: dict[str, Any] | None = None  # the xTB reference's ensemble check, if any
 
 
 def _find(reg: Any, base: str) -> list[Any]:
@@ -95,12 +126,16 @@ def reproduce(
     temperature_K: float | None = None,
     out: Path | None = None,
     registry: Any = None,
+    processes: int = 1,
 ) -> ReproduceResult:
-    """Run the whole pipeline on one molecule; return run ids, metrics and the report path."""
+    """Run the whole pipeline on one molecule; return run ids, metrics and the report path.
+
+    ``molecule`` is an rMD17 molecule, a name of :data:`XTB_REFERENCES` (generated with
+    ``processes`` worker processes when not registered) or any registered dataset.
+    """
     from crmse_cli.registry.store import Registry
     from crmse_cli.stages import compare as compare_stage
     from crmse_cli.stages import evaluate as evaluate_stage
-    from crmse_cli.stages import fetch as fetch_stage
     from crmse_cli.stages import pretrain as pretrain_stage
     from crmse_cli.stages import regularize as regularize_stage
     from crmse_cli.stages import sample as sample_stage
@@ -110,10 +145,10 @@ def reproduce(
     t0 = time.perf_counter()
     p = PRESETS[preset]
     reg = registry or Registry.open(ws.ensure())
-    if reg.find_dataset(molecule) is None:
-        fetch_stage.fetch_rmd17(ws, molecule, from_path=from_path)
+    ensure_dataset(ws, reg, molecule, from_path, processes)
+    res_check = reg.get_dataset(molecule).meta.get("ensemble_check")
     tag = f"repro-{molecule}-{preset}-n{n_train or 'all'}-s{seed}"
-    res = ReproduceResult()
+    res = ReproduceResult(reference_check=res_check)
     sample_cfg = replace(p.sample, seed=seed, temperature_K=temperature_K or p.sample.temperature_K)
     contrastive = replace(
         p.contrastive, seed=seed, lambda_=p.contrastive.lambda_ if lambda_ is None else lambda_

@@ -1,0 +1,320 @@
+"""Langevin dynamics on the xTB surface: exact-temperature reference frames, resumable.
+
+Each replica is one independent trajectory of one molecule, integrated with BAOAB in numpy
+(Leimkuhler & Matthews, Appl. Math. Res. Express 2013, 34-56), step dt, friction gamma:
+
+    B:  v <- v + (dt/2) F(x) / m
+    A:  x <- x + (dt/2) v
+    O:  v <- c1 v + c2 sqrt(kT/m) xi,   c1 = exp(-gamma dt),  c2 = sqrt(1 - c1^2),  xi ~ N(0, I)
+    A:  x <- x + (dt/2) v
+    B:  v <- v + (dt/2) F(x) / m      (the step's one force call, reused by the next step)
+
+the same splitting and units as :mod:`crmse_cli.sampling.langevin` (x Å, v Å/fs, m amu, F
+kcal/mol/Å; F/m becomes Å/fs^2 through ``AMU_A2_FS2_PER_KCAL_PER_MOL``). BAOAB samples the
+configurations of exp(-U/kT) with an O(dt^2) error that vanishes for harmonic modes.
+
+Every ``stride`` steps is a *boundary*: the force call there starts from tblite's default SCF
+guess (so the state at a boundary determines the rest of the trajectory), the state is kept in
+memory as the resume point, and after the equilibration the frame is kept and labelled. A
+checkpoint (positions, velocities, forces, RNG state, frames so far) is written atomically at a
+boundary every ``checkpoint_every_s`` seconds and on Ctrl-C, so a resumed replica continues the
+same trajectory and loses no frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from ase.data import atomic_masses
+
+from crmse_cli.data.xtb import XtbForceField, check_method
+from crmse_cli.errors import CrmseError, DataError
+from crmse_cli.fileio import atomic_path
+from crmse_cli.units import AMU_A2_FS2_PER_KCAL_PER_MOL, kT
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class XtbMDConfig:
+    """How a reference ensemble is sampled and labelled.
+
+    Attributes:
+        temperature_K: thermostat temperature, K (default 500, rMD17's nominal one).
+        frames: frames kept over all replicas.
+        method: xTB method of the dynamics, ``gfn2`` or ``gfn1``.
+        label_method: xTB method of the labels (None: ``method``; ``gfn1`` with ``gfn2``
+            sampling is the "sampled on one surface, labelled on another" control).
+        timestep_fs: BAOAB step, fs (0.5: C-H and O-H stretches take ~10 fs).
+        friction_per_fs: Langevin friction gamma, 1/fs.
+        equilibration_ps: discarded time at the start of each replica, ps.
+        stride: steps between kept frames (decorrelation).
+        replicas: independent trajectories, each seeded from (seed, replica index).
+        seed: seed of the initial velocities and the noise.
+        checkpoint_every_s: wall seconds between checkpoints (does not change the frames).
+    """
+
+    temperature_K: float = 500.0
+    frames: int = 1000
+    method: str = "gfn2"
+    label_method: str | None = None
+    timestep_fs: float = 0.5
+    friction_per_fs: float = 0.01
+    equilibration_ps: float = 1.0
+    stride: int = 20
+    replicas: int = 1
+    seed: int = 0
+    checkpoint_every_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        check_method(self.label)
+        if self.temperature_K <= 0 or self.timestep_fs <= 0 or self.friction_per_fs < 0:
+            raise CrmseError("--temperature-K and --timestep-fs must be > 0, --friction-per-fs >= 0")
+        if self.stride < 1 or self.replicas < 1 or self.equilibration_ps < 0:
+            raise CrmseError("--stride and --replicas must be >= 1, --equilibration-ps >= 0")
+        if self.frames < max(3, self.replicas):
+            raise CrmseError(f"--frames must be >= 3 and >= --replicas, got {self.frames}")
+
+    @property
+    def label(self) -> str:
+        return self.label_method or self.method
+
+    @property
+    def equilibration_steps(self) -> int:
+        """Discarded steps, rounded up to a whole number of strides."""
+        steps = math.ceil(self.equilibration_ps * 1000.0 / self.timestep_fs)
+        return math.ceil(steps / self.stride) * self.stride
+
+    def frames_of(self, replica: int) -> int:
+        """Frames replica ``replica`` keeps (the total split as evenly as possible)."""
+        base, extra = divmod(self.frames, self.replicas)
+        return base + (1 if replica < extra else 0)
+
+    def steps_of(self, replica: int) -> int:
+        return self.equilibration_steps + self.frames_of(replica) * self.stride
+
+    def identity(self) -> dict[str, Any]:
+        """Every field that changes the frames (not the checkpoint interval)."""
+        d = asdict(self)
+        d.pop("checkpoint_every_s")
+        d["label_method"] = self.label
+        return d
+
+
+@dataclass(frozen=True)
+class ReplicaTask:
+    """One replica's work; picklable, so a worker process can run it."""
+
+    species: np.ndarray  # (N,)
+    start_A: np.ndarray  # (N, 3) Å
+    config: XtbMDConfig
+    replica: int
+    key: str  # identity of the whole generation; a checkpoint of another key is refused
+    checkpoint: str | None = None
+
+
+@dataclass
+class ReplicaResult:
+    """Kept frames of one replica, labelled; sampling-surface values beside the labels."""
+
+    replica: int
+    positions: np.ndarray  # (k, N, 3) Å
+    energies: np.ndarray  # (k,) kcal/mol, label method
+    forces: np.ndarray  # (k, N, 3) kcal/mol/Å, label method
+    sample_energies: np.ndarray  # (k,) kcal/mol, sampling method
+    sample_forces: np.ndarray  # (k, N, 3)
+    force_calls: int = 0  # calls made in this session (resumed work not counted twice)
+    wall_s: float = 0.0
+    resumed_from_step: int = 0
+
+
+@dataclass
+class _State:
+    x: np.ndarray
+    v: np.ndarray
+    f: np.ndarray
+    e: float
+    step: int
+    rng_state: dict[str, Any]
+    n_kept: int
+    frames: dict[str, list[Any]] = field(default_factory=dict)
+
+
+_FRAME_KEYS = ("positions", "energies", "forces", "sample_energies", "sample_forces")
+
+
+def _save(path: str, s: _State, key: str) -> None:
+    arrays = {k: np.asarray(s.frames[k][: s.n_kept]) for k in _FRAME_KEYS}
+    meta = {"key": key, "step": s.step, "energy": s.e, "rng": s.rng_state, "format": CHECKPOINT_FORMAT}
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, x=s.x, v=s.v, f=s.f, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
+
+
+def _load(path: str, key: str, n_atoms: int) -> _State:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            frames = {k: list(z[k]) if z[k].size else [] for k in _FRAME_KEYS}
+            x, v, f = z["x"], z["v"], z["f"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"checkpoint {path} is unreadable ({exc}); delete it or pass --force") from exc
+    if meta.get("key") != key or meta.get("format") != CHECKPOINT_FORMAT or x.shape != (n_atoms, 3):
+        raise DataError(f"checkpoint {path} belongs to another generation; pass --force to discard it")
+    n = len(frames["energies"])
+    return _State(x, v, f, float(meta["energy"]), int(meta["step"]), meta["rng"], n, frames)
+
+
+def _initial(task: ReplicaTask, ff: XtbForceField, sigma: np.ndarray) -> _State:
+    rng = np.random.default_rng([task.config.seed, task.replica])
+    x = np.array(task.start_A, dtype=np.float64)
+    v = sigma * rng.standard_normal(x.shape)  # Maxwell-Boltzmann at the set temperature
+    e, f = ff(x, fresh=True)
+    return _State(x, v, f, e, 0, dict(rng.bit_generator.state), 0, {k: [] for k in _FRAME_KEYS})
+
+
+def run_replica(
+    task: ReplicaTask, on_boundary: Callable[[int, int, int], None] | None = None
+) -> ReplicaResult:
+    """Integrate one replica to its frame count, resuming from its checkpoint if there is one.
+
+    Args:
+        task: what to run.
+        on_boundary: called ``(replica, step, frames kept)`` at every boundary (progress); an
+            exception it raises (KeyboardInterrupt) stops the replica after a checkpoint.
+
+    Returns:
+        The replica's kept frames (all of them, resumed ones included).
+    """
+    cfg = task.config
+    t0 = time.perf_counter()
+    species = np.asarray(task.species, dtype=np.int64)
+    ff = XtbForceField(species, cfg.method, task.start_A)
+    lf = XtbForceField(species, cfg.label, task.start_A) if cfg.label != cfg.method else None
+    m = atomic_masses[species][:, None]  # (N, 1) amu
+    sigma = np.sqrt(kT(cfg.temperature_K) * AMU_A2_FS2_PER_KCAL_PER_MOL / m)  # (N, 1) Å/fs
+    half_kick = 0.5 * cfg.timestep_fs * AMU_A2_FS2_PER_KCAL_PER_MOL / m
+    c1 = math.exp(-cfg.friction_per_fs * cfg.timestep_fs)
+    noise = math.sqrt(max(0.0, 1.0 - c1 * c1)) * sigma
+    half_dt = 0.5 * cfg.timestep_fs
+    ckpt = task.checkpoint
+    s = _load(ckpt, task.key, len(species)) if ckpt and os.path.exists(ckpt) else _initial(task, ff, sigma)
+    resumed_from = s.step
+    if resumed_from:
+        # The boundary's fresh call again: the same forces, and the same SCF guess for the next step.
+        s.e, s.f = ff(s.x, fresh=True)
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = s.rng_state
+    x, v, f, e, step = s.x.copy(), s.v.copy(), s.f.copy(), s.e, s.step
+    frames, n_equil, n_frames = s.frames, cfg.equilibration_steps, cfg.frames_of(task.replica)
+    last_save = time.monotonic()
+    try:
+        while s.n_kept < n_frames:
+            v = v + half_kick * f
+            x = x + half_dt * v
+            v = c1 * v + noise * rng.standard_normal(x.shape)
+            x = x + half_dt * v
+            step += 1
+            boundary = step % cfg.stride == 0
+            e, f = ff(x, fresh=boundary)
+            v = v + half_kick * f
+            if not boundary:
+                continue
+            n_kept = s.n_kept
+            if step > n_equil:
+                el, fl = lf(x, fresh=True) if lf is not None else (e, f)
+                for k, val in zip(_FRAME_KEYS, (x, el, fl, e, f), strict=True):
+                    del frames[k][n_kept:]
+                    frames[k].append(np.copy(val) if isinstance(val, np.ndarray) else val)
+                n_kept += 1
+            s = _State(x.copy(), v.copy(), f.copy(), e, step, dict(rng.bit_generator.state), n_kept, frames)
+            if ckpt and time.monotonic() - last_save >= cfg.checkpoint_every_s:
+                _save(ckpt, s, task.key)
+                last_save = time.monotonic()
+            if on_boundary is not None:
+                on_boundary(task.replica, step, n_kept)
+    except BaseException:  # Ctrl-C, or a failed force call: keep everything up to the last boundary
+        if ckpt:
+            _save(ckpt, s, task.key)
+        raise
+    if ckpt:
+        _save(ckpt, s, task.key)
+    calls = ff.n_calls + (lf.n_calls if lf is not None else 0)
+    arr = {k: np.asarray(frames[k][: s.n_kept]) for k in _FRAME_KEYS}
+    return ReplicaResult(
+        task.replica,
+        **arr,
+        force_calls=calls,
+        wall_s=time.perf_counter() - t0,
+        resumed_from_step=resumed_from,
+    )
+
+
+def _init_worker() -> None:
+    # Before tblite is imported in this process: OpenMP reads its thread count when it loads.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _worker(task: ReplicaTask, queue: Any) -> ReplicaResult:
+    def report(replica: int, step: int, kept: int) -> None:
+        try:
+            queue.put((replica, step, kept))
+        except Exception:  # the progress channel is gone (Ctrl-C reached the manager): keep working
+            pass
+
+    return run_replica(task, report)
+
+
+def run_replicas(
+    tasks: list[ReplicaTask],
+    processes: int = 1,
+    on_boundary: Callable[[int, int, int], None] | None = None,
+    *,
+    in_process: bool = False,
+) -> list[ReplicaResult]:
+    """Run replicas in ``processes`` worker processes of one OpenMP thread each.
+
+    Workers are spawned (not forked) with ``OMP_NUM_THREADS=1`` set before tblite loads; the
+    calling process only collects progress. On Ctrl-C every worker writes its checkpoint before
+    this function re-raises. ``in_process=True`` runs the replicas one after the other in this
+    process instead (tests; the caller's thread settings then apply).
+
+    Returns:
+        The results in replica order.
+    """
+    if in_process:
+        return [run_replica(t, on_boundary) for t in tasks]
+    import multiprocessing as mp
+    import queue as queue_mod
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        q = manager.Queue()
+        pool = ProcessPoolExecutor(
+            max(1, min(processes, len(tasks))), mp_context=ctx, initializer=_init_worker
+        )
+        try:
+            futures = [pool.submit(_worker, t, q) for t in tasks]
+            while not all(fu.done() for fu in futures):
+                try:
+                    msg = q.get(timeout=0.2)
+                except queue_mod.Empty:
+                    continue
+                if on_boundary is not None:
+                    on_boundary(*msg)
+            while on_boundary is not None and not q.empty():  # the last reports of each worker
+                on_boundary(*q.get())
+            results = [fu.result() for fu in futures]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # let the workers write their checkpoints
+            raise
+        pool.shutdown(wait=True)
+    return sorted(results, key=lambda r: r.replica)
