@@ -388,7 +388,7 @@ class ContrastiveTrainer:
         norm_c = _norm(g_c)
         lr = self._lr()
         grads = [gm + lam * gc if lam > 0 else gm for gm, gc in zip(g_mse, g_c, strict=True)]
-        self.loop.apply(lr, grads=grads)
+        self.loop.apply(lr, grads=grads, average=False)  # already the ranks' mean
         self.update += 1
         all_chain_e = self.dist.gather(energy_chains.detach())
         e_chain = all_chain_e.cpu().numpy()

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.optim import WeightAverage
 
 R = TypeVar("R")
@@ -41,8 +42,10 @@ class TrainingLoop(Generic[R]):
         grad_clip: float = 0.0,
         ema_decay: float = 0.0,
         optimizer_state: dict[str, Any] | None = None,
+        dist: DistContext | None = None,
     ) -> None:
         self.params = list(params)
+        self.dist = dist or DistContext()
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
@@ -57,8 +60,13 @@ class TrainingLoop(Generic[R]):
         *,
         loss: torch.Tensor | None = None,
         grads: Sequence[torch.Tensor | None] | None = None,
+        average: bool = True,
     ) -> None:
-        """One optimizer step at rate ``lr`` from ``loss`` (back-propagated) or given ``grads``."""
+        """One optimizer step at rate ``lr`` from ``loss`` (back-propagated) or given ``grads``.
+
+        In a data-parallel run the gradients are averaged over ranks here (``average``); the
+        CRMSE step passes ``average=False`` with gradients it has already reduced.
+        """
         if (loss is None) == (grads is None):
             raise ValueError("pass exactly one of loss or grads")
         for group in self.optimizer.param_groups:
@@ -70,6 +78,11 @@ class TrainingLoop(Generic[R]):
             assert grads is not None
             for p, g in zip(self.params, grads, strict=True):
                 p.grad = torch.zeros_like(p) if g is None else g.detach()
+        if average and self.dist.enabled:  # DDP: every rank steps with the mean gradient
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            self.dist.mean_([p.grad for p in self.params if p.grad is not None])
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()

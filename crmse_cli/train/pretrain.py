@@ -37,6 +37,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from crmse_cli.model.potential import Potential, build_potential
 from crmse_cli.train.data import FrameSet, check_device, select_frames, shuffled_batches
+from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import ErrorMetrics, energy_force_loss, error_metrics, evaluate_errors
 from crmse_cli.train.optim import LRSchedule, averaged
@@ -93,7 +94,9 @@ class PretrainTrainer:
         config: PretrainConfig,
         *,
         meta: dict[str, Any] | None = None,
+        dist: DistContext | None = None,
     ) -> None:
+        self.dist = dist or DistContext()
         if len(val) == 0:
             raise CrmseError(
                 "no validation frames: raise val_fraction above 0 (the best epoch is picked on them)"
@@ -104,7 +107,11 @@ class PretrainTrainer:
         self.meta = dict(meta or {})
         self.params = [p for p in potential.parameters() if p.requires_grad]
         self.loop: TrainingLoop[EpochRecord] = TrainingLoop(
-            self.params, lr=config.lr, grad_clip=config.grad_clip or 0.0, ema_decay=config.ema_decay
+            self.params,
+            lr=config.lr,
+            grad_clip=config.grad_clip or 0.0,
+            ema_decay=config.ema_decay,
+            dist=self.dist,
         )
         self.optimizer = self.loop.optimizer
         self.ema = self.loop.ema
@@ -121,7 +128,14 @@ class PretrainTrainer:
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, config: PretrainConfig, data: Dataset, split: str | int = "01") -> PretrainTrainer:
+    def create(
+        cls,
+        config: PretrainConfig,
+        data: Dataset,
+        split: str | int = "01",
+        *,
+        dist: DistContext | None = None,
+    ) -> PretrainTrainer:
         """A fresh trainer: draw frames, build the potential (seeded), fit shift and scale."""
         check_device(config.device)
         train_rows, val_rows = select_frames(
@@ -138,7 +152,12 @@ class PretrainTrainer:
         val = FrameSet.from_dataset(data, val_rows, dtype=dtype, device=config.device)
         center_energies(potential, train)
         return cls(
-            potential, train, val, config, meta={"dataset": data.name, "split": normalize_split(split)}
+            potential,
+            train,
+            val,
+            config,
+            meta={"dataset": data.name, "split": normalize_split(split)},
+            dist=dist,
         )
 
     @classmethod
@@ -149,6 +168,7 @@ class PretrainTrainer:
         *,
         config: PretrainConfig | None = None,
         overrides: dict[str, Any] | None = None,
+        dist: DistContext | None = None,
     ) -> PretrainTrainer:
         """Resume from a ``last`` checkpoint written by :meth:`save_last`.
 
@@ -177,7 +197,9 @@ class PretrainTrainer:
         )
         train = FrameSet.from_dataset(data, train_rows, dtype=dtype, device=config.device)
         val = FrameSet.from_dataset(data, val_rows, dtype=dtype, device=config.device)
-        trainer = cls(potential, train, val, config, meta={"dataset": data.name, "split": extra["split"]})
+        trainer = cls(
+            potential, train, val, config, meta={"dataset": data.name, "split": extra["split"]}, dist=dist
+        )
         trainer.load_state_dict(extra)
         return trainer
 
@@ -212,8 +234,17 @@ class PretrainTrainer:
         cfg, start = self.config, time.perf_counter()
         self.potential.train()
         total = torch.zeros((), dtype=torch.float64, device=self.train_set.positions.device)
-        for index in shuffled_batches(len(self.train_set), cfg.batch_size, self.generator):
+        rank, world = self.dist.rank, self.dist.world_size
+        for batch in shuffled_batches(len(self.train_set), cfg.batch_size, self.generator):
+            # Every rank draws the same batches and takes its slice of each (DDP's sharding);
+            # with even batches the averaged gradient is the single-process one.
+            index = batch[rank::world]
             lr = self.schedule.on_step(self.step, self.elapsed_s + time.perf_counter() - start)
+            lr = self.dist.reduce(lr, "max")  # time-based schedules: one rate on every rank
+            if len(index) == 0:  # a last batch smaller than the world: this rank adds nothing
+                self.loop.apply(lr, grads=[None] * len(self.params))
+                self.step += 1
+                continue
             pos, energies, forces = self.train_set.batch(index)
             loss, _ = energy_force_loss(
                 self.potential, pos, self.train_set.species, energies, forces, cfg.weights
@@ -221,7 +252,7 @@ class PretrainTrainer:
             self.loop.apply(lr, loss=loss)
             self.step += 1
             total += loss.detach().double() * len(index)
-        train_loss = float(total) / len(self.train_set)
+        train_loss = self.dist.reduce(float(total)) / len(self.train_set)
         if not math.isfinite(train_loss):
             raise CrmseError(
                 f"training diverged at epoch {self.epoch + 1} (loss {train_loss}); lower lr or set grad_clip"
@@ -234,7 +265,8 @@ class PretrainTrainer:
                 self.best_weights = {k: v.detach().clone() for k, v in self.potential.state_dict().items()}
         self.schedule.on_epoch(errors.loss)
         self.epoch += 1
-        self.elapsed_s += time.perf_counter() - start
+        # One clock for all ranks, so time budgets stop them at the same epoch.
+        self.elapsed_s = self.dist.reduce(self.elapsed_s + time.perf_counter() - start, "max")
         self.last = EpochRecord(
             epoch=self.epoch,
             step=self.step,
