@@ -187,3 +187,14 @@ def test_fisher_pooling_matches_scipy_on_made_up_counts() -> None:
     assert lines[-1].startswith("| stable replicas, pooled over seeds | 143/192 | 185/192 (Fisher p = ")
     assert f"{expected:.2g}" in lines[-1]
     assert not math.isnan(expected)
+
+
+def test_virial_metrics_names_units_and_value() -> None:
+    from crmse_cli.stages.evaluate import virial_metrics
+
+    pos, forces = _anharmonic_samples(500.0, 4_000, seed=2)
+    out = virial_metrics(None, np.array([1, 1]), pos, forces, "ref")
+    assert set(out) == {"virial_temperature_ref_K", "virial_temperature_ref_K_err"}
+    assert out["virial_temperature_ref_K"][1] == "K"
+    t, err = out["virial_temperature_ref_K"][0], out["virial_temperature_ref_K_err"][0]
+    assert abs(t - 500.0) < 4 * err
