@@ -264,7 +264,12 @@ def evaluate(
                 if len(ref_idx):
                     metrics.update(
                         virial_metrics(
-                            None, data.species, data.positions[ref_idx], data.forces[ref_idx], "ref", seed=seed
+                            None,
+                            data.species,
+                            data.positions[ref_idx],
+                            data.forces[ref_idx],
+                            "ref",
+                            seed=seed,
                         )
                     )
             bar.update(task, advance=1, info="distributions")
