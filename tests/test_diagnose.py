@@ -145,3 +145,27 @@ def test_collapsed_frames_are_the_pair_collapse_failures(tmp_path: Path) -> None
     assert frames.shape == (2, 5, 3) and temperature == 450.0
     np.testing.assert_allclose(frames[0], collapsed, atol=1e-6)
     assert collapsed_frames([path], monitor, limit=1, seed=0)[0].shape == (1, 5, 3)
+
+
+@pytest.mark.slow
+def test_compare_report_shows_the_instruments_of_diagnosed_runs(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    from crmse_cli.report.instruments import instruments_section
+    from crmse_cli.stages.compare import compare
+    from crmse_cli.stages.diagnose import DiagnoseConfig, diagnose
+
+    ws, reg = setup["ws"], setup["reg"]
+    d = diagnose(ws, "other", against="mse", config=DiagnoseConfig(max_test_frames=20), name="d-report")
+    res = compare(ws, ["other", "s-mse"], out=tmp_path / "r.html", progress=False)
+    page = res.path.read_text()
+    assert 'id="instruments-table"' in page and d.run_id in page
+    stored = reg.final_metrics(d.run_id)["hessian_ratio_soft"].value
+    cell = page.split('data-key="hessian_ratio_soft">', 1)[1].split("<", 1)[0]
+    assert float(cell) == pytest.approx(stored, rel=1e-2)
+    machine = json.loads(
+        page.split('<script type="application/json" id="report-data">', 1)[1].split("</script>")[0]
+    )
+    assert "hessian" in machine["figures"]
+    assert "virial_temperature_ref_K" in [m["key"] for m in machine["metrics"]]
+    assert instruments_section([]) == ""
