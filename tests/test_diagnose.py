@@ -105,6 +105,8 @@ def test_the_command_prints_json_and_refuses_bad_runs(setup: dict[str, Any]) -> 
     assert len(out["modes"]["ratios"]) == 21
     table = crmse(ws.home, "diagnose", "other", "--against", "s-mse", "--max-test-frames", "20")
     assert table.returncode == 0 and "hessian_ratio_soft" in table.stdout and "modes" not in table.stdout
+    listed = crmse(ws.home, "runs", "--kind", "diagnose", columns=200)
+    assert "H soft/MSE" in listed.stdout and out["run_id"] in listed.stdout
     bad = crmse(ws.home, "diagnose", "other", "--against", "no-such-run")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
