@@ -4,7 +4,7 @@ Rows are metrics (test MAE, energy KS, h(r) MAE, dihedral profile errors, stabil
 and virial temperatures); columns are the runs given. With --mean, adds mean and spread (half the
 range) over groups of columns given as "label=run1,run2,...", and a row of stable replicas pooled over
 each group with Fisher's exact test (two-sided) of every group against the first. The table logic is
-the product's (`crmse_cli.analysis.study`); this script only reads the registry.
+the product's (`crmse_cli.analysis.study`, also `crmse table`); this script only reads the registry.
 
 Usage:
   CRMSE_HOME=... python benchmarks/study_table.py EVAL_RUN [EVAL_RUN ...]

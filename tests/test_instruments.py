@@ -4,6 +4,7 @@ temperature on exact samples, and the pooled Fisher test."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -198,3 +199,29 @@ def test_virial_metrics_names_units_and_value() -> None:
     assert out["virial_temperature_ref_K"][1] == "K"
     t, err = out["virial_temperature_ref_K"][0], out["virial_temperature_ref_K_err"][0]
     assert abs(t - 500.0) < 4 * err
+
+
+def test_table_command_pools_groups_from_the_registry(tmp_path: Any) -> None:
+    from test_cli import crmse
+
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.workspace import Workspace
+
+    ws = Workspace.resolve(tmp_path / "home")
+    reg = Registry.open(ws.ensure())
+    ids = []
+    for left, ks in ((16, 0.30), (20, 0.34), (2, 0.31)):
+        run = reg.create_run(kind="evaluate", config={}, seed=0)
+        reg.log_metrics(run.id, [{"name": "n_replicas", "value": 64.0, "unit": "1"},
+                                 {"name": "n_left", "value": float(left), "unit": "1"},
+                                 {"name": "energy_ks", "value": ks, "unit": "1"}])  # fmt: skip
+        ids.append(run.id)
+    proc = crmse(ws.home, "table", "--group", f"mse={ids[0]},{ids[1]}", "--group", f"crmse={ids[2]}")
+    assert proc.returncode == 0, proc.stderr
+    p = fisher_exact([[92, 36], [62, 2]]).pvalue
+    assert f"| stable replicas, pooled over seeds | 92/128 | 62/64 (Fisher p = {p:.2g}) |" in proc.stdout
+    assert "| energy KS vs DFT | 0.32 ± 0.02 | 0.31 |" in proc.stdout
+    plain = crmse(ws.home, "table", ids[0])
+    assert "| energy KS vs DFT | 0.3 |" in plain.stdout
+    bad = crmse(ws.home, "table", "--group", "nolabel")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --group")

@@ -65,6 +65,7 @@ COMMAND_MODULES = (
     "compare_cmd",
     "reproduce_cmd",
     "diagnose_cmd",
+    "table_cmd",
 )
 
 
