@@ -16,6 +16,7 @@ from crmse_cli.workspace import Workspace
 
 SCRIPT = Path(sys.executable).with_name("crmse")  # [project.scripts] crmse = crmse_cli.cli.app:main
 EXPECTED = ("runs", "show", "datasets", "fetch", "pretrain", "sample", "evaluate", "regularize", "reproduce")
+EXPECTED += ("diagnose", "table")
 
 
 def crmse(

@@ -88,6 +88,10 @@ def test_evaluate_sample_run_stores_distribution_metrics(trained: tuple[Workspac
     assert finals["n_ref_frames"].value == 7633  # frames in neither train_01 nor test_01
     # The reference frames are hotter than their nominal 500 K (METHOD.md): the estimator sees it.
     assert finals["config_temperature_ref_K"].value > 550.0
+    # rMD17 forces on frames sampled on the MD17 surface: the virial estimator reads ~-86 K (issue 13).
+    assert -200.0 < finals["virial_temperature_ref_K"].value < 20.0
+    assert 0.0 < finals["virial_temperature_ref_K_err"].value < 60.0
+    assert finals["virial_temperature_sample_K_err"].value > 0.0
     with np.load(res.evaluation_path) as z:
         assert z["hr_sample"].shape == (500,)
         assert z["survival_fraction"].shape == z["survival_time_ps"].shape
@@ -103,6 +107,7 @@ def test_evaluate_model_run_matches_pretrain_test_metrics(trained: tuple[Workspa
     before = reg.final_metrics(model)
     assert res.metrics["test_force_mae"][0] == pytest.approx(before["test_force_mae"].value, rel=1e-4)
     assert res.evaluation_path is None
+    assert res.metrics["virial_temperature_ref_K"][1] == "K"
 
 
 def _regularize_config(updates: int):  # noqa: ANN202

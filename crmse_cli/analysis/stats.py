@@ -226,11 +226,25 @@ def virial_temperature(positions: np.ndarray, forces: np.ndarray) -> float:
 def virial_temperature_error(
     positions: np.ndarray, forces: np.ndarray, block_size: int = 1, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """:func:`virial_temperature` and its (block) bootstrap standard error, both in K."""
+    """Virial temperature and its (block) bootstrap standard error.
+
+    Args:
+        positions: (F, N, 3) Å, frames in the order their correlation runs (time, or replica by
+            replica), so that contiguous blocks hold correlated frames.
+        forces: (F, N, 3) kcal/mol/Å of the same frames.
+        block_size: frames per bootstrap block (1: independent frames).
+        n_boot: bootstrap replicates (>= 2).
+        seed: seed of the resampling.
+
+    Returns:
+        ``(T_vir, standard error)`` in K (see :func:`virial_temperature`).
+    """
+    if n_boot < 2:
+        raise DataError("virial_temperature_error needs n_boot >= 2")
     v = virial_terms(positions, forces)
     scale = 3 * (np.asarray(positions).shape[1] - 1) * KB_KCAL_PER_MOL_K
-    reps = block_bootstrap_means(v[:, None], block_size, n_boot, seed)[:, 0]
-    return float(v.mean() / scale), float(np.std(reps / scale, ddof=1))
+    reps = block_bootstrap_means(v[:, None], block_size, n_boot, seed)[:, 0] / scale
+    return float(v.mean() / scale), float(np.std(reps, ddof=1))
 
 
 def energy_spread_temperature(energies: np.ndarray, n_modes: int) -> float:

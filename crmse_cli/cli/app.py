@@ -64,6 +64,8 @@ COMMAND_MODULES = (
     "regularize_cmd",
     "compare_cmd",
     "reproduce_cmd",
+    "diagnose_cmd",
+    "table_cmd",
 )
 
 

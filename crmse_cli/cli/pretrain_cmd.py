@@ -32,6 +32,12 @@ def pretrain_command(
     seed: int | None = typer.Option(None, help="Seed of the frame draw, initialisation and batch order."),
     device: str | None = typer.Option(None, help="cpu or cuda."),
     dtype: str | None = typer.Option(None, help="float32 or float64 (the model's dtype)."),
+    labels: str = typer.Option(
+        "rmd17",
+        "--labels",
+        help="rmd17: the dataset's own labels; md17: the original MD17 labels of the same frames "
+        "(the surface they were sampled on), registered as dataset <name>-md17.",
+    ),
     resume: str | None = typer.Option(
         None, help="Continue a pretrain run (id or name) from its last checkpoint."
     ),
@@ -58,7 +64,7 @@ def pretrain_command(
         res = pretrain(st.workspace, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
     else:
         cfg = load_config(PretrainConfig, config, model__dtype=dtype, **overrides)
-        res = pretrain(st.workspace, dataset=dataset, split=split, config=cfg, name=name)
+        res = pretrain(st.workspace, dataset=dataset, split=split, config=cfg, name=name, labels=labels)
     emit_result(
         st,
         f"pretrain run {res.run_id}: test errors",

@@ -19,6 +19,8 @@ KEY_METRICS = (
     ("hr_mae", "h(r) MAE"),
     ("stable_fraction", "stable"),
     ("val_force_mae", "val F MAE"),
+    ("hessian_ratio_soft", "H soft/MSE"),  # diagnose runs
+    ("collapse_lift_kT", "lift kT"),
 )
 STATUS_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
 

@@ -9,6 +9,10 @@ Format (an uncompressed ``.npz``, version 1), internal units:
 - ``frame_ids`` (F,) int64: the frame's index in its source (rMD17: the row in the official npz).
 - ``split_<k>_train`` / ``split_<k>_test`` int64: row indices into this file for split ``k``
   (``01``..``05`` for rMD17), as the official split files give them.
+- ``old_energies`` (F,) / ``old_forces`` (F, N, 3) float64, optional: the original MD17 labels of
+  the same frames (PBE+vdW-TS, the surface the rMD17 frames were sampled on), in the same units
+  (kcal/mol, kcal/mol/Å: checked on the official npz, whose ``old_energies`` of ethanol are
+  ~-97,200 kcal/mol beside rMD17's ~-97,080). :meth:`Dataset.with_md17_labels` trains on them.
 - ``meta`` 0-d unicode array holding JSON: name, source, units, format version.
 """
 
@@ -40,9 +44,17 @@ class Dataset:
     frame_ids: np.ndarray  # (F,) int64
     splits: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # {"01": {"train": idx}}
     meta: dict[str, Any] = field(default_factory=dict)
+    old_energies: np.ndarray | None = None  # (F,) float64, kcal/mol: original MD17 labels
+    old_forces: np.ndarray | None = None  # (F, N, 3) float64, kcal/mol/Å: original MD17 labels
 
     def __post_init__(self) -> None:
         validate_arrays(self.species, self.positions, self.energies, self.forces, self.name)
+        if (self.old_energies is None) != (self.old_forces is None):
+            raise DataError(f"{self.name}: old_energies and old_forces come together or not at all")
+        if self.old_energies is not None and self.old_forces is not None:
+            validate_arrays(
+                self.species, self.positions, self.old_energies, self.old_forces, f"{self.name} (MD17 labels)"
+            )
         n_frames = len(self.energies)
         for key, parts in self.splits.items():
             for part, idx in parts.items():
@@ -74,6 +86,37 @@ class Dataset:
         mask[test] = False
         return np.flatnonzero(mask)
 
+    @property
+    def has_md17_labels(self) -> bool:
+        """The file holds the original MD17 labels of its frames (``old_energies``, ``old_forces``)."""
+        return self.old_energies is not None
+
+    def with_md17_labels(self) -> Dataset:
+        """The same frames and splits labelled with the original MD17 energies and forces.
+
+        Named ``<name>-md17``; its meta records ``labels: md17`` and the dataset it came from.
+
+        Raises:
+            DataError: the dataset holds no MD17 labels (fetched from a source without them, or
+                by an older crmse).
+        """
+        if self.old_energies is None or self.old_forces is None:
+            raise DataError(
+                f"dataset {self.name!r} holds no original MD17 labels; fetch it again with "
+                f"`crmse fetch rmd17 {self.name} --force` from an rMD17 source (it carries them)"
+            )
+        meta = {k: v for k, v in self.meta.items() if k not in ("name", "units", "format_version")}
+        return Dataset(
+            name=f"{self.name}-md17",
+            species=self.species,
+            positions=self.positions,
+            energies=self.old_energies,
+            forces=self.old_forces,
+            frame_ids=self.frame_ids,
+            splits=self.splits,
+            meta={**meta, "labels": "md17", "labels_from": self.name},
+        )
+
     def save(self, path: Path | str) -> None:
         """Write the dataset atomically."""
         arrays: dict[str, np.ndarray] = {
@@ -86,6 +129,9 @@ class Dataset:
         for key, parts in self.splits.items():
             for part, idx in parts.items():
                 arrays[f"split_{key}_{part}"] = np.asarray(idx, dtype=np.int64)
+        if self.old_energies is not None and self.old_forces is not None:
+            arrays["old_energies"] = self.old_energies.astype(np.float64)
+            arrays["old_forces"] = self.old_forces.astype(np.float64)
         meta = dict(self.meta, name=self.name, units=UNITS, format_version=FORMAT_VERSION)
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
         with atomic_path(path) as tmp:
@@ -115,6 +161,8 @@ class Dataset:
                     frame_ids=z["frame_ids"],
                     splits=splits,
                     meta=meta,
+                    old_energies=z["old_energies"] if "old_energies" in z.files else None,
+                    old_forces=z["old_forces"] if "old_forces" in z.files else None,
                 )
         except (KeyError, ValueError, OSError) as exc:
             raise DataError(f"dataset file {path} is unreadable ({exc}); fetch it again") from exc

@@ -9,8 +9,9 @@ Official layout (``rmd17.tar.bz2``)::
 
 Only the requested molecule's npz and the split files are read, streaming through the tar in one
 pass (nothing is unpacked to disk). rMD17's units are crmse's, so no conversion happens.
-The ``old_*`` arrays (the original MD17 labels, another level of theory) are not kept: the
-dataset format holds one set of labels; the dataset's meta records which of them the source had.
+``old_energies`` and ``old_forces`` (the original MD17 labels of the same frames, another level of
+theory, in the same kcal/mol and kcal/mol/Å) are kept beside the rMD17 labels, never mixed with
+them: ``crmse pretrain --labels md17`` trains on them (as dataset ``<molecule>-md17``).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _load_npz(source: bytes | Path, where: str) -> tuple[dict[str, np.ndarray], 
                     f"{where} lacks the rMD17 keys {', '.join(missing)} "
                     f"(needs {', '.join(REQUIRED_KEYS)}); pass an unmodified rMD17 npz"
                 )
-            arrays = {k: np.asarray(z[k]) for k in (*REQUIRED_KEYS, "old_indices") if k in z.files}
+            arrays = {k: np.asarray(z[k]) for k in (*REQUIRED_KEYS, *OLD_KEYS) if k in z.files}
             old_keys = [k for k in OLD_KEYS if k in z.files]
     except DataError:
         raise
@@ -81,9 +82,10 @@ def _load_npz(source: bytes | Path, where: str) -> tuple[dict[str, np.ndarray], 
         raise DataError(
             f"{where} is not a readable npz file ({type(exc).__name__}: {exc}); download or copy it again"
         ) from exc
-    energies = arrays["energies"]
-    if energies.ndim == 2 and energies.shape[1] == 1:  # original MD17 files store (F, 1)
-        arrays["energies"] = energies[:, 0]
+    for key in ("energies", "old_energies"):
+        energies = arrays.get(key)
+        if energies is not None and energies.ndim == 2 and energies.shape[1] == 1:  # MD17 stores (F, 1)
+            arrays[key] = energies[:, 0]
     try:
         validate_arrays(
             arrays["nuclear_charges"], arrays["coords"], arrays["energies"], arrays["forces"], where
@@ -93,6 +95,22 @@ def _load_npz(source: bytes | Path, where: str) -> tuple[dict[str, np.ndarray], 
     old = arrays.get("old_indices")
     if old is not None and old.shape != arrays["energies"].shape:
         raise DataError(f"{where}: old_indices has shape {old.shape}, expected {arrays['energies'].shape}")
+    if "old_energies" in arrays and "old_forces" in arrays:
+        try:
+            validate_arrays(
+                arrays["nuclear_charges"],
+                arrays["coords"],
+                arrays["old_energies"],
+                arrays["old_forces"],
+                where,
+            )
+        except DataError as exc:
+            raise DataError(
+                f"{exc} (the MD17 labels old_energies/old_forces); pass an unmodified rMD17 npz"
+            ) from exc
+    else:  # one without the other is of no use: keep neither
+        arrays.pop("old_energies", None)
+        arrays.pop("old_forces", None)
     return arrays, old_keys
 
 
@@ -194,9 +212,10 @@ def read_andersx(files: dict[tuple[str, str], Path]) -> RawRmd17:
     assert species is not None
     all_old = np.concatenate([a["old_indices"].astype(np.int64) for a, _ in loaded.values()])
     unique, first = np.unique(all_old, return_index=True)
-    merged = {
-        k: np.concatenate([a[k] for a, _ in loaded.values()])[first] for k in ("coords", "energies", "forces")
-    }
+    labels = ["coords", "energies", "forces"]
+    if all("old_energies" in a for a, _ in loaded.values()):
+        labels += ["old_energies", "old_forces"]
+    merged = {k: np.concatenate([a[k] for a, _ in loaded.values()])[first] for k in labels}
     energies = np.concatenate([a["energies"] for a, _ in loaded.values()])
     if not np.array_equal(energies, merged["energies"][np.searchsorted(unique, all_old)]):
         raise DataError("the andersx files disagree on the energy of a frame they share; download them again")
@@ -266,6 +285,7 @@ def to_dataset(molecule: str, raw: RawRmd17, meta: dict[str, Any]) -> Dataset:
     check_formula(molecule, species.tolist(), meta.get("origin", "the source"))
     n = int(a["energies"].shape[0])
     frame_ids = raw.frame_ids if raw.frame_ids is not None else np.arange(n)
+    old_e, old_f = a.get("old_energies"), a.get("old_forces")
     return Dataset(
         name=molecule,
         species=species,
@@ -279,6 +299,8 @@ def to_dataset(molecule: str, raw: RawRmd17, meta: dict[str, Any]) -> Dataset:
             "molecule": molecule,
             "frame_ids": raw.frame_id_kind,
             "old_labels_in_source": raw.old_keys,
-            "old_labels_kept": False,
+            "old_labels_kept": old_e is not None,
         },
+        old_energies=None if old_e is None else np.asarray(old_e, dtype=np.float64),
+        old_forces=None if old_f is None else np.asarray(old_f, dtype=np.float64),
     )

@@ -185,3 +185,41 @@ def largest_curvature(
             break
         v = hv / norm
     return abs(value)
+
+
+EnergyFn = Callable[[Tensor], Tensor]
+"""positions (B, N, 3) Å -> energy (B,) kcal/mol, differentiable with respect to the positions."""
+
+
+def potential_energy_fn(potential: Potential, species: Tensor) -> EnergyFn:
+    """The differentiable energy callable of a potential for one molecule (for :func:`hessian`)."""
+
+    def energy_fn(positions: Tensor) -> Tensor:
+        out: Tensor = potential(make_graph(positions, species))
+        return out
+
+    return energy_fn
+
+
+def hessian(energy_fn: EnergyFn, positions: Tensor) -> Tensor:
+    """Exact Cartesian Hessian d^2U / dx dx of one structure, by autograd of the forces.
+
+    The forces come from :func:`forces_from_energy` with ``create_graph=True``; each of the 3N
+    rows is one more backward pass (fine for N <= ~30 atoms). Run it in float64: the soft
+    torsional eigenvalues are ~1e-3 of the stiff ones.
+
+    Args:
+        energy_fn: positions (B, N, 3) -> energies (B,), e.g. :func:`potential_energy_fn`.
+        positions: (N, 3) Å.
+
+    Returns:
+        (3N, 3N) kcal/mol/Å^2, symmetrised, detached.
+    """
+    pos = positions.detach().reshape(1, -1, 3).requires_grad_(True)
+    force = forces_from_energy(energy_fn(pos), pos, create_graph=True).reshape(-1)
+    rows = []
+    for k in range(force.shape[0]):
+        (grad,) = torch.autograd.grad(-force[k], pos, retain_graph=k + 1 < force.shape[0])
+        rows.append(grad.reshape(-1))
+    h = torch.stack(rows)
+    return (0.5 * (h + h.T)).detach()

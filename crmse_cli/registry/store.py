@@ -30,7 +30,7 @@ from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, Me
 
 log = logging.getLogger(__name__)
 
-RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce")
+RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce", "diagnose")
 STATUSES = ("running", "completed", "failed", "interrupted")
 T = TypeVar("T")
 

@@ -151,6 +151,7 @@ class ReportData:
     version: str
     created: str
     runs: list[RunData]
+    diagnoses: list[Any] = field(default_factory=list)  # report.instruments.Diagnosis per diagnosed run
 
     @property
     def reference(self) -> dict[str, np.ndarray]:
@@ -248,14 +249,19 @@ def collect(reg: Any, targets: list[Target], *, title: str | None = None) -> Rep
                 curves=_curves(reg, t.model),
             )
         )
+    from dataclasses import replace
+
+    from crmse_cli.report.instruments import find_diagnoses
+
     labels = ", ".join(r.label for r in runs)
-    return ReportData(
+    report = ReportData(
         title=title or f"{dataset}: {labels}",
         dataset=dataset,
         version=__version__,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         runs=runs,
     )
+    return replace(report, diagnoses=find_diagnoses(reg, report))
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,10 @@ def metric_table(report: ReportData) -> list[MetricRow]:
         ("median_leave_steps", "median steps to leave the physical basin"),
         ("config_temperature_sample_K", "configurational temperature of the samples"),
         ("config_temperature_ref_K", "T_conf of the DFT reference (this model's Laplacian)"),
+        ("virial_temperature_sample_K", "virial temperature of the samples (model forces)"),
+        ("virial_temperature_sample_K_err", "its block-bootstrap error"),
+        ("virial_temperature_ref_K", "virial temperature of the DFT reference (DFT forces)"),
+        ("virial_temperature_ref_K_err", "its block-bootstrap error"),
         ("sampling_temperature_K", "sampling temperature"),
         ("n_sample_frames", "frames compared"),
     ]

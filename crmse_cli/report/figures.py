@@ -410,7 +410,10 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
         fig = make(report)
         if fig is not None:
             out.append(FigureSpec(fid, title, caption, fig))
-    return out
+    from crmse_cli.report.instruments import hessian_spec  # after figures: it imports this module
+
+    hessian = hessian_spec(report)
+    return out + ([hessian] if hessian is not None else [])
 
 
 def run_color(report: ReportData, run: RunData) -> str:

@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from crmse_cli.report.collect import MetricRow, ReportData, metric_table, reference_tconf
 from crmse_cli.report.figures import FigureSpec, run_color
+from crmse_cli.report.instruments import instruments_section
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "typesetMath": False}
 
@@ -131,10 +132,34 @@ def _callout(report: ReportData) -> str:
     )
     nominal = ", ".join(f"{t:g} K" for t in temps) or "n/a"
     value = f"{tconf:.0f} K" if tconf is not None else "n/a"
+    vir = next(
+        (
+            r.metrics["virial_temperature_ref_K"]
+            for r in report.runs
+            if "virial_temperature_ref_K" in r.metrics
+        ),
+        None,
+    )
+    vir_err = next(
+        (
+            r.metrics["virial_temperature_ref_K_err"]
+            for r in report.runs
+            if "virial_temperature_ref_K_err" in r.metrics
+        ),
+        None,
+    )
+    virial = ""
+    if vir is not None:
+        err = f" ± {vir_err[0]:.0f}" if vir_err is not None else ""
+        virial = (
+            f"; its virial temperature with the reference's own forces: <b>{vir[0]:.0f}{err} K</b> "
+            "(the reference temperature is estimator-dependent, ~540-730 K on rMD17; a virial reading far "
+            "from T_conf says the frames are not a Boltzmann sample of the surface that labels them)"
+        )
     return (
         f'<div class="callout" id="tconf-ref">Configurational temperature of the DFT reference frames: '
-        f"<b>{value}</b> (sampling temperature of the runs: {nominal}). Samples that match the reference "
-        "distribution should show about this T_conf, not the nominal temperature.</div>"
+        f"<b>{value}</b>{virial} (sampling temperature of the runs: {nominal}). Samples that match the "
+        "reference distribution should show about this T_conf, not the nominal temperature.</div>"
     )
 
 
@@ -188,6 +213,7 @@ generated {html.escape(report.created)}</p>
 <h2>Metrics</h2>
 <p class="caption">Accuracy from the model runs' test frames; distribution metrics from the evaluate runs.</p>
 {metrics_table(report, rows)}
+{instruments_section(report.diagnoses)}
 {sections}
 <p id="plots-done" data-rendered="0" class="caption"></p>
 <script type="application/json" id="report-data">{_script_json(machine)}</script>

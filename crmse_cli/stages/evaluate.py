@@ -20,7 +20,7 @@ import torch
 
 from crmse_cli.analysis.metrics import distribution_metrics
 from crmse_cli.analysis.observables import finite_frames, frame_pair_distances
-from crmse_cli.analysis.stats import configurational_temperature
+from crmse_cli.analysis.stats import configurational_temperature, virial_temperature_error
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
@@ -37,6 +37,10 @@ BURN_IN_FRACTION = 0.1
 MAX_SAMPLE_FRAMES = 50_000
 TCONF_FRAMES = 200
 """Frames per set for the configurational temperature (3N backward passes per batch)."""
+VIRIAL_FRAMES = 4000
+"""Most sampled frames whose model forces enter the virial temperature (one force call each)."""
+VIRIAL_BLOCKS = 100
+"""Bootstrap blocks of the virial temperature's error bar (contiguous frames per block)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,50 @@ def _tconf(
             [energy_and_forces(handle.potential, p, sp)[1].double().cpu().numpy() for p in pos.split(100)]
         )
     return configurational_temperature(forces, lap)
+
+
+def virial_metrics(
+    handle: ModelHandle | None,
+    species: np.ndarray,
+    positions: np.ndarray,
+    forces: np.ndarray | None,
+    tag: str,
+    *,
+    seed: int = 0,
+) -> dict[str, tuple[float, str]]:
+    """``virial_temperature_<tag>_K`` and its block-bootstrap ``_err``, beside T_conf.
+
+    Args:
+        handle: the model whose forces label the frames when ``forces`` is None (samples).
+        species: (N,) atomic numbers.
+        positions: (F, N, 3) Å, ordered so that correlated frames are contiguous (one replica's
+            frames together; rMD17 rows are in random trajectory order).
+        forces: (F, N, 3) kcal/mol/Å (the DFT forces of reference frames), or None.
+        tag: ``ref`` or ``sample``.
+        seed: seed of the bootstrap.
+    """
+    if forces is None:
+        assert handle is not None
+        sp = torch.as_tensor(species, device=handle.device)
+        pos_t = torch.as_tensor(positions, dtype=handle.potential.dtype, device=handle.device)
+        forces = np.concatenate(
+            [energy_and_forces(handle.potential, p, sp)[1].double().cpu().numpy() for p in pos_t.split(200)]
+        )
+    block = max(1, len(positions) // VIRIAL_BLOCKS)
+    if len(positions) // block < 2:
+        return {}
+    t, err = virial_temperature_error(positions, forces, block_size=block, n_boot=500, seed=seed)
+    return {f"virial_temperature_{tag}_K": (t, "K"), f"virial_temperature_{tag}_K_err": (err, "K")}
+
+
+def _virial_sample_frames(traj: Any, first: int) -> np.ndarray:
+    """Sampled frames (F, N, 3) for the virial temperature: replica by replica, strided in time."""
+    pos = traj.positions[first:]  # (T, R, N, 3)
+    stride = max(1, math.ceil(pos.shape[0] * pos.shape[1] / VIRIAL_FRAMES))
+    per_replica = np.swapaxes(pos[::stride], 0, 1).astype(np.float64)  # (R, T', N, 3)
+    flat = per_replica.reshape(-1, *pos.shape[2:])
+    out: np.ndarray = flat[np.isfinite(flat).all(axis=(1, 2))]
+    return out
 
 
 def survival_curve(stability: dict[str, np.ndarray], time_axis: np.ndarray) -> np.ndarray:
@@ -145,6 +193,10 @@ def distribution_part(
     metrics["config_temperature_sample_K"] = (
         (_tconf(handle, data.species, pos[t_smp], None), "K") if len(t_smp) else (math.nan, "K")
     )
+    metrics.update(virial_metrics(None, data.species, ref_pos, data.forces[ref_idx], "ref", seed=seed))
+    metrics.update(
+        virial_metrics(handle, data.species, _virial_sample_frames(traj, first), None, "sample", seed=seed)
+    )
     metrics["sampling_temperature_K"] = (temperature, "K")
     metrics["n_sample_frames"] = (float(len(pos)), "1")
     metrics["n_ref_frames"] = (float(len(ref_idx)), "1")
@@ -207,6 +259,19 @@ def evaluate(
         with make_progress() as bar:
             task = bar.add_task("evaluate", total=2 if samples_path else 1, info="test frames")
             metrics = test_metrics(handle, data)
+            if samples_path is None:  # the reference frames' virial temperature, DFT forces
+                ref_idx = data.reference_indices(handle.split)
+                if len(ref_idx):
+                    metrics.update(
+                        virial_metrics(
+                            None,
+                            data.species,
+                            data.positions[ref_idx],
+                            data.forces[ref_idx],
+                            "ref",
+                            seed=seed,
+                        )
+                    )
             bar.update(task, advance=1, info="distributions")
             evaluation = None
             if samples_path is not None:

@@ -198,7 +198,8 @@ def _read_rmd17(
         raw = rmd17.read_andersx(paths)
         origin = sources.ANDERSX_BASE
         meta.update(source="andersx", source_sha256={r.filename: r.sha256 for r in remotes.values()})
-    meta.update(old_labels_in_source=raw.old_keys, old_labels_kept=False, frame_ids=raw.frame_id_kind)
+    kept = "old_energies" in raw.arrays and "old_forces" in raw.arrays
+    meta.update(old_labels_in_source=raw.old_keys, old_labels_kept=kept, frame_ids=raw.frame_id_kind)
     data = rmd17.to_dataset(
         molecule, raw, {"origin": origin, "source": meta["source"], "source_sha256": meta["source_sha256"]}
     )

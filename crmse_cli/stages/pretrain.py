@@ -23,6 +23,7 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.stages._models import load_dataset
 from crmse_cli.stages._run import tracked
+from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.train.data import FrameSet
 from crmse_cli.train.pretrain import (
     EpochRecord,
@@ -98,6 +99,7 @@ def pretrain(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
     registry: Any = None,
+    labels: str = "rmd17",
 ) -> PretrainResult:
     """Train (or resume) a potential by MSE on ``dataset``'s split and record it as a run.
 
@@ -113,6 +115,8 @@ def pretrain(
         overrides: config values applied last (None skipped); on resume only
             :data:`RESUMABLE_FIELDS`, e.g. ``{"max_epochs": 500}``.
         registry: an open Registry (default: ``Registry.open(ws)``).
+        labels: ``rmd17`` (the dataset's own labels) or ``md17``: the original MD17 labels of the
+            same frames, registered as dataset ``<dataset>-md17`` (see ``stages/labels.py``).
     """
     start = time.perf_counter()
     if registry is None:
@@ -126,7 +130,7 @@ def pretrain(
         if dataset is None:
             raise CrmseError("pass --dataset NAME (a fetched dataset, see `crmse datasets`) or --resume RUN")
         cfg = _apply(config or PretrainConfig(), overrides)
-        data = load_dataset(reg, dataset)
+        data = load_dataset(reg, dataset_for_labels(ws, reg, dataset, labels))
         trainer = PretrainTrainer.create(cfg, data, split)
         run = reg.create_run(
             kind="pretrain", name=name, dataset=data.name, config=_run_config(trainer), seed=cfg.seed
@@ -222,6 +226,7 @@ def _run_config(trainer: PretrainTrainer) -> dict[str, Any]:
     """The run's config JSON: the PretrainConfig plus dataset, split and the frame counts."""
     out = to_dict(trainer.config)
     out.update(
+        labels="md17" if str(trainer.meta["dataset"]).endswith("-md17") else "rmd17",
         dataset=trainer.meta["dataset"],
         split=trainer.meta["split"],
         n_train=len(trainer.train_set) + len(trainer.val_set),

@@ -1,0 +1,33 @@
+"""`crmse table`: a markdown table of runs' metrics, or of seed groups with pooled Fisher tests."""
+
+from __future__ import annotations
+
+import typer
+
+from crmse_cli.cli.common import emit_json, state
+
+
+def table_command(
+    ctx: typer.Context,
+    runs: list[str] | None = typer.Argument(None, help="Runs (evaluate runs, usually) as columns."),
+    group: list[str] | None = typer.Option(
+        None,
+        "--group",
+        "-g",
+        help="LABEL=RUN1,RUN2,... : a column of the mean ± half-range over the runs (seeds); repeatable. "
+        "Adds the replicas that stayed physical pooled per group, Fisher's test against the first group.",
+    ),
+) -> None:
+    """Print the study table (markdown) of runs or of groups of runs, from their final metrics."""
+    from crmse_cli.stages.table import study_table
+
+    st = state(ctx)
+    lines = study_table(st.workspace, runs or [], groups=group or None)
+    if st.json:
+        emit_json({"markdown": "\n".join(lines)})
+    else:
+        typer.echo("\n".join(lines))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("table")(table_command)
