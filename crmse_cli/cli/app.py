@@ -64,6 +64,7 @@ COMMAND_MODULES = (
     "regularize_cmd",
     "compare_cmd",
     "reproduce_cmd",
+    "sweep_cmd",  # sweep create / work / status / report / list
 )
 
 

@@ -327,6 +327,19 @@ def sweep_status(ws: Workspace, name: str, *, registry: Any = None) -> list[JobS
     return out
 
 
+def list_sweeps(ws: Workspace, *, registry: Any = None) -> list[dict[str, Any]]:
+    """Every sweep: name, created (UTC) and the number of jobs per state."""
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    out = []
+    for s in reg.list_sweeps():
+        states = [j.state for j in reg.sweep_jobs(s.name)]
+        counts = {k: states.count(k) for k in ("done", "running", "queued", "failed")}
+        out.append({"name": s.name, "created": s.created.strftime("%Y-%m-%d %H:%M"), **counts})
+    return out
+
+
 def sweep_points(ws: Workspace, name: str, *, registry: Any = None) -> list[dict[str, Any]]:
     """The finished grid points of sweep ``name``: source, lambda, seed, run ids and metrics.
 
