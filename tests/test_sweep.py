@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +150,7 @@ def test_leases_of_dead_workers_are_requeued_and_live_ones_kept(db_url: str) -> 
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
         )
-        old = (reg.sweep_jobs("lease")[0].heartbeat or time) - timedelta(hours=1)  # type: ignore[operator]
+        old = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
         with reg.engine.begin() as conn:  # job 0: its pid on this host is gone; job 1: another host, silent
             conn.execute(
                 text("UPDATE sweep_jobs SET owner_pid = :p WHERE run_id = :r"),
@@ -165,7 +165,7 @@ def test_leases_of_dead_workers_are_requeued_and_live_ones_kept(db_url: str) -> 
                 {"t": old, "r": ids[1]},
             )
             conn.execute(text("UPDATE runs SET status = 'running' WHERE id = :r"), {"r": ids[0]})
-        assert reg.requeue_dead_jobs("lease", stale_after_s=600) and True
+        assert {j.run_id for j in reg.requeue_dead_jobs("lease", stale_after_s=600)} == {ids[0], ids[1]}
         states = {j.run_id: (j.state, j.owner_pid) for j in reg.sweep_jobs("lease")}
         assert states[ids[0]] == ("queued", None) and states[ids[1]] == ("queued", None)
         assert states[ids[2]] == ("running", os.getpid())  # this process is alive and beating
@@ -177,6 +177,26 @@ def test_leases_of_dead_workers_are_requeued_and_live_ones_kept(db_url: str) -> 
         assert not reg.finish_job(jobs[0].id, "done")  # type: ignore[union-attr]  # no longer its lease
         assert reg.finish_job(jobs[2].id, "done")  # type: ignore[union-attr]
         assert reg.claim_job("lease").attempts == 2  # type: ignore[union-attr]  # a requeued job counts its tries
+    finally:
+        reg.close()
+
+
+def test_the_heartbeat_thread_keeps_the_lease_fresh(db_url: str) -> None:
+    from crmse_cli.stages.sweep import _Heartbeat
+
+    reg = Registry(db_url)
+    try:
+        _queue(reg, "beat", 1)
+        job = reg.claim_job("beat")
+        assert job is not None and job.heartbeat is not None
+        with _Heartbeat(reg, job.id, every_s=0.05):
+            deadline = time.monotonic() + 30
+            while reg.sweep_jobs("beat")[0].heartbeat == job.heartbeat:
+                assert time.monotonic() < deadline, "no heartbeat was written"
+                time.sleep(0.05)
+        # A lease refreshed just now survives even a short staleness limit; an old one would not.
+        assert reg.requeue_dead_jobs("beat", stale_after_s=60) == []
+        assert reg.requeue_dead_jobs("beat", stale_after_s=-1) != []
     finally:
         reg.close()
 

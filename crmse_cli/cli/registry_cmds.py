@@ -20,7 +20,13 @@ KEY_METRICS = (
     ("stable_fraction", "stable"),
     ("val_force_mae", "val F MAE"),
 )
-STATUS_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "failed": "red",
+    "interrupted": "yellow",
+    "queued": "blue",
+}
 
 
 def _registry(ctx: typer.Context) -> Any:
