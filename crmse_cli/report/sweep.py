@@ -92,7 +92,9 @@ def summarize(points: list[dict[str, Any]], labels: dict[str, str]) -> SweepSumm
     return SweepSummary(metrics, sources, lambdas, cells, seeds)
 
 
-def metric_figure(summary: SweepSummary, key: str, label: str, unit: str) -> go.Figure:
+def metric_figure(
+    summary: SweepSummary, key: str, label: str, unit: str, *, lambda_units: str | None = None
+) -> go.Figure:
     """One metric against lambda (log axis) per source, with the lambda = 0 control as a band."""
     fig = go.Figure()
     positive = [lam for lam in summary.lambdas if lam > 0]
@@ -161,7 +163,7 @@ def metric_figure(summary: SweepSummary, key: str, label: str, unit: str) -> go.
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
         xaxis={
             "type": "log",
-            "title": "λ (log axis; λ = 0 dashed)",
+            "title": f"λ{f' ({lambda_units} convention)' if lambda_units else ''} (log axis; λ = 0 dashed)",
             "range": [math.log10(x_lo), math.log10(x_hi)],
         },
         yaxis={"title": f"{label} ({unit})" if unit and unit != "1" else label},
@@ -210,7 +212,7 @@ def _html_table(summary: SweepSummary) -> str:
 def render_page(name: str, spec: dict[str, Any], summary: SweepSummary, *, n_jobs: int) -> str:
     """The complete page: settings, the table and one figure per metric."""
     figs = [
-        (f"m{i}", label, metric_figure(summary, key, label, unit))
+        (f"m{i}", label, metric_figure(summary, key, label, unit, lambda_units=spec.get("lambda_units")))
         for i, (key, label, unit) in enumerate(summary.metrics)
     ]
     n_done = sum(len(v) for v in summary.seeds.values())

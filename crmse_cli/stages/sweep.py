@@ -114,7 +114,7 @@ def create_sweep(
         raise CrmseError("--lambda and --seeds values must not repeat")
     if any(not lam >= 0 for lam in lambdas):
         raise CrmseError("every --lambda must be >= 0")
-    regularize_config(reg_opts, lambda_=lambdas[0], seed=seeds[0], device=device)  # fail now
+    first = regularize_config(reg_opts, lambda_=lambdas[0], seed=seeds[0], device=device)  # fail now
     sample_config(smp_opts, seed=seeds[0], device=device)
     reg = registry or Registry.open(ws.ensure())
     jobs: list[dict[str, Any]] = []
@@ -154,6 +154,7 @@ def create_sweep(
         "regularize_options": reg_opts,
         "sample_options": smp_opts,
         "device": device,
+        "lambda_units": getattr(first.contrastive, "lambda_units", None),
     }
     reg.create_sweep(name=name, config=spec, jobs=jobs)
     return SweepCreated(name, [j.run_id for j in reg.sweep_jobs(name)])
