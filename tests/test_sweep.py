@@ -369,3 +369,29 @@ def test_a_killed_worker_leaves_its_run_to_the_next(tmp_path: Path, db_url: str,
         assert len(reg.children(run.id, kind="sample")) == 1
     finally:
         reg.close()
+
+
+def test_a_failed_run_is_reported_and_retried_on_request(
+    tmp_path: Path, db_url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmse_cli.stages import sample as sample_stage
+    from crmse_cli.stages.sweep import create_sweep, sweep_status, work
+
+    ws, _ = make_workspace(tmp_path / "home", db_url)
+    create_sweep(ws, "flaky", sources=["mse"], lambdas=[0.1], seeds=[0], regularize_options=FAST,
+                 sample_options=SAMPLE)  # fmt: skip
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise CrmseError("disk full")
+
+    real = sample_stage.sample
+    monkeypatch.setattr(sample_stage, "sample", broken)
+    res = work(ws, "flaky")
+    assert res.done == [] and len(res.failed) == 1
+    [st] = sweep_status(ws, "flaky")
+    assert (st.state, st.stage, st.run_status, st.error) == ("failed", "sample", "completed", "disk full")
+    monkeypatch.setattr(sample_stage, "sample", real)
+    assert work(ws, "flaky").done == []  # failed jobs wait for --retry-failed
+    assert work(ws, "flaky", retry_failed=True).done == res.failed
+    [st] = sweep_status(ws, "flaky")
+    assert (st.state, st.stage, st.attempts) == ("done", "done", 2)

@@ -114,13 +114,16 @@ def work_command(
     stale_after_s: float = typer.Option(
         600.0, "--stale-after-s", help="Re-queue a job whose worker sent no heartbeat for this long (s)."
     ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Re-queue failed runs first (after a fix)."
+    ),
 ) -> None:
     """Claim queued runs of the sweep one by one, run regularize + sample + evaluate, until none is left."""
     from crmse_cli.stages.sweep import work
 
     st = state(ctx)
     set_threads(st.threads)
-    res = work(st.workspace, name, max_jobs=max_runs, stale_after_s=stale_after_s)
+    res = work(st.workspace, name, max_jobs=max_runs, stale_after_s=stale_after_s, retry_failed=retry_failed)
     if st.json:
         emit_json(asdict(res))
         return

@@ -233,6 +233,21 @@ class SweepStore:
         done: bool = self._write(op)
         return done
 
+    def requeue_failed_jobs(self, name: str) -> list[SweepJobInfo]:
+        """Put the ``failed`` jobs of sweep ``name`` back in the queue (after a fix); returns them."""
+
+        def op(s: Session) -> list[SweepJobInfo]:
+            q = select(SweepJobRow).where(SweepJobRow.sweep == name, SweepJobRow.state == "failed")
+            rows = list(s.scalars(q.with_for_update()))
+            for row in rows:
+                row.state = "queued"
+            s.flush()
+            return [_job(r) for r in rows]
+
+        self.get_sweep(name)
+        jobs: list[SweepJobInfo] = self._write(op)
+        return jobs
+
     def requeue_dead_jobs(self, name: str, *, stale_after_s: float) -> list[SweepJobInfo]:
         """Put back in the queue the running jobs of sweep ``name`` whose worker is gone.
 

@@ -253,18 +253,22 @@ def work(
     max_jobs: int | None = None,
     stale_after_s: float = STALE_AFTER_S,
     heartbeat_s: float = HEARTBEAT_S,
+    retry_failed: bool = False,
     registry: Any = None,
 ) -> WorkResult:
     """Drain sweep ``name``: claim a queued job, run it, repeat until none is left (or ``max_jobs``).
 
     Jobs of dead workers are re-queued first (see the module docstring). A job that raises is
     marked ``failed`` with the one-line error and the worker takes the next; Ctrl-C puts the job
-    back in the queue (its regularize run resumable) and stops the worker.
+    back in the queue (its regularize run resumable) and stops the worker. ``retry_failed``
+    first re-queues the failed jobs (a failed regularize run resumes from its last checkpoint).
     """
     from crmse_cli.registry.store import Registry
 
     reg = registry or Registry.open(ws.ensure())
     spec = reg.get_sweep(name).config
+    if retry_failed:
+        reg.requeue_failed_jobs(name)
     done: list[str] = []
     failed: list[str] = []
     requeued: list[str] = []
