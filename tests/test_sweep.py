@@ -315,6 +315,7 @@ def test_three_workers_drain_a_sweep_exactly_once(tmp_path: Path, db_url: str, e
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "p.html").read_text()
     assert "<script src=" not in page and "energy KS" in page and "test force MAE" in page
+    assert "grad ratio" in page and "replicas that left" in page  # the trainer's per-update ratio, averaged
     rows = [ln for ln in report.stdout.splitlines() if ln.startswith("| mse |")]
     assert [r.split("|")[2].strip() for r in rows] == ["0", "0.015", "1"] and all("| 2 |" in r for r in rows)
     assert ws.home.is_dir()
@@ -375,7 +376,7 @@ def test_a_failed_run_is_reported_and_retried_on_request(
     tmp_path: Path, db_url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crmse_cli.stages import sample as sample_stage
-    from crmse_cli.stages.sweep import create_sweep, sweep_status, work
+    from crmse_cli.stages.sweep import create_sweep, sweep_points, sweep_status, work
 
     ws, _ = make_workspace(tmp_path / "home", db_url)
     create_sweep(ws, "flaky", sources=["mse"], lambdas=[0.1], seeds=[0], regularize_options=FAST,
@@ -395,3 +396,5 @@ def test_a_failed_run_is_reported_and_retried_on_request(
     assert work(ws, "flaky", retry_failed=True).done == res.failed
     [st] = sweep_status(ws, "flaky")
     assert (st.state, st.stage, st.attempts) == ("done", "done", 2)
+    [point] = sweep_points(ws, "flaky")
+    assert point["metrics"]["grad_ratio"][0] > 0 and point["metrics"]["n_left"][1] == "1"
