@@ -1,11 +1,13 @@
 """The registry: schema = models, migrations, refusal of unknown schemas, SQLite settings,
-concurrent writers, run lookup and metric validation. No torch needed."""
+concurrent writers, run lookup and metric validation. No torch needed.
+
+Tests taking ``db_url`` run on SQLite and on PostgreSQL (a fresh database each; skipped with a
+reason when ``CRMSE_TEST_PG_URL`` is unset, which `.ci/run` sets after starting a server)."""
 
 from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,7 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from crmse_cli.errors import CrmseError, NotFoundError
@@ -40,8 +42,8 @@ def _url(path: Path) -> str:
 
 
 @pytest.fixture
-def reg(tmp_path: Path):
-    registry = Registry(_url(tmp_path / "crmse.db"))
+def reg(db_url: str):
+    registry = Registry(db_url)
     yield registry
     registry.close()
 
@@ -72,8 +74,8 @@ def test_fresh_database_matches_models(reg: Registry) -> None:
     assert diff == [], f"migrations and models differ: {diff}"
 
 
-def test_one_head_and_rows_survive_upgrade(tmp_path: Path) -> None:
-    url = _url(tmp_path / "old.db")
+def test_one_head_and_rows_survive_upgrade(db_url: str) -> None:
+    url = db_url
     engine = make_engine(url)
     cfg = alembic_config(engine)
     script = ScriptDirectory.from_config(cfg)
@@ -123,14 +125,14 @@ def test_one_head_and_rows_survive_upgrade(tmp_path: Path) -> None:
         reg.close()
 
 
-def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
-    url = _url(tmp_path / "d.db")
+def test_downgrade_to_base_and_back(db_url: str) -> None:
+    url = db_url
     Registry(url).close()
     engine = make_engine(url)
     command.downgrade(alembic_config(engine), "base")
-    with sqlite3.connect(tmp_path / "d.db") as con:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert not tables & {"runs", "metrics", "datasets", "checkpoints", "artifacts"}
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+    assert not tables & {"runs", "metrics", "datasets", "checkpoints", "artifacts", "sweeps", "sweep_jobs"}
     command.upgrade(alembic_config(engine), "head")
     engine.dispose()
     reg = Registry(url)
@@ -138,27 +140,31 @@ def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
     reg.close()
 
 
-def test_unknown_revision_is_refused_in_one_line(tmp_path: Path) -> None:
-    db = tmp_path / "crmse.db"
-    Registry(_url(db)).close()
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE alembic_version SET version_num = 'ffff'")
+def _sql(url: str, statement: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(statement))
+    engine.dispose()
+
+
+def test_unknown_revision_is_refused_in_one_line(db_url: str) -> None:
+    Registry(db_url).close()
+    _sql(db_url, "UPDATE alembic_version SET version_num = 'ffff'")
     with pytest.raises(CrmseError) as info:
-        Registry(_url(db))
+        Registry(db_url)
     msg = str(info.value)
     assert "ffff" in msg and "upgrade crmse" in msg and "\n" not in msg
 
 
-def test_tables_without_version_are_refused(tmp_path: Path) -> None:
-    db = tmp_path / "crmse.db"
-    Registry(_url(db)).close()
-    with sqlite3.connect(db) as con:
-        con.execute("DROP TABLE alembic_version")
+def test_tables_without_version_are_refused(db_url: str) -> None:
+    Registry(db_url).close()
+    _sql(db_url, "DROP TABLE alembic_version")
     with pytest.raises(CrmseError, match="no schema version; use a fresh --home"):
-        Registry(_url(db))
+        Registry(db_url)
 
 
-def test_sqlite_pragmas(reg: Registry) -> None:
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    reg = Registry(_url(tmp_path / "crmse.db"))
     with reg.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS >= 5000
@@ -170,6 +176,7 @@ def test_sqlite_pragmas(reg: Registry) -> None:
                 "VALUES ('nosuchrun', 'x', 1.0, '1', '2025-01-01 00:00:00')"
             )
         )
+    reg.close()
 
 
 # -- several processes at once ------------------------------------------------------------------
@@ -184,21 +191,29 @@ _CHILD = textwrap.dedent("""
     while not Path(go).exists():
         time.sleep(0.005)
     reg = Registry(url)
-    if run_id == "-":
-        run_id = reg.create_run(kind="pretrain", config={{"tag": tag}}, seed=0).id
-    for i in range(int(sys.argv[5])):
-        reg.log_metric(run_id, name="loss_" + tag, value=float(i), unit="1", step=i)
+    ids = []
+    for r in range(int(sys.argv[6]) if len(sys.argv) > 6 else 1):
+        rid = run_id
+        if rid == "-":
+            rid = reg.create_run(kind="pretrain", name=f"{{tag}}-r{{r}}", config={{"tag": tag}}, seed=r).id
+        for i in range(int(sys.argv[5])):
+            reg.log_metric(rid, name="loss_" + tag, value=float(i), unit="1", step=i)
+        ids.append(rid)
     reg.close()
-    print(run_id)
+    print(" ".join(ids))
 """)
 
 
-def _race(tmp_path: Path, url: str, run_id: str, n_proc: int, n_metrics: int) -> list[str]:
-    """Start ``n_proc`` writers that begin together; return their stdout; fail on any error."""
+def _race(tmp_path: Path, url: str, run_id: str, n_proc: int, n_metrics: int, n_runs: int = 1) -> list[str]:
+    """Start ``n_proc`` writers that begin together; return their stdout; fail on any error.
+
+    Each writer creates ``n_runs`` runs (``run_id`` "-") or uses ``run_id``, and logs
+    ``n_metrics`` metric rows to each, one transaction per row."""
     go = tmp_path / "go"
     code = _CHILD.format(repo=str(REPO))
     argv = [
-        [sys.executable, "-c", code, url, run_id, f"p{k}", str(go), str(n_metrics)] for k in range(n_proc)
+        [sys.executable, "-c", code, url, run_id, f"p{k}", str(go), str(n_metrics), str(n_runs)]
+        for k in range(n_proc)
     ]
     procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in argv]
     deadline = time.monotonic() + 60
@@ -216,8 +231,8 @@ def _race(tmp_path: Path, url: str, run_id: str, n_proc: int, n_metrics: int) ->
 
 
 @pytest.mark.slow
-def test_two_processes_log_metrics_concurrently(tmp_path: Path) -> None:
-    url = _url(tmp_path / "crmse.db")
+def test_two_processes_log_metrics_concurrently(tmp_path: Path, db_url: str) -> None:
+    url = db_url
     reg = Registry(url)
     run = reg.create_run(kind="pretrain", config={}, seed=0)
     _race(tmp_path, url, run.id, n_proc=2, n_metrics=200)
@@ -229,14 +244,34 @@ def test_two_processes_log_metrics_concurrently(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_processes_opening_a_fresh_database_together(tmp_path: Path) -> None:
-    # Each one migrates the new file at the same moment: exactly one may create the tables.
-    url = _url(tmp_path / "fresh.db")
+def test_processes_opening_a_fresh_database_together(tmp_path: Path, db_url: str) -> None:
+    # Each one migrates the new database at the same moment: exactly one may create the tables.
+    url = db_url
     ids = _race(tmp_path, url, "-", n_proc=4, n_metrics=5)
     reg = Registry(url)
     assert sorted(r.id for r in reg.list_runs()) == sorted(ids)
     assert all(len(reg.metrics(i)) == 5 for i in ids)
     reg.close()
+
+
+@pytest.mark.slow
+def test_four_processes_write_runs_and_metrics_at_once(tmp_path: Path, db_url: str) -> None:
+    """4 writers each create 5 runs and log 30 rows to each at the same time: no row is lost."""
+    Registry(db_url).close()  # migrated; the race is about the writes
+    outs = _race(tmp_path, db_url, "-", n_proc=4, n_metrics=30, n_runs=5)
+    reg = Registry(db_url)
+    try:
+        runs = reg.list_runs()
+        assert sorted(r.name or "" for r in runs) == sorted(f"p{k}-r{r}" for k in range(4) for r in range(5))
+        assert sorted(r.id for r in runs) == sorted(i for out in outs for i in out.split())
+        for run in runs:
+            tag = run.config["tag"]
+            rows = reg.metrics(run.id)
+            assert [(m.name, m.step, m.value) for m in rows] == [
+                (f"loss_{tag}", i, float(i)) for i in range(30)
+            ]
+    finally:
+        reg.close()
 
 
 # -- runs and metrics ---------------------------------------------------------------------------
@@ -346,9 +381,33 @@ def test_crmse_db_url_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     reg.close()
 
 
-def test_a_killed_run_is_marked_interrupted(tmp_path: Path) -> None:
+def test_the_command_line_uses_a_postgresql_crmse_db_url(tmp_path: Path) -> None:
+    """Every command opens the registry through CRMSE_DB_URL; `crmse runs` and `crmse show` here."""
+    from conftest import fresh_pg_database
+
+    url, drop = fresh_pg_database()
+    try:
+        reg = Registry(url)
+        run = reg.create_run(kind="pretrain", name="on-postgres", config={"dataset": "x"}, seed=0)
+        reg.log_metric(run.id, name="test_force_mae", value=0.25, unit="kcal/mol/A", split="test")
+        reg.set_status(run.id, "completed")
+        reg.close()
+        env = {**os.environ, "CRMSE_DB_URL": url, "PYTHONPATH": str(REPO), "CRMSE_NO_PROGRESS": "1"}
+        for cmd in (["runs"], ["show", "on-postgres"]):
+            proc = subprocess.run(
+                [sys.executable, "-m", "crmse_cli", "--home", str(tmp_path / "h"), "--json", *cmd],
+                capture_output=True, text=True, env=env, timeout=120,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            assert run.id in proc.stdout
+        assert not (tmp_path / "h" / "crmse.db").exists()
+    finally:
+        drop()  # type: ignore[operator]
+
+
+def test_a_killed_run_is_marked_interrupted(db_url: str) -> None:
     """A run whose process died without closing it (SIGKILL) is reaped; a live one is not."""
-    reg = Registry(_url(tmp_path / "r.db"))
+    reg = Registry(db_url)
     try:
         dead = subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -373,8 +432,8 @@ def test_a_killed_run_is_marked_interrupted(tmp_path: Path) -> None:
         reg.close()
 
 
-def test_metrics_of_a_missing_run_fail_in_one_line(tmp_path: Path) -> None:
-    reg = Registry(_url(tmp_path / "r.db"))
+def test_metrics_of_a_missing_run_fail_in_one_line(db_url: str) -> None:
+    reg = Registry(db_url)
     try:
         with pytest.raises(NotFoundError, match="no run deadbeef"):
             reg.log_metric("deadbeef", name="x", value=1.0, unit="1")

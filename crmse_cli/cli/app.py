@@ -66,6 +66,7 @@ COMMAND_MODULES = (
     "reproduce_cmd",
     "diagnose_cmd",
     "table_cmd",
+    "sweep_cmd",  # sweep create / work / status / report / list
 )
 
 

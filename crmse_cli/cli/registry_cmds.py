@@ -22,7 +22,13 @@ KEY_METRICS = (
     ("hessian_ratio_soft", "H soft/MSE"),  # diagnose runs
     ("collapse_lift_kT", "lift kT"),
 )
-STATUS_STYLE = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "failed": "red",
+    "interrupted": "yellow",
+    "queued": "blue",
+}
 
 
 def _registry(ctx: typer.Context) -> Any:

@@ -2,7 +2,8 @@
 
 SQLite gets WAL journaling, a 30 s busy timeout and foreign keys, so several ``crmse``
 processes can write to one workspace at once. Any other URL (``CRMSE_DB_URL``, e.g. PostgreSQL)
-is used as given.
+is used as given; PostgreSQL (``postgresql+psycopg://user@host/db``, ``pip install
+crmse[postgres]``) is tested in CI against a real server.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ from crmse_cli.errors import CrmseError
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK_KEY = 0x63726D7365  # "crmse": the PostgreSQL advisory lock held while migrating
 
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: ``crmse_cli/_migrations`` when installed, ``migrations/`` in a checkout."""
+    """The Alembic scripts: ``migrations/`` beside this package in a checkout, else the installed
+    ``crmse_cli._migrations``.
+
+    The checkout comes first so that code imported from a checkout (``PYTHONPATH``, a git
+    worktree) migrates with its own scripts even when an editable install points elsewhere.
+    """
+    here = Path(__file__).resolve().parents[2] / "migrations"
+    if (here / "env.py").is_file() and (here / "versions" / "0001_initial.py").is_file():
+        return here
     try:
         installed = resources.files("crmse_cli._migrations")
         path = Path(str(installed))
@@ -30,9 +40,6 @@ def migrations_dir() -> Path:
             return path
     except ModuleNotFoundError:
         pass
-    here = Path(__file__).resolve().parents[2] / "migrations"
-    if (here / "env.py").is_file():
-        return here
     raise CrmseError("crmse's database migrations are missing from this installation; reinstall crmse")
 
 
@@ -85,8 +92,8 @@ def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema, or refuse a newer/unknown one in one line.
 
     Several processes may open a fresh workspace at once: on SQLite the check and the migration
-    run inside one ``BEGIN IMMEDIATE`` transaction, so one process migrates and the others wait
-    (busy timeout), then find the schema at head.
+    run inside one ``BEGIN IMMEDIATE`` transaction, on PostgreSQL inside one transaction holding
+    an advisory lock, so one process migrates and the others wait, then find the schema at head.
     """
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -100,6 +107,8 @@ def upgrade(engine: Engine) -> None:
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":  # DDL is transactional; released at commit
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         current = MigrationContext.configure(conn).get_current_revision()
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:

@@ -26,12 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.engine import make_engine, upgrade
+from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
 
 log = logging.getLogger(__name__)
 
 RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce", "diagnose")
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("queued", "running", "completed", "failed", "interrupted")
+"""``queued``: created by ``crmse sweep create``, not started yet (revision 0003)."""
 T = TypeVar("T")
 
 
@@ -141,7 +143,38 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
-class Registry:
+def _new_run_row(
+    *,
+    kind: str,
+    name: str | None,
+    dataset: str | None,
+    parent: str | None,
+    config: dict[str, Any],
+    seed: int | None,
+    status: str,
+) -> RunRow:
+    """A new run row owned by this process (no owner when ``queued``)."""
+    cfg = _jsonable(config)
+    return RunRow(
+        id=secrets.token_hex(4),
+        name=name,
+        kind=kind,
+        status=status,
+        dataset=dataset,
+        parent=parent,
+        config=cfg,
+        config_hash=_config_hash(cfg),
+        seed=seed,
+        version=__version__,
+        host=socket.gethostname(),
+        pid=None if status == "queued" else os.getpid(),
+        started=_now(),
+        ended=None,
+        error=None,
+    )
+
+
+class Registry(SweepStore):
     """Datasets, runs, checkpoints, metrics and artifacts of one workspace database."""
 
     def __init__(self, url: str) -> None:
@@ -258,22 +291,8 @@ class Registry:
         def op(s: Session) -> RunInfo:
             if name is not None and s.scalar(select(RunRow).where(RunRow.name == name)) is not None:
                 raise CrmseError(f"a run named {name!r} already exists; pick another --name")
-            row = RunRow(
-                id=secrets.token_hex(4),
-                name=name,
-                kind=kind,
-                status="running",
-                dataset=dataset,
-                parent=parent,
-                config=cfg,
-                config_hash=_config_hash(cfg),
-                seed=seed,
-                version=__version__,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                started=_now(),
-                ended=None,
-                error=None,
+            row = _new_run_row(
+                kind=kind, name=name, dataset=dataset, parent=parent, config=cfg, seed=seed, status="running"
             )
             s.add(row)
             s.flush()
@@ -294,7 +313,9 @@ class Registry:
                 raise NotFoundError(f"no run {run_id}")
             row.status = status
             row.error = error
-            row.ended = None if status == "running" else _now()
+            row.ended = None if status in ("running", "queued") else _now()
+            if status == "queued":  # back in a sweep's queue: no process owns it
+                row.pid = None
             if status == "running":  # resumed: this process owns the run now
                 row.host, row.pid = socket.gethostname(), os.getpid()
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 models of the registry: datasets, runs, checkpoints, metrics, artifacts.
+"""SQLAlchemy 2.0 models of the registry: datasets, runs, checkpoints, metrics, artifacts, sweeps.
 
 The schema is owned by the Alembic migrations in ``migrations/``; a test checks that a database
 migrated to head has no autogenerate difference from these models. Timestamps are UTC.
@@ -90,3 +90,32 @@ class ArtifactRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SweepRow(Base):
+    """A named grid of queued regularize runs (revision 0003)."""
+
+    __tablename__ = "sweeps"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SweepJobRow(Base):
+    """One queued run of a sweep and its lease: state queued|running|done|failed (revision 0003)."""
+
+    __tablename__ = "sweep_jobs"
+    __table_args__ = (Index("ix_sweep_jobs_sweep_state", "sweep", "state", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep: Mapped[str] = mapped_column(ForeignKey("sweeps.name"))
+    position: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), unique=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    owner_host: Mapped[str | None] = mapped_column(String(200))
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,411 @@
+"""`crmse sweep`: a lambda x seed grid of CRMSE runs, queued in the registry, drained by workers.
+
+A sweep is a ``sweeps`` row (the grid and its settings) plus one job per (source model, lambda,
+seed): a ``regularize`` run created in status ``queued``. ``crmse sweep work NAME`` claims the
+next queued job (a row lock, see :mod:`crmse_cli.registry.sweeps`), runs it with the ordinary
+stage functions -- :func:`~crmse_cli.stages.regularize.regularize`, then
+:func:`~crmse_cli.stages.sample.sample` of the regularized model and
+:func:`~crmse_cli.stages.evaluate.evaluate` of the samples -- and takes the next, until none is
+left. Any number of workers, on any number of machines sharing one PostgreSQL registry, can drain
+one sweep. Every run is an ordinary registry run (``crmse runs``, ``crmse show``, ``crmse
+compare`` see them); the queued run's config holds ``sweep`` = {name, position, source, lambda,
+seed}, and sample/evaluate runs are its children.
+
+A worker that dies (SIGKILL, power loss) holds a lease that goes dead: same host and its pid gone,
+or no heartbeat for ``stale_after_s`` seconds. The next worker marks its runs ``interrupted`` and
+re-queues the job; the job then resumes the regularize run from its last checkpoint (the stage's
+own ``resume``), or re-runs sample/evaluate if regularization had finished. Options of the grid
+are passed through by name: any :class:`~crmse_cli.train.contrastive.ContrastiveConfig` or
+:class:`~crmse_cli.stages.regularize.RegularizeConfig` field for regularization, any
+:class:`~crmse_cli.stages.sample.SampleConfig` field for sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.stages._grid import regularize_config, sample_config
+from crmse_cli.stages._models import MODEL_KINDS
+from crmse_cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_S = 600.0
+"""A running job whose worker sent no heartbeat for this long is re-queued (other hosts)."""
+HEARTBEAT_S = 30.0
+"""How often a worker refreshes the lease of the job it runs."""
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class SweepCreated:
+    name: str
+    run_ids: list[str]
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    done: list[str]  # regularize run ids whose job this worker finished
+    failed: list[str]
+    requeued: list[str]  # runs of dead workers this worker put back in the queue
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One grid point of a sweep: its runs, where it stands and who works on it."""
+
+    position: int
+    source: str
+    lambda_: float
+    seed: int
+    state: str  # job state: queued | running | done | failed
+    stage: str  # regularize | sample | evaluate | done
+    run_id: str
+    run_name: str | None
+    run_status: str
+    sample_run: str | None
+    evaluate_run: str | None
+    attempts: int
+    owner: str | None
+    error: str | None
+
+
+def create_sweep(
+    ws: Workspace,
+    name: str,
+    *,
+    sources: list[str],
+    lambdas: list[float],
+    seeds: list[int],
+    regularize_options: dict[str, Any] | None = None,
+    sample_options: dict[str, Any] | None = None,
+    device: str = "cpu",
+    registry: Any = None,
+) -> SweepCreated:
+    """Queue one regularize run per (source, seed, lambda), in that order; nothing runs yet.
+
+    Args:
+        ws: the workspace.
+        name: the sweep's unique name (letters, digits, ``_.-``); runs are named
+            ``NAME.SOURCE.lamLAMBDA.sSEED``.
+        sources: model runs (pretrain or regularize, completed), by id or name.
+        lambdas: contrastive weights (``ContrastiveConfig.lambda_``; 0 is the control).
+        seeds: seeds of chains, batches and sampling.
+        regularize_options: ContrastiveConfig / RegularizeConfig fields by name (e.g.
+            ``{"n_updates": 50, "lr": 1e-4}``), checked now.
+        sample_options: SampleConfig fields by name (e.g. ``{"replicas": 64, "steps": 20000}``).
+        device: "cpu" or "cuda" for every stage.
+    """
+    from crmse_cli.registry.store import Registry
+
+    reg_opts, smp_opts = dict(regularize_options or {}), dict(sample_options or {})
+    if not _NAME.match(name) or all(c in "0123456789abcdef" for c in name):
+        raise CrmseError(
+            f"sweep name {name!r}: use 1-80 letters, digits, '_', '.', '-', with a letter beyond a-f"
+        )
+    if not sources or not lambdas or not seeds:
+        raise CrmseError("a sweep needs at least one --from model, one --lambda and one --seeds value")
+    if len(set(lambdas)) != len(lambdas) or len(set(seeds)) != len(seeds):
+        raise CrmseError("--lambda and --seeds values must not repeat")
+    if any(not lam >= 0 for lam in lambdas):
+        raise CrmseError("every --lambda must be >= 0")
+    first = regularize_config(reg_opts, lambda_=lambdas[0], seed=seeds[0], device=device)  # fail now
+    sample_config(smp_opts, seed=seeds[0], device=device)
+    reg = registry or Registry.open(ws.ensure())
+    jobs: list[dict[str, Any]] = []
+    for ref in sources:
+        src = reg.get_run(ref)
+        if src.kind not in MODEL_KINDS or src.status != "completed":
+            raise CrmseError(
+                f"--from {ref}: run {src.id} is a {src.status} {src.kind} run; pass a completed model run"
+            )
+        label = src.name or src.id
+        for seed in seeds:
+            for lam in lambdas:
+                point = {"name": name, "position": len(jobs), "source": src.id, "lambda": lam, "seed": seed}
+                config = {
+                    "sweep": point,
+                    "dataset": src.dataset,
+                    "source_run": src.id,
+                    "lambda": lam,
+                    "regularize_options": reg_opts,
+                    "sample_options": smp_opts,
+                    "device": device,
+                }
+                jobs.append(
+                    dict(
+                        name=f"{name}.{label}.lam{lam:g}.s{seed}",
+                        dataset=src.dataset,
+                        parent=src.id,
+                        seed=seed,
+                        config=config,
+                        params=point,
+                    )
+                )
+    spec = {
+        "sources": list(dict.fromkeys(str(j["parent"]) for j in jobs)),
+        "lambdas": list(lambdas),
+        "seeds": list(seeds),
+        "regularize_options": reg_opts,
+        "sample_options": smp_opts,
+        "device": device,
+        "lambda_units": getattr(first.contrastive, "lambda_units", None),
+    }
+    reg.create_sweep(name=name, config=spec, jobs=jobs)
+    return SweepCreated(name, [j.run_id for j in reg.sweep_jobs(name)])
+
+
+class _QueuedRun:
+    """The registry as a stage sees it, except that ``create_run`` starts queued run ``run_id``."""
+
+    def __init__(self, registry: Any, run_id: str) -> None:
+        self._reg, self._run_id = registry, run_id
+
+    def create_run(self, **kwargs: Any) -> Any:
+        return self._reg.start_queued_run(self._run_id, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reg, name)
+
+
+class _Heartbeat:
+    """A daemon thread that refreshes a job's lease every ``every_s`` seconds while it runs."""
+
+    def __init__(self, registry: Any, job_id: int, every_s: float) -> None:
+        self._reg, self._job, self._every = registry, job_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"sweep-heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                if not self._reg.heartbeat_job(self._job):
+                    log.warning(
+                        "sweep job %s was re-queued by another worker; finishing it anyway", self._job
+                    )
+            except Exception as exc:  # the database is unreachable for a moment: keep working
+                log.warning("sweep heartbeat failed: %s", exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _child_name(reg: Any, base: str | None, suffix: str) -> str | None:
+    if base is None:
+        return None
+    taken = {r.name for r in reg.list_runs()}
+    name, k = f"{base}.{suffix}", 2
+    while name in taken:
+        name, k = f"{base}.{suffix}{k}", k + 1
+    return name
+
+
+def _completed(runs: list[Any]) -> Any | None:
+    done = [r for r in runs if r.status == "completed"]
+    return done[-1] if done else None
+
+
+def run_job(ws: Workspace, reg: Any, job: Any, spec: dict[str, Any]) -> None:
+    """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
+    from crmse_cli.stages.evaluate import evaluate
+    from crmse_cli.stages.regularize import regularize
+    from crmse_cli.stages.sample import sample
+
+    device, p = spec.get("device", "cpu"), job.params
+    run = reg.get_run(job.run_id)
+    if run.status not in ("queued", "completed") and not reg.checkpoints(run.id):
+        reg.set_status(run.id, "queued", error=None)  # killed before its first checkpoint: start over
+        run = reg.get_run(run.id)
+    if run.status == "queued":
+        cfg = regularize_config(
+            spec["regularize_options"], lambda_=p["lambda"], seed=p["seed"], device=device
+        )
+        regularize(ws, p["source"], cfg, registry=_QueuedRun(reg, run.id))
+    elif run.status != "completed":
+        from crmse_cli.stages.regularize import RegularizeConfig
+
+        regularize(ws, None, RegularizeConfig(device=device), resume=run.id, registry=reg)
+    smp = _completed(reg.children(run.id, kind="sample"))
+    if smp is None:
+        cfg_s = sample_config(spec["sample_options"], seed=p["seed"], device=device)
+        smp = reg.get_run(
+            sample(ws, run.id, cfg_s, name=_child_name(reg, run.name, "sample"), registry=reg).run_id
+        )
+    if _completed(reg.children(smp.id, kind="evaluate")) is None:
+        name = _child_name(reg, run.name, "evaluate")
+        evaluate(ws, smp.id, name=name, device=device, seed=p["seed"], registry=reg)
+
+
+def work(
+    ws: Workspace,
+    name: str,
+    *,
+    max_jobs: int | None = None,
+    stale_after_s: float = STALE_AFTER_S,
+    heartbeat_s: float = HEARTBEAT_S,
+    retry_failed: bool = False,
+    registry: Any = None,
+) -> WorkResult:
+    """Drain sweep ``name``: claim a queued job, run it, repeat until none is left (or ``max_jobs``).
+
+    Jobs of dead workers are re-queued first (see the module docstring). A job that raises is
+    marked ``failed`` with the one-line error and the worker takes the next; Ctrl-C puts the job
+    back in the queue (its regularize run resumable) and stops the worker. ``retry_failed``
+    first re-queues the failed jobs (a failed regularize run resumes from its last checkpoint).
+    """
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    spec = reg.get_sweep(name).config
+    if retry_failed:
+        reg.requeue_failed_jobs(name)
+    done: list[str] = []
+    failed: list[str] = []
+    requeued: list[str] = []
+    while max_jobs is None or len(done) + len(failed) < max_jobs:
+        requeued += [j.run_id for j in reg.requeue_dead_jobs(name, stale_after_s=stale_after_s)]
+        job = reg.claim_job(name)
+        if job is None:
+            break
+        log.info("sweep %s: job %d (run %s)", name, job.position, job.run_id)
+        try:
+            with _Heartbeat(reg, job.id, heartbeat_s):
+                run_job(ws, reg, job, spec)
+        except KeyboardInterrupt:
+            reg.finish_job(job.id, "queued", error="its worker was interrupted (Ctrl-C); re-queued")
+            raise
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, CrmseError):
+                msg = f"{type(exc).__name__}: {msg}"
+            log.error("sweep %s: run %s failed: %s", name, job.run_id, msg)
+            reg.finish_job(job.id, "failed", error=msg)
+            failed.append(job.run_id)
+        else:
+            reg.finish_job(job.id, "done")
+            done.append(job.run_id)
+    return WorkResult(done, failed, requeued)
+
+
+def sweep_status(ws: Workspace, name: str, *, registry: Any = None) -> list[JobStatus]:
+    """Where every grid point of sweep ``name`` stands (grid order)."""
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    out = []
+    for job in reg.sweep_jobs(name):
+        run = reg.get_run(job.run_id)
+        smp = _completed(reg.children(run.id, kind="sample"))
+        ev = _completed(reg.children(smp.id, kind="evaluate")) if smp else None
+        stage = (
+            "done" if ev else "evaluate" if smp else "sample" if run.status == "completed" else "regularize"
+        )
+        owner = f"{job.owner_host}:{job.owner_pid}" if job.owner_host else None
+        out.append(
+            JobStatus(
+                position=job.position,
+                source=job.params["source"],
+                lambda_=float(job.params["lambda"]),
+                seed=int(job.params["seed"]),
+                state=job.state,
+                stage=stage,
+                run_id=run.id,
+                run_name=run.name,
+                run_status=run.status,
+                sample_run=smp.id if smp else None,
+                evaluate_run=ev.id if ev else None,
+                attempts=job.attempts,
+                owner=owner,
+                error=job.error or run.error,
+            )
+        )
+    return out
+
+
+def list_sweeps(ws: Workspace, *, registry: Any = None) -> list[dict[str, Any]]:
+    """Every sweep: name, created (UTC) and the number of jobs per state."""
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    out = []
+    for s in reg.list_sweeps():
+        states = [j.state for j in reg.sweep_jobs(s.name)]
+        counts = {k: states.count(k) for k in ("done", "running", "queued", "failed")}
+        out.append({"name": s.name, "created": s.created.strftime("%Y-%m-%d %H:%M"), **counts})
+    return out
+
+
+def sweep_points(ws: Workspace, name: str, *, registry: Any = None) -> list[dict[str, Any]]:
+    """The finished grid points of sweep ``name``: source, lambda, seed, run ids and metrics.
+
+    ``metrics`` maps a name to (value, unit): the evaluate run's final metrics (test accuracy,
+    distribution metrics, the sample's stability counts), plus every regularize metric whose
+    name holds ``grad`` and ``ratio`` (the contrastive/MSE gradient ratio, when the trainer logs
+    it), averaged over updates.
+    """
+    from crmse_cli.registry.store import Registry
+
+    reg = registry or Registry.open(ws.ensure())
+    points = []
+    for st in sweep_status(ws, name, registry=reg):
+        if st.evaluate_run is None:
+            continue
+        metrics = {k: (m.value, m.unit) for k, m in reg.final_metrics(st.evaluate_run).items()}
+        rows: dict[str, list[float]] = {}
+        units: dict[str, str] = {}
+        for m in reg.metrics(st.run_id):
+            if "grad" in m.name and "ratio" in m.name and m.step is not None:
+                rows.setdefault(m.name, []).append(m.value)
+                units[m.name] = m.unit
+        metrics.update({k: (sum(v) / len(v), units[k]) for k, v in rows.items()})
+        points.append(
+            {
+                "source": st.source,
+                "lambda": st.lambda_,
+                "seed": st.seed,
+                "run": st.run_id,
+                "evaluate_run": st.evaluate_run,
+                "metrics": metrics,
+            }
+        )
+    return points
+
+
+def write_report(ws: Workspace, name: str, out: Any, *, registry: Any = None) -> tuple[Any, str]:
+    """Write sweep ``name``'s plateau report (one offline HTML page) to ``out``.
+
+    Returns (the path, the markdown table of the same numbers). Fails in one line when no grid
+    point has finished.
+    """
+    from pathlib import Path
+
+    from crmse_cli.fileio import atomic_write
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.report.sweep import markdown_table, render_page, summarize
+
+    reg = registry or Registry.open(ws.ensure())
+    spec = reg.get_sweep(name)
+    points = sweep_points(ws, name, registry=reg)
+    if not points:
+        raise CrmseError(f"sweep {name!r} has no finished run yet; run `crmse sweep work {name}`")
+    labels = {p["source"]: (reg.get_run(p["source"]).name or p["source"]) for p in points}
+    summary = summarize(points, labels)
+    total = len(reg.sweep_jobs(name))
+    path = Path(out)
+    page = render_page(name, spec.config, summary, n_jobs=total).encode()
+
+    def write(fh: Any) -> None:
+        fh.write(page)
+
+    atomic_write(path, write)
+    return path, markdown_table(summary)
