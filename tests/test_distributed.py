@@ -268,3 +268,43 @@ def _rank_pid(rank: int) -> int | None:
         if b"crmse_cli" in cmd and f"RANK={rank}".encode() in env and b"torch.distributed.run" not in cmd:
             return int(entry.name)
     return None
+
+
+# -- pretraining on 2 ranks ----------------------------------------------------------------------
+def _pretrain_config() -> Any:
+    from crmse_cli.stages.pretrain import preset_config
+
+    # 17 frames -> 16 training + 1 validation: batches of 8 split evenly over 2 ranks.
+    return preset_config("quick", {"n_train": 17, "max_epochs": 2, "max_minutes": 0.0, "batch_size": 8})
+
+
+def _pretrain_worker(rank: int, world: int, port: int, home: str, out: str) -> None:
+    import torch.distributed as tdist
+
+    from crmse_cli.data.dataset import Dataset
+    from crmse_cli.train.pretrain import PretrainTrainer
+
+    dist = _join(rank, world, port)
+    data = Dataset.load(Workspace.resolve(Path(home)).datasets_dir / "ethanol.npz")
+    trainer = PretrainTrainer.create(_pretrain_config(), data, "01", dist=dist)
+    records = list(trainer.epochs())
+    torch.save(
+        {"weights": trainer.potential.state_dict(), "loss": [r.train_loss for r in records]},
+        Path(out) / f"pre{rank}.pt",
+    )
+    tdist.destroy_process_group()
+
+
+def test_two_rank_pretraining_equals_single_process(tiny_model: Path, tmp_path: Path) -> None:
+    from crmse_cli.data.dataset import Dataset
+    from crmse_cli.train.pretrain import PretrainTrainer
+
+    mp.spawn(_pretrain_worker, args=(2, _free_port(), str(tiny_model), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"pre{r}.pt", weights_only=False) for r in (0, 1))
+    data = Dataset.load(Workspace.resolve(tiny_model).datasets_dir / "ethanol.npz")
+    single = PretrainTrainer.create(_pretrain_config(), data, "01")
+    records = list(single.epochs())
+    assert [r.train_loss for r in records] == pytest.approx(r0["loss"], rel=1e-5)
+    for k, v in single.potential.state_dict().items():
+        torch.testing.assert_close(r0["weights"][k], r1["weights"][k], rtol=0, atol=0)
+        torch.testing.assert_close(v, r0["weights"][k], rtol=1e-4, atol=1e-6)

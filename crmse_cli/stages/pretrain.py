@@ -25,6 +25,7 @@ from crmse_cli.stages._models import load_dataset
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.train.data import FrameSet
+from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.pretrain import (
     EpochRecord,
     PretrainConfig,
@@ -243,6 +244,7 @@ def _resume(
     dataset: str | None,
     config: PretrainConfig | None,
     overrides: dict[str, Any] | None,
+    dist: DistContext | None = None,
 ) -> tuple[str, PretrainTrainer, Dataset]:
     """Load run ``ref``'s last checkpoint into a trainer and mark the run running again."""
     run = reg.get_run(ref)
@@ -253,8 +255,9 @@ def _resume(
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
     path = _last_checkpoint(ws, reg, run)
     data = load_dataset(reg, data_name)
-    trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides)
-    reg.set_status(run.id, "running")
+    trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides, dist=dist)
+    if dist is None or dist.is_main:
+        reg.set_status(run.id, "running")
     return run.id, trainer, data
 
 
