@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,13 +114,15 @@ def test_block_bootstrap_widens_for_correlated_frames() -> None:
 
 
 @pytest.fixture(scope="module")
-def ethanol_frames() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All distinct ethanol frames of the andersx split files: species, positions, energies."""
-    require_shared(ANDERSX)
+def ethanol_frames(synthetic_andersx: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All distinct ethanol frames of the andersx split files: species, positions, energies.
+
+    The real files when present, else synthetic ones (conftest.write_andersx)."""
+    folder = ANDERSX if ANDERSX.exists() else synthetic_andersx
     xs, es, ids = [], [], []
     for part in ("train", "test"):
         for k in range(1, 6):
-            d = np.load(ANDERSX / f"rmd17_ethanol_{part}_0{k}.npz")
+            d = np.load(folder / f"rmd17_ethanol_{part}_0{k}.npz")
             xs.append(d["coords"])
             es.append(d["energies"])
             ids.append(d["old_indices"])
@@ -184,6 +187,7 @@ def test_non_finite_sample_frames_are_dropped_and_counted(ethanol_frames: tuple[
         distribution_metrics(z, sample, energies[:10], x[400:2400], e[400:2400], 500.0)
 
 
+@pytest.mark.shared
 def test_virial_temperature_tells_which_potential_sampled_the_frames() -> None:
     """rMD17 frames are 500 K MD17 (PBE+vdW-TS) frames relabelled with PBE/def2-SVP.
 

@@ -11,8 +11,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ANDERSX, MINI_ARCHIVE, require_shared
+from conftest import (
+    ANDERSX,
+    ETHANOL_Z,
+    MINI_ARCHIVE,
+    make_archive,
+    npz_bytes,
+    random_frames,
+    require_shared,
+    rmd17_splits,
+    write_andersx,
+)
 
+from crmse_cli.data import sources
 from crmse_cli.data.dataset import UNITS, Dataset
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
@@ -21,58 +32,7 @@ from crmse_cli.stages.fetch import fetch_rmd17, fetch_xyz
 from crmse_cli.units import KCAL_PER_MOL_PER_EV
 from crmse_cli.workspace import Workspace
 
-ETHANOL = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1], dtype=np.uint8)  # C2H6O, as rMD17 orders it
-N_FRAMES = 12
-
-
-def _frames(n: int = N_FRAMES, species: np.ndarray = ETHANOL, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    n_atoms = len(species)
-    return {
-        "nuclear_charges": species,
-        "coords": rng.normal(size=(n, n_atoms, 3)),
-        "energies": -97000.0 + rng.normal(size=n),
-        "forces": 10 * rng.normal(size=(n, n_atoms, 3)),
-        "old_indices": np.arange(n) * 37 + 5,
-        "old_energies": -96000.0 + rng.normal(size=n),
-        "old_forces": rng.normal(size=(n, n_atoms, 3)),
-    }
-
-
-def _splits(n: int = N_FRAMES) -> dict[str, dict[str, np.ndarray]]:
-    """Five splits over ``n`` rows: train 4 rows, test 3 rows (disjoint within a split)."""
-    out = {}
-    for k in range(1, 6):
-        order = np.random.default_rng(k).permutation(n)
-        out[f"{k:02d}"] = {"train": np.sort(order[:4]), "test": np.sort(order[4:7])}
-    return out
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def make_archive(
-    path: Path,
-    molecules: dict[str, dict[str, np.ndarray]] | None = None,
-    splits: dict[str, dict[str, np.ndarray]] | None = None,
-    mode: str = "w:bz2",
-) -> Path:
-    """A tar in the official ``rmd17.tar.bz2`` layout; the splits are written as one index per line."""
-    molecules = {"ethanol": _frames()} if molecules is None else molecules
-    splits = _splits() if splits is None else splits
-    members = {f"rmd17/npz_data/rmd17_{mol}.npz": _npz_bytes(a) for mol, a in molecules.items()}
-    for key, parts in splits.items():
-        for part, rows in parts.items():
-            members[f"rmd17/splits/index_{part}_{key}.csv"] = "".join(f"{i}\n" for i in rows).encode()
-    with tarfile.open(path, mode) as tar:  # type: ignore[call-overload]
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return path
+N_FRAMES = 12  # make_archive's default: random_frames(12)
 
 
 @pytest.fixture
@@ -102,16 +62,16 @@ def _assert_nothing_left(ws: Workspace) -> None:
 
 
 def test_fetch_tiny_archive(ws: Workspace, archive: Path) -> None:
-    src, splits = _frames(), _splits()
+    src, splits = random_frames(), rmd17_splits()
     result = fetch_rmd17(ws, "ethanol", from_path=archive)
     assert not result.already
     assert (result.name, result.n_frames, result.n_atoms, result.source) == ("ethanol", N_FRAMES, 9, "file")
-    assert result.species == ETHANOL.tolist()
+    assert result.species == ETHANOL_Z.tolist()
     assert result.splits == {f"{k:02d}": {"train": 4, "test": 3} for k in range(1, 6)}
     assert result.path == ws.datasets_dir / "ethanol.npz"
 
     data = Dataset.load(result.path)
-    np.testing.assert_array_equal(data.species, ETHANOL)
+    np.testing.assert_array_equal(data.species, ETHANOL_Z)
     np.testing.assert_array_equal(data.positions, src["coords"])
     np.testing.assert_array_equal(data.energies, src["energies"])  # kcal/mol in, kcal/mol out
     np.testing.assert_array_equal(data.forces, src["forces"])
@@ -127,7 +87,7 @@ def test_fetch_tiny_archive(ws: Workspace, archive: Path) -> None:
     assert info.sha256 == sha256_file(result.path) == result.sha256
     assert info.units == {"length": "A", "energy": "kcal/mol", "forces": "kcal/mol/A"}
     assert info.meta["kind"] == "rmd17" and info.meta["source_sha256"] == sha256_file(archive)
-    assert (info.n_frames, info.n_atoms, info.species) == (N_FRAMES, 9, ETHANOL.tolist())
+    assert (info.n_frames, info.n_atoms, info.species) == (N_FRAMES, 9, ETHANOL_Z.tolist())
     assert [p.name for p in ws.datasets_dir.iterdir()] == ["ethanol.npz"]  # no temporary left
 
 
@@ -157,8 +117,8 @@ def test_bare_official_npz_with_splits_folder(ws: Workspace, tmp_path: Path) -> 
     root = tmp_path / "rmd17"
     (root / "npz_data").mkdir(parents=True)
     (root / "splits").mkdir()
-    (root / "npz_data" / "rmd17_ethanol.npz").write_bytes(_npz_bytes(_frames()))
-    for key, parts in _splits().items():
+    (root / "npz_data" / "rmd17_ethanol.npz").write_bytes(npz_bytes(random_frames()))
+    for key, parts in rmd17_splits().items():
         for part, rows in parts.items():
             np.savetxt(root / "splits" / f"index_{part}_{key}.csv", rows, fmt="%d")
     result = fetch_rmd17(ws, "ethanol", from_path=root)
@@ -208,20 +168,20 @@ def test_failed_forced_refetch_keeps_the_old_dataset(ws: Workspace, archive: Pat
 
 
 def test_archive_without_the_molecule(ws: Workspace, tmp_path: Path) -> None:
-    benzene = _frames(species=np.array([6] * 6 + [1] * 6))
+    benzene = random_frames(species=np.array([6] * 6 + [1] * 6))
     path = make_archive(tmp_path / "a.tar.bz2", molecules={"benzene": benzene})
     _refused(ws, path, DataError, "holds no rmd17/npz_data/rmd17_ethanol.npz")
 
 
 def test_archive_without_a_split_file(ws: Workspace, tmp_path: Path) -> None:
-    splits = _splits()
+    splits = rmd17_splits()
     del splits["04"]["test"]
     path = make_archive(tmp_path / "a.tar.bz2", splits=splits)
     _refused(ws, path, DataError, "lacks the split file index_test_04")
 
 
 def test_split_indices_out_of_range(ws: Workspace, tmp_path: Path) -> None:
-    splits = _splits()
+    splits = rmd17_splits()
     splits["02"]["train"] = np.array([0, 1, N_FRAMES])
     path = make_archive(tmp_path / "a.tar.bz2", splits=splits)
     _refused(ws, path, DataError, "split 02/train indexes outside")
@@ -229,12 +189,12 @@ def test_split_indices_out_of_range(ws: Workspace, tmp_path: Path) -> None:
 
 def test_wrong_formula(ws: Workspace, tmp_path: Path) -> None:
     not_ethanol = np.array([6, 6, 6, 1, 1, 1, 1, 1, 1], dtype=np.uint8)  # C3H6 in ethanol's file
-    path = make_archive(tmp_path / "a.tar.bz2", molecules={"ethanol": _frames(species=not_ethanol)})
+    path = make_archive(tmp_path / "a.tar.bz2", molecules={"ethanol": random_frames(species=not_ethanol)})
     _refused(ws, path, DataError, "not ethanol")
 
 
 def test_npz_lacking_keys_or_with_nan(ws: Workspace, tmp_path: Path) -> None:
-    arrays = _frames()
+    arrays = random_frames()
     del arrays["forces"]
     _refused(
         ws,
@@ -242,7 +202,7 @@ def test_npz_lacking_keys_or_with_nan(ws: Workspace, tmp_path: Path) -> None:
         DataError,
         "lacks the rMD17 keys forces",
     )
-    arrays = _frames()
+    arrays = random_frames()
     arrays["energies"][3] = np.nan
     _refused(ws, make_archive(tmp_path / "b.tar.bz2", molecules={"ethanol": arrays}), DataError, "non-finite")
 
@@ -286,17 +246,21 @@ def test_real_mini_archive(ws: Workspace) -> None:
     np.testing.assert_array_equal(data.splits["03"]["test"], test03)
 
 
-def _andersx_copy(dst: Path) -> Path:
-    src = require_shared(ANDERSX)
+def _andersx_folder(dst: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the real andersx ethanol files, or synthetic ones whose checksums are pinned here."""
     dst.mkdir()
-    for path in src.glob("rmd17_ethanol_*.npz"):
-        shutil.copy(path, dst / path.name)
+    if ANDERSX.exists():
+        for path in ANDERSX.glob("rmd17_ethanol_*.npz"):
+            shutil.copy(path, dst / path.name)
+        return dst
+    write_andersx(dst, "ethanol")
+    for path in dst.glob("rmd17_ethanol_*.npz"):
+        monkeypatch.setitem(sources.ANDERSX_SHA256, path.name, sha256_file(path))
     return dst
 
 
-@pytest.mark.shared
-def test_andersx_folder(ws: Workspace) -> None:
-    folder = require_shared(ANDERSX)
+def test_andersx_folder(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _andersx_folder(tmp_path / "andersx", monkeypatch)
     result = fetch_rmd17(ws, "ethanol", source="andersx", from_path=folder)
     assert result.splits == {f"{k:02d}": {"train": 1000, "test": 1000} for k in range(1, 6)}
     data = Dataset.load(result.path)
@@ -309,9 +273,10 @@ def test_andersx_folder(ws: Workspace) -> None:
     assert len(info.meta["source_sha256"]) == 10
 
 
-@pytest.mark.shared
-def test_tampered_andersx_file_is_refused(ws: Workspace, tmp_path: Path) -> None:
-    folder = _andersx_copy(tmp_path / "andersx")
+def test_tampered_andersx_file_is_refused(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _andersx_folder(tmp_path / "andersx", monkeypatch)
     victim = folder / "rmd17_ethanol_test_03.npz"
     with np.load(victim) as z:
         arrays = {k: z[k] for k in z.files}
@@ -326,6 +291,14 @@ def test_tampered_andersx_file_is_refused(ws: Workspace, tmp_path: Path) -> None
         fetch_rmd17(ws, "ethanol", from_path=folder / "rmd17_ethanol_train_01.npz")
 
 
+def test_synthetic_andersx_files_are_not_the_pinned_ones(ws: Workspace, tmp_path: Path) -> None:
+    """The checksum check itself: files of the right names but other bytes are refused."""
+    folder = write_andersx(tmp_path / "andersx", "ethanol", n=20)
+    with pytest.raises(DataError, match="does not match the pinned"):
+        fetch_rmd17(ws, "ethanol", source="andersx", from_path=folder)
+    _assert_nothing_left(ws)
+
+
 # -- extended XYZ ---------------------------------------------------------------------------------
 
 
@@ -336,10 +309,10 @@ def _write_xyz(
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
-    src = _frames(n, seed=3)
+    src = random_frames(n, seed=3)
     frames = []
     for i in range(n):
-        atoms = Atoms(numbers=ETHANOL.astype(int), positions=src["coords"][i])
+        atoms = Atoms(numbers=ETHANOL_Z.astype(int), positions=src["coords"][i])
         energy = float(src["energies"][i]) * energy_scale
         forces = src["forces"][i] * energy_scale if with_forces else None
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
@@ -360,7 +333,7 @@ def test_fetch_xyz_converts_ev_to_kcal_per_mol(ws: Workspace, tmp_path: Path) ->
     np.testing.assert_allclose(data.energies, src["energies"], rtol=1e-6)
     np.testing.assert_allclose(data.forces, src["forces"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(data.positions, src["coords"], atol=1e-8)
-    np.testing.assert_array_equal(data.species, ETHANOL)
+    np.testing.assert_array_equal(data.species, ETHANOL_Z)
     train, test = data.split("01")
     assert len(test) == 3 and sorted(np.concatenate([train, test]).tolist()) == list(range(10))
     [info] = _registered(ws)

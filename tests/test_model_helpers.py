@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
+from conftest import ANDERSX, synthetic_frames
 
 from crmse_cli.model import ModelConfig, Potential, build_potential
 
-ETHANOL_NPZ = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "rmd17"
-    / "andersx-rmd17-npz"
-    / "rmd17_ethanol_train_01.npz"
-).resolve()
+ETHANOL_NPZ = ANDERSX / "rmd17_ethanol_train_01.npz"
 
-# Hand-built ethanol (C C O H H H H H H), Å: used only when the shared rMD17 data is absent.
-_ETHANOL = np.array(
-    [
-        [0.000, 0.000, 0.000],  # C (methyl)
-        [1.515, 0.000, 0.000],  # C
-        [2.000, 1.340, 0.000],  # O
-        [-0.390, 1.020, 0.000],  # H
-        [-0.390, -0.510, 0.885],  # H
-        [-0.390, -0.510, -0.885],  # H
-        [1.900, -0.510, 0.885],  # H
-        [1.900, -0.510, -0.885],  # H
-        [2.960, 1.330, 0.000],  # H (hydroxyl)
-    ]
-)
 ETHANOL_SPECIES = [6, 6, 8, 1, 1, 1, 1, 1, 1]
 
 
 def ethanol(n_frames: int = 4) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """(positions (F,9,3) float64 Å, species (9,), energies (F,), forces (F,9,3)) of real frames.
 
-    Falls back to jittered copies of a hand-built geometry with made-up labels.
+    Falls back to synthetic frames (conftest.synthetic_frames) without the shared data.
     """
     if ETHANOL_NPZ.exists():
         with np.load(ETHANOL_NPZ) as d:
@@ -49,11 +26,8 @@ def ethanol(n_frames: int = 4) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, 
                 np.array(d["energies"][:n_frames]),
                 np.array(d["forces"][:n_frames]),
             )
-    rng = np.random.default_rng(0)
-    pos = _ETHANOL[None] + 0.05 * rng.standard_normal((n_frames, 9, 3))
-    energies = -97000.0 + rng.standard_normal(n_frames)
-    forces = 20.0 * rng.standard_normal((n_frames, 9, 3))
-    return torch.tensor(pos), torch.tensor(ETHANOL_SPECIES), energies, forces
+    d = synthetic_frames("ethanol", n_frames)
+    return torch.tensor(d["coords"]), torch.tensor(ETHANOL_SPECIES), d["energies"], d["forces"]
 
 
 def potential(

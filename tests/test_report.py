@@ -1,8 +1,9 @@
 """`crmse compare`: resolving runs, the report's data against the registry, the offline page, errors.
 
-One module-scoped workspace holds real rMD17 ethanol frames, a briefly trained MSE model, a tiny
-CRMSE run from it, and a few short Langevin samples of each (tiny sizes, one torch thread). The
-browser test loads the page in headless Chromium when it is installed. Needs ../shared/data.
+One module-scoped workspace holds ethanol frames from the synthetic rMD17 archive (conftest), a
+briefly trained MSE model, a tiny CRMSE run from it, and a few short Langevin samples of each
+(tiny sizes, one torch thread). The browser test loads the page in headless Chromium when it is
+installed.
 """
 
 from __future__ import annotations
@@ -28,11 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def setup(tmp_path_factory: pytest.TempPathFactory, synthetic_archive: Path) -> dict[str, Any]:
     """A workspace with runs: mse (pretrain), crmse (regularize), s-mse (evaluated), s-crmse (not)."""
-    from conftest import MINI_ARCHIVE, require_shared
-
-    require_shared(MINI_ARCHIVE)
     os.environ["CRMSE_NO_PROGRESS"] = "1"
     from crmse_cli.registry.store import Registry
     from crmse_cli.stages.evaluate import evaluate
@@ -43,7 +41,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from crmse_cli.train.contrastive import ContrastiveConfig
 
     ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
-    fetch_rmd17(ws, "ethanol", from_path=MINI_ARCHIVE)
+    fetch_rmd17(ws, "ethanol", from_path=synthetic_archive)
     cfg = preset_config("quick", {"n_train": 60, "max_epochs": 3, "max_minutes": 0.0})
     mse = pretrain(ws, dataset="ethanol", split="01", config=cfg, name="mse", progress=False).run_id
     c = ContrastiveConfig(n_chains=4, steps_per_update=5, n_updates=3, batch_size=8, warmup_updates=1, seed=7)

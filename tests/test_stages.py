@@ -1,7 +1,8 @@
-"""The sample, evaluate and regularize stages on real rMD17 ethanol frames (tiny sizes).
+"""The sample, evaluate and regularize stages on rMD17-layout ethanol frames (tiny sizes).
 
-One module-scoped workspace holds a fetched dataset and a briefly trained model; each test adds
-its own runs. Needs ../shared/data (skips with a reason otherwise).
+One module-scoped workspace holds a dataset fetched from the synthetic archive (conftest) and a
+briefly trained model; each test adds its own runs. One test repeats the evaluation on the real
+mini archive and checks what only real frames show (skipped without ../shared/data).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import MINI_ARCHIVE, SYNTHETIC_FRAMES, SYNTHETIC_TEST, SYNTHETIC_TRAIN, require_shared
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import load_checkpoint
@@ -20,15 +22,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, str]:
-    from conftest import MINI_ARCHIVE, require_shared
+def trained(tmp_path_factory: pytest.TempPathFactory, synthetic_archive: Path) -> tuple[Workspace, str]:
+    return _trained(tmp_path_factory, synthetic_archive)
 
-    require_shared(MINI_ARCHIVE)
+
+def _trained(tmp_path_factory: pytest.TempPathFactory, archive: Path) -> tuple[Workspace, str]:
     from crmse_cli.stages.fetch import fetch_rmd17
     from crmse_cli.stages.pretrain import preset_config, pretrain
 
     ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
-    fetch_rmd17(ws, "ethanol", from_path=MINI_ARCHIVE)
+    fetch_rmd17(ws, "ethanol", from_path=archive)
     cfg = preset_config("quick", {"n_train": 60, "max_epochs": 3, "max_minutes": 0.0})
     res = pretrain(ws, dataset="ethanol", split="01", config=cfg, name="tiny", progress=False)
     return ws, res.run_id
@@ -85,17 +88,32 @@ def test_evaluate_sample_run_stores_distribution_metrics(trained: tuple[Workspac
         assert name in finals, name
     assert 0.0 <= finals["energy_ks"].value <= 1.0
     assert 0.0 <= finals["hr_mae"].value <= 2.0
+    # Frames in neither train_01 nor test_01 (disjoint in the synthetic archive).
+    assert finals["n_ref_frames"].value == SYNTHETIC_FRAMES - SYNTHETIC_TRAIN - SYNTHETIC_TEST
+    assert np.isfinite(finals["config_temperature_ref_K"].value)
+    assert np.isfinite(finals["virial_temperature_ref_K"].value)
+    assert finals["virial_temperature_ref_K_err"].value > 0.0
+    assert finals["virial_temperature_sample_K_err"].value > 0.0
+    with np.load(res.evaluation_path) as z:
+        assert z["hr_sample"].shape == (500,)
+        assert z["survival_fraction"].shape == z["survival_time_ps"].shape
+    assert reg.get_run(res.run_id).parent == s.run_id
+
+
+@pytest.mark.shared
+def test_evaluate_on_the_real_mini_archive(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from crmse_cli.stages.evaluate import evaluate
+    from crmse_cli.stages.sample import SampleConfig, sample
+
+    ws, model = _trained(tmp_path_factory, require_shared(MINI_ARCHIVE))
+    s = sample(ws, model, SampleConfig(replicas=4, steps=100, record_every=10, seed=1))
+    finals = _registry(ws).final_metrics(evaluate(ws, s.run_id).run_id)
     assert finals["n_ref_frames"].value == 7633  # frames in neither train_01 nor test_01
     # The reference frames are hotter than their nominal 500 K (METHOD.md): the estimator sees it.
     assert finals["config_temperature_ref_K"].value > 550.0
     # rMD17 forces on frames sampled on the MD17 surface: the virial estimator reads ~-86 K (issue 13).
     assert -200.0 < finals["virial_temperature_ref_K"].value < 20.0
     assert 0.0 < finals["virial_temperature_ref_K_err"].value < 60.0
-    assert finals["virial_temperature_sample_K_err"].value > 0.0
-    with np.load(res.evaluation_path) as z:
-        assert z["hr_sample"].shape == (500,)
-        assert z["survival_fraction"].shape == z["survival_time_ps"].shape
-    assert reg.get_run(res.run_id).parent == s.run_id
 
 
 def test_evaluate_model_run_matches_pretrain_test_metrics(trained: tuple[Workspace, str]) -> None:
