@@ -26,12 +26,23 @@ from crmse_cli.workspace import Workspace
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of one reproduction. ``pretrain`` holds PretrainConfig overrides."""
+    """Sizes of one reproduction.
+
+    Attributes:
+        pretrain: overrides of the pretrain preset ``base`` (see ``stages.pretrain.PRESETS``).
+        sample: the sampling config of every model.
+        contrastive: the CRMSE post-training config.
+        control: also run the lambda = 0 control (same fine-tuning, no contrastive term).
+        base: the pretrain preset; None means the one of the same name.
+        hidden: left out of ``--help`` and error messages (test sizes).
+    """
 
     pretrain: dict[str, Any]
     sample: SampleConfig
     contrastive: ContrastiveConfig
-    control: bool  # also run the lambda = 0 control (same fine-tuning, no contrastive term)
+    control: bool
+    base: str | None = None
+    hidden: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -48,6 +59,18 @@ PRESETS: dict[str, Preset] = {
         sample=SampleConfig(replicas=128, steps=20000, record_every=20),
         contrastive=ContrastiveConfig(),
         control=True,
+    ),
+    # Hidden: the quick pipeline at sizes that run in well under a minute, for the end-to-end
+    # test (tests/test_reproduce.py). Its numbers mean nothing.
+    "tiny": Preset(
+        pretrain={"n_train": 60, "max_epochs": 2, "max_minutes": 0.0},
+        sample=SampleConfig(replicas=4, steps=60, record_every=10),
+        contrastive=ContrastiveConfig(
+            n_chains=4, n_updates=2, steps_per_update=5, warmup_updates=1, batch_size=8
+        ),
+        control=False,
+        base="quick",
+        hidden=True,
     ),
 }
 
@@ -141,7 +164,8 @@ def reproduce(
     from crmse_cli.stages import sample as sample_stage
 
     if preset not in PRESETS:
-        raise CrmseError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        shown = ", ".join(k for k, v in PRESETS.items() if not v.hidden)
+        raise CrmseError(f"--preset must be one of {shown}, got {preset!r}")
     t0 = time.perf_counter()
     p = PRESETS[preset]
     reg = registry or Registry.open(ws.ensure())
@@ -154,7 +178,8 @@ def reproduce(
         p.contrastive, seed=seed, lambda_=p.contrastive.lambda_ if lambda_ is None else lambda_
     )
 
-    pre_cfg = pretrain_stage.preset_config(preset, overrides=dict(p.pretrain, seed=seed, n_train=n_train))
+    overrides = dict(p.pretrain, seed=seed) | ({} if n_train is None else {"n_train": n_train})
+    pre_cfg = pretrain_stage.preset_config(p.base or preset, overrides=overrides)
     res.runs["pretrain"] = _step(
         reg,
         f"{tag}-pretrain",

@@ -1,0 +1,76 @@
+"""The README's main job, `crmse reproduce ethanol --preset ... --from <archive>`, end to end.
+
+Runs the console script as a user does, on a temporary workspace and the synthetic rMD17 archive
+(conftest), with the hidden ``tiny`` preset: the quick pipeline (fetch -> pretrain -> sample ->
+regularize -> sample -> evaluate -> compare) at sizes of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_cli import crmse
+
+from crmse_cli.cli.common import fmt_value
+from crmse_cli.registry.store import Registry
+from crmse_cli.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+STEPS = {
+    "pretrain",
+    "regularize-CRMSE",
+    "sample-MSE",
+    "sample-CRMSE",
+    "evaluate-MSE",
+    "evaluate-CRMSE",
+    "compare",
+}
+
+
+def test_reproduce_end_to_end_through_the_cli(tmp_path: Path, synthetic_archive: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "out" / "report.html"
+    args = ["reproduce", "ethanol", "--preset", "tiny", "--from", str(synthetic_archive), "--out", str(out)]
+    proc = crmse(home, *args, timeout=600, columns=160)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    # The table: one column per model, the headline rows, the registry's numbers.
+    text = proc.stdout
+    assert "ethanol: MSE vs CRMSE (tiny, seed 0)" in text
+    runs = dict(kv.split("=") for kv in re.search(r"runs: (.*)", text).group(1).split(", "))  # type: ignore[union-attr]
+    assert set(runs) == STEPS
+    reg = Registry.open(Workspace.resolve(home))
+    assert {reg.get_run(r).status for r in runs.values()} == {"completed"}
+    for label in ("MSE", "CRMSE"):
+        finals = reg.final_metrics(runs[f"evaluate-{label}"])
+        assert reg.get_run(runs[f"evaluate-{label}"]).parent == runs[f"sample-{label}"]
+        for key, title in (("energy_ks", "energy KS"), ("hr_mae", "h(r) MAE"),
+                           ("test_force_mae", "force MAE (kcal/mol/Å)")):  # fmt: skip
+            row = next(line for line in text.splitlines() if title in line)
+            assert fmt_value(finals[key].value) in row, (label, key, row)
+
+    # The report: the file named by --out, registered on the compare run, self-contained.
+    assert f"report: {out}" in text.replace("\n", "")
+    html = out.read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "CRMSE reproduction: ethanol" in html
+    [artifact] = reg.artifacts(runs["compare"], kind="report")
+    assert Path(artifact.path) == out
+
+    # Rerunning reuses every finished step (a new compare writes the report again).
+    again = crmse(home, "--json", *args, timeout=600)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert {k: v for k, v in result["runs"].items() if k != "compare"} == {
+        k: v for k, v in runs.items() if k != "compare"
+    }
+    assert result["report"] == str(out) and set(result["metrics"]) == {"MSE", "CRMSE"}
+
+
+def test_hidden_preset_stays_out_of_the_error_message(tmp_path: Path) -> None:
+    proc = crmse(tmp_path / "home", "reproduce", "ethanol", "--preset", "nope")
+    assert proc.returncode == 1
+    assert "quick, paper" in proc.stderr and "tiny" not in proc.stderr
