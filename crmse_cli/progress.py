@@ -22,9 +22,11 @@ _console = Console(stderr=True)
 
 
 def make_progress(*, disable: bool = False) -> Progress:
-    """A progress bar with a description, a bar, n/total, elapsed and remaining time, and a
-    free-text ``info`` field (live losses, temperatures, resets); ``disable`` hides it (e.g. on
-    ranks other than 0), as does the ``CRMSE_NO_PROGRESS`` environment variable."""
+    """A progress bar on stderr; ``disable`` hides it (e.g. on ranks other than 0), as does ``CRMSE_NO_PROGRESS``.
+
+    Columns: a description, a bar, n/total, elapsed and remaining time, and a free-text ``info``
+    field (live losses, temperatures, resets).
+    """
     disable = disable or bool(os.environ.get("CRMSE_NO_PROGRESS"))
     return Progress(
         TextColumn("[bold]{task.description}"),

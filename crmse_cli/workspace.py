@@ -29,10 +29,12 @@ class Workspace:
 
     @classmethod
     def resolve(cls, home: Path | str | None = None) -> Workspace:
+        """The workspace at ``home`` (expanded, absolute), or the default one when None."""
         return cls(Path(home).expanduser().resolve() if home else default_home().resolve())
 
     @property
     def db_url(self) -> str:
+        """The registry database: ``CRMSE_DB_URL`` or ``sqlite:///<home>/crmse.db``."""
         return os.environ.get("CRMSE_DB_URL") or f"sqlite:///{self.home / 'crmse.db'}"
 
     @property
@@ -50,6 +52,7 @@ class Workspace:
         return self.home / "runs" / run_id
 
     def ensure(self) -> Workspace:
+        """Create the workspace's folders if missing; returns ``self``."""
         for d in (self.home, self.cache_dir, self.datasets_dir, self.home / "runs"):
             d.mkdir(parents=True, exist_ok=True)
         return self

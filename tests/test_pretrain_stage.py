@@ -163,3 +163,9 @@ def test_the_command(ws: Workspace) -> None:
     )
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs"] == 2
+
+
+def test_resume_of_a_run_without_a_dataset_says_so(ws: Workspace) -> None:
+    run = Registry.open(ws).create_run(kind="pretrain", name="bare", config={}, seed=None)
+    with pytest.raises(CrmseError, match="records no dataset"):
+        pretrain(ws, resume=run.id, progress=False)

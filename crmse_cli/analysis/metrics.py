@@ -174,7 +174,8 @@ def distribution_metrics(
         ref_positions: (F_r, N, 3) Å, DFT reference frames.
         ref_energies: (F_r,) kcal/mol, their DFT energies (or None).
         temperature_K: kT of the free-energy profiles, K (the sampling temperature).
-        hr_bins, hr_max_A: h(r) bins over (0, hr_max_A] Å.
+        hr_bins: number of h(r) bins over (0, hr_max_A].
+        hr_max_A: the largest distance of h(r), Å.
         dihedral_bins: periodic bins over 360 degrees.
         pair_edges_A: uniform edges of the per-pair histograms, Å.
         energy_bins: bins of the stored energy histograms (plots only; KS needs no bins).

@@ -139,7 +139,8 @@ def hr_mae(h_a: np.ndarray, h_b: np.ndarray, edges: np.ndarray) -> float:
     """Integral of |h_a - h_b| dr over the bins (Fu et al. 2023).
 
     Args:
-        h_a, h_b: (n_bins,) densities, 1/Å, each integrating to (at most) 1.
+        h_a: (n_bins,) density, 1/Å, integrating to (at most) 1.
+        h_b: (n_bins,) the other density, 1/Å.
         edges: (n_bins + 1,) Å.
 
     Returns:

@@ -51,6 +51,7 @@ def main_callback(
         False, "--version", callback=_version, is_eager=True, help="Show the version."
     ),
 ) -> None:
+    """Global options: resolve the workspace and keep the options for the command."""
     ctx.obj = AppState(workspace=Workspace.resolve(home), json=json_output, debug=debug, threads=threads)
 
 
@@ -88,7 +89,8 @@ GLOBAL_FLAGS = ("--json", "--debug")
 def _hoist_global_flags(argv: list[str]) -> list[str]:
     """Move global flags given after the command to the front, where the app's callback reads them.
 
-    Stops at ``--`` (what follows belongs to the command verbatim)."""
+    Stops at ``--`` (what follows belongs to the command verbatim).
+    """
     head, rest = argv[:1], argv[1:]
     end = rest.index("--") if "--" in rest else len(rest)
     flags = [a for a in rest[:end] if a in GLOBAL_FLAGS]

@@ -23,6 +23,8 @@ dedicated workstation."""
 
 @dataclass
 class AppState:
+    """The global options, shared with every command through ``ctx.obj``."""
+
     workspace: Workspace
     json: bool = False
     debug: bool = False
@@ -54,7 +56,8 @@ def fmt_value(value: float) -> str:
     """Compact number for tables: 4 significant digits, plain for moderate magnitudes.
 
     Large magnitudes (total energies, ~1e5 kcal/mol) keep two decimals, so differences between
-    runs stay visible."""
+    runs stay visible.
+    """
     if value != value:  # NaN
         return "n/a"
     if float(value).is_integer() and abs(value) < 1e7:  # counts: frames, replicas, steps

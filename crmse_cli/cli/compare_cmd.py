@@ -57,4 +57,5 @@ def compare_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("compare")(compare_command)

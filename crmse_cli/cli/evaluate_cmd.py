@@ -33,4 +33,5 @@ def evaluate_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("evaluate")(evaluate_command)

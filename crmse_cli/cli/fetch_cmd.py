@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from crmse_cli.cli.common import console, emit_json, state
 fetch_app = typer.Typer(help="Get a dataset into the workspace and register it.", no_args_is_help=True)
 
 
-class EnergyUnit(str, Enum):
+class EnergyUnit(StrEnum):
     """Energy units an xyz file may use."""
 
     eV = "eV"
@@ -53,12 +53,14 @@ def rmd17_command(
         "figshare",
         "--source",
         help="figshare: the official 1 GB archive, downloaded once for all molecules (Materials Cloud as "
-        "mirror). andersx: the ten 1000-frame split files of github.com/andersx/rmd17-npz (ethanol, aspirin).",
+        "mirror). andersx: the ten 1000-frame split files of github.com/andersx/rmd17-npz "
+        "(ethanol, aspirin).",
     ),
     from_path: Path | None = typer.Option(
         None,
         "--from",
-        help="Offline: a local rmd17.tar.bz2 (official layout), rmd17_<mol>.npz, or andersx split file/folder.",
+        help="Offline: a local rmd17.tar.bz2 (official layout), rmd17_<mol>.npz, "
+        "or andersx split file/folder.",
     ),
     force: bool = typer.Option(False, "--force", help="Convert and register again even if already fetched."),
 ) -> None:

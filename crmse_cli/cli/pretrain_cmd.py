@@ -81,4 +81,5 @@ def pretrain_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("pretrain")(pretrain_command)

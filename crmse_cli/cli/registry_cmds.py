@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
@@ -11,6 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from crmse_cli.cli.common import console, emit_json, fmt_value, state
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 KEY_METRICS = (
     ("test_energy_mae", "E MAE"),
@@ -31,7 +34,7 @@ STATUS_STYLE = {
 }
 
 
-def _registry(ctx: typer.Context) -> Any:
+def _registry(ctx: typer.Context) -> Registry:
     from crmse_cli.registry.store import Registry
 
     reg = Registry.open(state(ctx).workspace)
@@ -205,6 +208,7 @@ def _splits(splits: dict[str, Any]) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``runs``, ``show`` and ``datasets`` to ``app``."""
     app.command("runs")(runs_command)
     app.command("show")(show_command)
     app.command("datasets")(datasets_command)

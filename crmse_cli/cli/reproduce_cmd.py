@@ -43,7 +43,7 @@ def reproduce_command(
     open_: bool = typer.Option(False, "--open", help="Open the report in the desktop browser when done."),
     processes: int = typer.Option(1, "--processes", help="Worker processes for generating an xTB reference."),
 ) -> None:
-    """fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
+    """Fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
     from crmse_cli.stages.reproduce import reproduce
 
     st = state(ctx)
@@ -97,4 +97,5 @@ def reproduce_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("reproduce")(reproduce_command)

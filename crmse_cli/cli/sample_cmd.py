@@ -58,4 +58,5 @@ def sample_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("sample")(sample_command)

@@ -63,10 +63,12 @@ class Dataset:
 
     @property
     def n_frames(self) -> int:
+        """F, the number of frames."""
         return int(self.energies.shape[0])
 
     @property
     def n_atoms(self) -> int:
+        """N, the number of atoms per frame."""
         return int(self.species.shape[0])
 
     def split(self, key: str | int) -> tuple[np.ndarray, np.ndarray]:

@@ -195,7 +195,7 @@ def read_molecule_npz(path: Path) -> RawRmd17:
 
 
 def read_andersx(files: dict[tuple[str, str], Path]) -> RawRmd17:
-    """andersx split files ``{("train" | "test", "01"): path}`` -> one frame set plus the splits.
+    """Andersx split files ``{("train" | "test", "01"): path}`` -> one frame set plus the splits.
 
     Frames that occur in several files (training splits overlap) are kept once, ordered by their
     MD17 trajectory index (``old_indices``), which also becomes the dataset's ``frame_ids``.

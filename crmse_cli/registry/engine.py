@@ -65,6 +65,7 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Any:
+    """An Alembic config for the packaged migrations that runs on ``engine``."""
     from alembic.config import Config
 
     cfg = Config()
@@ -74,6 +75,7 @@ def alembic_config(engine: Engine) -> Any:
 
 
 def head_revision(engine: Engine) -> str:
+    """The newest revision the packaged migrations know."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
@@ -82,6 +84,7 @@ def head_revision(engine: Engine) -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision; None for a database Alembic never touched."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:

@@ -28,6 +28,7 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.engine import make_engine, upgrade
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
+from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,22 @@ def _now() -> datetime:
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A registered dataset (a frozen copy of its row).
+
+    Attributes:
+        name: dataset name (rMD17: the molecule).
+        source: where it came from (``file``, ``figshare``, ``andersx``, ``xyz``, ...).
+        sha256: checksum of the dataset file.
+        path: absolute path of the dataset npz.
+        n_frames: F, frames.
+        n_atoms: N, atoms per frame.
+        species: (N,) atomic numbers.
+        units: quantity -> unit string (``energy``: ``kcal/mol``, ...).
+        splits: split key -> part -> number of frames.
+        meta: provenance (source files and their checksums, ...).
+        created: when it was registered (UTC).
+    """
+
     name: str
     source: str
     sha256: str
@@ -58,6 +75,26 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class RunInfo:
+    """One run of a stage (a frozen copy of its row).
+
+    Attributes:
+        id: 8 hex characters.
+        name: unique name, or None.
+        kind: one of :data:`RUN_KINDS`.
+        status: one of :data:`STATUSES`.
+        dataset: the dataset name, or None.
+        parent: the run this one starts from (model, sample), or None.
+        config: the resolved config as JSON.
+        config_hash: sha256 of ``config``.
+        seed: the run's seed, or None.
+        version: the package version that ran it.
+        host: the machine that runs (or ran) it.
+        pid: its process id on ``host``.
+        started: start time (UTC).
+        ended: end time (UTC), None while running.
+        error: the one-line error of a failed or interrupted run.
+    """
+
     id: str
     name: str | None
     kind: str
@@ -77,6 +114,17 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """One logged metric value.
+
+    Attributes:
+        name: metric name (docs/architecture.md lists them).
+        value: finite value in ``unit``.
+        unit: unit string (``kcal/mol``, ``kcal/mol/A``, ``meV``, ``K``, ``1``, ...).
+        step: epoch, update or sampler step; None for a final value.
+        split: ``train``, ``val``, ``test`` or None.
+        time: when it was logged (UTC).
+    """
+
     name: str
     value: float
     unit: str
@@ -87,6 +135,18 @@ class MetricInfo:
 
 @dataclass(frozen=True)
 class CheckpointInfo:
+    """A checkpoint file of a run.
+
+    Attributes:
+        run_id: the run.
+        path: absolute path of the file.
+        sha256: its checksum.
+        step: the epoch or update it holds.
+        format_version: the checkpoint format's version.
+        tag: ``best``, ``last`` or ``final``.
+        created: when it was registered (UTC).
+    """
+
     run_id: str
     path: str
     sha256: str
@@ -98,6 +158,17 @@ class CheckpointInfo:
 
 @dataclass(frozen=True)
 class ArtifactInfo:
+    """A file a run produced.
+
+    Attributes:
+        run_id: the run.
+        kind: artifact kind (``samples``, ``chains``, ``evaluation``, ``report``, ...).
+        path: absolute path of the file.
+        sha256: its checksum.
+        meta: kind-specific details (e.g. the update of a chains file).
+        created: when it was registered (UTC).
+    """
+
     run_id: str
     kind: str
     path: str
@@ -184,12 +255,13 @@ class Registry(SweepStore):
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, ws: Any) -> Registry:
+    def open(cls, ws: Workspace) -> Registry:
         """The registry of workspace ``ws`` (created and migrated to head if needed)."""
         ws.ensure()
         return cls(ws.db_url)
 
     def close(self) -> None:
+        """Release the database connections."""
         self.engine.dispose()
 
     @contextmanager
@@ -252,11 +324,13 @@ class Registry(SweepStore):
         return self._write(op)
 
     def find_dataset(self, name: str) -> DatasetInfo | None:
+        """Dataset ``name``, or None when it is not registered."""
         with self._session() as s:
             row = s.get(DatasetRow, name)
             return _info(DatasetInfo, row) if row else None
 
     def get_dataset(self, name: str) -> DatasetInfo:
+        """Dataset ``name``; NotFoundError (with the fetch command) when it is not registered."""
         info = self.find_dataset(name)
         if info is None:
             raise NotFoundError(
@@ -265,6 +339,7 @@ class Registry(SweepStore):
         return info
 
     def list_datasets(self) -> list[DatasetInfo]:
+        """Every registered dataset, by name."""
         with self._session() as s:
             return [_info(DatasetInfo, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
 
@@ -304,6 +379,11 @@ class Registry(SweepStore):
             raise CrmseError(f"could not create the run ({str(exc.orig).splitlines()[0]}); retry") from exc
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        """Set a run's status (one of :data:`STATUSES`) and its one-line ``error``.
+
+        Any status but ``running`` records the end time; ``running`` (a resume) makes this process
+        the run's owner.
+        """
         if status not in STATUSES:
             raise CrmseError(f"unknown run status {status!r}")
 
@@ -361,6 +441,7 @@ class Registry(SweepStore):
         return [run_id for run_id, _ in stale]
 
     def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:
+        """Every run, oldest first; only those of ``kind`` when given."""
         with self._session() as s:
             q = select(RunRow).order_by(RunRow.started, RunRow.id)
             if kind is not None:
@@ -386,6 +467,7 @@ class Registry(SweepStore):
         step: int | None = None,
         split: str | None = None,
     ) -> None:
+        """Write one metric row (see :meth:`log_metrics`)."""
         self.log_metrics(run_id, [dict(name=name, value=value, unit=unit, step=step, split=split)])
 
     def log_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> None:
@@ -414,6 +496,7 @@ class Registry(SweepStore):
                 raise NotFoundError(f"cannot log metrics: no run {run_id} in this registry") from exc
 
     def metrics(self, run_id: str, *, name: str | None = None) -> list[MetricInfo]:
+        """The rows of a run's metrics (of ``name`` when given), by step; final values last."""
         with self._session() as s:
             q = select(MetricRow).where(MetricRow.run_id == run_id)
             if name is not None:
@@ -440,6 +523,8 @@ class Registry(SweepStore):
     def add_checkpoint(
         self, run_id: str, *, path: str, sha256: str, step: int, format_version: int, tag: str
     ) -> CheckpointInfo:
+        """Register a checkpoint file of run ``run_id``."""
+
         def op(s: Session) -> CheckpointInfo:
             row = CheckpointRow(
                 run_id=run_id,
@@ -457,6 +542,7 @@ class Registry(SweepStore):
         return self._write(op)
 
     def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        """The checkpoints of a run, in the order they were registered."""
         with self._session() as s:
             q = select(CheckpointRow).where(CheckpointRow.run_id == run_id).order_by(CheckpointRow.id)
             return [_info(CheckpointInfo, r) for r in s.scalars(q)]
@@ -464,6 +550,8 @@ class Registry(SweepStore):
     def add_artifact(
         self, run_id: str, *, kind: str, path: str, sha256: str, meta: dict[str, Any] | None = None
     ) -> ArtifactInfo:
+        """Register a file run ``run_id`` produced."""
+
         def op(s: Session) -> ArtifactInfo:
             row = ArtifactRow(
                 run_id=run_id,
@@ -480,6 +568,7 @@ class Registry(SweepStore):
         return self._write(op)
 
     def artifacts(self, run_id: str, *, kind: str | None = None) -> list[ArtifactInfo]:
+        """The artifacts of a run (of ``kind`` when given), in the order they were registered."""
         with self._session() as s:
             q = select(ArtifactRow).where(ArtifactRow.run_id == run_id)
             if kind is not None:

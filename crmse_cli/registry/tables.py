@@ -14,10 +14,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of the registry's tables (its metadata is what migrations describe)."""
 
 
 class DatasetRow(Base):
+    """A registered dataset: its file, checksum, shape, species, units and split sizes."""
+
     __tablename__ = "datasets"
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -34,6 +36,8 @@ class DatasetRow(Base):
 
 
 class RunRow(Base):
+    """One run of a stage: kind, status, config (with its hash), lineage and provenance."""
+
     __tablename__ = "runs"
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -54,6 +58,8 @@ class RunRow(Base):
 
 
 class CheckpointRow(Base):
+    """A checkpoint file of a run, tagged ``best``, ``last`` or ``final``."""
+
     __tablename__ = "checkpoints"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -67,6 +73,8 @@ class CheckpointRow(Base):
 
 
 class MetricRow(Base):
+    """One metric value of a run, with its unit, optional step and split."""
+
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)
 
@@ -81,6 +89,8 @@ class MetricRow(Base):
 
 
 class ArtifactRow(Base):
+    """A file a run produced (samples, chains, evaluation arrays, report), with its checksum."""
+
     __tablename__ = "artifacts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, DataError
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry, RunInfo
 
 MODEL_KINDS = ("pretrain", "regularize")
 CURVE_NAMES = ("loss_mse", "loss_c", "chain_ks", "resets", "loss", "energy_chains", "energy_data")
@@ -39,17 +42,17 @@ class Target:
     """
 
     ref: str
-    asked: Any
-    sample: Any
-    model: Any | None
-    evaluate: Any | None
+    asked: RunInfo
+    sample: RunInfo
+    model: RunInfo | None
+    evaluate: RunInfo | None
 
 
-def _has_samples(reg: Any, run: Any) -> bool:
+def _has_samples(reg: Registry, run: RunInfo) -> bool:
     return run.status == "completed" and bool(reg.artifacts(run.id, kind="samples"))
 
 
-def find_evaluation(reg: Any, sample_id: str) -> Any | None:
+def find_evaluation(reg: Registry, sample_id: str) -> RunInfo | None:
     """The latest completed evaluate run of sample run ``sample_id`` with an evaluation artifact."""
     done = [
         r
@@ -59,7 +62,7 @@ def find_evaluation(reg: Any, sample_id: str) -> Any | None:
     return done[-1] if done else None
 
 
-def resolve_target(reg: Any, ref: str) -> Target:
+def resolve_target(reg: Registry, ref: str) -> Target:
     """Resolve ``ref`` (a pretrain, regularize, sample or evaluate run) to its samples.
 
     Raises:
@@ -130,7 +133,7 @@ class RunData:
 
     label: str
     target: Target
-    evaluate: Any
+    evaluate: RunInfo
     settings: dict[str, Any]
     model_metrics: dict[str, Value]
     metrics: dict[str, Value]
@@ -139,6 +142,7 @@ class RunData:
 
     @property
     def integrator(self) -> str:
+        """The integrator of the run's samples: "langevin" or "ula"."""
         return str(self.target.sample.config.get("integrator", "langevin"))
 
 
@@ -159,7 +163,7 @@ class ReportData:
         return self.runs[0].arrays
 
 
-def _settings(t: Target, ev: Any) -> dict[str, Any]:
+def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
     m = t.model.config if t.model is not None else {}
     s = t.sample.config
     arch = m.get("model") or {}
@@ -189,7 +193,7 @@ def _settings(t: Target, ev: Any) -> dict[str, Any]:
     }
 
 
-def load_evaluation(reg: Any, evaluate_id: str) -> dict[str, np.ndarray]:
+def load_evaluation(reg: Registry, evaluate_id: str) -> dict[str, np.ndarray]:
     """The arrays of the latest ``evaluation`` artifact of an evaluate run."""
     arts = reg.artifacts(evaluate_id, kind="evaluation")
     if not arts:
@@ -201,7 +205,7 @@ def load_evaluation(reg: Any, evaluate_id: str) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _curves(reg: Any, model: Any | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _curves(reg: Registry, model: RunInfo | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if model is None or model.kind != "regularize":
         return {}
     out = {}
@@ -222,7 +226,7 @@ def _labels(targets: list[Target]) -> list[str]:
     return labels
 
 
-def collect(reg: Any, targets: list[Target], *, title: str | None = None) -> ReportData:
+def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -> ReportData:
     """Read registry rows and evaluation artifacts of evaluated ``targets`` into a :class:`ReportData`."""
     if not targets:
         raise CrmseError("name at least one run to compare")

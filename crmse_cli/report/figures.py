@@ -47,6 +47,7 @@ class FigureSpec:
 
 
 def color(i: int) -> str:
+    """The ``i``-th colour of the palette (runs are coloured in report order)."""
     return str(PALETTE[i % len(PALETTE)])
 
 
@@ -108,6 +109,10 @@ def energy_histograms(
 
 
 def energy_figure(report: ReportData) -> go.Figure:
+    """Energy densities (1/(kcal/mol)) of every run and the reference on shared bins.
+
+    Energies are shifted by the mean reference energy.
+    """
     edges, ref, runs = energy_histograms(report)
     shift = float(np.mean(report.reference["ref_energies"]))
     fig = go.Figure()
@@ -122,6 +127,7 @@ def energy_figure(report: ReportData) -> go.Figure:
 
 
 def hr_figure(report: ReportData) -> go.Figure:
+    """h(r), the density of all interatomic distances (1/Å), of every run and the reference."""
     ref = report.reference
     fig = go.Figure()
     fig.add_trace(
@@ -163,6 +169,7 @@ def _closest_panels(report: ReportData) -> list[tuple[str, str]]:
 
 
 def pair_figure(report: ReportData) -> go.Figure:
+    """Distance densities of selected pairs and of each frame's closest (H-H) pair, Å."""
     ref = report.reference
     labels = [str(x) for x in ref["pair_labels"]]
     pairs = selected_pairs(labels)
@@ -218,6 +225,7 @@ def dihedral_names(report: ReportData) -> list[str]:
 
 
 def dihedral_figure(report: ReportData) -> go.Figure | None:
+    """Free-energy profiles F(φ) (kcal/mol) of the named torsions; None without torsions."""
     names = dihedral_names(report)
     if not names:
         return None
@@ -268,6 +276,10 @@ def free_energy_2d(density: np.ndarray, temperature_K: float) -> np.ndarray:
 
 
 def dihedral2d_figure(report: ReportData) -> go.Figure | None:
+    """Joint free energy (kcal/mol) of the first two named torsions; None without them.
+
+    One panel per run and one for the reference.
+    """
     ref = report.reference
     if "dihedral2d_ref" not in ref:
         return None
@@ -308,6 +320,7 @@ def dihedral2d_figure(report: ReportData) -> go.Figure | None:
 
 
 def learning_figure(report: ReportData) -> go.Figure | None:
+    """The per-update CRMSE curves of the regularize runs behind the samples; None without any."""
     runs = [(i, r) for i, r in enumerate(report.runs) if r.curves]
     if not runs:
         return None
@@ -336,6 +349,7 @@ def learning_figure(report: ReportData) -> go.Figure | None:
 
 
 def survival_figure(report: ReportData) -> go.Figure:
+    """Share of replicas still in the physical basin against time (ps; steps for ULA runs)."""
     fig = go.Figure()
     ula = False
     for i, r in enumerate(report.runs):

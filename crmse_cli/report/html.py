@@ -111,6 +111,7 @@ def header_table(report: ReportData) -> str:
 
 
 def metrics_table(report: ReportData, rows: list[MetricRow]) -> str:
+    """The metrics as an HTML table: one row per metric, the DFT reference, then one column per run."""
     head = "".join(f"<th>{html.escape(r.label)}</th>" for r in report.runs)
     body = []
     for row in rows:

@@ -206,8 +206,11 @@ class LangevinBAOAB(Sampler[LangevinState]):
         return self._cache[key]
 
     def init_state(self, positions: torch.Tensor, velocities: torch.Tensor | None = None) -> LangevinState:
-        """Evaluate forces at ``positions`` (B, N, 3) Å; draw Maxwell-Boltzmann velocities with zero
-        COM momentum from ``self.generator`` unless ``velocities`` (B, N, 3) Å/fs are given."""
+        """Evaluate forces at ``positions`` (B, N, 3) Å and set the velocities.
+
+        Maxwell-Boltzmann velocities with zero COM momentum are drawn from ``self.generator``
+        unless ``velocities`` (B, N, 3) Å/fs are given.
+        """
         n = self.masses_amu.numel()
         if positions.ndim != 3 or positions.shape[1:] != (n, 3):
             raise CrmseError(f"positions must have shape (replicas, {n}, 3), got {tuple(positions.shape)}")

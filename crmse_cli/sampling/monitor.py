@@ -1,4 +1,4 @@
-"""Stability monitor: when did each replica leave the physical basin? (METHOD.md, "Stability")
+"""Stability monitor: when did each replica leave the physical basin? (METHOD.md, "Stability").
 
 A replica has left at the first observed state where
 
@@ -61,6 +61,7 @@ class StabilitySummary:
     reasons: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -183,6 +184,7 @@ class StabilityMonitor:
     # -- records ----------------------------------------------------------------------------
     @property
     def n_replicas(self) -> int:
+        """B, the number of replicas seen so far (0 before the first update)."""
         return 0 if self._left is None else int(self._left.shape[0])
 
     @property
@@ -207,6 +209,7 @@ class StabilityMonitor:
 
     @property
     def all_left(self) -> bool:
+        """True when every replica has left the basin (a sampler may stop then)."""
         return self._left is not None and bool(self._left.all())
 
     def summary(self) -> StabilitySummary:

@@ -36,20 +36,20 @@ class SamplerState(Protocol):
     """What every observer may read from a sampler state."""
 
     @property
-    def positions(self) -> torch.Tensor:  # (B, N, 3) Å
-        ...
+    def positions(self) -> torch.Tensor:
+        """(B, N, 3) Å."""
 
     @property
-    def energy(self) -> torch.Tensor:  # (B,) kcal/mol, potential energy of ``positions``
-        ...
+    def energy(self) -> torch.Tensor:
+        """(B,) kcal/mol, the potential energy of ``positions``."""
 
     @property
-    def step(self) -> int:  # steps taken since the state was created
-        ...
+    def step(self) -> int:
+        """Steps taken since the state was created."""
 
     @property
-    def time_fs(self) -> float:  # simulated time in fs; NaN for samplers without physical time
-        ...
+    def time_fs(self) -> float:
+        """Simulated time in fs; NaN for samplers without physical time."""
 
 
 S = TypeVar("S", bound=SamplerState)
@@ -95,6 +95,7 @@ class Sampler(ABC, Generic[S]):
 
     @property
     def stop_requested(self) -> bool:
+        """True once an observer called :meth:`request_stop`."""
         return self._stop
 
     def call_observers(self, state: S) -> None:

@@ -54,6 +54,7 @@ class TrajectoryRecorder:
         self._steps: list[int] = []
 
     def __call__(self, state: SamplerState) -> None:
+        """Record ``state`` (the observer entry point)."""
         x = state.positions.detach()
         if x.ndim != 3 or x.shape[1:] != (self.species.shape[0], 3):
             raise CrmseError(f"trajectory of {self.species.shape[0]} atoms got positions {tuple(x.shape)}")
@@ -64,6 +65,7 @@ class TrajectoryRecorder:
 
     @property
     def n_frames(self) -> int:
+        """T, the number of recorded states."""
         return len(self._steps)
 
     def positions(self) -> np.ndarray:

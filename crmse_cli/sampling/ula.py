@@ -126,6 +126,7 @@ class ULA(Sampler[ULAState]):
         return ULAState(x, energy.detach(), forces.detach(), 0)
 
     def step(self, state: ULAState) -> ULAState:
+        """One ULA update (see :func:`ula_update`) and the forces at the new positions."""
         x = ula_update(
             state.positions, state.forces, eta_A2=self.eta_A2, beta=self.beta, generator=self.generator
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.potential import Potential
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry, RunInfo
 
 MODEL_KINDS = ("pretrain", "regularize")
 CHECKPOINT_PREFERENCE = ("final", "best", "last")
@@ -27,7 +30,7 @@ class ModelHandle:
     potential: Potential
     payload: dict[str, Any]
     checkpoint: Path
-    run: Any | None  # RunInfo of the model run, None for a bare checkpoint file
+    run: RunInfo | None  # the model run, None for a bare checkpoint file
     dataset: str
     split: str
 
@@ -42,7 +45,7 @@ class ModelHandle:
         return next(self.potential.parameters()).device
 
 
-def run_checkpoint(registry: Any, run: Any) -> Path:
+def run_checkpoint(registry: Registry, run: RunInfo) -> Path:
     """The checkpoint file that stands for model run ``run`` (see CHECKPOINT_PREFERENCE)."""
     ckpts = registry.checkpoints(run.id)
     for tag in CHECKPOINT_PREFERENCE:
@@ -50,11 +53,12 @@ def run_checkpoint(registry: Any, run: Any) -> Path:
         if tagged:
             return Path(tagged[-1].path)
     raise NotFoundError(
-        f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; rerun it or resume it with --resume {run.id}"
+        f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; "
+        f"rerun it or resume it with --resume {run.id}"
     )
 
 
-def model_run_of(registry: Any, run: Any) -> Any:
+def model_run_of(registry: Registry, run: RunInfo) -> RunInfo:
     """The model run behind ``run``: itself for pretrain/regularize, the parent for sample runs."""
     seen = 0
     while run.kind not in MODEL_KINDS:
@@ -67,7 +71,9 @@ def model_run_of(registry: Any, run: Any) -> Any:
     return run
 
 
-def resolve_model(registry: Any, ref: str, *, device: str = "cpu", dtype: str | None = None) -> ModelHandle:
+def resolve_model(
+    registry: Registry, ref: str, *, device: str = "cpu", dtype: str | None = None
+) -> ModelHandle:
     """Load the potential named by ``ref``: a checkpoint path, or a run id / name."""
     path = Path(ref).expanduser()
     run = None
@@ -93,7 +99,7 @@ def resolve_model(registry: Any, ref: str, *, device: str = "cpu", dtype: str | 
     return ModelHandle(potential, payload, checkpoint, run, str(dataset), normalize_split(split))
 
 
-def load_dataset(registry: Any, name: str) -> Dataset:
+def load_dataset(registry: Registry, name: str) -> Dataset:
     """The registered dataset ``name`` (NotFoundError with the fix when absent)."""
     info = registry.find_dataset(name)
     if info is None:

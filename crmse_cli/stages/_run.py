@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from crmse_cli.errors import CrmseError
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def tracked(registry: Any, run_id: str) -> Iterator[None]:
+def tracked(registry: Registry, run_id: str) -> Iterator[None]:
     """Mark ``run_id`` completed when the block ends, interrupted on Ctrl-C, failed on errors.
 
     The exception is re-raised after the status is written, so the CLI still reports it. Work

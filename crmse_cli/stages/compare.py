@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 HEADLINE = (
     "test_energy_mae",
@@ -63,7 +66,7 @@ def compare(
     *,
     out: Path | None = None,
     title: str | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
     progress: bool = True,
 ) -> CompareResult:
     """Write the comparison report of ``runs`` (ids or names) and register a ``compare`` run.
@@ -112,7 +115,7 @@ def compare(
 
 def _compare_run(
     ws: Workspace,
-    reg: Any,
+    reg: Registry,
     run_id: str,
     targets: list[Any],
     path: Path | None,

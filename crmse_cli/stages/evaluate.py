@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import torch
 from crmse_cli.analysis.metrics import distribution_metrics
 from crmse_cli.analysis.observables import finite_frames, frame_pair_distances
 from crmse_cli.analysis.stats import configurational_temperature, virial_temperature_error
+from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
@@ -30,6 +31,9 @@ from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, r
 from crmse_cli.stages._run import tracked
 from crmse_cli.units import EV_PER_KCAL_PER_MOL
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 MEV_PER_KCAL = EV_PER_KCAL_PER_MOL * 1000.0
 BURN_IN_FRACTION = 0.1
@@ -45,12 +49,18 @@ VIRIAL_BLOCKS = 100
 
 @dataclass(frozen=True)
 class EvaluateResult:
+    """The outcome of one evaluate run.
+
+    Its id, final metrics name -> (value, unit), and the npz of arrays the report draws (None
+    for a model run, which has no samples).
+    """
+
     run_id: str
     metrics: dict[str, tuple[float, str]]
     evaluation_path: Path | None
 
 
-def test_metrics(handle: ModelHandle, data: Any, *, batch: int = 100) -> dict[str, tuple[float, str]]:
+def test_metrics(handle: ModelHandle, data: Dataset, *, batch: int = 100) -> dict[str, tuple[float, str]]:
     """Energy / force MAE and RMSE on the split's test frames (kcal/mol and meV)."""
     _, test = data.split(handle.split)
     if len(test) == 0:
@@ -161,7 +171,7 @@ def _pick(n: int, k: int, seed: int) -> np.ndarray:
 
 def distribution_part(
     handle: ModelHandle,
-    data: Any,
+    data: Dataset,
     samples_path: Path,
     *,
     burn_in_fraction: float = BURN_IN_FRACTION,
@@ -218,7 +228,7 @@ def evaluate(
     name: str | None = None,
     device: str = "cpu",
     seed: int = 0,
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> EvaluateResult:
     """Evaluate run ``ref`` (a model or a sample run); register an ``evaluate`` run."""
     from crmse_cli.registry.store import Registry
@@ -288,7 +298,7 @@ def evaluate(
                 evaluation = ws.run_dir(run.id) / "artifacts" / "evaluation.npz"
                 evaluation.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(evaluation) as tmp, open(tmp, "wb") as fh:
-                    np.savez(fh, **arrays)
+                    np.savez(fh, **arrays)  # type: ignore[arg-type]  # the stub reads **kwds as allow_pickle
                 reg.add_artifact(
                     run.id, kind="evaluation", path=str(evaluation), sha256=sha256_file(evaluation)
                 )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.data import rmd17, sources
 from crmse_cli.data.dataset import UNITS, Dataset
@@ -25,6 +25,9 @@ from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.progress import make_progress
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import DatasetInfo, Registry
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ def _download(remote: sources.RemoteFile, cache: Path) -> Path:
         return fetch_file(remote, cache, progress=update)
 
 
-def _result(info: Any, already: bool) -> FetchResult:
+def _result(info: DatasetInfo, already: bool) -> FetchResult:
     return FetchResult(
         name=info.name,
         path=Path(info.path),
@@ -97,7 +100,7 @@ def _result(info: Any, already: bool) -> FetchResult:
     )
 
 
-def _existing(reg: Any, name: str) -> Any:
+def _existing(reg: Registry, name: str) -> DatasetInfo | None:
     """The registry row of ``name`` if its dataset file is still there and intact, else None."""
     info = reg.find_dataset(name)
     if info is None or not Path(info.path).is_file() or sha256_file(info.path) != info.sha256:
@@ -106,7 +109,7 @@ def _existing(reg: Any, name: str) -> Any:
 
 
 def _save_and_register(
-    ws: Workspace, reg: Any, data: Dataset, *, origin: str, meta: dict[str, Any]
+    ws: Workspace, reg: Registry, data: Dataset, *, origin: str, meta: dict[str, Any]
 ) -> FetchResult:
     """Write the dataset beside its final name, register it, then rename it into place."""
     final = ws.datasets_dir / f"{data.name}.npz"
@@ -270,7 +273,9 @@ def fetch_xyz(
         path: the extended-XYZ file (energy on each comment line, forces per atom).
         name: dataset name (letters, digits, ``_.-``).
         energy_unit: the file's energy unit, ``eV`` or ``kcal/mol`` (forces per Å).
-        test_fraction, split_seed: when either is given, one random split ``"01"``; else no splits.
+        test_fraction: share of frames in the test part of one random split ``"01"``; when it
+            and ``split_seed`` are both None the dataset has no splits.
+        split_seed: seed of that random split (see :func:`crmse_cli.data.xyz.read_xyz`).
         force: replace a dataset of the same name.
     """
     from crmse_cli.registry.store import Registry

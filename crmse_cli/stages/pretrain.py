@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.config import from_dict, to_dict
 from crmse_cli.data.dataset import Dataset
@@ -33,6 +33,9 @@ from crmse_cli.train.pretrain import (
     error_metrics,
 )
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ def pretrain(
     resume: str | None = None,
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
     labels: str = "rmd17",
 ) -> PretrainResult:
     """Train (or resume) a potential by MSE on ``dataset``'s split and record it as a run.
@@ -153,7 +156,7 @@ def pretrain(
 
 
 def _train(
-    ws: Workspace, reg: Any, run_id: str, trainer: PretrainTrainer, data: Dataset, progress: bool
+    ws: Workspace, reg: Registry, run_id: str, trainer: PretrainTrainer, data: Dataset, progress: bool
 ) -> dict[str, tuple[float, str]]:
     """The epoch loop with checkpoints, metric rows and a progress bar; then the test metrics."""
     folder = _checkpoint_dir(ws, run_id)
@@ -239,7 +242,7 @@ def _run_config(trainer: PretrainTrainer) -> dict[str, Any]:
 
 def _resume(
     ws: Workspace,
-    reg: Any,
+    reg: Registry,
     ref: str,
     dataset: str | None,
     config: PretrainConfig | None,
@@ -251,6 +254,8 @@ def _resume(
     if run.kind != "pretrain":
         raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
     data_name = run.config.get("dataset") or run.dataset
+    if not data_name:
+        raise CrmseError(f"--resume {ref}: run {run.id} records no dataset; start a new run instead")
     if dataset is not None and dataset != data_name:
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
     path = _last_checkpoint(ws, reg, run)
@@ -261,7 +266,7 @@ def _resume(
     return run.id, trainer, data
 
 
-def _last_checkpoint(ws: Workspace, reg: Any, run: Any) -> Path:
+def _last_checkpoint(ws: Workspace, reg: Registry, run: RunInfo) -> Path:
     """The run's ``last`` checkpoint: the file in its run folder (written every epoch)."""
     path = _checkpoint_dir(ws, run.id) / "last.pt"
     if path.is_file():

@@ -1,6 +1,6 @@
-"""`crmse reproduce`: fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate ->
-compare.
+"""`crmse reproduce`: the whole pipeline on one molecule.
 
+fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate -> compare.
 ``reproduce ethanol`` runs on rMD17 (the paper's path); ``reproduce ethanol-xtb`` generates an
 exact 500 K GFN2-xTB reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
 
@@ -13,15 +13,19 @@ steps again under a fresh name (``...~2``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.data.xtb_md import XtbMDConfig
 from crmse_cli.errors import CrmseError
 from crmse_cli.stages.sample import SampleConfig
 from crmse_cli.train.contrastive import ContrastiveConfig
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry, RunInfo
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,12 @@ def ensure_dataset(ws: Workspace, reg: Any, name: str, from_path: Path | None, p
 
 @dataclass
 class ReproduceResult:
+    """The outcome of :func:`reproduce`.
+
+    Run ids by step, the report, the evaluate runs' metrics by model label (name -> (value,
+    unit)) and the wall-clock seconds.
+    """
+
     runs: dict[str, str] = field(default_factory=dict)  # step -> run id
     report: Path | None = None
     metrics: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)  # label -> metrics
@@ -109,11 +119,11 @@ class ReproduceResult:
     reference_check: dict[str, Any] | None = None  # the xTB reference's ensemble check, if any
 
 
-def _find(reg: Any, base: str) -> list[Any]:
+def _find(reg: Registry, base: str) -> list[RunInfo]:
     return [r for r in reg.list_runs() if r.name == base or (r.name or "").startswith(base + "~")]
 
 
-def _fresh_name(reg: Any, base: str) -> str:
+def _fresh_name(reg: Registry, base: str) -> str:
     taken = {r.name for r in _find(reg, base)}
     if base not in taken:
         return base
@@ -123,7 +133,9 @@ def _fresh_name(reg: Any, base: str) -> str:
     return f"{base}~{k}"
 
 
-def _step(reg: Any, base: str, *, start: Any, resume: Any = None) -> str:
+def _step(
+    reg: Registry, base: str, *, start: Callable[..., str], resume: Callable[..., str] | None = None
+) -> str:
     """Reuse a completed run named ``base``, resume a resumable one, or start a new one."""
     runs = _find(reg, base)
     done = [r for r in runs if r.status == "completed"]
@@ -148,7 +160,7 @@ def reproduce(
     lambda_: float | None = None,
     temperature_K: float | None = None,
     out: Path | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
     processes: int = 1,
 ) -> ReproduceResult:
     """Run the whole pipeline on one molecule; return run ids, metrics and the report path.

@@ -14,11 +14,12 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.forces import force_field
@@ -28,9 +29,12 @@ from crmse_cli.sampling.mala import MALA
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
 from crmse_cli.sampling.ula import ULA
-from crmse_cli.stages._models import check_species, load_dataset, resolve_model
+from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 INTEGRATORS = ("langevin", "ula", "mala")
 STARTS = ("test", "reference", "train")
@@ -89,6 +93,8 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class SampleResult:
+    """The outcome of one sample run: its id, the samples npz and final metrics name -> (value, unit)."""
+
     run_id: str
     samples_path: Path
     metrics: dict[str, tuple[float, str]]
@@ -96,7 +102,7 @@ class SampleResult:
     wall_s: float
 
 
-def _start_frames(data: Any, split: str, where: str, n: int, gen: torch.Generator) -> np.ndarray:
+def _start_frames(data: Dataset, split: str, where: str, n: int, gen: torch.Generator) -> np.ndarray:
     train, test = data.split(split)
     pool = {"test": test, "train": train, "reference": data.reference_indices(split)}[where]
     if len(pool) == 0:
@@ -146,7 +152,7 @@ def sample(
     config: SampleConfig,
     *,
     name: str | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> SampleResult:
     """Sample model ``model`` (run id/name or checkpoint path); register a ``sample`` run."""
     from crmse_cli.registry.store import Registry
@@ -176,7 +182,7 @@ def sample(
 
 
 def _sample_run(
-    ws: Workspace, reg: Any, run_id: str, handle: Any, data: Any, cfg: SampleConfig
+    ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, data: Dataset, cfg: SampleConfig
 ) -> SampleResult:
     t0 = time.perf_counter()
     device, dtype = handle.device, handle.potential.dtype

@@ -1,0 +1,1 @@
+"""Training: losses, frame sets, optimiser helpers, MSE pretraining and CRMSE post-training."""

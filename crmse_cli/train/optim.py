@@ -56,9 +56,11 @@ class LRSchedule:
             self.lr, self.bad_epochs = max(cfg.lr_min, self.lr * cfg.plateau_factor), 0
 
     def state_dict(self) -> dict[str, Any]:
+        """The schedule's state for a checkpoint."""
         return {"lr": self.lr, "best": self.best, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
         self.lr, self.best, self.bad_epochs = (
             float(state["lr"]),
             float(state["best"]),
@@ -67,9 +69,11 @@ class LRSchedule:
 
 
 class WeightAverage:
-    """Exponential moving average of parameters with TensorFlow's warm-up
-    (decay_n = min(decay, (1 + n) / (10 + n))), so early averages do not cling to the
-    initialisation."""
+    """Exponential moving average of parameters with TensorFlow's warm-up.
+
+    decay_n = min(decay, (1 + n) / (10 + n)), so early averages do not cling to the
+    initialisation.
+    """
 
     def __init__(self, parameters: list[torch.nn.Parameter], decay: float) -> None:
         self.parameters = parameters
@@ -79,6 +83,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self) -> None:
+        """Move the averages towards the live parameters (call after each optimiser step)."""
         d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
         for s, p in zip(self.shadow, self.parameters, strict=True):
             s.lerp_(p.detach(), 1.0 - d)
@@ -93,9 +98,11 @@ class WeightAverage:
             s.copy_(tmp)
 
     def state_dict(self) -> dict[str, Any]:
+        """The averages and the update count for a checkpoint (tensors on the CPU)."""
         return {"updates": self.updates, "shadow": [s.detach().cpu().clone() for s in self.shadow]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
         self.updates = int(state["updates"])
         for s, v in zip(self.shadow, state["shadow"], strict=True):
             s.copy_(v)
