@@ -26,14 +26,13 @@ def run_migrations_online() -> None:
     if shared is not None:  # crmse's upgrade(): it holds the lock and commits
         _run(shared)
         return
+    from crmse_cli.registry.engine import make_engine, migrating
+
     engine = config.attributes.get("engine")
     if engine is None:
-        from crmse_cli.registry.engine import make_engine
-
         engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
-    with engine.connect() as connection:
+    with engine.connect() as connection, migrating(connection):
         _run(connection)
-        connection.commit()
 
 
 run_migrations_online()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -439,3 +440,88 @@ def test_metrics_of_a_missing_run_fail_in_one_line(db_url: str) -> None:
             reg.log_metric("deadbeef", name="x", value=1.0, unit="1")
     finally:
         reg.close()
+
+
+# -- constraints (revision 0004) -----------------------------------------------------------------
+
+
+def _schema_sql(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as con:
+        return dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type='table'").fetchall())
+
+
+def _insert_run(conn, run_id: str, kind: str = "pretrain", status: str = "completed") -> None:  # noqa: ANN001
+    conn.execute(
+        text(
+            "INSERT INTO runs (id, kind, status, config, config_hash, version, host, started) "
+            f"VALUES ('{run_id}', '{kind}', '{status}', '{{}}', 'h', '0.0', 'x', '2025-01-01 00:00:00')"
+        )
+    )
+
+
+def test_run_kinds_and_statuses_are_check_constraints(tmp_path: Path) -> None:
+    reg = Registry(_url(tmp_path / "crmse.db"))  # SQLite: its schema text and error messages
+    sql = _schema_sql(tmp_path / "crmse.db")
+    for name in ("pk_runs", "uq_runs_name", "fk_runs_parent_runs", "ck_runs_kind", "ck_runs_status"):
+        assert f"CONSTRAINT {name}" in sql["runs"], name
+    assert (
+        "CONSTRAINT fk_metrics_run_id_runs" in sql["metrics"] and "CONSTRAINT pk_datasets" in sql["datasets"]
+    )
+    for kind, status in (("bogus", "completed"), ("pretrain", "done")):
+        with pytest.raises(IntegrityError, match="CHECK constraint failed"), reg.engine.begin() as conn:
+            _insert_run(conn, "abcd0001", kind, status)
+    with reg.engine.begin() as conn:
+        _insert_run(conn, "abcd0002")  # the constraint admits what the registry writes
+    assert reg.get_run("abcd0002").kind == "pretrain"
+    reg.close()
+
+
+def _database_at(url: str, revision: str) -> None:
+    engine = make_engine(url)
+    command.upgrade(alembic_config(engine), revision)
+    engine.dispose()
+
+
+def test_upgrade_to_0004_keeps_rows_and_foreign_keys(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    _database_at(_url(db), "0003")
+    assert "ck_runs_kind" not in _schema_sql(db)["runs"]
+    engine = make_engine(_url(db))
+    with engine.begin() as conn:
+        _insert_run(conn, "abcd1234")
+        conn.execute(text("UPDATE runs SET name = 'old' WHERE id = 'abcd1234'"))
+        conn.execute(
+            text(
+                "INSERT INTO metrics (run_id, name, value, unit, step, time) "
+                "VALUES ('abcd1234', 'loss', 0.5, '1', 1, '2025-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+
+    reg = Registry(_url(db))  # rebuilds every table with foreign keys off, then turns them on
+    try:
+        assert current_revision(reg.engine) == "0004" == head_revision(reg.engine)
+        assert "CONSTRAINT ck_runs_kind" in _schema_sql(db)["runs"]
+        assert reg.get_run("old").id == "abcd1234" and reg.metrics("abcd1234")[0].value == 0.5
+        with reg.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        with pytest.raises(NotFoundError):
+            reg.log_metric("nosuchrun", name="x", value=1.0, unit="1")
+    finally:
+        reg.close()
+
+
+def test_rows_the_new_schema_refuses_stop_the_upgrade_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "bad.db"
+    _database_at(_url(db), "0003")
+    with sqlite3.connect(db) as con:
+        con.execute(
+            "INSERT INTO runs (id, kind, status, config, config_hash, version, host, started) "
+            "VALUES ('abcd1234', 'train', 'completed', '{}', 'h', '0.0', 'x', '2025-01-01 00:00:00')"
+        )
+    with pytest.raises(CrmseError, match="refuses .*CHECK constraint failed.*nothing was changed") as info:
+        Registry(_url(db))
+    assert "\n" not in str(info.value)
+    with sqlite3.connect(db) as con:  # still 0003, row intact
+        assert con.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
+        assert con.execute("SELECT kind FROM runs").fetchall() == [("train",)]

@@ -9,11 +9,14 @@ crmse[postgres]``) is tested in CI against a real server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.exc import IntegrityError
 
 from crmse_cli.errors import CrmseError
 
@@ -24,8 +27,7 @@ MIGRATION_LOCK_KEY = 0x63726D7365  # "crmse": the PostgreSQL advisory lock held 
 
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: ``migrations/`` beside this package in a checkout, else the installed
-    ``crmse_cli._migrations``.
+    """The Alembic scripts: ``migrations/`` beside this package, else ``crmse_cli._migrations``.
 
     The checkout comes first so that code imported from a checkout (``PYTHONPATH``, a git
     worktree) migrates with its own scripts even when an editable install points elsewhere.
@@ -34,8 +36,7 @@ def migrations_dir() -> Path:
     if (here / "env.py").is_file() and (here / "versions" / "0001_initial.py").is_file():
         return here
     try:
-        installed = resources.files("crmse_cli._migrations")
-        path = Path(str(installed))
+        path = Path(str(resources.files("crmse_cli._migrations")))
         if (path / "env.py").is_file():
             return path
     except ModuleNotFoundError:
@@ -91,6 +92,36 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextmanager
+def migrating(conn: Connection) -> Iterator[None]:
+    """Hold ``conn`` for a migration and commit it when the body succeeds.
+
+    On SQLite, foreign keys are off meanwhile (SQLite's documented way to rebuild a table that
+    others reference, which batch migrations do) and checked before the commit; the pragma must
+    be set outside a transaction, so enter this before ``BEGIN``. A failed migration discards
+    the connection instead of returning it to the pool with foreign keys off.
+    """
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        if sqlite:
+            bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if bad:
+                raise CrmseError(
+                    f"the migration would leave {len(bad)} rows of table {bad[0][0]} pointing at missing "
+                    "rows; nothing was changed (report this database to the crmse developers)"
+                )
+        conn.commit()
+    except BaseException:
+        conn.invalidate()
+        raise
+    if sqlite:
+        conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+        conn.commit()
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema, or refuse a newer/unknown one in one line.
 
@@ -107,7 +138,7 @@ def upgrade(engine: Engine) -> None:
     head = script.get_current_head()
     if current_revision(engine) == head:
         return  # the common case, without taking the write lock
-    with engine.connect() as conn:
+    with engine.connect() as conn, migrating(conn):
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":  # DDL is transactional; released at commit
@@ -124,5 +155,10 @@ def upgrade(engine: Engine) -> None:
         if current != head:
             log.info("migrating the registry from %s to %s", current, head)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-        conn.commit()
+            try:
+                command.upgrade(cfg, "head")
+            except IntegrityError as exc:
+                raise CrmseError(
+                    f"the database holds rows the schema {head} refuses "
+                    f"({str(exc.orig).splitlines()[0]}); nothing was changed: fix them or use a fresh --home"
+                ) from exc

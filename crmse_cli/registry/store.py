@@ -6,7 +6,6 @@ addressed by a unique id prefix or a unique name.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,8 +14,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -25,193 +22,27 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.registry._values import config_hash as _config_hash
+from crmse_cli.registry._values import jsonable, now, pid_alive, to_info
+from crmse_cli.registry._values import jsonable as _jsonable
+from crmse_cli.registry._values import now as _now
 from crmse_cli.registry.engine import make_engine, upgrade
+from crmse_cli.registry.entities import (
+    RUN_KINDS,
+    STATUSES,
+    ArtifactInfo,
+    CheckpointInfo,
+    DatasetInfo,
+    MetricInfo,
+    RunInfo,
+)
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
 from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce", "diagnose")
-STATUSES = ("queued", "running", "completed", "failed", "interrupted")
-"""``queued``: created by ``crmse sweep create``, not started yet (revision 0003)."""
 T = TypeVar("T")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A registered dataset (a frozen copy of its row).
-
-    Attributes:
-        name: dataset name (rMD17: the molecule).
-        source: where it came from (``file``, ``figshare``, ``andersx``, ``xyz``, ...).
-        sha256: checksum of the dataset file.
-        path: absolute path of the dataset npz.
-        n_frames: F, frames.
-        n_atoms: N, atoms per frame.
-        species: (N,) atomic numbers.
-        units: quantity -> unit string (``energy``: ``kcal/mol``, ...).
-        splits: split key -> part -> number of frames.
-        meta: provenance (source files and their checksums, ...).
-        created: when it was registered (UTC).
-    """
-
-    name: str
-    source: str
-    sha256: str
-    path: str
-    n_frames: int
-    n_atoms: int
-    species: list[int]
-    units: dict[str, Any]
-    splits: dict[str, Any]
-    meta: dict[str, Any]
-    created: datetime
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One run of a stage (a frozen copy of its row).
-
-    Attributes:
-        id: 8 hex characters.
-        name: unique name, or None.
-        kind: one of :data:`RUN_KINDS`.
-        status: one of :data:`STATUSES`.
-        dataset: the dataset name, or None.
-        parent: the run this one starts from (model, sample), or None.
-        config: the resolved config as JSON.
-        config_hash: sha256 of ``config``.
-        seed: the run's seed, or None.
-        version: the package version that ran it.
-        host: the machine that runs (or ran) it.
-        pid: its process id on ``host``.
-        started: start time (UTC).
-        ended: end time (UTC), None while running.
-        error: the one-line error of a failed or interrupted run.
-    """
-
-    id: str
-    name: str | None
-    kind: str
-    status: str
-    dataset: str | None
-    parent: str | None
-    config: dict[str, Any]
-    config_hash: str
-    seed: int | None
-    version: str
-    host: str
-    pid: int | None
-    started: datetime
-    ended: datetime | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """One logged metric value.
-
-    Attributes:
-        name: metric name (docs/architecture.md lists them).
-        value: finite value in ``unit``.
-        unit: unit string (``kcal/mol``, ``kcal/mol/A``, ``meV``, ``K``, ``1``, ...).
-        step: epoch, update or sampler step; None for a final value.
-        split: ``train``, ``val``, ``test`` or None.
-        time: when it was logged (UTC).
-    """
-
-    name: str
-    value: float
-    unit: str
-    step: int | None
-    split: str | None
-    time: datetime
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """A checkpoint file of a run.
-
-    Attributes:
-        run_id: the run.
-        path: absolute path of the file.
-        sha256: its checksum.
-        step: the epoch or update it holds.
-        format_version: the checkpoint format's version.
-        tag: ``best``, ``last`` or ``final``.
-        created: when it was registered (UTC).
-    """
-
-    run_id: str
-    path: str
-    sha256: str
-    step: int
-    format_version: int
-    tag: str
-    created: datetime
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """A file a run produced.
-
-    Attributes:
-        run_id: the run.
-        kind: artifact kind (``samples``, ``chains``, ``evaluation``, ``report``, ...).
-        path: absolute path of the file.
-        sha256: its checksum.
-        meta: kind-specific details (e.g. the update of a chains file).
-        created: when it was registered (UTC).
-    """
-
-    run_id: str
-    kind: str
-    path: str
-    sha256: str
-    meta: dict[str, Any]
-    created: datetime
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine (a reused pid counts as alive)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to another user, or the platform cannot tell
-    return True
-
-
-def _info(cls: type[T], row: Any) -> T:
-    return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})  # type: ignore[attr-defined]
-
-
-def _config_hash(config: dict[str, Any]) -> str:
-    import hashlib
-
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _jsonable(data: Any) -> Any:
-    """A JSON round trip, so configs with paths, numpy scalars or inf store the same everywhere."""
-    return json.loads(json.dumps(data, default=_default))
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def _new_run_row(
@@ -304,10 +135,10 @@ class Registry(SweepStore):
             n_frames=int(n_frames),
             n_atoms=int(n_atoms),
             species=[int(z) for z in species],
-            units=_jsonable(units),
-            splits=_jsonable(splits),
-            meta=_jsonable(meta),
-            created=_now(),
+            units=jsonable(units),
+            splits=jsonable(splits),
+            meta=jsonable(meta),
+            created=now(),
         )
 
         def op(s: Session) -> DatasetInfo:
@@ -319,7 +150,7 @@ class Registry(SweepStore):
                 for k, v in values.items():
                     setattr(row, k, v)
             s.flush()
-            return _info(DatasetInfo, row)
+            return to_info(DatasetInfo, row)
 
         return self._write(op)
 
@@ -327,7 +158,7 @@ class Registry(SweepStore):
         """Dataset ``name``, or None when it is not registered."""
         with self._session() as s:
             row = s.get(DatasetRow, name)
-            return _info(DatasetInfo, row) if row else None
+            return to_info(DatasetInfo, row) if row else None
 
     def get_dataset(self, name: str) -> DatasetInfo:
         """Dataset ``name``; NotFoundError (with the fetch command) when it is not registered."""
@@ -341,7 +172,7 @@ class Registry(SweepStore):
     def list_datasets(self) -> list[DatasetInfo]:
         """Every registered dataset, by name."""
         with self._session() as s:
-            return [_info(DatasetInfo, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
+            return [to_info(DatasetInfo, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
 
     # -- runs ----------------------------------------------------------------------------------
     def create_run(
@@ -361,7 +192,7 @@ class Registry(SweepStore):
             raise CrmseError(
                 f"run name {name!r} must not be empty or look like a run id; add a letter beyond a-f"
             )
-        cfg = _jsonable(config)
+        cfg = jsonable(config)
 
         def op(s: Session) -> RunInfo:
             if name is not None and s.scalar(select(RunRow).where(RunRow.name == name)) is not None:
@@ -371,7 +202,7 @@ class Registry(SweepStore):
             )
             s.add(row)
             s.flush()
-            return _info(RunInfo, row)
+            return to_info(RunInfo, row)
 
         try:
             return self._write(op)
@@ -407,7 +238,7 @@ class Registry(SweepStore):
         with self._session() as s:
             row = s.scalar(select(RunRow).where(RunRow.name == ref))
             if row is not None:
-                return _info(RunInfo, row)
+                return to_info(RunInfo, row)
             rows = (
                 list(s.scalars(select(RunRow).where(RunRow.id.startswith(ref, autoescape=True))))
                 if ref
@@ -418,7 +249,7 @@ class Registry(SweepStore):
         if len(rows) > 1:
             ids = ", ".join(sorted(r.id for r in rows)[:8])
             raise CrmseError(f"run id prefix {ref!r} is ambiguous ({ids}); give more characters")
-        return _info(RunInfo, rows[0])
+        return to_info(RunInfo, rows[0])
 
     def reap_stale(self) -> list[str]:
         """Mark ``interrupted`` the runs still ``running`` whose process on this host is gone.
@@ -430,7 +261,7 @@ class Registry(SweepStore):
         host = socket.gethostname()
         with self._session() as s:
             rows = s.scalars(select(RunRow).where(RunRow.status == "running", RunRow.host == host)).all()
-            stale = [(r.id, r.pid) for r in rows if r.pid is not None and not _pid_alive(r.pid)]
+            stale = [(r.id, r.pid) for r in rows if r.pid is not None and not pid_alive(r.pid)]
         for run_id, pid in stale:
             self.set_status(
                 run_id,
@@ -446,7 +277,7 @@ class Registry(SweepStore):
             q = select(RunRow).order_by(RunRow.started, RunRow.id)
             if kind is not None:
                 q = q.where(RunRow.kind == kind)
-            return [_info(RunInfo, r) for r in s.scalars(q)]
+            return [to_info(RunInfo, r) for r in s.scalars(q)]
 
     def children(self, run_id: str, *, kind: str | None = None) -> list[RunInfo]:
         """Runs whose parent is ``run_id`` (oldest first)."""
@@ -454,7 +285,7 @@ class Registry(SweepStore):
             q = select(RunRow).where(RunRow.parent == run_id).order_by(RunRow.started, RunRow.id)
             if kind is not None:
                 q = q.where(RunRow.kind == kind)
-            return [_info(RunInfo, r) for r in s.scalars(q)]
+            return [to_info(RunInfo, r) for r in s.scalars(q)]
 
     # -- metrics -------------------------------------------------------------------------------
     def log_metric(
@@ -472,7 +303,7 @@ class Registry(SweepStore):
 
     def log_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Write many metric rows in one transaction. Non-finite values are refused."""
-        now = _now()
+        logged = now()
         objs = []
         for r in rows:
             value = float(r["value"])
@@ -486,7 +317,7 @@ class Registry(SweepStore):
                     unit=str(r.get("unit", "1")),
                     step=None if r.get("step") is None else int(r["step"]),
                     split=r.get("split"),
-                    time=now,
+                    time=logged,
                 )
             )
         if objs:
@@ -502,7 +333,7 @@ class Registry(SweepStore):
             if name is not None:
                 q = q.where(MetricRow.name == name)
             q = q.order_by(MetricRow.step.is_(None), MetricRow.step, MetricRow.id)
-            return [_info(MetricInfo, r) for r in s.scalars(q)]
+            return [to_info(MetricInfo, r) for r in s.scalars(q)]
 
     def final_metrics(self, run_id: str) -> dict[str, MetricInfo]:
         """The last logged value of every metric name (by step, then insertion)."""
@@ -516,7 +347,7 @@ class Registry(SweepStore):
             if r.name not in best or key >= best[r.name][0]:
                 best[r.name] = (key, r)
         for name, (_, r) in best.items():
-            out[name] = _info(MetricInfo, r)
+            out[name] = to_info(MetricInfo, r)
         return out
 
     # -- checkpoints and artifacts -------------------------------------------------------------
@@ -533,11 +364,11 @@ class Registry(SweepStore):
                 step=int(step),
                 format_version=int(format_version),
                 tag=tag,
-                created=_now(),
+                created=now(),
             )
             s.add(row)
             s.flush()
-            return _info(CheckpointInfo, row)
+            return to_info(CheckpointInfo, row)
 
         return self._write(op)
 
@@ -545,7 +376,7 @@ class Registry(SweepStore):
         """The checkpoints of a run, in the order they were registered."""
         with self._session() as s:
             q = select(CheckpointRow).where(CheckpointRow.run_id == run_id).order_by(CheckpointRow.id)
-            return [_info(CheckpointInfo, r) for r in s.scalars(q)]
+            return [to_info(CheckpointInfo, r) for r in s.scalars(q)]
 
     def add_artifact(
         self, run_id: str, *, kind: str, path: str, sha256: str, meta: dict[str, Any] | None = None
@@ -558,12 +389,12 @@ class Registry(SweepStore):
                 kind=kind,
                 path=str(path),
                 sha256=sha256,
-                meta=_jsonable(meta or {}),
-                created=_now(),
+                meta=jsonable(meta or {}),
+                created=now(),
             )
             s.add(row)
             s.flush()
-            return _info(ArtifactInfo, row)
+            return to_info(ArtifactInfo, row)
 
         return self._write(op)
 
@@ -573,4 +404,17 @@ class Registry(SweepStore):
             q = select(ArtifactRow).where(ArtifactRow.run_id == run_id)
             if kind is not None:
                 q = q.where(ArtifactRow.kind == kind)
-            return [_info(ArtifactInfo, r) for r in s.scalars(q.order_by(ArtifactRow.id))]
+            return [to_info(ArtifactInfo, r) for r in s.scalars(q.order_by(ArtifactRow.id))]
+
+
+# The entities stay importable from here (``from crmse_cli.registry.store import RunInfo``).
+__all__ = [
+    "RUN_KINDS",
+    "STATUSES",
+    "ArtifactInfo",
+    "CheckpointInfo",
+    "DatasetInfo",
+    "MetricInfo",
+    "Registry",
+    "RunInfo",
+]

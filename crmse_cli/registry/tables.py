@@ -1,7 +1,9 @@
 """SQLAlchemy 2.0 models of the registry: datasets, runs, checkpoints, metrics, artifacts, sweeps.
 
 The schema is owned by the Alembic migrations in ``migrations/``; a test checks that a database
-migrated to head has no autogenerate difference from these models. Timestamps are UTC.
+migrated to head has no autogenerate difference from these models. Timestamps are UTC. Every
+constraint and index is named by :data:`NAMING_CONVENTION` (batch migrations on SQLite need the
+names); run kinds and statuses are check constraints (``ck_runs_kind``, ``ck_runs_status``).
 """
 
 from __future__ import annotations
@@ -9,12 +11,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crmse_cli.registry.entities import RUN_KINDS, STATUSES
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint and index names (Alembic's recommended convention); migration 0003 applied it."""
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Base(DeclarativeBase):
     """The declarative base of the registry's tables (its metadata is what migrations describe)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class DatasetRow(Base):
@@ -39,6 +69,10 @@ class RunRow(Base):
     """One run of a stage: kind, status, config (with its hash), lineage and provenance."""
 
     __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", RUN_KINDS), name="kind"),
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+    )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200), unique=True)
