@@ -8,38 +8,38 @@
     md = api.sample(ws, "crmse", api.SampleConfig(replicas=64, steps=20000))
     api.evaluate(ws, md.run_id)
 
-Heavy modules (torch) load on first use of a function, not on ``import crmse_cli.api``.
+Importing this module imports torch (the stages need it); the CLI does not import it, so
+``crmse --help`` stays fast.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from crmse_cli.registry.store import Registry
+from crmse_cli.stages.compare import compare
+from crmse_cli.stages.evaluate import evaluate
+from crmse_cli.stages.fetch import fetch_rmd17, fetch_xyz
+from crmse_cli.stages.pretrain import preset_config, pretrain
+from crmse_cli.stages.regularize import RegularizeConfig, regularize
+from crmse_cli.stages.reproduce import reproduce
+from crmse_cli.stages.sample import SampleConfig, sample
+from crmse_cli.train.contrastive import ContrastiveConfig
+from crmse_cli.train.pretrain_config import PretrainConfig
 from crmse_cli.workspace import Workspace
 
-_WHERE = {
-    "fetch_rmd17": "crmse_cli.stages.fetch",
-    "fetch_xyz": "crmse_cli.stages.fetch",
-    "pretrain": "crmse_cli.stages.pretrain",
-    "preset_config": "crmse_cli.stages.pretrain",
-    "PretrainConfig": "crmse_cli.train.pretrain_config",
-    "sample": "crmse_cli.stages.sample",
-    "SampleConfig": "crmse_cli.stages.sample",
-    "evaluate": "crmse_cli.stages.evaluate",
-    "regularize": "crmse_cli.stages.regularize",
-    "RegularizeConfig": "crmse_cli.stages.regularize",
-    "ContrastiveConfig": "crmse_cli.train.contrastive",
-    "compare": "crmse_cli.stages.compare",
-    "reproduce": "crmse_cli.stages.reproduce",
-    "Registry": "crmse_cli.registry.store",
-}
-
-__all__ = ["Workspace", *_WHERE]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'crmse_cli.api' has no attribute {name!r}")
+__all__ = [
+    "ContrastiveConfig",
+    "PretrainConfig",
+    "Registry",
+    "RegularizeConfig",
+    "SampleConfig",
+    "Workspace",
+    "compare",
+    "evaluate",
+    "fetch_rmd17",
+    "fetch_xyz",
+    "preset_config",
+    "pretrain",
+    "regularize",
+    "reproduce",
+    "sample",
+]
