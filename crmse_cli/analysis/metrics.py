@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from crmse_cli import names
 from crmse_cli.analysis.dihedrals import (
     DIHEDRAL_BINS,
     dihedral_angles,
@@ -69,7 +70,7 @@ class DistributionComparison(NamedTuple):
 def _energy_part(
     e_sample: np.ndarray, e_ref: np.ndarray, n_bins: int, metrics: Metrics, arrays: dict[str, np.ndarray]
 ) -> None:
-    metrics["energy_ks"] = (energy_ks(e_sample, e_ref), "1")
+    metrics[names.ENERGY_KS] = (energy_ks(e_sample, e_ref), "1")
     metrics["energy_mean_sample_minus_ref"] = (float(np.mean(e_sample) - np.mean(e_ref)), "kcal/mol")
     metrics["energy_std_sample"] = (float(np.std(e_sample)), "kcal/mol")
     metrics["energy_std_ref"] = (float(np.std(e_ref)), "kcal/mol")
@@ -95,7 +96,7 @@ def _dihedral_part(
         angles[name] = (phi_s, phi_r)
         prof_s = free_energy_profile(phi_s, temperature_K, n_bins)
         prof_r = free_energy_profile(phi_r, temperature_K, n_bins)
-        metrics[f"dihedral_profile_error.{name}"] = (
+        metrics[names.dihedral_profile_error(name)] = (
             profile_error(prof_s.free_energy, prof_r.free_energy),
             "kcal/mol",
         )
@@ -140,7 +141,7 @@ def _pair_part(
     outside = outside_support(sample, ref, margin_A)
     arrays["min_pair_sample"] = min_pair_distance_per_frame(sample)
     arrays["min_pair_ref"] = min_pair_distance_per_frame(ref)
-    metrics["share_outside_support"] = (float(outside.mean()), "1")
+    metrics[names.SHARE_OUTSIDE_SUPPORT] = (float(outside.mean()), "1")
     metrics["min_pair_distance_sample"] = (float(arrays["min_pair_sample"].min()), "A")
     metrics["min_pair_distance_ref"] = (float(arrays["min_pair_ref"].min()), "A")
 
@@ -220,7 +221,7 @@ def distribution_metrics(
 
     edges, h_s = hr_histogram(sample, hr_bins, hr_max_A)
     _, h_r = hr_histogram(ref, hr_bins, hr_max_A)
-    metrics["hr_mae"] = (hr_mae(h_s, h_r, edges), "1")
+    metrics[names.HR_MAE] = (hr_mae(h_s, h_r, edges), "1")
     arrays.update(hr_edges=edges, hr_sample=h_s, hr_ref=h_r)
 
     sets = default_dihedral_sets(z, ref) if dihedral_sets is None else dihedral_sets

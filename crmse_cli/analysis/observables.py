@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 from ase.data import chemical_symbols
 
-from crmse_cli.data.graph import bond_graph
+from crmse_cli.data.graph import bond_graph, min_pair_distances
 from crmse_cli.errors import DataError
 
 HR_BINS = 500
@@ -226,10 +226,10 @@ def pairs_that_matter(species: np.ndarray, ref_positions: np.ndarray) -> dict[st
     return out
 
 
-def min_pair_distance_per_frame(positions: np.ndarray) -> np.ndarray:
-    """(F,) Å: the closest pair distance in each frame."""
+def min_pair_distance_per_frame(positions: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
+    """(F,) Å: the closest pair distance in each frame (of ``pairs`` (P, 2) when given; else all)."""
     x = check_frames(positions)
-    out: np.ndarray = np.concatenate([frame_pair_distances(c).min(axis=1) for c in _chunks(x)])
+    out: np.ndarray = np.concatenate([frame_pair_distances(c, pairs).min(axis=1) for c in _chunks(x)])
     return out
 
 
@@ -246,6 +246,7 @@ def outside_support(positions: np.ndarray, ref_positions: np.ndarray, margin_A: 
     """
     ref = check_frames(ref_positions, what="reference positions")
     x = check_frames(positions, n_atoms=ref.shape[1])
-    floor = np.min([frame_pair_distances(c).min(axis=0) for c in _chunks(ref)], axis=0) - margin_A
+    p = all_pairs(ref.shape[1])
+    floor = min_pair_distances(ref)[p[:, 0], p[:, 1]] - margin_A
     out: np.ndarray = np.concatenate([(frame_pair_distances(c) < floor).any(axis=1) for c in _chunks(x)])
     return out

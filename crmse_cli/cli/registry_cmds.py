@@ -10,17 +10,18 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from crmse_cli import names
 from crmse_cli.cli.common import console, emit_json, fmt_value, state
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
 
 KEY_METRICS = (
-    ("test_energy_mae", "E MAE"),
-    ("test_force_mae", "F MAE"),
-    ("energy_ks", "E KS"),
-    ("hr_mae", "h(r) MAE"),
-    ("stable_fraction", "stable"),
+    (names.TEST_ENERGY_MAE, "E MAE"),
+    (names.TEST_FORCE_MAE, "F MAE"),
+    (names.ENERGY_KS, "E KS"),
+    (names.HR_MAE, "h(r) MAE"),
+    (names.STABLE_FRACTION, "stable"),
     ("val_force_mae", "val F MAE"),
     ("hessian_ratio_soft", "H soft/MSE"),  # diagnose runs
     ("collapse_lift_kT", "lift kT"),

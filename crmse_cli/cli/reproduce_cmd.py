@@ -7,21 +7,22 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from crmse_cli import names
 from crmse_cli.cli.common import console, emit_json, fmt_value, open_report, set_threads, state
 
 HEADLINE = (
-    ("test_energy_mae", "energy MAE (kcal/mol)"),
-    ("test_force_mae", "force MAE (kcal/mol/Å)"),
-    ("energy_ks", "energy KS"),
-    ("hr_mae", "h(r) MAE"),
-    ("dihedral_profile_error.hydroxyl", "hydroxyl profile error (kcal/mol)"),
-    ("dihedral_profile_error.methyl", "methyl profile error (kcal/mol)"),
-    ("dihedral_profile_error.ester", "ester profile error (kcal/mol)"),
-    ("dihedral_profile_error.carboxylic_acid", "acid profile error (kcal/mol)"),
-    ("stable_fraction", "replicas that stayed physical"),
-    ("median_leave_time_ps", "median time to leave (ps)"),
-    ("config_temperature_sample_K", "T_conf of samples (K)"),
-    ("config_temperature_ref_K", "T_conf of DFT reference (K)"),
+    (names.TEST_ENERGY_MAE, "energy MAE (kcal/mol)"),
+    (names.TEST_FORCE_MAE, "force MAE (kcal/mol/Å)"),
+    (names.ENERGY_KS, "energy KS"),
+    (names.HR_MAE, "h(r) MAE"),
+    (names.dihedral_profile_error("hydroxyl"), "hydroxyl profile error (kcal/mol)"),
+    (names.dihedral_profile_error("methyl"), "methyl profile error (kcal/mol)"),
+    (names.dihedral_profile_error("ester"), "ester profile error (kcal/mol)"),
+    (names.dihedral_profile_error("carboxylic_acid"), "acid profile error (kcal/mol)"),
+    (names.STABLE_FRACTION, "replicas that stayed physical"),
+    (names.MEDIAN_LEAVE_TIME_PS, "median time to leave (ps)"),
+    (names.CONFIG_TEMPERATURE_SAMPLE_K, "T_conf of samples (K)"),
+    (names.CONFIG_TEMPERATURE_REF_K, "T_conf of DFT reference (K)"),
 )
 
 

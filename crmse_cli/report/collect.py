@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crmse_cli import __version__
+from crmse_cli import __version__, names
 from crmse_cli.errors import CrmseError, DataError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Target:
 
 
 def _has_samples(reg: Registry, run: RunInfo) -> bool:
-    return run.status == "completed" and bool(reg.artifacts(run.id, kind="samples"))
+    return run.status == "completed" and bool(reg.artifacts(run.id, kind=names.ARTIFACT_SAMPLES))
 
 
 def find_evaluation(reg: Registry, sample_id: str) -> RunInfo | None:
@@ -57,7 +57,7 @@ def find_evaluation(reg: Registry, sample_id: str) -> RunInfo | None:
     done = [
         r
         for r in reg.children(sample_id, kind="evaluate")
-        if r.status == "completed" and reg.artifacts(r.id, kind="evaluation")
+        if r.status == "completed" and reg.artifacts(r.id, kind=names.ARTIFACT_EVALUATION)
     ]
     return done[-1] if done else None
 
@@ -81,7 +81,7 @@ def resolve_target(reg: Registry, ref: str) -> Target:
                 f"run {asked.id} evaluates a model without samples; run `crmse sample RUN` and compare that"
             )
         sample = reg.get_run(sid)
-        if asked.status == "completed" and reg.artifacts(asked.id, kind="evaluation"):
+        if asked.status == "completed" and reg.artifacts(asked.id, kind=names.ARTIFACT_EVALUATION):
             evaluation = asked
     elif asked.kind == "sample":
         sample = asked
@@ -109,11 +109,11 @@ def resolve_target(reg: Registry, ref: str) -> Target:
 
 def check_same_dataset(targets: list[Target]) -> str:
     """The one dataset of all targets; a one-line error when they differ."""
-    names = {t.sample.dataset for t in targets}
-    if len(names) != 1:
+    datasets = {t.sample.dataset for t in targets}
+    if len(datasets) != 1:
         listed = ", ".join(f"{t.ref} ({t.sample.dataset})" for t in targets)
         raise CrmseError(f"runs are of different datasets: {listed}; compare runs of one molecule")
-    return str(names.pop())
+    return str(datasets.pop())
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
 
 def load_evaluation(reg: Registry, evaluate_id: str) -> dict[str, np.ndarray]:
     """The arrays of the latest ``evaluation`` artifact of an evaluate run."""
-    arts = reg.artifacts(evaluate_id, kind="evaluation")
+    arts = reg.artifacts(evaluate_id, kind=names.ARTIFACT_EVALUATION)
     if not arts:
         raise CrmseError(f"evaluate run {evaluate_id} has no evaluation artifact; evaluate the samples again")
     path = Path(arts[-1].path)
@@ -292,30 +292,30 @@ def metric_table(report: ReportData) -> list[MetricRow]:
             k.split(".", 1)[1]
             for r in report.runs
             for k in r.metrics
-            if k.startswith("dihedral_profile_error.")
+            if k.startswith(names.DIHEDRAL_PROFILE_ERROR + ".")
         }
     )
     ref_of = {
-        "config_temperature_sample_K": reference_tconf(report),
+        names.CONFIG_TEMPERATURE_SAMPLE_K: reference_tconf(report),
         "min_pair_distance_sample": _first(report, "min_pair_distance_ref"),
         "n_sample_frames": _first(report, "n_ref_frames"),
     }
     spec: list[tuple[str, str]] = [
-        ("test_energy_mae", "energy MAE on test frames"),
-        ("test_force_mae", "force MAE on test frames"),
-        ("energy_ks", "energy KS statistic (samples vs DFT)"),
+        (names.TEST_ENERGY_MAE, "energy MAE on test frames"),
+        (names.TEST_FORCE_MAE, "force MAE on test frames"),
+        (names.ENERGY_KS, "energy KS statistic (samples vs DFT)"),
         ("energy_mean_sample_minus_ref", "mean energy, samples - DFT"),
-        ("hr_mae", "h(r) MAE"),
-        *[(f"dihedral_profile_error.{n}", f"{n} dihedral profile error") for n in torsions],
+        (names.HR_MAE, "h(r) MAE"),
+        *[(names.dihedral_profile_error(n), f"{n} dihedral profile error") for n in torsions],
         *[(f"dihedral_js.{n}", f"{n} dihedral JS divergence") for n in torsions],
         ("pair_hist_mae_mean", "pair-distance histogram MAE (mean over pairs)"),
-        ("share_outside_support", "share of frames outside the DFT support"),
+        (names.SHARE_OUTSIDE_SUPPORT, "share of frames outside the DFT support"),
         ("min_pair_distance_sample", "closest pair distance seen"),
-        ("stable_fraction", "stable fraction of replicas"),
-        ("median_leave_time_ps", "median time to leave the physical basin"),
+        (names.STABLE_FRACTION, "stable fraction of replicas"),
+        (names.MEDIAN_LEAVE_TIME_PS, "median time to leave the physical basin"),
         ("median_leave_steps", "median steps to leave the physical basin"),
-        ("config_temperature_sample_K", "configurational temperature of the samples"),
-        ("config_temperature_ref_K", "T_conf of the DFT reference (this model's Laplacian)"),
+        (names.CONFIG_TEMPERATURE_SAMPLE_K, "configurational temperature of the samples"),
+        (names.CONFIG_TEMPERATURE_REF_K, "T_conf of the DFT reference (this model's Laplacian)"),
         ("virial_temperature_sample_K", "virial temperature of the samples (model forces)"),
         ("virial_temperature_sample_K_err", "its block-bootstrap error"),
         ("virial_temperature_ref_K", "virial temperature of the DFT reference (DFT forces)"),
@@ -341,8 +341,8 @@ def _first(report: ReportData, key: str) -> float | None:
 def reference_tconf(report: ReportData) -> float | None:
     """Configurational temperature of the DFT reference frames, K (mean over the runs' estimates)."""
     vals = [
-        r.metrics["config_temperature_ref_K"][0]
+        r.metrics[names.CONFIG_TEMPERATURE_REF_K][0]
         for r in report.runs
-        if "config_temperature_ref_K" in r.metrics
+        if names.CONFIG_TEMPERATURE_REF_K in r.metrics
     ]
     return float(np.mean(vals)) if vals else None

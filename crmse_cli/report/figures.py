@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from crmse_cli import names
 from crmse_cli.report.collect import ReportData, RunData
 from crmse_cli.report.plotting import REF_COLOR, REF_NAME, color, layout, step_line
 from crmse_cli.report.structure_figures import (
@@ -61,8 +62,8 @@ def energy_histograms(
         ``(edges (bins + 1,) kcal/mol, reference density (bins,), label -> density (bins,))`` in
         1/(kcal/mol); frames outside the edges are not counted.
     """
-    ref = np.asarray(report.reference["ref_energies"], dtype=np.float64)
-    samples = {r.label: np.asarray(r.arrays["sample_energies"], dtype=np.float64) for r in report.runs}
+    ref = np.asarray(report.reference[names.REF_ENERGIES], dtype=np.float64)
+    samples = {r.label: np.asarray(r.arrays[names.SAMPLE_ENERGIES], dtype=np.float64) for r in report.runs}
     samples = {k: v[np.isfinite(v)] for k, v in samples.items()}
     lo, hi = float(ref.min()), float(ref.max())
     for s in samples.values():
@@ -84,7 +85,7 @@ def energy_figure(report: ReportData) -> go.Figure:
     Energies are shifted by the mean reference energy.
     """
     edges, ref, runs = energy_histograms(report)
-    shift = float(np.mean(report.reference["ref_energies"]))
+    shift = float(np.mean(report.reference[names.REF_ENERGIES]))
     fig = go.Figure()
     x, y = step_line(edges - shift, ref)
     fig.add_trace(go.Scatter(x=x, y=y, name=REF_NAME, line=dict(color=REF_COLOR, shape="hv"), fill="tozeroy"))
@@ -130,12 +131,16 @@ def survival_figure(report: ReportData) -> go.Figure:
     fig = go.Figure()
     ula = False
     for i, r in enumerate(report.runs):
-        t = np.asarray(r.arrays["survival_time_ps"], dtype=np.float64)
+        t = np.asarray(r.arrays[names.SURVIVAL_TIME_PS], dtype=np.float64)
         if r.integrator in ("ula", "mala"):
             t, ula = t * 1000.0, True  # ULA has no time: the axis holds steps
         fig.add_trace(
             go.Scatter(
-                x=t, y=r.arrays["survival_fraction"], name=r.label, line=dict(color=color(i)), line_shape="hv"
+                x=t,
+                y=r.arrays[names.SURVIVAL_FRACTION],
+                name=r.label,
+                line=dict(color=color(i)),
+                line_shape="hv",
             )
         )
     fig.add_hline(y=1.0, line=dict(color=REF_COLOR, dash="dot"), annotation_text="all replicas physical")

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from crmse_cli import names
 from crmse_cli.report.collect import ReportData
 from crmse_cli.report.plotting import REF_COLOR, REF_NAME, bin_centers, color, gaps, layout
 from crmse_cli.units import kT
@@ -28,8 +29,8 @@ def hr_figure(report: ReportData) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=bin_centers(ref["hr_edges"]),
-            y=ref["hr_ref"],
+            x=bin_centers(ref[names.HR_EDGES]),
+            y=ref[names.HR_REF],
             name=REF_NAME,
             line=dict(color=REF_COLOR, width=3),
         )
@@ -37,8 +38,8 @@ def hr_figure(report: ReportData) -> go.Figure:
     for i, r in enumerate(report.runs):
         fig.add_trace(
             go.Scatter(
-                x=bin_centers(r.arrays["hr_edges"]),
-                y=r.arrays["hr_sample"],
+                x=bin_centers(r.arrays[names.HR_EDGES]),
+                y=r.arrays[names.HR_SAMPLE],
                 name=r.label,
                 line=dict(color=color(i)),
             )
@@ -63,7 +64,7 @@ def selected_pairs(labels: list[str]) -> list[str]:
 
 
 def _closest_panels(report: ReportData) -> list[tuple[str, str]]:
-    panels = [("min_hh", "closest H-H distance per frame")] if "min_hh_ref" in report.reference else []
+    panels = [("min_hh", "closest H-H distance per frame")] if names.MIN_HH_REF in report.reference else []
     return panels + [("min_pair", "closest pair distance per frame")]
 
 

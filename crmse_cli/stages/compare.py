@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crmse_cli import names
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.stages._run import tracked
@@ -22,13 +23,13 @@ if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
 
 HEADLINE = (
-    "test_energy_mae",
-    "test_force_mae",
-    "energy_ks",
-    "hr_mae",
-    "stable_fraction",
-    "config_temperature_sample_K",
-    "config_temperature_ref_K",
+    names.TEST_ENERGY_MAE,
+    names.TEST_FORCE_MAE,
+    names.ENERGY_KS,
+    names.HR_MAE,
+    names.STABLE_FRACTION,
+    names.CONFIG_TEMPERATURE_SAMPLE_K,
+    names.CONFIG_TEMPERATURE_REF_K,
 )
 
 
@@ -151,7 +152,7 @@ def _compare_run(
         bar.update(task, advance=1, info=str(path))
     reg.add_artifact(
         run_id,
-        kind="report",
+        kind=names.ARTIFACT_REPORT,
         path=str(path),
         sha256=sha256_file(path),
         meta={"sample_runs": [t.sample.id for t in targets], "bytes": path.stat().st_size},

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from crmse_cli import names
 from crmse_cli.analysis.metrics import distribution_metrics
-from crmse_cli.analysis.observables import finite_frames, frame_pair_distances
+from crmse_cli.analysis.observables import finite_frames, min_pair_distance_per_frame
 from crmse_cli.analysis.stats import configurational_temperature, virial_temperature_error
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
@@ -29,13 +30,13 @@ from crmse_cli.progress import make_progress
 from crmse_cli.sampling.trajectory import load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
-from crmse_cli.units import EV_PER_KCAL_PER_MOL
+from crmse_cli.train.data import FrameSet
+from crmse_cli.train.losses import error_metrics, evaluate_errors
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
 
-MEV_PER_KCAL = EV_PER_KCAL_PER_MOL * 1000.0
 BURN_IN_FRACTION = 0.1
 """Share of each trajectory's recorded frames dropped as equilibration before the metrics."""
 MAX_SAMPLE_FRAMES = 50_000
@@ -65,22 +66,9 @@ def test_metrics(handle: ModelHandle, data: Dataset, *, batch: int = 100) -> dic
     _, test = data.split(handle.split)
     if len(test) == 0:
         raise CrmseError(f"dataset {data.name!r} split {handle.split} has no test frames")
-    species = torch.as_tensor(data.species, device=handle.device)
-    de, df = [], []
-    for chunk in np.array_split(test, max(1, math.ceil(len(test) / batch))):
-        pos = torch.as_tensor(data.positions[chunk], dtype=handle.potential.dtype, device=handle.device)
-        e, f = energy_and_forces(handle.potential, pos, species)
-        de.append(e.double().cpu().numpy() - data.energies[chunk])
-        df.append(f.double().cpu().numpy() - data.forces[chunk])
-    err_e, err_f = np.concatenate(de), np.concatenate(df)
-    out: dict[str, tuple[float, str]] = {}
-    for tag, err, unit in (("energy", err_e, "kcal/mol"), ("force", err_f, "kcal/mol/A")):
-        mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
-        out[f"test_{tag}_mae"] = (mae, unit)
-        out[f"test_{tag}_rmse"] = (rmse, unit)
-        out[f"test_{tag}_mae_meV"] = (mae * MEV_PER_KCAL, unit.replace("kcal/mol", "meV"))
-        out[f"test_{tag}_rmse_meV"] = (rmse * MEV_PER_KCAL, unit.replace("kcal/mol", "meV"))
-    return out
+    f = FrameSet.from_dataset(data, test, dtype=handle.potential.dtype, device=handle.device)
+    errors = evaluate_errors(handle.potential, f.positions, f.species, f.energies, f.forces, batch_size=batch)
+    return error_metrics(errors, prefix="test")
 
 
 def _tconf(
@@ -160,8 +148,7 @@ def closest_hh(species: np.ndarray, positions: np.ndarray) -> np.ndarray:
     if len(h) < 2 or len(positions) == 0:
         return np.zeros(0)
     pairs = np.array([(a, b) for i, a in enumerate(h) for b in h[i + 1 :]], dtype=np.int64)
-    out: np.ndarray = frame_pair_distances(positions, pairs).min(axis=1)
-    return out
+    return min_pair_distance_per_frame(positions, pairs)
 
 
 def _pick(n: int, k: int, seed: int) -> np.ndarray:
@@ -196,11 +183,11 @@ def distribution_part(
     finite = np.isfinite(pos).all(axis=(1, 2)) & np.isfinite(ene)
     t_ref = _pick(len(ref_idx), TCONF_FRAMES, seed + 1)
     t_smp = np.flatnonzero(finite)[_pick(int(finite.sum()), TCONF_FRAMES, seed + 2)]
-    metrics["config_temperature_ref_K"] = (
+    metrics[names.CONFIG_TEMPERATURE_REF_K] = (
         _tconf(handle, data.species, ref_pos[t_ref], data.forces[ref_idx][t_ref]),
         "K",
     )
-    metrics["config_temperature_sample_K"] = (
+    metrics[names.CONFIG_TEMPERATURE_SAMPLE_K] = (
         (_tconf(handle, data.species, pos[t_smp], None), "K") if len(t_smp) else (math.nan, "K")
     )
     metrics.update(virial_metrics(None, data.species, ref_pos, data.forces[ref_idx], "ref", seed=seed))
@@ -211,12 +198,12 @@ def distribution_part(
     metrics["n_sample_frames"] = (float(len(pos)), "1")
     metrics["n_ref_frames"] = (float(len(ref_idx)), "1")
     time_axis = traj.time_fs if np.isfinite(traj.time_fs).all() else traj.steps.astype(np.float64)
-    arrays["sample_energies"] = ene
-    arrays["ref_energies"] = ref_e
-    arrays["survival_time_ps"] = time_axis / 1000.0
-    arrays["survival_fraction"] = survival_curve(traj.stability, time_axis)
-    arrays["min_hh_sample"] = closest_hh(data.species, pos[finite_frames(pos)])
-    arrays["min_hh_ref"] = closest_hh(data.species, ref_pos)
+    arrays[names.SAMPLE_ENERGIES] = ene
+    arrays[names.REF_ENERGIES] = ref_e
+    arrays[names.SURVIVAL_TIME_PS] = time_axis / 1000.0
+    arrays[names.SURVIVAL_FRACTION] = survival_curve(traj.stability, time_axis)
+    arrays[names.MIN_HH_SAMPLE] = closest_hh(data.species, pos[finite_frames(pos)])
+    arrays[names.MIN_HH_REF] = closest_hh(data.species, ref_pos)
     return metrics, arrays
 
 
@@ -245,7 +232,7 @@ def evaluate(
     check_species(handle, data)
     samples_path = None
     if sample_run is not None:
-        arts = reg.artifacts(sample_run.id, kind="samples")
+        arts = reg.artifacts(sample_run.id, kind=names.ARTIFACT_SAMPLES)
         if not arts:
             raise NotFoundError(
                 f"sample run {sample_run.id} has no samples ({sample_run.status}); sample again"
@@ -300,7 +287,10 @@ def evaluate(
                 with atomic_path(evaluation) as tmp, open(tmp, "wb") as fh:
                     np.savez(fh, **arrays)  # type: ignore[arg-type]  # the stub reads **kwds as allow_pickle
                 reg.add_artifact(
-                    run.id, kind="evaluation", path=str(evaluation), sha256=sha256_file(evaluation)
+                    run.id,
+                    kind=names.ARTIFACT_EVALUATION,
+                    path=str(evaluation),
+                    sha256=sha256_file(evaluation),
                 )
                 bar.update(task, advance=1, info="done")
         reg.log_metrics(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from crmse_cli import names
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import sha256_file
@@ -130,14 +131,14 @@ def stability_metrics(monitor: StabilityMonitor, integrator: str) -> dict[str, t
     """Registry rows of the stability summary (times in ps for MD, steps for ULA)."""
     s = monitor.summary()
     out: dict[str, tuple[float, str]] = {
-        "stable_fraction": (float(s.fraction_stable), "1"),
+        names.STABLE_FRACTION: (float(s.fraction_stable), "1"),
         "n_left": (float(s.n_left), "1"),
         "n_replicas": (float(s.n_replicas), "1"),
     }
     for reason, count in s.reasons.items():
         out[f"n_left_{reason}"] = (float(count), "1")
     if integrator == "langevin":
-        out["median_leave_time_ps"] = (s.median_time_left_fs / 1000.0, "ps")
+        out[names.MEDIAN_LEAVE_TIME_PS] = (s.median_time_left_fs / 1000.0, "ps")
         out["median_survival_ps"] = (s.median_survival_fs / 1000.0, "ps")
         out["simulated_ps"] = (s.observed_time_fs / 1000.0, "ps")
     else:
@@ -227,12 +228,14 @@ def _sample_run(
         "interrupted": sampler.interrupted,
     }
     path = recorder.save(run_dir / "samples.npz", meta=meta)
-    reg.add_artifact(run_id, kind="samples", path=str(path), sha256=sha256_file(path), meta=meta)
+    reg.add_artifact(run_id, kind=names.ARTIFACT_SAMPLES, path=str(path), sha256=sha256_file(path), meta=meta)
     # The extended-XYZ copy is for eyes and ASE tools: at most ~50 frames per replica.
     stride = max(1, recorder.n_frames // 50)
     xyz = run_dir / "samples.extxyz"
     export_extxyz(path, xyz, stride=stride)
-    reg.add_artifact(run_id, kind="extxyz", path=str(xyz), sha256=sha256_file(xyz), meta={"stride": stride})
+    reg.add_artifact(
+        run_id, kind=names.ARTIFACT_EXTXYZ, path=str(xyz), sha256=sha256_file(xyz), meta={"stride": stride}
+    )
     metrics = stability_metrics(monitor, cfg.integrator)
     rows += [{"name": k, "value": v, "unit": u} for k, (v, u) in metrics.items()]
     reg.log_metrics(run_id, [r for r in rows if math.isfinite(r["value"])])  # NaN: undefined, not stored
