@@ -142,7 +142,7 @@ class RunData:
 
     @property
     def integrator(self) -> str:
-        """The integrator of the run's samples: "langevin" or "ula"."""
+        """The integrator of the run's samples: "langevin", "ula" or "mala"."""
         return str(self.target.sample.config.get("integrator", "langevin"))
 
 

@@ -146,4 +146,5 @@ class PersistentChains:
         return {"chains": self.positions.detach().cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s positions onto the frames' device and dtype."""
         self.positions = state["chains"].to(self.frames.device, self.frames.dtype)

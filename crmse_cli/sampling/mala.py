@@ -59,7 +59,9 @@ def mala_step(
 
     Args:
         force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
-        positions, energy, forces: the current state (B, N, 3), (B,), (B, N, 3).
+        positions: (B, N, 3) Å, the current state.
+        energy: (B,) kcal/mol at ``positions``.
+        forces: (B, N, 3) kcal/mol/Å at ``positions``.
         eta_A2: step size, Å^2.
         beta: 1/kT, mol/kcal.
         generator: torch generator on the positions' device.
@@ -149,6 +151,7 @@ class MALA(Sampler[MALAState]):
         return MALAState(x, energy.detach(), forces.detach(), 0, zeros)
 
     def step(self, state: MALAState) -> MALAState:
+        """One MALA step (see :func:`mala_step`): propose, then accept or reject each chain."""
         x, e, f, acc = mala_step(
             self.force_fn,
             state.positions,
