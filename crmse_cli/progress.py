@@ -22,7 +22,7 @@ _console = Console(stderr=True)
 
 
 def make_progress(*, disable: bool = False) -> Progress:
-    """A progress bar on stderr; ``disable`` hides it (e.g. on ranks other than 0), as does ``CRMSE_NO_PROGRESS``.
+    """A progress bar on stderr, hidden by ``disable`` (ranks other than 0) or ``CRMSE_NO_PROGRESS``.
 
     Columns: a description, a bar, n/total, elapsed and remaining time, and a free-text ``info``
     field (live losses, temperatures, resets).

@@ -38,10 +38,12 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
+        """True when more than one process takes part."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the only writer."""
         return self.rank == 0
 
     @classmethod
@@ -111,5 +113,6 @@ class DistContext:
         return box[0]
 
     def barrier(self) -> None:
+        """Wait for every rank (a no-op in a world of one)."""
         if self.enabled:
             tdist.barrier()
