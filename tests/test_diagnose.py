@@ -1,4 +1,4 @@
-"""`crmse diagnose`: the stage on tiny real-ethanol models (shared data), and the collapse filter."""
+"""`crmse diagnose`: the stage on tiny ethanol models (synthetic rMD17 archive), and the collapse filter."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from crmse_cli.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def setup(tmp_path_factory: pytest.TempPathFactory, synthetic_archive: Path) -> dict[str, Any]:
     """Two briefly trained models (seeds 0 and 1) with one short sample run each."""
-    from conftest import MINI_ARCHIVE, require_shared
-
-    require_shared(MINI_ARCHIVE)
     os.environ["CRMSE_NO_PROGRESS"] = "1"
     from crmse_cli.registry.store import Registry
     from crmse_cli.stages.fetch import fetch_rmd17
@@ -28,7 +25,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from crmse_cli.stages.sample import SampleConfig, sample
 
     ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
-    fetch_rmd17(ws, "ethanol", from_path=MINI_ARCHIVE)
+    fetch_rmd17(ws, "ethanol", from_path=synthetic_archive)
     for name, seed in (("mse", 0), ("other", 1)):
         cfg = preset_config("quick", {"n_train": 60, "max_epochs": 3, "max_minutes": 0.0, "seed": seed})
         pretrain(ws, dataset="ethanol", split="01", config=cfg, name=name, progress=False)

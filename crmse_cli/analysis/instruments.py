@@ -1,5 +1,6 @@
-"""Instruments that tell repair from softening (issue 13): curvature at the minimum, soft-mode
-force slopes, the energy of collapsed geometries.
+"""Instruments that tell repair from softening (issue 13).
+
+Curvature at the minimum, soft-mode force slopes, the energy of collapsed geometries.
 
 A distribution term at temperature T can lower a distribution gap in two ways. Repair raises the
 energy of spurious minima (collapsed geometries) and leaves the surface near the physical minimum
@@ -324,6 +325,7 @@ class Lift:
 
     @property
     def median_lift_kT(self) -> float:
+        """Median collapse lift over the frames, in kT (NaN without frames)."""
         return float(np.median(self.lift_kT)) if self.lift_kT.size else float("nan")
 
 

@@ -36,8 +36,11 @@ def ring_bonds(bonds: np.ndarray, n_atoms: int) -> set[tuple[int, int]]:
 
 
 def _outer(z: np.ndarray, nbrs: list[list[int]], end: int, other: int) -> list[int]:
-    """Outer atoms of a rotor end: its lowest-index heavy neighbour, or all its H when it has no
-    other heavy neighbour (the equivalent H of a methyl, amine or hydroxyl group, pooled)."""
+    """Outer atoms of a rotor end.
+
+    Its lowest-index heavy neighbour, or all its H when it has no other heavy neighbour (the
+    equivalent H of a methyl, amine or hydroxyl group, pooled).
+    """
     rest = [j for j in nbrs[end] if j != other]
     heavy = [j for j in rest if z[j] > 1]
     return heavy[:1] if heavy else rest

@@ -308,6 +308,7 @@ class TemperatureEstimate:
 
     @property
     def passed(self) -> bool:
+        """True when the estimate is finite and within ``z`` standard errors of its target."""
         return bool(np.isfinite(self.value_K) and abs(self.deviation_sigma) <= self.z)
 
 
@@ -321,6 +322,7 @@ class EnsembleCheck:
 
     @property
     def passed(self) -> bool:
+        """True when every estimate passed."""
         return all(e.passed for e in self.estimates)
 
     def to_dict(self) -> dict[str, object]:

@@ -48,6 +48,7 @@ class PooledStability:
 
     @property
     def n_stable(self) -> int:
+        """Replicas that never left the physical basin."""
         return self.n_replicas - self.n_left
 
 
@@ -88,8 +89,11 @@ def runs_table(columns: Mapping[str, Mapping[str, float]]) -> list[str]:
 
 
 def groups_table(groups: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
-    """Markdown lines: per group, the mean ± half-range over its runs, then the pooled replicas
-    that stayed physical with Fisher's test of every group against the first."""
+    """Markdown lines of a study table.
+
+    Per group, the mean ± half-range over its runs, then the pooled replicas that stayed
+    physical with Fisher's test of every group against the first.
+    """
     lines = [
         "| metric | " + " | ".join(f"{k} (n={len(v)})" for k, v in groups.items()) + " |",
         "|---|" + "---|" * len(groups),

@@ -1,5 +1,8 @@
-"""`crmse diagnose`: instruments that tell repair from softening (Hessian ratios, soft-mode force
-slopes, lift of collapsed frames, pooled stability, model-vs-model energy KS)."""
+"""`crmse diagnose`: instruments that tell repair from softening.
+
+Hessian ratios, soft-mode force slopes, lift of collapsed frames, pooled stability,
+model-vs-model energy KS.
+"""
 
 from __future__ import annotations
 
@@ -56,4 +59,5 @@ def diagnose_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("diagnose")(diagnose_command)

@@ -29,8 +29,9 @@ HEADLINE = (
 def reproduce_command(
     ctx: typer.Context,
     molecule: str = typer.Argument(
-        ..., help="rMD17 molecule (e.g. ethanol: the paper's path) or ethanol-xtb (an exact 500 K GFN2-xTB "
-        "reference generated here: no download)."
+        ...,
+        help="rMD17 molecule (e.g. ethanol: the paper's path) or ethanol-xtb (an exact 500 K GFN2-xTB "
+        "reference generated here: no download).",
     ),
     preset: str = typer.Option("quick", help="quick (~10 min on one core) or paper (the paper's sizes)."),
     from_path: Path | None = typer.Option(None, "--from", help="Local rMD17 archive (offline machines)."),

@@ -202,4 +202,5 @@ def list_command(ctx: typer.Context) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``sweep`` command group to ``app``."""
     app.add_typer(sweep_app, name="sweep")

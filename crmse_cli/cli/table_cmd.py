@@ -30,4 +30,5 @@ def table_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's command to ``app``."""
     app.command("table")(table_command)

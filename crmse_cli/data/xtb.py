@@ -30,7 +30,7 @@ MISSING_MESSAGE = "install the xtb extra: pip install 'crmse[xtb]'"
 
 
 def require_tblite() -> Any:
-    """tblite's ``interface`` module, or a :class:`CrmseError` saying how to install it."""
+    """Tblite's ``interface`` module, or a :class:`CrmseError` saying how to install it."""
     try:
         from tblite import interface
     except ImportError as exc:
@@ -47,7 +47,7 @@ def tblite_version() -> str:
 
 
 def check_method(method: str) -> str:
-    """tblite's name of a short method name (``gfn2``, ``gfn1``); CrmseError otherwise."""
+    """Tblite's name of a short method name (``gfn2``, ``gfn1``); CrmseError otherwise."""
     key = method.lower().replace("-xtb", "")
     if key not in METHODS:
         raise CrmseError(f"unknown xTB method {method!r}; choose one of {', '.join(METHODS)}")
@@ -105,7 +105,7 @@ class XtbForceField:
 def energy_forces(
     species: np.ndarray, positions_A: np.ndarray, method: str = "gfn2"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """xTB labels of frames, each from tblite's default SCF guess.
+    """XTB labels of frames, each from tblite's default SCF guess.
 
     Args:
         species: (N,) atomic numbers.

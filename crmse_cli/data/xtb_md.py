@@ -85,6 +85,7 @@ class XtbMDConfig:
 
     @property
     def label(self) -> str:
+        """The method that labels the frames (the sampling method unless set)."""
         return self.label_method or self.method
 
     @property
@@ -99,6 +100,7 @@ class XtbMDConfig:
         return base + (1 if replica < extra else 0)
 
     def steps_of(self, replica: int) -> int:
+        """MD steps of replica ``replica``: equilibration plus its frames times the stride."""
         return self.equilibration_steps + self.frames_of(replica) * self.stride
 
     def identity(self) -> dict[str, Any]:

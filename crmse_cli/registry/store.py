@@ -22,10 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, NotFoundError
-from crmse_cli.registry._values import config_hash as _config_hash
-from crmse_cli.registry._values import jsonable, now, pid_alive, to_info
-from crmse_cli.registry._values import jsonable as _jsonable
-from crmse_cli.registry._values import now as _now
+from crmse_cli.registry._values import config_hash, jsonable, now, pid_alive, to_info
 from crmse_cli.registry.engine import make_engine, upgrade
 from crmse_cli.registry.entities import (
     RUN_KINDS,
@@ -56,7 +53,7 @@ def _new_run_row(
     status: str,
 ) -> RunRow:
     """A new run row owned by this process (no owner when ``queued``)."""
-    cfg = _jsonable(config)
+    cfg = jsonable(config)
     return RunRow(
         id=secrets.token_hex(4),
         name=name,
@@ -65,12 +62,12 @@ def _new_run_row(
         dataset=dataset,
         parent=parent,
         config=cfg,
-        config_hash=_config_hash(cfg),
+        config_hash=config_hash(cfg),
         seed=seed,
         version=__version__,
         host=socket.gethostname(),
         pid=None if status == "queued" else os.getpid(),
-        started=_now(),
+        started=now(),
         ended=None,
         error=None,
     )
@@ -224,7 +221,7 @@ class Registry(SweepStore):
                 raise NotFoundError(f"no run {run_id}")
             row.status = status
             row.error = error
-            row.ended = None if status in ("running", "queued") else _now()
+            row.ended = None if status in ("running", "queued") else now()
             if status == "queued":  # back in a sweep's queue: no process owns it
                 row.pid = None
             if status == "running":  # resumed: this process owns the run now

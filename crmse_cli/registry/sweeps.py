@@ -36,6 +36,8 @@ JOB_STATES = ("queued", "running", "done", "failed")
 
 @dataclass(frozen=True)
 class SweepInfo:
+    """A sweep (a frozen copy of its row): name, grid settings, creation time (UTC)."""
+
     name: str
     config: dict[str, Any]
     created: datetime
@@ -43,6 +45,8 @@ class SweepInfo:
 
 @dataclass(frozen=True)
 class SweepJobInfo:
+    """One grid point of a sweep and its lease (a frozen copy of its row)."""
+
     id: int
     sweep: str
     position: int
@@ -81,7 +85,9 @@ class SweepStore:
         and ``params`` (the grid point, e.g. ``{"source": ..., "lambda": ..., "seed": ...}``).
         Everything is written in one transaction: a clash leaves nothing behind.
         """
-        from crmse_cli.registry.store import _jsonable, _new_run_row, _now
+        from crmse_cli.registry._values import jsonable as _jsonable
+        from crmse_cli.registry._values import now as _now
+        from crmse_cli.registry.store import _new_run_row
 
         def op(s: Session) -> SweepInfo:
             if s.get(SweepRow, name) is not None:
@@ -121,6 +127,7 @@ class SweepStore:
         return result
 
     def get_sweep(self, name: str) -> SweepInfo:
+        """Sweep ``name``; NotFoundError when there is none."""
         with self._session() as s:
             row = s.get(SweepRow, name)
             if row is None:
@@ -128,6 +135,7 @@ class SweepStore:
             return SweepInfo(row.name, row.config, row.created)
 
     def list_sweeps(self) -> list[SweepInfo]:
+        """Every sweep, oldest first."""
         with self._session() as s:
             rows = s.scalars(select(SweepRow).order_by(SweepRow.created, SweepRow.name)).all()
             return [SweepInfo(r.name, r.config, r.created) for r in rows]
@@ -146,7 +154,7 @@ class SweepStore:
         SQLite: the select and the update run in one ``BEGIN IMMEDIATE`` transaction.
         """
         host, pid = _owner()
-        from crmse_cli.registry.store import _now
+        from crmse_cli.registry._values import now as _now
 
         for attempt in range(20):
             try:
@@ -193,7 +201,7 @@ class SweepStore:
     def heartbeat_job(self, job_id: int) -> bool:
         """Refresh this process's lease on job ``job_id``; False when it no longer owns it."""
         host, pid = _owner()
-        from crmse_cli.registry.store import _now
+        from crmse_cli.registry._values import now as _now
 
         def op(s: Session) -> bool:
             res = s.execute(
@@ -255,7 +263,8 @@ class SweepStore:
         older than ``stale_after_s``. The job's runs still ``running`` (the regularize run and its
         sample/evaluate children) are marked ``interrupted``. Returns the jobs requeued.
         """
-        from crmse_cli.registry.store import _now, _pid_alive
+        from crmse_cli.registry._values import now as _now
+        from crmse_cli.registry._values import pid_alive as _pid_alive
 
         host = socket.gethostname()
         now = _now()
@@ -315,7 +324,11 @@ class SweepStore:
         Takes the arguments of ``create_run`` (``name`` is ignored: the queued run keeps its own).
         The queued config's ``sweep`` entry is kept. Returns the RunInfo.
         """
-        from crmse_cli.registry.store import RunInfo, _config_hash, _info, _jsonable, _now
+        from crmse_cli.registry._values import config_hash as _config_hash
+        from crmse_cli.registry._values import jsonable as _jsonable
+        from crmse_cli.registry._values import now as _now
+        from crmse_cli.registry._values import to_info as _info
+        from crmse_cli.registry.entities import RunInfo
 
         host, pid = _owner()
 

@@ -40,10 +40,12 @@ class Cell:
 
     @property
     def mean(self) -> float:
+        """Mean of the seeds' values."""
         return sum(self.values) / len(self.values)
 
     @property
     def std(self) -> float:
+        """Sample standard deviation of the seeds' values (0 with fewer than two)."""
         n = len(self.values)
         if n < 2:
             return 0.0
@@ -53,6 +55,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class SweepSummary:
+    """A sweep's table: metrics (key, label, unit) by source and lambda, with the cells."""
+
     metrics: list[tuple[str, str, str]]  # (key, label, unit)
     sources: list[str]  # labels, in grid order
     lambdas: list[float]  # sorted

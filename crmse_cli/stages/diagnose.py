@@ -1,4 +1,4 @@
-"""`crmse diagnose`: is a post-trained model repaired or softened? (issue 13, "Instruments")
+"""`crmse diagnose`: is a post-trained model repaired or softened? (issue 13, "Instruments").
 
 Compares a model run (RUN, e.g. CRMSE-regularized) with the MSE model it started from
 (``against``) and, optionally, its lambda = 0 control, with the instruments of
@@ -116,6 +116,7 @@ def _handle(reg: Any, ref: str, device: str) -> ModelHandle:
 
 
 def ref_id(handle: ModelHandle) -> str:
+    """What the model is called in a diagnose run's config: its run id, else its checkpoint path."""
     return str(handle.run.id) if handle.run is not None else str(handle.checkpoint)
 
 

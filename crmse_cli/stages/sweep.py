@@ -44,12 +44,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 @dataclass(frozen=True)
 class SweepCreated:
+    """The outcome of :func:`create_sweep`: the sweep's name and its queued run ids."""
+
     name: str
     run_ids: list[str]
 
 
 @dataclass(frozen=True)
 class WorkResult:
+    """The outcome of one worker: run ids it finished, that failed, and that it requeued."""
+
     done: list[str]  # regularize run ids whose job this worker finished
     failed: list[str]
     requeued: list[str]  # runs of dead workers this worker put back in the queue
@@ -91,6 +95,7 @@ def create_sweep(
 
     Args:
         ws: the workspace.
+        registry: an open registry to use (default: the workspace's).
         name: the sweep's unique name (letters, digits, ``_.-``); runs are named
             ``NAME.SOURCE.lamLAMBDA.sSEED``.
         sources: model runs (pretrain or regularize, completed), by id or name.
