@@ -120,4 +120,5 @@ def regularize_command(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``crmse regularize`` to ``app``."""
     app.command("regularize")(regularize_command)

@@ -52,6 +52,8 @@ class RegularizeConfig:
 
 @dataclass(frozen=True)
 class RegularizeResult:
+    """A finished regularize run: id, final checkpoint, test metrics (name -> (value, unit)), wall time."""
+
     run_id: str
     checkpoint: Path
     metrics: dict[str, tuple[float, str]]

@@ -294,6 +294,7 @@ class ContrastiveTrainer:
 
     # -- state (for exact resume) --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Update counter, this rank's chains, the Adam state and the generator: an exact resume."""
         return {
             "update": self.update,
             **self.walkers.state_dict(),  # "chains"
@@ -302,6 +303,7 @@ class ContrastiveTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
         self.update = int(state["update"])
         self.walkers.load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -309,7 +311,7 @@ class ContrastiveTrainer:
 
     # -- helpers -------------------------------------------------------------------------------
     def _stiffness(self) -> float:
-        """eta * beta_chain * k_max on a training frame; warns when ULA's bias is large."""
+        """Return eta * beta_chain * k_max on a training frame; warns when ULA's bias is large."""
         try:
             k_max = largest_curvature(self.energy_fn, self.x[0], iterations=30, seed=self.config.seed)
         except RuntimeError:  # models without double backward: no estimate

@@ -178,6 +178,7 @@ class PretrainTrainer:
             config: if given, it must equal the saved config except in :data:`RESUMABLE_FIELDS`,
                 whose values it sets.
             overrides: new values of :data:`RESUMABLE_FIELDS` (None values are ignored).
+            dist: this process's place in a data-parallel run (default: a single process).
         """
         potential, payload = load_checkpoint(path, device="cpu")
         extra = payload.get("extra", {})
