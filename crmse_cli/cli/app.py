@@ -64,6 +64,7 @@ COMMAND_MODULES = (
     "regularize_cmd",
     "compare_cmd",
     "reproduce_cmd",
+    "mace_cmd",  # mace import / mace export
 )
 
 

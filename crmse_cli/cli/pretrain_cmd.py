@@ -32,6 +32,11 @@ def pretrain_command(
     seed: int | None = typer.Option(None, help="Seed of the frame draw, initialisation and batch order."),
     device: str | None = typer.Option(None, help="cpu or cuda."),
     dtype: str | None = typer.Option(None, help="float32 or float64 (the model's dtype)."),
+    architecture: str | None = typer.Option(
+        None,
+        "--architecture",
+        help="painn, schnet or mace (mace-torch's ScaleShiftMACE; small defaults in docs/models.md).",
+    ),
     resume: str | None = typer.Option(
         None, help="Continue a pretrain run (id or name) from its last checkpoint."
     ),
@@ -40,6 +45,7 @@ def pretrain_command(
     from crmse_cli.config import load_config
     from crmse_cli.stages.pretrain import pretrain
     from crmse_cli.train.pretrain import PretrainConfig
+    from crmse_cli.train.pretrain_config import architecture_overrides
 
     st = state(ctx)
     set_threads(st.threads)
@@ -57,7 +63,8 @@ def pretrain_command(
             overrides["model"] = {"dtype": dtype}
         res = pretrain(st.workspace, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
     else:
-        cfg = load_config(PretrainConfig, config, model__dtype=dtype, **overrides)
+        model = architecture_overrides(architecture, config)
+        cfg = load_config(PretrainConfig, config, model__dtype=dtype, **model, **overrides)
         res = pretrain(st.workspace, dataset=dataset, split=split, config=cfg, name=name)
     emit_result(
         st,

@@ -13,6 +13,15 @@ ARCHITECTURES = ("painn", "schnet", "mace", "module")
 wrapped torch module of your own (``model/module_potential.py``)."""
 ENVELOPES = ("cosine", "polynomial")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MACE_DEFAULTS: dict[str, int | float] = {
+    "features": 64,
+    "layers": 2,
+    "n_rbf": 8,
+    "envelope_p": 5,
+    "cutoff_A": 5.0,
+}
+"""Model fields ``--architecture mace`` starts from: hidden irreps 64x0e, 2 interactions, 8 Bessel
+functions, polynomial cutoff p = 5 at 5 Å (mace-torch's defaults except 64 channels and L = 0)."""
 
 
 @dataclass(frozen=True)

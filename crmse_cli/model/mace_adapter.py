@@ -33,15 +33,12 @@ from torch import Tensor, nn
 
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path
-from crmse_cli.model.config import DTYPES, ModelConfig
+from crmse_cli.model.config import DTYPES, MACE_DEFAULTS, ModelConfig
 from crmse_cli.model.module_potential import ModulePotential
 from crmse_cli.units import EV_PER_KCAL_PER_MOL, KCAL_PER_MOL_PER_EV
 
 MISSING_EXTRA = "install the mace extra: pip install 'crmse[mace]'"
 
-MACE_DEFAULTS: dict[str, Any] = {"features": 64, "layers": 2, "n_rbf": 8, "envelope_p": 5, "cutoff_A": 5.0}
-"""Model fields ``--architecture mace`` starts from: 64x0e hidden features, 2 interactions, 8 Bessel
-functions, polynomial cutoff p = 5 at 5 Å (mace-torch's own defaults, but 64 channels, L = 0)."""
 
 MAX_ELL = 3  # spherical harmonics of the edges (mace-torch default)
 CORRELATION = 3  # body order of the product basis minus one (mace-torch default)
@@ -79,11 +76,11 @@ class MACEEnergy(nn.Module):
 
     z_index: Tensor
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         if not hasattr(model, "atomic_numbers") or not hasattr(model, "r_max"):
             raise DataError(f"{type(model).__name__} is not a mace-torch model (no atomic_numbers / r_max)")
-        self.model = model
+        self.model: Any = model  # mace-torch's classes are untyped
         self.zs = [int(z) for z in model.atomic_numbers.tolist()]
         self.r_max_A = float(model.r_max)
         table = torch.full((119,), -1, dtype=torch.long)
@@ -178,7 +175,7 @@ class MACEEnergy(nn.Module):
         return cls(model)
 
 
-def mace_config(model: nn.Module) -> ModelConfig:
+def mace_config(model: Any) -> ModelConfig:
     """The :class:`ModelConfig` that records a mace-torch model in runs and checkpoints."""
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     names = {v: k for k, v in DTYPES.items()}
@@ -190,15 +187,15 @@ def mace_config(model: nn.Module) -> ModelConfig:
     try:
         features = int(model.products[0].linear.irreps_out[0].mul)
     except (AttributeError, IndexError, TypeError):
-        features = MACE_DEFAULTS["features"]
+        features = int(MACE_DEFAULTS["features"])
     return ModelConfig(
         architecture="mace",
         features=max(features, 1),
         layers=int(getattr(model, "num_interactions", torch.tensor(len(model.interactions)))),
-        n_rbf=len(bessel) if bessel is not None else MACE_DEFAULTS["n_rbf"],
+        n_rbf=len(bessel) if bessel is not None else int(MACE_DEFAULTS["n_rbf"]),
         cutoff_A=float(model.r_max),
         envelope="polynomial",
-        envelope_p=max(int(p), 2) if p is not None else MACE_DEFAULTS["envelope_p"],
+        envelope_p=max(int(p), 2) if p is not None else int(MACE_DEFAULTS["envelope_p"]),
         dtype=names[dtype],
     )
 

@@ -261,6 +261,8 @@ def fetch_xyz(
     test_fraction: float | None = None,
     split_seed: int | None = None,
     force: bool = False,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
 ) -> FetchResult:
     """Import an extended-XYZ file as dataset ``name`` (energies and forces converted to kcal/mol).
 
@@ -271,6 +273,8 @@ def fetch_xyz(
         energy_unit: the file's energy unit, ``eV`` or ``kcal/mol`` (forces per Å).
         test_fraction, split_seed: when either is given, one random split ``"01"``; else no splits.
         force: replace a dataset of the same name.
+        energy_key, forces_key: the file's energy key and forces column (e.g. MACE's
+            ``REF_energy``, ``REF_forces``); None: found as ``read_xyz`` says.
     """
     from crmse_cli.registry.store import Registry
 
@@ -286,6 +290,8 @@ def fetch_xyz(
         "energy_unit_in_file": energy_unit,
         "test_fraction": test_fraction,
         "split_seed": split_seed,
+        "energy_key": energy_key,
+        "forces_key": forces_key,
     }
     reg = Registry.open(ws)
     try:
@@ -293,7 +299,10 @@ def fetch_xyz(
         if info is not None:
             same = all(
                 info.meta.get(k) == meta[k]
-                for k in ("kind", "source_sha256", "energy_unit_in_file", "test_fraction", "split_seed")
+                for k in (
+                    "kind", "source_sha256", "energy_unit_in_file", "test_fraction", "split_seed",
+                    "energy_key", "forces_key",
+                )
             )
             if not same:
                 raise CrmseError(
@@ -302,7 +311,13 @@ def fetch_xyz(
                 )
             return _result(info, already=True)
         data = read_xyz(
-            src, name=name, energy_unit=energy_unit, test_fraction=test_fraction, split_seed=split_seed
+            src,
+            name=name,
+            energy_unit=energy_unit,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            energy_key=energy_key,
+            forces_key=forces_key,
         )
         return _save_and_register(ws, reg, data, origin=f"file:{src}", meta=meta)
     finally:

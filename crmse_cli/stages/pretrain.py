@@ -23,6 +23,7 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.stages._models import load_dataset
 from crmse_cli.stages._run import tracked
+from crmse_cli.stages.mace import save_native
 from crmse_cli.train.data import FrameSet
 from crmse_cli.train.pretrain import (
     EpochRecord,
@@ -171,6 +172,7 @@ def _train(
                 run_id, path=str(path), sha256=sha, step=epoch, format_version=FORMAT_VERSION, tag=tag
             )
     log.info("run %s stopped after epoch %d (%s)", run_id, trainer.epoch, trainer.stop_reason)
+    save_native(ws, reg, run_id, trainer.best_potential())  # MACE: also in mace-torch's format
     _, test_rows = data.split(trainer.meta["split"])
     if len(test_rows) == 0:
         log.warning(

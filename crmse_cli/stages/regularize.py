@@ -29,6 +29,7 @@ from crmse_cli.progress import make_progress
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, run_checkpoint
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.evaluate import test_metrics
+from crmse_cli.stages.mace import save_native
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.workspace import Workspace
@@ -441,6 +442,7 @@ def _train(
     final = _save_state(ws, reg, run_id, handle, trainer, "final")
     if not dist.is_main:
         return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
+    save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format
     metrics = test_metrics(handle, data)
     reg.log_metrics(
         run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
