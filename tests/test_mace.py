@@ -241,3 +241,30 @@ def test_pretrain_architecture_mace_fits_e0s_and_exports(tmp_path: Path) -> None
     (native,) = reg.artifacts(res.run_id, kind="mace_model")
     loaded = torch.load(native.path, weights_only=False)
     assert type(loaded).__name__ == "ScaleShiftMACE"
+
+
+def test_cli_regularize_from_model_and_export(tmp_path: Path) -> None:
+    import json
+
+    from test_cli import crmse
+
+    model = small_mace()
+    model_path, xyz = tmp_path / "my.model", tmp_path / "train.xyz"
+    torch.save(model, model_path)
+    write_training_xyz(xyz, model, n=12)
+    home = tmp_path / "home"
+    args = ["--from-model", str(model_path), "--data", str(xyz), "--energy-key", "REF_energy"]
+    tiny = ["--updates", "2", "--chains", "2", "--steps-per-update", "2", "--batch-size", "4"]
+    out = crmse(home, "--json", "regularize", *args, "--forces-key", "REF_forces", *tiny, "--name", "r")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)  # stdout is JSON only (mace-torch's import notice is kept out)
+    assert result["metrics"]["test_force_mae"]["unit"] == "kcal/mol/A"
+    bad = crmse(home, "regularize", "--from-model", str(model_path), *tiny)
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --from-model needs --data")
+    exported = crmse(home, "--json", "mace", "export", "r", str(tmp_path / "back.model"))
+    assert exported.returncode == 0, exported.stderr
+    species, pos = ethanol_frames(2, seed=5)
+    back, _ = calculator_results(Path(json.loads(exported.stdout)["path"]), species, pos, "float64")
+    final, _ = load_checkpoint(result["checkpoint"])
+    want = energy_and_forces(final, torch.as_tensor(pos), torch.as_tensor(species))[0].numpy()
+    np.testing.assert_allclose(back * KCAL_PER_MOL_PER_EV, want, rtol=0, atol=1e-8)

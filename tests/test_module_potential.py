@@ -41,7 +41,9 @@ class PairSprings(nn.Module):
 
 def _frames(b: int = 3) -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(0)
-    base = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [0.0, 1.3, 0.0], [0.2, 0.1, 1.0]], dtype=torch.float64)
+    base = torch.tensor(
+        [[0.0, 0.0, 0.0], [1.1, 0.0, 0.0], [0.0, 1.3, 0.0], [0.2, 0.1, 1.0]], dtype=torch.float64
+    )
     pos = base + 0.1 * torch.randn(b, 4, 3, generator=gen, dtype=torch.float64)
     return pos, torch.tensor([6, 1, 1, 8])
 
@@ -127,7 +129,8 @@ def test_pretrain_architecture_option_uses_mace_defaults_under_the_file(tmp_path
     from crmse_cli.train.pretrain_config import PretrainConfig, architecture_overrides
 
     cfg = load_config(PretrainConfig, None, **architecture_overrides("mace"))
-    assert (cfg.model.architecture, cfg.model.layers, cfg.model.n_rbf, cfg.model.envelope_p) == ("mace", 2, 8, 5)
+    model = cfg.model
+    assert (model.architecture, model.layers, model.n_rbf, model.envelope_p) == ("mace", 2, 8, 5)
     toml = tmp_path / "c.toml"
     toml.write_text("[model]\nlayers = 1\n")
     cfg = load_config(PretrainConfig, toml, **architecture_overrides("mace", toml))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ from crmse_cli.fileio import atomic_path
 from crmse_cli.model.config import DTYPES, MACE_DEFAULTS, ModelConfig
 from crmse_cli.model.module_potential import ModulePotential
 from crmse_cli.units import EV_PER_KCAL_PER_MOL, KCAL_PER_MOL_PER_EV
+
+log = logging.getLogger(__name__)
 
 MISSING_EXTRA = "install the mace extra: pip install 'crmse[mace]'"
 
@@ -50,10 +54,24 @@ INTERACTION = "RealAgnosticResidualInteractionBlock"  # mace-torch's default int
 def require_mace() -> Any:
     """The ``mace`` package, or CrmseError with the one-line install hint."""
     try:
-        import mace.modules
+        # mace-torch prints a notice about optional CUDA kernels to stdout on import, which
+        # would corrupt `--json` output: it goes to the log instead.
+        with quiet(), redirect_stdout(io.StringIO()) as printed:
+            import mace.modules
+        if printed.getvalue().strip():
+            log.debug("mace-torch: %s", printed.getvalue().strip())
     except ImportError as exc:
         raise CrmseError(MISSING_EXTRA) from exc
     return mace
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the UserWarnings mace-torch and e3nn raise on every import and unpickling
+    (TorchScript annotations, their own torch.load calls): they are not the user's to fix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 @contextmanager
@@ -171,7 +189,8 @@ class MACEEnergy(nn.Module):
     def from_bytes(cls, data: bytes, device: str | torch.device = "cpu") -> MACEEnergy:
         """Rebuild from :meth:`to_bytes` (this unpickles the model, as mace-torch does)."""
         require_mace()
-        model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
+        with quiet():
+            model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
         return cls(model)
 
 
@@ -214,7 +233,8 @@ def load_mace_model(path: Path | str, *, device: str | torch.device = "cpu") -> 
     if not path.is_file():
         raise NotFoundError(f"MACE model {path} does not exist; pass the .model file mace_run_train wrote")
     try:
-        model = torch.load(path, map_location=device, weights_only=False)
+        with quiet():
+            model = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - unpickling raises many types for foreign files
         raise DataError(f"{path} is not a readable MACE model ({type(exc).__name__}: {exc})") from exc
     if not isinstance(model, nn.Module) or not hasattr(model, "atomic_numbers"):
@@ -237,7 +257,7 @@ def build_mace(config: ModelConfig, species: Sequence[int]) -> ModulePotential:
 
     zs = sorted({int(z) for z in species})
     block = modules.interaction_classes[INTERACTION]
-    with _default_dtype(config.torch_dtype):
+    with _default_dtype(config.torch_dtype), quiet():
         model = modules.ScaleShiftMACE(
             r_max=float(config.cutoff_A),
             num_bessel=config.n_rbf,
