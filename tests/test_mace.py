@@ -107,6 +107,21 @@ def test_adapter_matches_mace_calculator(tmp_path: Path, dtype: str, tol_e: floa
     assert np.all(np.abs(energy.double().numpy() - e0) < 200.0)
 
 
+@pytest.mark.shared
+def test_adapter_matches_mace_calculator_on_rmd17_frames(tmp_path: Path) -> None:
+    from conftest import ANDERSX, require_shared
+
+    npz = require_shared(ANDERSX / "rmd17_ethanol_train_01.npz")
+    with np.load(npz) as d:
+        species, pos = np.asarray(d["nuclear_charges"], dtype=np.int64), np.asarray(d["coords"][:6])
+    model = small_mace()
+    torch.save(model, tmp_path / "m.model")
+    energy, forces = energy_and_forces(mace_potential(model), torch.as_tensor(pos), torch.as_tensor(species))
+    ref_e, ref_f = calculator_results(tmp_path / "m.model", species, pos, "float64")
+    np.testing.assert_allclose(energy.numpy(), ref_e * KCAL_PER_MOL_PER_EV, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(forces.numpy(), ref_f * KCAL_PER_MOL_PER_EV, rtol=0, atol=1e-8)
+
+
 def test_checkpoint_and_export_keep_the_model(tmp_path: Path) -> None:
     model = small_mace()
     species, pos = ethanol_frames(3, seed=1)
@@ -173,6 +188,11 @@ def test_imported_mace_regularizes_resumes_exactly_samples_and_exports(
     assert run.kind == "pretrain" and run.config["architecture"] == "mace" and run.status == "completed"
     assert imported.metrics["test_energy_mae"][0] < 1.0  # labels are the model's own plus 0.01 eV noise
     assert imported.metrics["test_force_mae"][0] < 1e-6
+    from crmse_cli.errors import CrmseError
+    from crmse_cli.stages.pretrain import pretrain
+
+    with pytest.raises(CrmseError, match="imported from"):
+        pretrain(ws, resume=imported.run_id, progress=False)
     # regularize --from-model resolves to the same imported run
     assert import_from_options(ws, model_path, xyz, None, "REF_energy", "REF_forces") == imported.run_id
 

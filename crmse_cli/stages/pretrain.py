@@ -245,6 +245,11 @@ def _resume(
     run = reg.get_run(ref)
     if run.kind != "pretrain":
         raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
+    if run.config.get("imported_from"):
+        raise CrmseError(
+            f"run {run.id} is a model imported from {run.config['imported_from']}, not trained here; "
+            "regularize it or pretrain a new run"
+        )
     data_name = run.config.get("dataset") or run.dataset
     if dataset is not None and dataset != data_name:
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
