@@ -87,9 +87,11 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
     return replace(cfg, energy_weight=w_e, force_weight=w_f)
 
 
-def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any]:
+def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any] | None:
     """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
     run = handle.run
+    if run is not None and run.config.get("imported_from"):
+        return None  # an imported model (stages/mace.py): its own weights, a fresh Adam
     if run is None or run.kind != "pretrain":
         raise CrmseError(
             "--init raw continues a pretrain run's weights and Adam moments: pass a pretrain run to --from, "
