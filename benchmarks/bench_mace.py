@@ -11,7 +11,7 @@ MACE: mace-torch's ScaleShiftMACE at crmse's ``--architecture mace`` defaults (h
 64x0e, 2 interactions, 8 Bessel functions, r_max 5 Å, L_max 3, correlation 3). PaiNN: crmse's
 default ModelConfig (F = 64, 3 layers, 20 radial functions, 5 Å).
 
-Usage: python benchmarks/bench_mace.py [--threads 1] [--dtype float32] [--steps-per-update 20]
+Usage: python benchmarks/bench_mace.py [--threads 1] [--dtype float32] [--steps-per-update 5]
 """
 
 from __future__ import annotations
@@ -54,16 +54,20 @@ def crmse_update(pot: torch.nn.Module, data: tuple, k: int) -> tuple[float, floa
     per_update = time.perf_counter() - t0
     g = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
-    ula_steps(trainer._force_fn, trainer.chains, k, eta_A2=cfg.eta_A2, temperature_K=cfg.temperature_K, generator=g)
+    ula_steps(
+        trainer._force_fn, trainer.chains, k, eta_A2=cfg.eta_A2, temperature_K=cfg.temperature_K, generator=g
+    )
     return per_update, time.perf_counter() - t0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    parser.add_argument("--steps-per-update", type=int, default=20, help="K of the timed update (default 20)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per rate (default 3 s)")
+    parser.add_argument("--steps-per-update", type=int, default=5, help="K of the timed update (default 5)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing window per rate (default 2 s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pos, species, energies, forces, source = load_molecule("ethanol", 200)
@@ -71,10 +75,13 @@ def main() -> None:
     data = (pos.to(dtype), species, energies.to(dtype), forces.to(dtype))
     models = {
         "PaiNN (crmse default)": ModelConfig(dtype=args.dtype),
-        "MACE 64x0e, 2 layers": ModelConfig(architecture="mace", dtype=args.dtype, **MACE_DEFAULTS),  # type: ignore[arg-type]
+        "MACE 64x0e, 2 layers": ModelConfig(
+            architecture="mace", dtype=args.dtype, **MACE_DEFAULTS  # type: ignore[arg-type]
+        ),
     }
     print(f"ethanol ({source}), {args.dtype}, {args.threads} thread(s), B = {REPLICAS}, C = {CHAINS}")
-    print(f"{'model':24s} {'params':>8s} {'replica-steps/s':>16s} {'update K=' + str(args.steps_per_update):>14s} {'update K=200':>13s}")
+    k_label = f"update K={args.steps_per_update}"
+    print(f"{'model':24s} {'params':>8s} {'replica-steps/s':>16s} {k_label:>14s} {'update K=200':>13s}")
     for label, config in models.items():
         torch.manual_seed(0)
         pot = build_potential(config, species.tolist())
