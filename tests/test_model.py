@@ -38,7 +38,7 @@ def test_config_defaults_and_validation() -> None:
     assert (cfg.cutoff_A, cfg.envelope, cfg.envelope_p, cfg.dtype) == (5.0, "polynomial", 6, "float32")
     assert from_dict(ModelConfig, to_dict(cfg)) == cfg
     for bad in (
-        {"architecture": "mace"},
+        {"architecture": "nequip"},
         {"envelope": "step"},
         {"dtype": "float16"},
         {"features": 0},
@@ -196,7 +196,8 @@ def test_checkpoint_payload(tmp_path: Path) -> None:
     digest = save_checkpoint(path, pot, extra={"epoch": 7, "rng": rng})
     assert digest == sha256_file(path)
     raw = torch.load(path, weights_only=True)  # plain types and tensors only
-    assert raw["format_version"] == 1 and raw["package_version"] == __version__
+    assert raw["format_version"] == 2 and raw["package_version"] == __version__
+    assert "module" not in raw  # only wrapped modules carry their construction
     assert raw["units"] == {"energy": "kcal/mol", "length": "A"}
     assert raw["species"] == [1, 6, 8] and raw["config"]["architecture"] == "schnet"
     assert raw["scale"] == pytest.approx(float(pot.scale))
@@ -205,6 +206,9 @@ def test_checkpoint_payload(tmp_path: Path) -> None:
     assert payload["extra"]["epoch"] == 7 and torch.equal(payload["extra"]["rng"], rng)
     assert torch.equal(torch.get_rng_state(), rng)  # loading did not advance the global RNG
     assert not loaded.training
+    raw["format_version"] = 1  # files of the previous format still load
+    torch.save(raw, path)
+    assert torch.equal(load_checkpoint(path)[0].scale, pot.scale)
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:

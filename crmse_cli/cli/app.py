@@ -68,6 +68,7 @@ COMMAND_MODULES = (
     "diagnose_cmd",
     "table_cmd",
     "sweep_cmd",  # sweep create / work / status / report / list
+    "mace_cmd",  # mace import / mace export
 )
 
 

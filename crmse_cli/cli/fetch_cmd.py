@@ -88,6 +88,12 @@ def xyz_command(
     ),
     split_seed: int | None = typer.Option(None, "--split-seed", help="Seed of the random split (default 0)."),
     force: bool = typer.Option(False, "--force", help="Replace a dataset of the same name."),
+    energy_key: str | None = typer.Option(
+        None, "--energy-key", help="Comment-line key of the energy, e.g. REF_energy (MACE's)."
+    ),
+    forces_key: str | None = typer.Option(
+        None, "--forces-key", help="Per-atom column of the forces, e.g. REF_forces (MACE's)."
+    ),
 ) -> None:
     """Import your own frames of one molecule from an extended-XYZ file (read through ASE)."""
     from crmse_cli.stages.fetch import fetch_xyz
@@ -102,6 +108,8 @@ def xyz_command(
             test_fraction=test_fraction,
             split_seed=split_seed,
             force=force,
+            energy_key=energy_key,
+            forces_key=forces_key,
         ),
     )
 

@@ -38,6 +38,11 @@ def pretrain_command(
         help="rmd17: the dataset's own labels; md17: the original MD17 labels of the same frames "
         "(the surface they were sampled on), registered as dataset <name>-md17.",
     ),
+    architecture: str | None = typer.Option(
+        None,
+        "--architecture",
+        help="painn, schnet or mace (mace-torch's ScaleShiftMACE; small defaults in docs/models.md).",
+    ),
     resume: str | None = typer.Option(
         None, help="Continue a pretrain run (id or name) from its last checkpoint."
     ),
@@ -46,6 +51,7 @@ def pretrain_command(
     from crmse_cli.config import load_config
     from crmse_cli.stages.pretrain import pretrain
     from crmse_cli.train.pretrain import PretrainConfig
+    from crmse_cli.train.pretrain_config import architecture_overrides
 
     st = state(ctx)
     set_threads(st.threads)
@@ -63,7 +69,8 @@ def pretrain_command(
             overrides["model"] = {"dtype": dtype}
         res = pretrain(st.workspace, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
     else:
-        cfg = load_config(PretrainConfig, config, model__dtype=dtype, **overrides)
+        model = architecture_overrides(architecture, config)
+        cfg = load_config(PretrainConfig, config, model__dtype=dtype, **model, **overrides)
         res = pretrain(st.workspace, dataset=dataset, split=split, config=cfg, name=name, labels=labels)
     emit_result(
         st,

@@ -61,6 +61,14 @@ def regularize_command(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     name: str | None = typer.Option(None, help="A unique name for the run."),
     resume: str | None = typer.Option(None, help="Continue an interrupted regularize run exactly."),
+    from_model: Path | None = typer.Option(
+        None, "--from-model", help="A mace-torch .model file (with --data): imported as a model run first."
+    ),
+    data_file: Path | None = typer.Option(
+        None, "--data", help="Extended-XYZ training file of --from-model (eV, eV/Å)."
+    ),
+    energy_key: str | None = typer.Option(None, "--energy-key", help="--data's energy key, e.g. REF_energy."),
+    forces_key: str | None = typer.Option(None, "--forces-key", help="--data's forces, e.g. REF_forces."),
 ) -> None:
     """Post-train a potential with CRMSE: L = L_MSE + lambda * beta * (<U>_data - <U>_chains)."""
     from crmse_cli.stages.regularize import RegularizeConfig, regularize
@@ -108,6 +116,10 @@ def regularize_command(
         from crmse_cli.errors import CrmseError
 
         raise CrmseError(f"invalid CRMSE setting: {exc}") from exc
+    if from_model is not None:  # bring your own MACE model: resolves to an imported model run
+        from crmse_cli.stages.mace import import_from_options
+
+        source = import_from_options(st.workspace, from_model, data_file, source, energy_key, forces_key)
     res = regularize(st.workspace, source, cfg, name=name, resume=resume)
     emit_result(
         st,

@@ -81,12 +81,18 @@ class Dataset:
         return parts["train"], parts.get("test", np.zeros(0, dtype=np.int64))
 
     def reference_indices(self, key: str | int) -> np.ndarray:
-        """Rows in neither the training nor the test part of split ``key``: the DFT reference."""
+        """Rows in neither the training nor the test part of split ``key``: the DFT reference.
+
+        When the split covers every frame (a training set imported from your own xyz file, e.g.
+        with ``crmse mace import``), all frames are the reference: they are the only samples of
+        the target distribution there are.
+        """
         train, test = self.split(key)
         mask = np.ones(self.n_frames, dtype=bool)
         mask[train] = False
         mask[test] = False
-        return np.flatnonzero(mask)
+        rows = np.flatnonzero(mask)
+        return rows if len(rows) else np.arange(self.n_frames)
 
     @property
     def has_md17_labels(self) -> bool:

@@ -25,24 +25,41 @@ DEFAULT_TEST_FRACTION = 0.2
 """Share of frames held out as split 01's test part when only a split seed is given."""
 
 
-def _energy_forces(atoms: Any, i: int, path: Path) -> tuple[float, np.ndarray]:
-    """Energy and forces of one frame in the file's units, from ASE's calculator or info/arrays."""
+def _energy_forces(
+    atoms: Any, i: int, path: Path, energy_key: str | None = None, forces_key: str | None = None
+) -> tuple[float, np.ndarray]:
+    """Energy and forces of one frame in the file's units, from ASE's calculator or info/arrays.
+
+    Named keys (MACE's ``REF_energy`` / ``REF_forces``, or ``energy`` / ``forces``) are looked up
+    in the comment line / the per-atom columns, then among the results ASE parsed into its
+    calculator; without names the calculator's results come first, else the one ``*energy*`` /
+    ``*force*`` key.
+    """
     results = dict(getattr(atoms.calc, "results", {}) or {})
-    energy = results.get("energy", results.get("free_energy"))
-    forces = results.get("forces")
-    if energy is None:
+    if energy_key is not None:
+        energy = atoms.info.get(energy_key, results.get(energy_key))
+    else:
+        energy = results.get("energy", results.get("free_energy"))
+    if forces_key is not None:
+        forces = atoms.arrays.get(forces_key, results.get(forces_key))
+    else:
+        forces = results.get("forces")
+    if energy is None and energy_key is None:
         keys = [k for k in atoms.info if "energy" in k.lower()]
         if len(keys) == 1:
             energy = atoms.info[keys[0]]
-    if forces is None:
+    if forces is None and forces_key is None:
         keys = [k for k in atoms.arrays if "force" in k.lower()]
         if len(keys) == 1:
             forces = atoms.arrays[keys[0]]
     if energy is None or forces is None:
-        what = "an energy" if energy is None else "forces"
+        if energy is None:
+            what = f"energy key {energy_key!r}" if energy_key else "energy"
+        else:
+            what = f"forces column {forces_key!r}" if forces_key else "forces"
         raise DataError(
             f"{path}: frame {i} has no {what}; write energy=... in each comment line and a "
-            "forces:R:3 column (extended XYZ)"
+            "forces:R:3 column (extended XYZ), or name the keys (--energy-key, --forces-key)"
         )
     return float(np.asarray(energy).reshape(-1)[0]), np.asarray(forces, dtype=np.float64)
 
@@ -68,6 +85,8 @@ def read_xyz(
     energy_unit: str,
     test_fraction: float | None = None,
     split_seed: int | None = None,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
 ) -> Dataset:
     """All frames of an extended-XYZ file as a :class:`Dataset` in kcal/mol and kcal/mol/Å.
 
@@ -78,6 +97,10 @@ def read_xyz(
         test_fraction: with ``split_seed``: share of frames in split 01's test part. When both
             are None the dataset has no splits.
         split_seed: seed of the random split (default 0 when only ``test_fraction`` is given).
+        energy_key: the comment-line key of the total energy (e.g. MACE's ``REF_energy``); None:
+            ASE's ``energy`` or the one key containing "energy".
+        forces_key: the per-atom column of the forces (e.g. ``REF_forces``); None: ASE's
+            ``forces`` or the one column containing "force".
     """
     from ase.io import read
 
@@ -100,7 +123,7 @@ def read_xyz(
                 f"{path}: frame {i} has other atoms (or another order) than frame 0; "
                 "a dataset holds one molecule"
             )
-        energy, frame_forces = _energy_forces(atoms, i, path)
+        energy, frame_forces = _energy_forces(atoms, i, path, energy_key, forces_key)
         if frame_forces.shape != (len(species), 3):
             raise DataError(
                 f"{path}: frame {i} forces have shape {frame_forces.shape}, expected ({len(species)}, 3)"
@@ -131,5 +154,7 @@ def read_xyz(
             "frame_ids": "frame index in the xyz file",
             "split_seed": split_seed,
             "test_fraction": test_fraction,
+            "energy_key": energy_key,
+            "forces_key": forces_key,
         },
     )

@@ -3,6 +3,12 @@
 A checkpoint is a ``torch.save`` file of plain types and tensors only, so it loads with
 ``torch.load(weights_only=True)`` (no arbitrary code runs on load). It is written atomically:
 a reader sees the old file or the new one, never half of one.
+
+Format 2 (format 1 files still load) adds, for wrapped modules (``ModulePotential``: MACE or
+your own), ``module``: ``{"adapter": "mace" | "module", "bytes": ...}``, the module's construction (for MACE
+the model in mace-torch's own file format). The payload still loads with ``weights_only=True``;
+rebuilding the module from its bytes unpickles it, as mace-torch loads its ``.model`` files, so
+load such checkpoints only from sources you trust.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from crmse_cli.config import from_dict, to_dict
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.config import DTYPES, ModelConfig
+from crmse_cli.model.module_potential import ModulePotential, module_from_bytes
 from crmse_cli.model.potential import Potential, build_potential
 from crmse_cli.units import ENERGY_UNIT, LENGTH_UNIT
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The format this crmse writes and the newest it reads (2 added wrapped modules)."""
 KIND = "crmse-potential"
 UNITS = {"energy": ENERGY_UNIT, "length": LENGTH_UNIT}
 
@@ -39,7 +47,7 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
     Returns:
         Hex sha256 of the written file.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "kind": KIND,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -51,9 +59,26 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
         "state_dict": {k: v.detach().cpu().clone() for k, v in potential.state_dict().items()},
         "extra": extra or {},
     }
+    if isinstance(potential, ModulePotential):
+        payload["module"] = {"adapter": potential.config.architecture, "bytes": potential.module_bytes()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return sha256_file(path)
+
+
+def _module_potential(payload: dict[str, Any], config: ModelConfig, device: str | torch.device) -> Potential:
+    """Rebuild a wrapped module from the payload's ``module`` entry (format 2)."""
+    entry = payload.get("module")
+    if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), bytes):
+        raise DataError(f"a {config.architecture!r} checkpoint without its module; re-create it")
+    module: torch.nn.Module
+    if entry.get("adapter") == "mace":
+        from crmse_cli.model.mace_adapter import MACEEnergy
+
+        module = MACEEnergy.from_bytes(entry["bytes"], device=device)
+    else:
+        module = module_from_bytes(entry["bytes"], device=device)
+    return ModulePotential(module, config, payload["species"])
 
 
 def _read(path: Path, device: str | torch.device) -> dict[str, Any]:
@@ -100,8 +125,11 @@ def load_checkpoint(
             config = dataclasses.replace(config, dtype=dtype)
         # The random initialisation is overwritten at once; fork the RNG so that loading does
         # not advance the global generator (a resumed run restores its own RNG state).
-        with torch.random.fork_rng(devices=[]):
-            potential = build_potential(config, payload["species"])
+        if config.architecture in ("mace", "module"):
+            potential = _module_potential(payload, config, device)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                potential = build_potential(config, payload["species"])
         potential.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise DataError(

@@ -8,9 +8,20 @@ import torch
 
 from crmse_cli.errors import CrmseError
 
-ARCHITECTURES = ("painn", "schnet")
+ARCHITECTURES = ("painn", "schnet", "mace", "module")
+"""Built-in networks, MACE through mace-torch (``model/mace_adapter.py``), and ``module``: a
+wrapped torch module of your own (``model/module_potential.py``)."""
 ENVELOPES = ("cosine", "polynomial")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MACE_DEFAULTS: dict[str, int | float] = {
+    "features": 64,
+    "layers": 2,
+    "n_rbf": 8,
+    "envelope_p": 5,
+    "cutoff_A": 5.0,
+}
+"""Model fields ``--architecture mace`` starts from: hidden irreps 64x0e, 2 interactions, 8 Bessel
+functions, polynomial cutoff p = 5 at 5 Å (mace-torch's defaults except 64 channels and L = 0)."""
 
 
 @dataclass(frozen=True)
@@ -25,8 +36,11 @@ class ModelConfig:
     no better at equal time and is 2-3x slower to sample.
 
     Attributes:
-        architecture: "painn" (equivariant scalar + vector features, Schütt et al. 2021) or
-            "schnet" (invariant continuous-filter convolutions, Schütt et al. 2018).
+        architecture: "painn" (equivariant scalar + vector features, Schütt et al. 2021),
+            "schnet" (invariant continuous-filter convolutions, Schütt et al. 2018), "mace"
+            (mace-torch's ScaleShiftMACE, the ``mace`` extra; see docs/models.md for how the
+            fields below map onto it) or "module" (a torch module of your own, wrapped by
+            ``crmse_cli.model.module_potential.ModulePotential``).
         features: width F of the atom features (scalar channels; PaiNN has as many vector
             channels per Cartesian component).
         layers: number of message-passing (interaction) layers.

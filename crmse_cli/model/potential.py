@@ -129,6 +129,11 @@ class Potential(nn.Module):
         self.scale.fill_(scale)
         return [float(s) for s in shift], float(scale)
 
+    def add_reference_energies(self, delta: Tensor) -> None:
+        """Add ``delta`` (S,) kcal/mol per atom of each supported species to the shift."""
+        with torch.no_grad():
+            self.shift += delta.to(dtype=self.shift.dtype, device=self.shift.device)
+
     def _composition(self, species: Any, n_frames: int) -> np.ndarray:
         """(F, S) counts of each supported species in each frame."""
         if isinstance(species, (np.ndarray, Tensor)) and np.asarray(species).ndim <= 2:
@@ -163,6 +168,15 @@ def build_potential(config: ModelConfig, species: Sequence[int]) -> Potential:
     """A freshly initialised potential in ``config.dtype`` for the given atomic numbers.
 
     Weights are drawn from torch's global generator: seed it (``torch.manual_seed``) first for a
-    reproducible initialisation.
+    reproducible initialisation. ``mace`` builds mace-torch's ScaleShiftMACE (the ``mace`` extra).
     """
+    if config.architecture == "mace":
+        from crmse_cli.model.mace_adapter import build_mace
+
+        return build_mace(config, species)
+    if config.architecture not in NETWORKS:
+        raise CrmseError(
+            f"a {config.architecture!r} model is not built from a config; wrap your module with "
+            "crmse_cli.model.module_potential.wrap_module"
+        )
     return Potential(config, species).to(config.torch_dtype)

@@ -265,6 +265,8 @@ def fetch_xyz(
     test_fraction: float | None = None,
     split_seed: int | None = None,
     force: bool = False,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
 ) -> FetchResult:
     """Import an extended-XYZ file as dataset ``name`` (energies and forces converted to kcal/mol).
 
@@ -277,6 +279,8 @@ def fetch_xyz(
             and ``split_seed`` are both None the dataset has no splits.
         split_seed: seed of that random split (see :func:`crmse_cli.data.xyz.read_xyz`).
         force: replace a dataset of the same name.
+        energy_key, forces_key: the file's energy key and forces column (e.g. MACE's
+            ``REF_energy``, ``REF_forces``); None: found as ``read_xyz`` says.
     """
     from crmse_cli.registry.store import Registry
 
@@ -292,6 +296,8 @@ def fetch_xyz(
         "energy_unit_in_file": energy_unit,
         "test_fraction": test_fraction,
         "split_seed": split_seed,
+        "energy_key": energy_key,
+        "forces_key": forces_key,
     }
     reg = Registry.open(ws)
     try:
@@ -299,7 +305,10 @@ def fetch_xyz(
         if info is not None:
             same = all(
                 info.meta.get(k) == meta[k]
-                for k in ("kind", "source_sha256", "energy_unit_in_file", "test_fraction", "split_seed")
+                for k in (
+                    "kind", "source_sha256", "energy_unit_in_file", "test_fraction", "split_seed",
+                    "energy_key", "forces_key",
+                )
             )
             if not same:
                 raise CrmseError(
@@ -308,7 +317,13 @@ def fetch_xyz(
                 )
             return _result(info, already=True)
         data = read_xyz(
-            src, name=name, energy_unit=energy_unit, test_fraction=test_fraction, split_seed=split_seed
+            src,
+            name=name,
+            energy_unit=energy_unit,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            energy_key=energy_key,
+            forces_key=forces_key,
         )
         return _save_and_register(ws, reg, data, origin=f"file:{src}", meta=meta)
     finally:

@@ -24,6 +24,7 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.stages._models import load_dataset
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.labels import dataset_for_labels
+from crmse_cli.stages.mace import save_native
 from crmse_cli.train.data import FrameSet
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.pretrain import (
@@ -179,6 +180,7 @@ def _train(
                 run_id, path=str(path), sha256=sha, step=epoch, format_version=FORMAT_VERSION, tag=tag
             )
     log.info("run %s stopped after epoch %d (%s)", run_id, trainer.epoch, trainer.stop_reason)
+    save_native(ws, reg, run_id, trainer.best_potential())  # MACE: also in mace-torch's format
     _, test_rows = data.split(trainer.meta["split"])
     if len(test_rows) == 0:
         log.warning(
@@ -253,6 +255,11 @@ def _resume(
     run = reg.get_run(ref)
     if run.kind != "pretrain":
         raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
+    if run.config.get("imported_from"):
+        raise CrmseError(
+            f"run {run.id} is a model imported from {run.config['imported_from']}, not trained here; "
+            "regularize it or pretrain a new run"
+        )
     data_name = run.config.get("dataset") or run.dataset
     if not data_name:
         raise CrmseError(f"--resume {ref}: run {run.id} records no dataset; start a new run instead")

@@ -29,6 +29,7 @@ from crmse_cli.progress import make_progress
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, run_checkpoint
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.evaluate import test_metrics
+from crmse_cli.stages.mace import save_native
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.workspace import Workspace
@@ -88,9 +89,11 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
     return replace(cfg, energy_weight=w_e, force_weight=w_f)
 
 
-def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any]:
+def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any] | None:
     """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
     run = handle.run
+    if run is not None and run.config.get("imported_from"):
+        return None  # an imported model (stages/mace.py): its own weights, a fresh Adam
     if run is None or run.kind != "pretrain":
         raise CrmseError(
             "--init raw continues a pretrain run's weights and Adam moments: pass a pretrain run to --from, "
@@ -443,6 +446,7 @@ def _train(
     final = _save_state(ws, reg, run_id, handle, trainer, "final")
     if not dist.is_main:
         return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
+    save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format
     metrics = test_metrics(handle, data)
     reg.log_metrics(
         run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]

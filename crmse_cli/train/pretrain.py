@@ -398,5 +398,5 @@ def center_energies(potential: Potential, frames: FrameSet) -> None:
     species = frames.species.cpu().numpy()
     counts = np.array([[np.sum(species == z) for z in potential.species]], dtype=np.float64)
     delta, *_ = np.linalg.lstsq(np.repeat(counts, len(r), axis=0), r, rcond=1e-10)
-    with torch.no_grad():
-        potential.shift += torch.as_tensor(delta, dtype=potential.shift.dtype, device=potential.shift.device)
+    # Through the potential: a wrapped module (MACE) moves its own reference energies instead.
+    potential.add_reference_energies(torch.as_tensor(delta))

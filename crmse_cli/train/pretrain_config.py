@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from crmse_cli.config import to_dict
+from crmse_cli.config import read_config_file, to_dict
 from crmse_cli.errors import CrmseError
-from crmse_cli.model.config import ModelConfig
+from crmse_cli.model.config import MACE_DEFAULTS, ModelConfig
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
 
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -129,3 +130,18 @@ def resumed_config(
         return dataclasses.replace(stored, **changes)
     except (TypeError, ValueError) as exc:
         raise CrmseError(f"invalid config override: {exc}") from exc
+
+
+def architecture_overrides(architecture: str | None, path: Path | str | None = None) -> dict[str, Any]:
+    """``load_config`` overrides (``model__...``) for ``--architecture``.
+
+    For ``mace`` they add :data:`crmse_cli.model.config.MACE_DEFAULTS` for every model field the
+    config file at ``path`` does not set, so a PaiNN-sized default does not become a MACE.
+    """
+    if architecture is None:
+        return {}
+    out: dict[str, Any] = {"model__architecture": architecture}
+    if architecture == "mace":
+        table = read_config_file(path).get("model", {}) if path else {}
+        out.update({f"model__{k}": v for k, v in MACE_DEFAULTS.items() if k not in table})
+    return out

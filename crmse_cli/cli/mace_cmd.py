@@ -1,0 +1,67 @@
+"""`crmse mace import MODEL --data XYZ` and `crmse mace export RUN OUT`: MACE models in and out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from crmse_cli.cli.common import console, emit_result, set_threads, state
+
+mace_app = typer.Typer(help="Bring a mace-torch model in as a model run; write MACE runs back out.")
+
+
+@mace_app.command("import")
+def import_command(
+    ctx: typer.Context,
+    model: Path = typer.Argument(..., help="The mace-torch .model file."),
+    data: Path = typer.Option(..., "--data", help="Its extended-XYZ training file (one molecule)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name (default: the file's stem)."),
+    energy_unit: str = typer.Option("eV", "--energy-unit", help="eV (MACE's) or kcal/mol."),
+    energy_key: str | None = typer.Option(None, "--energy-key", help="Energy key, e.g. REF_energy."),
+    forces_key: str | None = typer.Option(None, "--forces-key", help="Forces column, e.g. REF_forces."),
+    name: str | None = typer.Option(None, help="A unique name for the run."),
+) -> None:
+    """Register a MACE model and its training file as a model run (test errors on 10% of the frames)."""
+    from crmse_cli.stages.mace import import_mace
+
+    st = state(ctx)
+    set_threads(st.threads)
+    res = import_mace(
+        st.workspace,
+        model,
+        data,
+        dataset=dataset,
+        energy_unit=energy_unit,
+        energy_key=energy_key,
+        forces_key=forces_key,
+        name=name,
+    )
+    emit_result(
+        st, f"imported MACE run {res.run_id}", res.metrics, run_id=res.run_id, dataset=res.dataset,
+        checkpoint=str(res.checkpoint),
+    )
+
+
+@mace_app.command("export")
+def export_command(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="A MACE model run (id or name) or crmse checkpoint."),
+    out: Path = typer.Argument(..., help="Where to write the model in mace-torch's format."),
+) -> None:
+    """Write a MACE run's model as a mace-torch .model file (MACECalculator, mace tools)."""
+    from crmse_cli.stages.mace import export_model
+
+    st = state(ctx)
+    path = export_model(st.workspace, ref, out)
+    if st.json:
+        from crmse_cli.cli.common import emit_json
+
+        emit_json({"path": str(path)})
+    else:
+        console.print(f"wrote {path}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``mace`` command group to ``app``."""
+    app.add_typer(mace_app, name="mace")
