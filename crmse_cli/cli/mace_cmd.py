@@ -38,7 +38,11 @@ def import_command(
         name=name,
     )
     emit_result(
-        st, f"imported MACE run {res.run_id}", res.metrics, run_id=res.run_id, dataset=res.dataset,
+        st,
+        f"imported MACE run {res.run_id}",
+        res.metrics,
+        run_id=res.run_id,
+        dataset=res.dataset,
         checkpoint=str(res.checkpoint),
     )
 

@@ -67,8 +67,10 @@ def require_mace() -> Any:
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Silence the UserWarnings mace-torch and e3nn raise on every import and unpickling
-    (TorchScript annotations, their own torch.load calls): they are not the user's to fix."""
+    """Silence the UserWarnings mace-torch and e3nn raise on every import and unpickling.
+
+    They come from TorchScript annotations and their own torch.load calls: not the user's to fix.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         yield
@@ -144,8 +146,10 @@ class MACEEnergy(nn.Module):
 
     # -- pretraining from scratch (ModulePotential.fit_shift_scale / center_energies) -------------
     def fit_reference(self, species: Any, energies: Any, forces: Any | None = None) -> None:
-        """Set MACE's E0s to the composition least squares of ``energies`` and, for a
-        ScaleShiftMACE, its scale to the RMS of ``forces`` (mace-torch's ``rms_forces_scaling``).
+        """Set MACE's E0s to the composition least squares of ``energies``.
+
+        For a ScaleShiftMACE also its scale, to the RMS of ``forces`` (mace-torch's
+        ``rms_forces_scaling``).
 
         Args:
             species: (N,) atomic numbers of the molecule (or (F, N)).

@@ -279,8 +279,9 @@ def fetch_xyz(
             and ``split_seed`` are both None the dataset has no splits.
         split_seed: seed of that random split (see :func:`crmse_cli.data.xyz.read_xyz`).
         force: replace a dataset of the same name.
-        energy_key, forces_key: the file's energy key and forces column (e.g. MACE's
-            ``REF_energy``, ``REF_forces``); None: found as ``read_xyz`` says.
+        energy_key: the file's energy key (e.g. MACE's ``REF_energy``); None: found as
+            ``read_xyz`` says.
+        forces_key: the file's forces column (e.g. ``REF_forces``); None: as ``read_xyz`` says.
     """
     from crmse_cli.registry.store import Registry
 
@@ -306,8 +307,13 @@ def fetch_xyz(
             same = all(
                 info.meta.get(k) == meta[k]
                 for k in (
-                    "kind", "source_sha256", "energy_unit_in_file", "test_fraction", "split_seed",
-                    "energy_key", "forces_key",
+                    "kind",
+                    "source_sha256",
+                    "energy_unit_in_file",
+                    "test_fraction",
+                    "split_seed",
+                    "energy_key",
+                    "forces_key",
                 )
             )
             if not same:

@@ -68,10 +68,14 @@ def import_mace(
             ``energy_unit`` and per Å).
         dataset: the dataset name (default: the file's stem); an identical import is reused.
         energy_unit: "eV" (MACE's) or "kcal/mol".
-        energy_key, forces_key: the file's keys, e.g. ``REF_energy`` / ``REF_forces``.
-        test_fraction, split_seed: the random split 01 of the frames (train part: CRMSE's data).
+        energy_key: the file's energy key, e.g. ``REF_energy``.
+        forces_key: the file's forces key, e.g. ``REF_forces``.
+        test_fraction: share of frames in the test part of the random split 01 (the train part
+            is CRMSE's data).
+        split_seed: seed of that split.
         name: a unique run name; without one, a completed import of the same file (sha256) on
             the same dataset is reused.
+        registry: an open Registry (default: ``Registry.open(ws)``).
 
     Returns:
         The completed run (kind ``pretrain``, ``architecture: mace``) and its test metrics.
