@@ -31,6 +31,7 @@ from crmse_cli.stages._run import tracked
 from crmse_cli.stages.evaluate import test_metrics
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
+from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
 
 
@@ -48,6 +49,9 @@ class RegularizeConfig:
     checkpoint_every: int = 25
     chains_every: int = 50
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 @dataclass(frozen=True)

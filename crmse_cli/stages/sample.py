@@ -30,6 +30,7 @@ from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
 from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
+from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
 
 INTEGRATORS = ("langevin", "ula", "mala")
@@ -73,6 +74,7 @@ class SampleConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.integrator not in INTEGRATORS:
             raise CrmseError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
         if self.start not in STARTS:

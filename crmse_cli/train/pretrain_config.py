@@ -9,6 +9,7 @@ from typing import Any
 from crmse_cli.config import to_dict
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.config import ModelConfig
+from crmse_cli.validate import check_config
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
 
 SCHEDULES = ("cosine", "plateau", "constant")
@@ -74,6 +75,7 @@ class PretrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.schedule not in SCHEDULES:
             raise CrmseError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         for name in ("batch_size", "max_epochs"):
