@@ -9,8 +9,8 @@ from typing import Any
 from crmse_cli.config import to_dict
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.config import ModelConfig
-from crmse_cli.validate import check_config
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
+from crmse_cli.validate import check_config
 
 SCHEDULES = ("cosine", "plateau", "constant")
 
