@@ -96,21 +96,51 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return head + flags + kept + rest[end:]
 
 
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind ``exc`` (Typer turns Ctrl-C into ``Exit(130)`` from it)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return node
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return None
+
+
+def _interrupted_line(exc: BaseException) -> str:
+    interrupt = _interrupt_in(exc)
+    message = getattr(interrupt, "crmse_message", None)
+    return f"interrupted: {message}" if message else "interrupted"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C: the run is closed as ``interrupted``, work kept."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry: domain errors become one line and a non-zero exit."""
+    import signal
+
     sys.argv = _hoist_global_flags(sys.argv)
     debug = "--debug" in sys.argv
     _register()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer swallowed a KeyboardInterrupt: say which run and what next
+            err_console.print(f"[yellow]{escape(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
+        raise
     except CrmseError as exc:
         if debug:
             raise
         # escape: messages hold paths and names, which rich would read as markup ("[/]" crashed)
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt as exc:
+        err_console.print(f"[yellow]{escape(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
         if debug:

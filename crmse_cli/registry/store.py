@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -28,6 +29,7 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.engine import make_engine, upgrade
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
+from crmse_cli.runlock import owner_alive
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+RESUMABLE_KINDS = ("pretrain", "regularize")
+
+
+def next_step(kind: str, run_id: str) -> str:
+    """What a user does with an interrupted run of ``kind``: resume it, or start it again."""
+    if kind in RESUMABLE_KINDS:
+        return f"continue it with `crmse {kind} --resume {run_id}`"
+    return f"{kind} runs cannot be resumed: run the `crmse {kind}` command again"
+
+
 def _info(cls: type[T], row: Any) -> T:
     return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
@@ -179,6 +191,7 @@ class Registry(SweepStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.runs_dir: Path | None = None  # set by open(): where run folders (and locks) live
         self.engine = make_engine(url)
         upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -187,7 +200,9 @@ class Registry(SweepStore):
     def open(cls, ws: Any) -> Registry:
         """The registry of workspace ``ws`` (created and migrated to head if needed)."""
         ws.ensure()
-        return cls(ws.db_url)
+        reg = cls(ws.db_url)
+        reg.runs_dir = ws.home / "runs"
+        return reg
 
     def close(self) -> None:
         self.engine.dispose()
@@ -350,15 +365,19 @@ class Registry(SweepStore):
         host = socket.gethostname()
         with self._session() as s:
             rows = s.scalars(select(RunRow).where(RunRow.status == "running", RunRow.host == host)).all()
-            stale = [(r.id, r.pid) for r in rows if r.pid is not None and not _pid_alive(r.pid)]
-        for run_id, pid in stale:
+            stale = [(r.id, r.kind, r.pid) for r in rows if r.pid is not None and not self._owner_alive(r)]
+        for run_id, kind, pid in stale:
             self.set_status(
-                run_id,
-                "interrupted",
-                error=f"its process (pid {pid}) ended without closing the run; continue it with --resume",
-            )
+                run_id, "interrupted", error=f"its process (pid {pid}) ended without closing the run; "
+                + next_step(kind, run_id),
+            )  # fmt: skip
             log.warning("run %s was left running by a process that is gone; marked interrupted", run_id)
-        return [run_id for run_id, _ in stale]
+        return [run_id for run_id, _, _ in stale]
+
+    def _owner_alive(self, row: Any) -> bool:
+        """The run's lock decides (a reused pid cannot fool it); the pid only for runs without one."""
+        alive = owner_alive(self.runs_dir / row.id) if self.runs_dir is not None else None
+        return _pid_alive(row.pid) if alive is None else alive
 
     def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:
         with self._session() as s:

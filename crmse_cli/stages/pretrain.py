@@ -21,8 +21,9 @@ from crmse_cli.config import from_dict, to_dict
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
+from crmse_cli.runlock import RunLock
 from crmse_cli.stages._models import load_dataset
-from crmse_cli.stages._run import tracked
+from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.train.data import FrameSet
 from crmse_cli.train.distributed import DistContext
@@ -126,7 +127,7 @@ def pretrain(
         registry = Registry.open(ws.ensure())
     reg = registry
     if resume is not None:
-        run_id, trainer, data = _resume(ws, reg, resume, dataset, config, overrides)
+        run_id, trainer, data, lock = _resume(ws, reg, resume, dataset, config, overrides)
     else:
         if dataset is None:
             raise CrmseError("pass --dataset NAME (a fetched dataset, see `crmse datasets`) or --resume RUN")
@@ -137,7 +138,8 @@ def pretrain(
             kind="pretrain", name=name, dataset=data.name, config=_run_config(trainer), seed=cfg.seed
         )
         run_id = run.id
-    with tracked(reg, run_id):
+        lock = own_run(ws, run_id)
+    with lock, tracked(reg, run_id):
         metrics = _train(ws, reg, run_id, trainer, data, progress)
     return PretrainResult(
         run_id=run_id,
@@ -245,20 +247,28 @@ def _resume(
     config: PretrainConfig | None,
     overrides: dict[str, Any] | None,
     dist: DistContext | None = None,
-) -> tuple[str, PretrainTrainer, Dataset]:
-    """Load run ``ref``'s last checkpoint into a trainer and mark the run running again."""
+) -> tuple[str, PretrainTrainer, Dataset, Any]:
+    """Take run ``ref``'s lock, load its last checkpoint into a trainer, mark it running again."""
     run = reg.get_run(ref)
     if run.kind != "pretrain":
         raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
     data_name = run.config.get("dataset") or run.dataset
     if dataset is not None and dataset != data_name:
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
-    path = _last_checkpoint(ws, reg, run)
-    data = load_dataset(reg, data_name)
-    trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides, dist=dist)
-    if dist is None or dist.is_main:
-        reg.set_status(run.id, "running")
-    return run.id, trainer, data
+    main_rank = dist is None or dist.is_main
+    # One owner: refused while another live process runs it (rank 0 owns a torchrun job's run).
+    lock: Any = own_run(ws, run.id) if main_rank else contextlib.nullcontext()
+    try:
+        path = _last_checkpoint(ws, reg, run)
+        data = load_dataset(reg, data_name)
+        trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides, dist=dist)
+        if main_rank:
+            reg.set_status(run.id, "running")
+    except BaseException:
+        if isinstance(lock, RunLock):
+            lock.release()
+        raise
+    return run.id, trainer, data, lock
 
 
 def _last_checkpoint(ws: Workspace, reg: Any, run: Any) -> Path:

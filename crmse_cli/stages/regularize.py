@@ -13,7 +13,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_che
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, run_checkpoint
-from crmse_cli.stages._run import tracked
+from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.evaluate import test_metrics
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
@@ -146,6 +146,7 @@ def regularize(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
+        lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
         config = _config_from_run(run.config, device=config.device)
         if dist.is_main:
@@ -186,12 +187,18 @@ def regularize(
             if dist.is_main
             else None
         )
+        lock = _own(ws, run_id, dist)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
     if not dist.is_main:
         return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
-    with tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
+    with lock, tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
         return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
+
+
+def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
+    """The run's lock, held by rank 0 only (the other ranks of a torchrun job work for it)."""
+    return own_run(ws, run_id) if dist.is_main else nullcontext()
 
 
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:

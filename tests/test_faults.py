@@ -1,0 +1,172 @@
+"""Faults and misuse: one owner per run, interrupts that say what happened (issue 17)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from synthetic import make_workspace, tiny_pretrain
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.registry.store import Registry
+from crmse_cli.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _hold_lock(run_dir: Path) -> subprocess.Popen[str]:
+    """Another process that owns the run (holds its lock) until killed."""
+    code = (
+        "import sys, time; from crmse_cli.runlock import RunLock; "
+        "lock = RunLock.acquire(sys.argv[1], 'x'); print('held', flush=True); time.sleep(120)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.delenv("CRMSE_DB_URL", raising=False)
+    monkeypatch.setenv("CRMSE_NO_PROGRESS", "1")
+    return make_workspace(tmp_path / "home")
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "regularize"])
+def test_resuming_a_run_whose_owner_is_alive_is_refused(ws: Workspace, kind: str) -> None:
+    from crmse_cli.stages.pretrain import pretrain
+    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+
+    reg = Registry.open(ws)
+    run = reg.create_run(
+        kind=kind,
+        name="busy",
+        dataset="ethanol",
+        config={"dataset": "ethanol", "source_checkpoint": "/no/such.pt"},
+        seed=0,
+    )
+    reg.set_status(run.id, "interrupted")
+    owner = _hold_lock(ws.run_dir(run.id))
+    try:
+        with pytest.raises(CrmseError, match=rf"run {run.id} is being run by process {owner.pid}\b"):
+            if kind == "pretrain":
+                pretrain(ws, resume="busy", progress=False)
+            else:
+                regularize(ws, None, RegularizeConfig(), resume="busy")
+        assert reg.get_run("busy").status == "interrupted"  # untouched
+    finally:
+        owner.kill()
+        owner.wait()
+    # The kernel released the dead owner's lock: the run is free again (the resume then goes on
+    # to its checkpoint, which this bare row does not have).
+    with pytest.raises(CrmseError) as err:
+        pretrain(ws, resume="busy", progress=False) if kind == "pretrain" else regularize(
+            ws, None, RegularizeConfig(), resume="busy"
+        )
+    assert "being run by" not in str(err.value)
+
+
+def test_a_live_owner_keeps_its_run_running_even_if_the_pid_looks_dead(ws: Workspace) -> None:
+    """``crmse runs`` marks a run interrupted only when its lock is free, not by pid alone."""
+    reg = Registry.open(ws)
+    run = reg.create_run(kind="pretrain", config={}, seed=0)
+    owner = _hold_lock(ws.run_dir(run.id))
+    try:
+        with reg._session() as s:  # the recorded pid was reused / is gone; the lock still held
+            from crmse_cli.registry.tables import RunRow
+
+            s.get(RunRow, run.id).pid = 2**22 + 12345
+        assert reg.reap_stale() == []
+    finally:
+        owner.kill()
+        owner.wait()
+    assert reg.reap_stale() == [run.id]
+    info = reg.get_run(run.id)
+    assert info.status == "interrupted" and f"crmse pretrain --resume {run.id}" in (info.error or "")
+
+
+def test_a_killed_sample_run_is_not_told_to_resume(ws: Workspace) -> None:
+    reg = Registry.open(ws)
+    run = reg.create_run(kind="sample", config={}, seed=0)
+    with reg._session() as s:
+        from crmse_cli.registry.tables import RunRow
+
+        s.get(RunRow, run.id).pid = 2**22 + 12345
+    assert reg.reap_stale() == [run.id]
+    error = reg.get_run(run.id).error or ""
+    assert "--resume" not in error and "crmse sample" in error
+
+
+def test_ctrl_c_prints_the_run_and_how_to_resume(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmse_cli.cli import app as app_module
+    from crmse_cli.train.pretrain import PretrainTrainer
+
+    def interrupted(self: PretrainTrainer) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PretrainTrainer, "run_epoch", interrupted)
+    monkeypatch.setattr(
+        sys, "argv", ["crmse", "--home", str(ws.home), "pretrain", "--dataset", "ethanol", "--name", "ctrlc",
+                      "--max-epochs", "2", "--n-train", "20"],
+    )  # fmt: skip
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as done:
+            app_module.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert done.value.code == 130
+    run = Registry.open(ws).get_run("ctrlc")
+    assert run.status == "interrupted"
+    err = capsys.readouterr().err
+    assert (
+        f"interrupted: run {run.id} interrupted; continue it with `crmse pretrain --resume {run.id}`" in err
+    )
+
+
+def test_a_second_resume_is_refused_and_sigterm_closes_the_run(ws: Workspace, tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's stop) ends like Ctrl-C: run interrupted, checkpoints registered."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CRMSE_HOME": str(ws.home), "CRMSE_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "crmse_cli", "pretrain", "--dataset", "ethanol", "--name", "term",
+           "--n-train", "20", "--max-epochs", "100000", "--max-minutes", "0", "--config", str(tmp_path / "c.toml")]  # fmt: skip
+    (tmp_path / "c.toml").write_text(
+        "batch_size = 10\nema_decay = 0.0\n[model]\nfeatures = 8\nlayers = 1\nn_rbf = 4\n"
+    )
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        reg = Registry.open(ws)
+        while time.time() < deadline:
+            runs = [r for r in reg.list_runs() if r.name == "term"]
+            if runs and (ws.run_dir(runs[0].id) / "checkpoints" / "last.pt").exists():
+                break
+            time.sleep(0.2)
+        # The issue's reproduction: a second process resumes the run while the first still trains.
+        from crmse_cli.stages.pretrain import pretrain
+
+        with pytest.raises(CrmseError, match=rf"is being run by process {proc.pid}\b"):
+            pretrain(ws, resume="term", progress=False)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    run = reg.get_run("term")
+    assert run.status == "interrupted"
+    assert f"resume {run.id}" in err
+    assert {c.tag for c in reg.checkpoints(run.id)} >= {"last", "best"}
+
+
+def test_tiny_pretrain_fixture_works(ws: Workspace) -> None:
+    run_id = tiny_pretrain(ws)
+    assert Registry.open(ws).get_run(run_id).status == "completed"
