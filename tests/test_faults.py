@@ -170,3 +170,128 @@ def test_a_second_resume_is_refused_and_sigterm_closes_the_run(ws: Workspace, tm
 def test_tiny_pretrain_fixture_works(ws: Workspace) -> None:
     run_id = tiny_pretrain(ws)
     assert Registry.open(ws).get_run(run_id).status == "completed"
+
+
+def _flip_byte(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+def _tiny_sample_config():  # noqa: ANN202
+    from crmse_cli.stages.sample import SampleConfig
+
+    return SampleConfig(replicas=2, steps=4, record_every=2, check_every=2)
+
+
+def test_a_corrupted_checkpoint_is_refused_on_load(ws: Workspace, tmp_path: Path) -> None:
+    from crmse_cli.errors import DataError
+    from crmse_cli.stages.sample import sample
+
+    run_id = tiny_pretrain(ws)
+    best = ws.run_dir(run_id) / "checkpoints" / "best.pt"
+    _flip_byte(best)
+    for ref in (run_id, str(best)):  # by run, and by the file's path
+        with pytest.raises(DataError, match=rf"checkpoint {best} does not match the checksum"):
+            sample(ws, ref, _tiny_sample_config())
+    assert Registry.open(ws).list_runs(kind="sample") == []
+    from test_cli import _one_line_error, crmse
+
+    _one_line_error(crmse(ws.home, "sample", run_id, "--replicas", "2", "--steps", "4"), str(best))
+
+
+def test_checkpoint_rows_follow_their_files_after_a_resume(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmse_cli.fileio import sha256_file
+    from crmse_cli.train.pretrain import PretrainTrainer
+
+    original = PretrainTrainer.run_epoch
+
+    def interrupted(self: PretrainTrainer) -> object:
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(PretrainTrainer, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_pretrain(ws, name="cut", max_epochs=3)
+    monkeypatch.setattr(PretrainTrainer, "run_epoch", original)
+    from crmse_cli.stages.pretrain import pretrain
+
+    pretrain(ws, resume="cut", progress=False)
+    reg = Registry.open(ws)
+    rows = reg.checkpoints(reg.get_run("cut").id)
+    assert len(rows) == len({r.path for r in rows})  # one row per file
+    for row in rows:
+        assert sha256_file(row.path) == row.sha256, row.tag
+    assert {r.tag: r.step for r in rows}["last"] == 3
+
+
+KILL_AFTER_EPOCH_2 = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from crmse_cli.train.pretrain import PretrainTrainer
+from crmse_cli.workspace import Workspace
+from synthetic import tiny_pretrain
+
+original = PretrainTrainer.run_epoch
+
+def killed(self):
+    if self.epoch == 2:
+        os.kill(os.getpid(), signal.{sig})
+    return original(self)
+
+PretrainTrainer.run_epoch = killed
+tiny_pretrain(Workspace.resolve({home!r}), name="killed", max_epochs=5)
+"""
+
+
+def test_sigkill_during_pretrain_leaves_registered_usable_checkpoints(ws: Workspace) -> None:
+    from crmse_cli.stages._models import run_checkpoint
+    from crmse_cli.stages.sample import sample
+
+    code = KILL_AFTER_EPOCH_2.format(tests=str(REPO / "tests"), home=str(ws.home), sig="SIGKILL")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CRMSE_NO_PROGRESS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    reg = Registry.open(ws)
+    run = reg.get_run("killed")
+    assert {c.tag: c.step for c in reg.checkpoints(run.id)}["last"] == 2
+    assert run_checkpoint(reg, run).name == "best.pt"
+    res = sample(ws, "killed", _tiny_sample_config())
+    assert reg.get_run(res.run_id).status == "completed"
+
+
+def test_regularize_resume_on_a_corrupt_last_checkpoint_refuses(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmse_cli.errors import DataError
+    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+    from crmse_cli.train import contrastive
+
+    tiny_pretrain(ws)
+    c = contrastive.ContrastiveConfig(
+        n_chains=2, steps_per_update=2, n_updates=3, batch_size=4, warmup_updates=1, seed=1
+    )
+    cfg = RegularizeConfig(contrastive=c, val_every=1, checkpoint_every=1, chains_every=2)
+    real_step = contrastive.ContrastiveTrainer.step
+    calls = {"n": 0}
+
+    def interrupting_step(self):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        regularize(ws, "tiny", cfg, name="reg-cut")
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+    reg = Registry.open(ws)
+    run = reg.get_run("reg-cut")
+    last = ws.run_dir(run.id) / "checkpoints" / "last.pt"
+    _flip_byte(last)
+    with pytest.raises(DataError, match=str(last)):
+        regularize(ws, None, cfg, resume="reg-cut")
+    assert reg.get_run("reg-cut").status == "interrupted"

@@ -459,21 +459,38 @@ class Registry(SweepStore):
     def add_checkpoint(
         self, run_id: str, *, path: str, sha256: str, step: int, format_version: int, tag: str
     ) -> CheckpointInfo:
+        """Register a checkpoint file just written (call it after the file is in place).
+
+        A file is rewritten in place (``last.pt`` every epoch, again after a resume): its row is
+        updated, so the registry never keeps a stale checksum of a file that changed.
+        """
+        values = dict(
+            sha256=sha256, step=int(step), format_version=int(format_version), tag=tag, created=_now()
+        )
+
         def op(s: Session) -> CheckpointInfo:
-            row = CheckpointRow(
-                run_id=run_id,
-                path=str(path),
-                sha256=sha256,
-                step=int(step),
-                format_version=int(format_version),
-                tag=tag,
-                created=_now(),
-            )
-            s.add(row)
+            q = select(CheckpointRow).where(CheckpointRow.run_id == run_id, CheckpointRow.path == str(path))
+            rows = list(s.scalars(q.order_by(CheckpointRow.id)))
+            if rows:
+                row = rows[-1]
+                for stale in rows[:-1]:  # rows of one file from before this fix
+                    s.delete(stale)
+                for k, v in values.items():
+                    setattr(row, k, v)
+            else:
+                row = CheckpointRow(run_id=run_id, path=str(path), **values)
+                s.add(row)
             s.flush()
             return _info(CheckpointInfo, row)
 
         return self._write(op)
+
+    def checkpoint_at(self, path: str) -> CheckpointInfo | None:
+        """The newest registered checkpoint row of file ``path``, if any."""
+        with self._session() as s:
+            q = select(CheckpointRow).where(CheckpointRow.path == str(path)).order_by(CheckpointRow.id.desc())
+            row = s.scalars(q).first()
+            return _info(CheckpointInfo, row) if row else None
 
     def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
         with self._session() as s:

@@ -22,7 +22,7 @@ from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.runlock import RunLock
-from crmse_cli.stages._models import load_dataset
+from crmse_cli.stages._models import load_dataset, verify_checkpoint
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.train.data import FrameSet
@@ -159,24 +159,25 @@ def _train(
 ) -> dict[str, tuple[float, str]]:
     """The epoch loop with checkpoints, metric rows and a progress bar; then the test metrics."""
     folder = _checkpoint_dir(ws, run_id)
-    saved: dict[str, tuple[Path, str, int]] = {}  # tag -> (path, sha256, epoch)
+
+    def register(tag: str, sha: str, epoch: int) -> None:
+        # File first (written atomically), then its row: a kill at any moment leaves every
+        # registered checkpoint usable (`crmse sample RUN` after SIGKILL works).
+        reg.add_checkpoint(
+            run_id, path=str(folder / f"{tag}.pt"), sha256=sha, step=epoch,
+            format_version=FORMAT_VERSION, tag=tag,
+        )  # fmt: skip
 
     def on_epoch(record: EpochRecord) -> None:
-        saved["last"] = (folder / "last.pt", trainer.save_last(folder / "last.pt"), record.epoch)
         if record.improved:
-            saved["best"] = (folder / "best.pt", trainer.save_best(folder / "best.pt"), record.epoch)
+            register("best", trainer.save_best(folder / "best.pt"), record.epoch)
+        register("last", trainer.save_last(folder / "last.pt"), record.epoch)
         reg.log_metrics(run_id, _epoch_rows(record))
 
     trainer.attach(on_epoch)
-    try:
-        with _bar(progress, trainer) as advance:
-            for record in trainer.epochs():
-                advance(record)
-    finally:
-        for tag, (path, sha, epoch) in saved.items():
-            reg.add_checkpoint(
-                run_id, path=str(path), sha256=sha, step=epoch, format_version=FORMAT_VERSION, tag=tag
-            )
+    with _bar(progress, trainer) as advance:
+        for record in trainer.epochs():
+            advance(record)
     log.info("run %s stopped after epoch %d (%s)", run_id, trainer.epoch, trainer.stop_reason)
     _, test_rows = data.split(trainer.meta["split"])
     if len(test_rows) == 0:
@@ -273,12 +274,12 @@ def _resume(
 
 def _last_checkpoint(ws: Workspace, reg: Any, run: Any) -> Path:
     """The run's ``last`` checkpoint: the file in its run folder (written every epoch)."""
-    path = _checkpoint_dir(ws, run.id) / "last.pt"
-    if path.is_file():
-        return path
     registered = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
-    if registered and Path(registered[-1].path).is_file():
-        return Path(registered[-1].path)
+    if registered:
+        return verify_checkpoint(registered[-1].path, registered[-1].sha256)
+    path = _checkpoint_dir(ws, run.id) / "last.pt"
+    if path.is_file():  # written by a crmse that registered checkpoints only at the end
+        return path
     raise NotFoundError(
         f"run {run.id} has no 'last' checkpoint (it stopped in its first epoch); start a new run"
     )

@@ -149,6 +149,7 @@ def regularize(
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
         config = _config_from_run(run.config, device=config.device)
+        run_checkpoint(reg, run)  # checksum-verified: a corrupt last.pt refuses, the run stays as it was
         if dist.is_main:
             reg.set_status(run.id, "running")
         run_id = run.id
