@@ -295,3 +295,107 @@ def test_regularize_resume_on_a_corrupt_last_checkpoint_refuses(
     with pytest.raises(DataError, match=str(last)):
         regularize(ws, None, cfg, resume="reg-cut")
     assert reg.get_run("reg-cut").status == "interrupted"
+
+
+def _stale_running_run(reg: Registry, kind: str = "pretrain") -> str:
+    """A run left ``running`` by a process that is gone (a pid above Linux's pid_max)."""
+    from crmse_cli.registry.tables import RunRow
+
+    run = reg.create_run(kind=kind, config={}, seed=0)
+    with reg._session() as s:
+        s.get(RunRow, run.id).pid = 2**22 + 12345
+    return run.id
+
+
+def _read_only(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``crmse ARGS`` on workspace ``home`` made read-only (a read-only bind mount when root,
+    whom file modes do not stop; else the write bits removed)."""
+    from test_cli import SCRIPT
+
+    cmd = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "crmse_cli"]
+    env = {**os.environ, "CRMSE_HOME": str(home), "CRMSE_NO_PROGRESS": "1", "COLUMNS": "200"}
+    env.pop("CRMSE_DB_URL", None)
+    if os.geteuid() == 0:
+        mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", mount, str(home), "true"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip("root without mount namespaces: cannot make a read-only workspace")
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-c", mount, str(home), *cmd, *args],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    paths = [home, *home.rglob("*")]
+    modes = {p: p.stat().st_mode for p in paths}
+    try:
+        for p in paths:
+            p.chmod(modes[p] & ~0o222)
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        for p in reversed(paths):
+            p.chmod(modes[p])
+
+
+def test_read_only_workspace_lists_and_refuses_writes_in_one_line(ws: Workspace) -> None:
+    from test_cli import _one_line_error
+
+    reg = Registry.open(ws)
+    stale = _stale_running_run(reg)
+    done = reg.create_run(kind="pretrain", name="done", config={"lr": 0.001}, seed=0)
+    reg.log_metric(done.id, name="test_force_mae", value=0.5, unit="kcal/mol/A")
+    reg.set_status(done.id, "completed")
+    reg.close()
+    listing = _read_only(ws.home, "runs")
+    assert listing.returncode == 0, listing.stderr
+    assert stale in listing.stdout and "done" in listing.stdout
+    shown = _read_only(ws.home, "show", "done")
+    assert shown.returncode == 0 and "test_force_mae" in shown.stdout, shown.stderr
+    sets = _read_only(ws.home, "--json", "datasets")
+    assert sets.returncode == 0 and '"ethanol"' in sets.stdout, sets.stderr
+    _one_line_error(_read_only(ws.home, "pretrain", "--dataset", "ethanol"), "read-only")
+
+
+def test_a_workspace_under_a_file_is_one_line(tmp_path: Path) -> None:
+    from test_cli import _one_line_error, crmse
+
+    (tmp_path / "plain").write_text("not a folder")
+    for home in (tmp_path / "plain", tmp_path / "plain" / "home"):
+        _one_line_error(crmse(home, "runs"), "is a file, not a folder")
+        _one_line_error(crmse(home, "pretrain", "--dataset", "ethanol"), "is a file, not a folder")
+
+
+def _damage_pages(db: Path) -> None:
+    blob = bytearray(db.read_bytes())
+    page = 4096
+    middle = len(blob) // page // 2
+    for k in range(middle, middle + 3):
+        blob[k * page + 100 : k * page + 300] = bytes(range(200))
+    db.write_bytes(bytes(blob))
+
+
+def test_a_damaged_registry_refuses_writes(ws: Workspace) -> None:
+    from test_cli import _one_line_error, crmse
+
+    reg = Registry.open(ws)
+    for i in range(8):
+        run = reg.create_run(kind="pretrain", name=f"r{i}x", config={}, seed=0)
+        reg.log_metrics(
+            run.id, [{"name": "loss", "value": float(j), "unit": "1", "step": j} for j in range(300)]
+        )
+        reg.set_status(run.id, "completed")
+    reg.close()
+    _damage_pages(ws.home / "crmse.db")
+    damaged = Registry.open(ws)
+    with pytest.raises(CrmseError, match="is damaged"):
+        damaged.create_run(kind="pretrain", name="more", config={}, seed=0)
+    assert damaged.check_integrity()
+    _one_line_error(crmse(ws.home, "runs"), "damaged", "crmse doctor")
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    from test_cli import _one_line_error, crmse
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "crmse.db").write_bytes(b"not sqlite at all " * 300)
+    _one_line_error(crmse(home, "runs"), "crmse.db is damaged (file is not a database)")
+    _one_line_error(crmse(home, "pretrain", "--dataset", "x"), "damaged")

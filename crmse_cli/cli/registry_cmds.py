@@ -34,7 +34,7 @@ STATUS_STYLE = {
 def _registry(ctx: typer.Context) -> Any:
     from crmse_cli.registry.store import Registry
 
-    reg = Registry.open(state(ctx).workspace)
+    reg = Registry.open(state(ctx).workspace, read_only=True)  # works on a read-only workspace too
     reg.reap_stale()  # runs whose process was killed show as interrupted, not running forever
     return reg
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, NotFoundError
-from crmse_cli.registry.engine import make_engine, upgrade
+from crmse_cli.registry.engine import integrity_problems, make_engine, sqlite_path, upgrade
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
 from crmse_cli.runlock import owner_alive
@@ -131,6 +131,16 @@ def next_step(kind: str, run_id: str) -> str:
     return f"{kind} runs cannot be resumed: run the `crmse {kind}` command again"
 
 
+def _cannot_write(ws: Any) -> bool:
+    """Whether this process cannot write the workspace (read-only mount, permissions)."""
+    home = Path(ws.home)
+    db = sqlite_path(ws.db_url)
+    if db is not None and db.exists():
+        return not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK))
+    probe = home if home.exists() else home.parent
+    return probe.exists() and not os.access(probe, os.W_OK)
+
+
 def _info(cls: type[T], row: Any) -> T:
     return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
@@ -189,18 +199,43 @@ def _new_run_row(
 class Registry(SweepStore):
     """Datasets, runs, checkpoints, metrics and artifacts of one workspace database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
+        self.read_only = read_only
         self.runs_dir: Path | None = None  # set by open(): where run folders (and locks) live
-        self.engine = make_engine(url)
-        upgrade(self.engine)
+        self._checked = False  # integrity checked before the first write (see _write)
+        try:
+            self.engine = make_engine(url, read_only=read_only)
+            upgrade(self.engine, read_only=read_only)
+        except DatabaseError as exc:
+            error = self._translate(exc)
+            if error is None:
+                raise
+            raise error from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, ws: Any) -> Registry:
-        """The registry of workspace ``ws`` (created and migrated to head if needed)."""
-        ws.ensure()
-        reg = cls(ws.db_url)
+    def open(cls, ws: Any, *, read_only: bool = False) -> Registry:
+        """The registry of workspace ``ws`` (created and migrated to head if needed).
+
+        Args:
+            ws: the workspace.
+            read_only: the caller only reads (``runs``, ``show``, ``datasets``). A workspace this
+                process cannot write is then opened read-only instead of failing; stale runs are
+                not reaped and any write is refused in one line.
+        """
+        if read_only and _cannot_write(ws):
+            if sqlite_path(ws.db_url) is not None and not sqlite_path(ws.db_url).is_file():  # type: ignore[union-attr]
+                raise NotFoundError(f"no crmse registry in the read-only workspace {ws.home}; check --home")
+            reg = cls(ws.db_url, read_only=True)
+        else:
+            ws.ensure()
+            if _cannot_write(ws):
+                raise CrmseError(
+                    f"the workspace {ws.home} is read-only here; use --home on a writable folder "
+                    "(`crmse runs`, `show` and `datasets` still read it)"
+                )
+            reg = cls(ws.db_url)
         reg.runs_dir = ws.home / "runs"
         return reg
 
@@ -209,11 +244,63 @@ class Registry(SweepStore):
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except DatabaseError as exc:
+            error = self._translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _translate(self, exc: DatabaseError) -> CrmseError | None:
+        """A one-line error for a database that is corrupt, read-only or unreadable.
+
+        None for what callers handle themselves: lock contention (retried) and constraint
+        violations.
+        """
+        if isinstance(exc, IntegrityError) or sqlite_path(self.url) is None:
+            return None  # other databases (PostgreSQL) report their own errors, retried by callers
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        low = reason.lower()
+        where = sqlite_path(self.url) or "the registry database"
+        if "locked" in low or "busy" in low:
+            return None
+        if "readonly" in low or "read-only" in low:
+            return CrmseError(f"the registry {where} is read-only ({reason}); use a writable --home")
+        if any(word in low for word in ("not a database", "malformed", "corrupt", "disk i/o")):
+            return CrmseError(
+                f"the registry {where} is damaged ({reason}); run `crmse doctor`, then restore it "
+                "from a backup or move it away to start an empty registry"
+            )
+        if "unable to open" in low:
+            return CrmseError(
+                f"cannot open the registry {where} ({reason}); check --home and its permissions"
+            )
+        return CrmseError(f"the registry {where} failed ({reason}); run `crmse doctor`")
+
+    def check_integrity(self, *, full: bool = False) -> list[str]:
+        """SQLite's check of the database file: [] when sound (see ``engine.integrity_problems``)."""
+        return integrity_problems(self.engine, full=full)
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in one transaction; retry briefly if another process holds the lock."""
+        """Run ``fn`` in one transaction; retry briefly if another process holds the lock.
+
+        Nothing is written to a database that fails SQLite's ``quick_check`` (checked once per
+        Registry, before its first write): adding rows to a damaged file hides the damage.
+        """
+        if self.read_only:
+            raise CrmseError(
+                f"the workspace of {self.url} is read-only here; use a writable --home to change it"
+            )
+        if not self._checked:
+            problems = self.check_integrity()
+            if problems:
+                raise CrmseError(
+                    f"the registry {sqlite_path(self.url)} is damaged ({problems[0][:160]}); nothing "
+                    "was written: run `crmse doctor`, then restore it from a backup or move it away"
+                )
+            self._checked = True
         for attempt in range(20):
             try:
                 with self._session() as session:
@@ -362,6 +449,8 @@ class Registry(SweepStore):
         would otherwise stay ``running`` forever. Only runs of this host with a recorded pid are
         checked. Returns the ids marked.
         """
+        if self.read_only:
+            return []
         host = socket.gethostname()
         with self._session() as s:
             rows = s.scalars(select(RunRow).where(RunRow.status == "running", RunRow.host == host)).all()
