@@ -94,8 +94,21 @@ RANGES: dict[str, dict[str, str]] = {
         "check_every": "[1, 1e12]",
         "seed": f"[0, {MAX_SEED}]",
     },
+    "options": {  # arguments of library functions that have no config dataclass
+        "--seed": f"[0, {MAX_SEED}]",
+        "--split-seed": f"[0, {MAX_SEED}]",
+        "--test-fraction": "(0, 1)",
+        "--threads": "[1, 4096]",
+    },
 }
 """Allowed range of each numeric field: "[lo, hi]" closed, "(lo, hi)" open, mixed as needed."""
+
+OPTION_TYPES: dict[str, Any] = {
+    "--seed": int,
+    "--split-seed": int,
+    "--test-fraction": float,
+    "--threads": int,
+}
 
 OPTION_NAMES = {"lambda_": "lambda"}
 """Field names shown to users under another name (``lambda_`` is ``--lambda`` / ``lambda``)."""
@@ -196,9 +209,14 @@ def check_config(cfg: Any, *, prefix: str = "") -> None:
         check_value(label, getattr(cfg, field.name), hints[field.name], _range(cls.__name__, field.name))
 
 
+def check_option(name: str, value: Any) -> None:
+    """Check a plain argument listed under ``RANGES["options"]`` (e.g. ``"--seed"``)."""
+    check_value(name, value, OPTION_TYPES[name], _range("options", name))
+
+
 @cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-__all__ = ["RANGES", "ConfigError", "Range", "check_config", "check_value"]
+__all__ = ["RANGES", "ConfigError", "Range", "check_config", "check_option", "check_value"]

@@ -399,3 +399,56 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
     (home / "crmse.db").write_bytes(b"not sqlite at all " * 300)
     _one_line_error(crmse(home, "runs"), "crmse.db is damaged (file is not a database)")
     _one_line_error(crmse(home, "pretrain", "--dataset", "x"), "damaged")
+
+
+def test_xyz_energy_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
+    from test_cli import _one_line_error, crmse
+
+    lines = []
+    for frame in range(3):
+        lines += ["2", 'Properties=species:S:1:pos:R:3:forces:R:3 energy=banana pbc="F F F"']
+        lines += [f"H 0.0 0.0 {0.1 * frame} 0.0 0.0 0.1", "H 0.0 0.0 0.8 0.0 0.0 -0.1"]
+    path = tmp_path / "banana.xyz"
+    path.write_text("\n".join(lines) + "\n")
+    _one_line_error(
+        crmse(tmp_path / "home", "fetch", "xyz", str(path), "--name", "h2", "--energy-unit", "eV"),
+        "frame 0 has energy 'banana', not a number",
+    )
+
+
+def test_truncated_npz_files_are_one_line_errors(tmp_path: Path) -> None:
+    import numpy as np
+
+    from crmse_cli.data.dataset import Dataset
+    from crmse_cli.errors import DataError
+    from crmse_cli.sampling.trajectory import load_trajectory
+
+    path = tmp_path / "samples.npz"
+    np.savez(path, positions=np.zeros((3, 2, 9, 3)), meta=np.array("{}"))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match="samples.npz is unreadable"):
+        load_trajectory(path)
+    with pytest.raises(DataError, match="samples.npz is unreadable"):
+        Dataset.load(path)
+
+
+def test_evaluate_refuses_truncated_samples_before_making_a_run(ws: Workspace) -> None:
+    from crmse_cli.errors import DataError
+    from crmse_cli.stages.evaluate import evaluate
+    from crmse_cli.stages.sample import sample
+
+    tiny_pretrain(ws)
+    res = sample(ws, "tiny", _tiny_sample_config(), name="smp")
+    res.samples_path.write_bytes(res.samples_path.read_bytes()[:300])
+    with pytest.raises(
+        DataError, match="samples file .*samples.npz of run .* does not match its recorded checksum"
+    ):
+        evaluate(ws, "smp")
+    assert Registry.open(ws).list_runs(kind="evaluate") == []
+
+
+def test_negative_seeds_are_refused_in_one_line(tmp_path: Path) -> None:
+    from crmse_cli.data.xyz import random_split
+
+    with pytest.raises(CrmseError, match="--split-seed must be >= 0, got -1"):
+        random_split(10, 0.2, -1)

@@ -17,6 +17,7 @@ import numpy as np
 
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, DataError
+from crmse_cli.fileio import NPZ_READ_ERRORS
 
 MODEL_KINDS = ("pretrain", "regularize")
 CURVE_NAMES = ("loss_mse", "loss_c", "chain_ks", "resets", "loss", "energy_chains", "energy_data")
@@ -197,8 +198,14 @@ def load_evaluation(reg: Any, evaluate_id: str) -> dict[str, np.ndarray]:
     path = Path(arts[-1].path)
     if not path.is_file():
         raise DataError(f"evaluation file {path} of run {evaluate_id} is missing; evaluate the samples again")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except NPZ_READ_ERRORS as exc:
+        raise DataError(
+            f"evaluation file {path} of run {evaluate_id} is unreadable ({type(exc).__name__}); "
+            "evaluate the samples again"
+        ) from exc
 
 
 def _curves(reg: Any, model: Any | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

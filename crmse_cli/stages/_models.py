@@ -61,6 +61,21 @@ def verify_checkpoint(path: Path | str, sha256: str) -> Path:
     return path
 
 
+def verify_artifact(artifact: Any) -> Path:
+    """The path of a registered artifact whose file still has its recorded checksum, else refuse."""
+    path = Path(artifact.path)
+    if not path.is_file():
+        raise NotFoundError(
+            f"{artifact.kind} file {path} of run {artifact.run_id} is missing; run that step again"
+        )
+    if sha256_file(path) != artifact.sha256:
+        raise DataError(
+            f"{artifact.kind} file {path} of run {artifact.run_id} does not match its recorded checksum "
+            "(truncated or changed); run that step again"
+        )
+    return path
+
+
 def run_checkpoint(registry: Any, run: Any) -> Path:
     """The verified checkpoint file that stands for model run ``run`` (see CHECKPOINT_PREFERENCE)."""
     ckpts = registry.checkpoints(run.id)

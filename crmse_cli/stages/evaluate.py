@@ -26,9 +26,10 @@ from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.sampling.trajectory import load_trajectory
-from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
+from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
 from crmse_cli.stages._run import tracked
 from crmse_cli.units import EV_PER_KCAL_PER_MOL
+from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
 
 MEV_PER_KCAL = EV_PER_KCAL_PER_MOL * 1000.0
@@ -223,6 +224,7 @@ def evaluate(
     """Evaluate run ``ref`` (a model or a sample run); register an ``evaluate`` run."""
     from crmse_cli.registry.store import Registry
 
+    check_option("--seed", seed)
     reg = registry or Registry.open(ws.ensure())
     target = reg.get_run(ref)
     sample_run = target if target.kind == "sample" else (reg.get_run(sample) if sample else None)
@@ -241,6 +243,7 @@ def evaluate(
                 f"sample run {sample_run.id} has no samples ({sample_run.status}); sample again"
             )
         samples_path = Path(arts[-1].path)
+        verify_artifact(arts[-1])  # before the run exists: a damaged file leaves no failed run
     run = reg.create_run(
         kind="evaluate",
         name=name,
