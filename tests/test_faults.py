@@ -452,3 +452,54 @@ def test_negative_seeds_are_refused_in_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(CrmseError, match="--split-seed must be >= 0, got -1"):
         random_split(10, 0.2, -1)
+
+
+def test_out_of_memory_is_one_line(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmse_cli.cli import app as app_module
+    from crmse_cli.stages import sample as sample_stage
+
+    def huge(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you "
+            "tried to allocate 86400000000 bytes. Error code 12 (Cannot allocate memory)\n"
+            + "".join(f"frame #{i}: c10::something() + 0x{i:x}\n" for i in range(11))
+        )
+
+    monkeypatch.setattr(sample_stage, "sample", huge)
+    monkeypatch.setattr(
+        sys, "argv", ["crmse", "--home", str(ws.home), "sample", "tiny", "--replicas", "900000"]
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as done:
+            app_module.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert done.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: out of memory") and "--replicas" in lines[0]
+
+
+def test_absurd_replica_counts_are_refused_before_allocating() -> None:
+    from crmse_cli.stages.sample import SampleConfig
+
+    with pytest.raises(CrmseError, match="replicas must be in"):
+        SampleConfig(replicas=10**9)
+
+
+def test_show_warns_about_deleted_files(ws: Workspace, tmp_path: Path) -> None:
+    from test_cli import crmse
+
+    reg = Registry.open(ws)
+    run = reg.create_run(kind="sample", name="gone", config={}, seed=0)
+    kept, deleted = tmp_path / "kept.npz", tmp_path / "deleted.npz"
+    kept.write_bytes(b"x")
+    reg.add_artifact(run.id, kind="samples", path=str(kept), sha256="0" * 64)
+    reg.add_artifact(run.id, kind="extxyz", path=str(deleted), sha256="0" * 64)
+    reg.set_status(run.id, "completed")
+    shown = crmse(ws.home, "show", "gone", columns=300)
+    assert shown.returncode == 0
+    assert "warning: 1 file(s) of run" in shown.stderr and str(deleted) in shown.stderr
+    assert str(kept) not in shown.stderr and "(missing)" in shown.stdout

@@ -145,13 +145,35 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
         if debug:
             raise
+        if _out_of_memory(exc):
+            err_console.print(
+                f"[bold red]error:[/] out of memory ({escape(_first_line(exc))}); use fewer "
+                "--replicas / --chains or a smaller --batch-size",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(_first_line(exc))} "
             "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
         sys.exit(2)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (C++ errors append a stack of many lines)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (Python's, torch's CPU or CUDA allocator)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 if __name__ == "__main__":
