@@ -31,6 +31,7 @@ _WHERE = {
     "ContrastiveConfig": "crmse_cli.train.contrastive",
     "compare": "crmse_cli.stages.compare",
     "reproduce": "crmse_cli.stages.reproduce",
+    "doctor": "crmse_cli.stages.doctor",
     "Registry": "crmse_cli.registry.store",
 }
 

@@ -503,3 +503,45 @@ def test_show_warns_about_deleted_files(ws: Workspace, tmp_path: Path) -> None:
     assert shown.returncode == 0
     assert "warning: 1 file(s) of run" in shown.stderr and str(deleted) in shown.stderr
     assert str(kept) not in shown.stderr and "(missing)" in shown.stdout
+
+
+def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(ws: Workspace, tmp_path: Path) -> None:
+    from test_cli import crmse
+
+    healthy = crmse(ws.home, "doctor")
+    assert healthy.returncode == 0 and "registry sound" in healthy.stdout, healthy.stderr
+    reg = Registry.open(ws)
+    run = reg.create_run(kind="pretrain", name="files", config={}, seed=0)
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"weights")
+    from crmse_cli.fileio import sha256_file
+
+    reg.add_checkpoint(run.id, path=str(ckpt), sha256=sha256_file(ckpt), step=1, format_version=1, tag="last")
+    reg.add_artifact(run.id, kind="samples", path=str(tmp_path / "gone.npz"), sha256="0" * 64)
+    reg.set_status(run.id, "completed")
+    stale = _stale_running_run(reg)
+    ckpt.write_bytes(b"weightz")
+    proc = crmse(ws.home, "--json", "doctor")
+    assert proc.returncode == 1
+    import json
+
+    report = json.loads(proc.stdout)
+    messages = [(f["level"], f["subject"], f["message"]) for f in report["findings"]]
+    assert (
+        "error",
+        f"run {run.id}",
+        f"last checkpoint {ckpt} does not match its recorded checksum",
+    ) in messages
+    assert ("error", f"run {run.id}", f"samples file {tmp_path / 'gone.npz'} is missing") in messages
+    assert any(level == "warning" and subject == f"run {stale}" for level, subject, _ in messages)
+    assert Registry.open(ws).get_run(stale).status == "running"  # doctor changes nothing
+    reg.close()
+    for i in range(8):  # grow the file past a few pages, then damage it
+        r = reg.create_run(kind="pretrain", name=f"r{i}x", config={}, seed=0)
+        reg.log_metrics(
+            r.id, [{"name": "loss", "value": float(j), "unit": "1", "step": j} for j in range(300)]
+        )
+    reg.close()
+    _damage_pages(ws.home / "crmse.db")
+    damaged = crmse(ws.home, "doctor")
+    assert damaged.returncode == 1 and "registry" in damaged.stdout and "backup" in damaged.stdout

@@ -67,6 +67,7 @@ COMMAND_MODULES = (
     "diagnose_cmd",
     "table_cmd",
     "sweep_cmd",  # sweep create / work / status / report / list
+    "doctor_cmd",
 )
 
 

@@ -29,7 +29,7 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.engine import integrity_problems, make_engine, sqlite_path, upgrade
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
-from crmse_cli.runlock import owner_alive
+from crmse_cli.runlock import owner_alive as lock_owner_alive
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +454,7 @@ class Registry(SweepStore):
         host = socket.gethostname()
         with self._session() as s:
             rows = s.scalars(select(RunRow).where(RunRow.status == "running", RunRow.host == host)).all()
-            stale = [(r.id, r.kind, r.pid) for r in rows if r.pid is not None and not self._owner_alive(r)]
+            stale = [(r.id, r.kind, r.pid) for r in rows if r.pid is not None and not self.owner_alive(r)]
         for run_id, kind, pid in stale:
             self.set_status(
                 run_id, "interrupted", error=f"its process (pid {pid}) ended without closing the run; "
@@ -463,9 +463,9 @@ class Registry(SweepStore):
             log.warning("run %s was left running by a process that is gone; marked interrupted", run_id)
         return [run_id for run_id, _, _ in stale]
 
-    def _owner_alive(self, row: Any) -> bool:
+    def owner_alive(self, row: Any) -> bool:
         """The run's lock decides (a reused pid cannot fool it); the pid only for runs without one."""
-        alive = owner_alive(self.runs_dir / row.id) if self.runs_dir is not None else None
+        alive = lock_owner_alive(self.runs_dir / row.id) if self.runs_dir is not None else None
         return _pid_alive(row.pid) if alive is None else alive
 
     def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:

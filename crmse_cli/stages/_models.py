@@ -83,8 +83,10 @@ def run_checkpoint(registry: Any, run: Any) -> Path:
         tagged = [c for c in ckpts if c.tag == tag]
         if tagged:
             return verify_checkpoint(tagged[-1].path, tagged[-1].sha256)
+    from crmse_cli.registry.store import next_step
+
     raise NotFoundError(
-        f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; rerun it or resume it with --resume {run.id}"
+        f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; {next_step(run.kind, run.id)}"
     )
 
 
