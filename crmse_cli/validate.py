@@ -214,9 +214,13 @@ def check_option(name: str, value: Any) -> None:
     check_value(name, value, OPTION_TYPES[name], _range("options", name))
 
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 __all__ = ["RANGES", "ConfigError", "Range", "check_config", "check_option", "check_value"]
