@@ -26,7 +26,14 @@ from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
-from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, run_checkpoint
+from crmse_cli.stages._models import (
+    ModelHandle,
+    check_species,
+    load_dataset,
+    resolve_model,
+    run_checkpoint,
+    verify_checkpoint,
+)
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.evaluate import test_metrics
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
@@ -103,7 +110,7 @@ def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any]:
         raise CrmseError(
             f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
         )
-    path = Path(lasts[-1].path)
+    path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
     pot, payload = load_checkpoint(path, device=handle.device)
     extra = payload.get("extra", {})
     if "optimizer" not in extra:
