@@ -134,6 +134,7 @@ def test_ctrl_c_prints_the_run_and_how_to_resume(
     )
 
 
+@pytest.mark.slow
 def test_a_second_resume_is_refused_and_sigterm_closes_the_run(ws: Workspace, tmp_path: Path) -> None:
     """SIGTERM (a scheduler's stop) ends like Ctrl-C: run interrupted, checkpoints registered."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CRMSE_HOME": str(ws.home), "CRMSE_NO_PROGRESS": "1"}
@@ -184,6 +185,7 @@ def _tiny_sample_config():  # noqa: ANN202
     return SampleConfig(replicas=2, steps=4, record_every=2, check_every=2)
 
 
+@pytest.mark.slow
 def test_a_corrupted_checkpoint_is_refused_on_load(ws: Workspace, tmp_path: Path) -> None:
     from crmse_cli.errors import DataError
     from crmse_cli.stages.sample import sample
@@ -247,6 +249,7 @@ tiny_pretrain(Workspace.resolve({home!r}), name="killed", max_epochs=5)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_pretrain_leaves_registered_usable_checkpoints(ws: Workspace) -> None:
     from crmse_cli.stages._models import run_checkpoint
     from crmse_cli.stages.sample import sample
@@ -335,6 +338,7 @@ def _read_only(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
             p.chmod(modes[p])
 
 
+@pytest.mark.slow
 def test_read_only_workspace_lists_and_refuses_writes_in_one_line(ws: Workspace) -> None:
     from test_cli import _one_line_error
 
@@ -354,13 +358,15 @@ def test_read_only_workspace_lists_and_refuses_writes_in_one_line(ws: Workspace)
     _one_line_error(_read_only(ws.home, "pretrain", "--dataset", "ethanol"), "read-only")
 
 
+@pytest.mark.slow
 def test_a_workspace_under_a_file_is_one_line(tmp_path: Path) -> None:
     from test_cli import _one_line_error, crmse
 
     (tmp_path / "plain").write_text("not a folder")
-    for home in (tmp_path / "plain", tmp_path / "plain" / "home"):
-        _one_line_error(crmse(home, "runs"), "is a file, not a folder")
-        _one_line_error(crmse(home, "pretrain", "--dataset", "ethanol"), "is a file, not a folder")
+    _one_line_error(crmse(tmp_path / "plain", "runs"), "is a file, not a folder")
+    _one_line_error(
+        crmse(tmp_path / "plain" / "home", "pretrain", "--dataset", "x"), "is a file, not a folder"
+    )
 
 
 def _damage_pages(db: Path) -> None:
@@ -391,6 +397,7 @@ def test_a_damaged_registry_refuses_writes(ws: Workspace) -> None:
     _one_line_error(crmse(ws.home, "runs"), "damaged", "crmse doctor")
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
     from test_cli import _one_line_error, crmse
 
@@ -505,6 +512,7 @@ def test_show_warns_about_deleted_files(ws: Workspace, tmp_path: Path) -> None:
     assert str(kept) not in shown.stderr and "(missing)" in shown.stdout
 
 
+@pytest.mark.slow
 def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(ws: Workspace, tmp_path: Path) -> None:
     from test_cli import crmse
 
