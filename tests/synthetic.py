@@ -8,6 +8,7 @@ forces (nothing here is physics; the tests exercise bookkeeping), split 01 = 30 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,3 +69,37 @@ def tiny_pretrain(ws: Workspace, name: str = "tiny", **changes: object) -> str:
 
     cfg = dataclasses.replace(TINY, **changes)  # type: ignore[arg-type]
     return pretrain(ws, dataset="ethanol", split="01", config=cfg, name=name, progress=False).run_id
+
+
+def cli_main(monkeypatch: Any, capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """Run ``crmse ARGV`` through the console entry in this process, without the seconds of
+    interpreter and torch start-up a subprocess costs; return (exit code, stdout, stderr)."""
+    import signal
+    import sys
+
+    from crmse_cli.cli import app as app_module
+
+    monkeypatch.setattr(sys, "argv", ["crmse", *argv])
+    monkeypatch.setenv("CRMSE_NO_PROGRESS", "1")
+    monkeypatch.setenv("COLUMNS", "300")
+    previous = signal.getsignal(signal.SIGTERM)
+    code: int | str | None = 0
+    try:
+        app_module.main()
+    except SystemExit as done:
+        code = done.code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    captured = capsys.readouterr()
+    assert not isinstance(code, str), code
+    return int(code or 0), captured.out, captured.err
+
+
+def one_line_error(result: tuple[int, str, str], *must: str) -> str:
+    """The single ``error: ...`` line of a failed command, containing every string of ``must``."""
+    code, _, err = result
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and lines[0].startswith("error: "), err
+    for text in must:
+        assert text in lines[0], lines[0]
+    return lines[0]

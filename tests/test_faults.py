@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic import make_workspace, tiny_pretrain
+from synthetic import cli_main, make_workspace, one_line_error, tiny_pretrain
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
@@ -187,7 +187,9 @@ def _tiny_sample_config():  # noqa: ANN202
 
 
 @pytest.mark.slow
-def test_a_corrupted_checkpoint_is_refused_on_load(ws: Workspace, tmp_path: Path) -> None:
+def test_a_corrupted_checkpoint_is_refused_on_load(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from crmse_cli.errors import DataError
     from crmse_cli.stages.sample import sample
 
@@ -198,9 +200,8 @@ def test_a_corrupted_checkpoint_is_refused_on_load(ws: Workspace, tmp_path: Path
         with pytest.raises(DataError, match=rf"checkpoint {best} does not match the checksum"):
             sample(ws, ref, _tiny_sample_config())
     assert Registry.open(ws).list_runs(kind="sample") == []
-    from test_cli import _one_line_error, crmse
-
-    _one_line_error(crmse(ws.home, "sample", run_id, "--replicas", "2", "--steps", "4"), str(best))
+    cmd = ("--home", str(ws.home), "sample", run_id, "--replicas", "2", "--steps", "4")
+    one_line_error(cli_main(monkeypatch, capsys, *cmd), str(best))
 
 
 def test_checkpoint_rows_follow_their_files_after_a_resume(
@@ -359,15 +360,15 @@ def test_read_only_workspace_lists_and_refuses_writes_in_one_line(ws: Workspace)
     _one_line_error(_read_only(ws.home, "pretrain", "--dataset", "ethanol"), "read-only")
 
 
-@pytest.mark.slow
-def test_a_workspace_under_a_file_is_one_line(tmp_path: Path) -> None:
-    from test_cli import _one_line_error, crmse
-
+def test_a_workspace_under_a_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "plain").write_text("not a folder")
-    _one_line_error(crmse(tmp_path / "plain", "runs"), "is a file, not a folder")
-    _one_line_error(
-        crmse(tmp_path / "plain" / "home", "pretrain", "--dataset", "x"), "is a file, not a folder"
-    )
+    for home in (tmp_path / "plain", tmp_path / "plain" / "home"):
+        for cmd in (("runs",), ("pretrain", "--dataset", "x")):
+            one_line_error(
+                cli_main(monkeypatch, capsys, "--home", str(home), *cmd), "is a file, not a folder"
+            )
 
 
 def _damage_pages(db: Path) -> None:
@@ -379,9 +380,9 @@ def _damage_pages(db: Path) -> None:
     db.write_bytes(bytes(blob))
 
 
-def test_a_damaged_registry_refuses_writes(ws: Workspace) -> None:
-    from test_cli import _one_line_error, crmse
-
+def test_a_damaged_registry_refuses_writes(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     reg = Registry.open(ws)
     for i in range(8):
         run = reg.create_run(kind="pretrain", name=f"r{i}x", config={}, seed=0)
@@ -395,33 +396,33 @@ def test_a_damaged_registry_refuses_writes(ws: Workspace) -> None:
     with pytest.raises(CrmseError, match="is damaged"):
         damaged.create_run(kind="pretrain", name="more", config={}, seed=0)
     assert damaged.check_integrity()
-    _one_line_error(crmse(ws.home, "runs"), "damaged", "crmse doctor")
+    one_line_error(cli_main(monkeypatch, capsys, "--home", str(ws.home), "runs"), "damaged", "crmse doctor")
 
 
-@pytest.mark.slow
-def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
-    from test_cli import _one_line_error, crmse
-
+def test_a_file_that_is_not_a_database_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "crmse.db").write_bytes(b"not sqlite at all " * 300)
-    _one_line_error(crmse(home, "runs"), "crmse.db is damaged (file is not a database)")
-    _one_line_error(crmse(home, "pretrain", "--dataset", "x"), "damaged")
+    runs = cli_main(monkeypatch, capsys, "--home", str(home), "runs")
+    one_line_error(runs, "crmse.db is damaged (file is not a database)")
+    one_line_error(
+        cli_main(monkeypatch, capsys, "--home", str(home), "pretrain", "--dataset", "x"), "damaged"
+    )
 
 
-def test_xyz_energy_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
-    from test_cli import _one_line_error, crmse
-
+def test_xyz_energy_that_is_not_a_number_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = []
     for frame in range(3):
         lines += ["2", 'Properties=species:S:1:pos:R:3:forces:R:3 energy=banana pbc="F F F"']
         lines += [f"H 0.0 0.0 {0.1 * frame} 0.0 0.0 0.1", "H 0.0 0.0 0.8 0.0 0.0 -0.1"]
     path = tmp_path / "banana.xyz"
     path.write_text("\n".join(lines) + "\n")
-    _one_line_error(
-        crmse(tmp_path / "home", "fetch", "xyz", str(path), "--name", "h2", "--energy-unit", "eV"),
-        "frame 0 has energy 'banana', not a number",
-    )
+    cmd = ("--home", str(tmp_path / "home"), "fetch", "xyz", str(path), "--name", "h2", "--energy-unit", "eV")
+    one_line_error(cli_main(monkeypatch, capsys, *cmd), "frame 0 has energy 'banana', not a number")
 
 
 def test_truncated_npz_files_are_one_line_errors(tmp_path: Path) -> None:
@@ -497,9 +498,9 @@ def test_absurd_replica_counts_are_refused_before_allocating() -> None:
         SampleConfig(replicas=10**9)
 
 
-def test_show_warns_about_deleted_files(ws: Workspace, tmp_path: Path) -> None:
-    from test_cli import crmse
-
+def test_show_warns_about_deleted_files(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     reg = Registry.open(ws)
     run = reg.create_run(kind="sample", name="gone", config={}, seed=0)
     kept, deleted = tmp_path / "kept.npz", tmp_path / "deleted.npz"
@@ -507,18 +508,20 @@ def test_show_warns_about_deleted_files(ws: Workspace, tmp_path: Path) -> None:
     reg.add_artifact(run.id, kind="samples", path=str(kept), sha256="0" * 64)
     reg.add_artifact(run.id, kind="extxyz", path=str(deleted), sha256="0" * 64)
     reg.set_status(run.id, "completed")
-    shown = crmse(ws.home, "show", "gone", columns=300)
-    assert shown.returncode == 0
-    assert "warning: 1 file(s) of run" in shown.stderr and str(deleted) in shown.stderr
-    assert str(kept) not in shown.stderr and "(missing)" in shown.stdout
+    code, out, err = cli_main(monkeypatch, capsys, "--home", str(ws.home), "show", "gone")
+    assert code == 0
+    assert "warning: 1 file(s) of run" in err and str(deleted) in err.replace("\n", "")
+    assert str(kept) not in err and "(missing)" in out
 
 
-@pytest.mark.slow
-def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(ws: Workspace, tmp_path: Path) -> None:
-    from test_cli import crmse
+def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def doctor(*flags: str) -> tuple[int, str, str]:
+        return cli_main(monkeypatch, capsys, "--home", str(ws.home), *flags, "doctor")
 
-    healthy = crmse(ws.home, "doctor")
-    assert healthy.returncode == 0 and "registry sound" in healthy.stdout, healthy.stderr
+    code, out, err = doctor()
+    assert code == 0 and "registry sound" in out, err
     reg = Registry.open(ws)
     run = reg.create_run(kind="pretrain", name="files", config={}, seed=0)
     ckpt = tmp_path / "last.pt"
@@ -530,11 +533,11 @@ def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(ws: Worksp
     reg.set_status(run.id, "completed")
     stale = _stale_running_run(reg)
     ckpt.write_bytes(b"weightz")
-    proc = crmse(ws.home, "--json", "doctor")
-    assert proc.returncode == 1
+    code, out, _ = doctor("--json")
+    assert code == 1
     import json
 
-    report = json.loads(proc.stdout)
+    report = json.loads(out)
     messages = [(f["level"], f["subject"], f["message"]) for f in report["findings"]]
     assert (
         "error",
@@ -552,5 +555,5 @@ def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(ws: Worksp
         )
     reg.close()
     _damage_pages(ws.home / "crmse.db")
-    damaged = crmse(ws.home, "doctor")
-    assert damaged.returncode == 1 and "registry" in damaged.stdout and "backup" in damaged.stdout
+    code, out, _ = doctor()
+    assert code == 1 and "registry" in out and "backup" in out

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+from synthetic import cli_main, one_line_error
 from test_cli import _one_line_error, crmse
 
 from crmse_cli.config import from_dict, load_config
@@ -97,22 +98,27 @@ def test_ranges_describe_themselves() -> None:
     check_value("y", None, int | None)
 
 
-def test_bad_options_stop_before_a_run_row_exists(tmp_path: Path) -> None:
+def test_bad_options_stop_before_a_run_row_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Options are refused before the registry is touched: no ``failed`` run is left behind."""
     home = tmp_path / "home"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[contrastive]\nn_updates = 2.5\n")
     for args, text in [
         (("regularize", "--from", "nothing", "--lambda", "nan"), "lambda"),
         (("regularize", "--from", "nothing", "--lambda", "inf"), "lambda"),
         (("regularize", "--from", "nothing", "--temperature-K", "nan"), "temperature_K"),
         (("regularize", "--from", "nothing", "--eta-A2", "nan"), "eta_A2"),
+        (("regularize", "--from", "nothing", "--config", str(cfg)), "n_updates must be an integer"),
         (("sample", "nothing", "--temperature-K", "1e300"), "temperature_K"),
         (("pretrain", "--dataset", "nothing", "--max-minutes", "-1"), "max_minutes"),
+        (("pretrain", "--dataset", "nothing", "--max-minutes", "nan"), "max_minutes"),
     ]:
-        _one_line_error(crmse(home, *args), text)
+        one_line_error(cli_main(monkeypatch, capsys, "--home", str(home), *args), text)
     assert not (home / "crmse.db").exists()
 
 
-def test_a_toml_float_count_is_refused_by_the_command(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[contrastive]\nn_updates = 2.5\n")
-    _one_line_error(crmse(tmp_path / "home", "regularize", "--from", "x", "--config", str(cfg)), "n_updates")
+def test_the_console_script_refuses_a_nan_lambda(tmp_path: Path) -> None:
+    _one_line_error(crmse(tmp_path / "home", "regularize", "--from", "x", "--lambda", "nan"), "lambda")
+    assert not (tmp_path / "home" / "crmse.db").exists()
