@@ -122,15 +122,7 @@ def laplacian(potential: Potential, positions: Tensor, species: Tensor) -> Tenso
     Returns:
         (B,) sum_i,a d^2U / dx_ia^2 in kcal/mol/Å^2, detached.
     """
-    pos = positions.detach().requires_grad_(True)
-    energy = potential(make_graph(pos, species))
-    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-    flat = grad.reshape(grad.shape[0], -1)
-    total = torch.zeros_like(energy)
-    for k in range(flat.shape[1]):
-        (second,) = torch.autograd.grad(flat[:, k].sum(), pos, retain_graph=True)
-        total = total + second.reshape(flat.shape)[:, k]
-    return total.detach()
+    return laplacian_of(lambda pos: potential(make_graph(pos, species)), positions)
 
 
 def laplacian_of(energy_fn: Callable[[Tensor], Tensor], positions: Tensor) -> Tensor:
