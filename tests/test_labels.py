@@ -33,7 +33,7 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 
 
 def test_fetch_keeps_the_md17_labels_beside_the_rmd17_ones(ws: Workspace) -> None:
-    from test_fetch import _frames
+    from conftest import random_frames as _frames
 
     src = _frames()
     data = Dataset.load(ws.datasets_dir / "ethanol.npz")
@@ -49,7 +49,7 @@ def test_fetch_keeps_the_md17_labels_beside_the_rmd17_ones(ws: Workspace) -> Non
 
 
 def test_pretrain_labels_md17_trains_on_the_old_labels(ws: Workspace) -> None:
-    from test_fetch import _frames
+    from conftest import random_frames as _frames
 
     from crmse_cli.model.checkpoint import load_checkpoint
     from crmse_cli.model.forces import energy_and_forces
