@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from crmse_cli.registry.store import Registry
 from crmse_cli.stages.compare import compare
+from crmse_cli.stages.doctor import doctor
 from crmse_cli.stages.evaluate import evaluate
 from crmse_cli.stages.fetch import fetch_rmd17, fetch_xyz
 from crmse_cli.stages.pretrain import preset_config, pretrain
@@ -34,6 +35,7 @@ __all__ = [
     "SampleConfig",
     "Workspace",
     "compare",
+    "doctor",
     "evaluate",
     "fetch_rmd17",
     "fetch_xyz",

@@ -37,9 +37,13 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     """Read a TOML or JSON config file into a dict."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CrmseError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CrmseError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML or JSON"
+        ) from exc
     try:
         if path.suffix == ".json":
             return dict(json.loads(text))

@@ -5,10 +5,22 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+NPZ_READ_ERRORS: tuple[type[BaseException], ...] = (
+    KeyError,
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+"""What ``np.load`` of a truncated, damaged or foreign ``.npz`` raises (catch these, say which file)."""
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:

@@ -52,7 +52,21 @@ class Workspace:
         return self.home / "runs" / run_id
 
     def ensure(self) -> Workspace:
-        """Create the workspace's folders if missing; returns ``self``."""
+        """Create the workspace folders; a one-line error when that is impossible."""
+        from crmse_cli.errors import CrmseError
+
         for d in (self.home, self.cache_dir, self.datasets_dir, self.home / "runs"):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                blocker = next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), d)
+                raise CrmseError(
+                    f"cannot use workspace {self.home}: {blocker} is a file, not a folder; "
+                    "point --home / CRMSE_HOME at a folder"
+                ) from exc
+            except OSError as exc:
+                raise CrmseError(
+                    f"cannot create {d} ({exc.strerror or exc}); the workspace {self.home} is not "
+                    "writable: use --home / CRMSE_HOME on a writable folder"
+                ) from exc
         return self

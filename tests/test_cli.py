@@ -17,6 +17,7 @@ from crmse_cli.workspace import Workspace
 SCRIPT = Path(sys.executable).with_name("crmse")  # [project.scripts] crmse = crmse_cli.cli.app:main
 EXPECTED = ("runs", "show", "datasets", "fetch", "pretrain", "sample", "evaluate", "regularize", "reproduce")
 EXPECTED += ("diagnose", "table")
+EXPECTED += ("doctor",)
 
 
 def crmse(

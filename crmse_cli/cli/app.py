@@ -69,6 +69,7 @@ COMMAND_MODULES = (
     "table_cmd",
     "sweep_cmd",  # sweep create / work / status / report / list
     "mace_cmd",  # mace import / mace export
+    "doctor_cmd",
 )
 
 
@@ -99,32 +100,84 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return head + flags + kept + rest[end:]
 
 
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind ``exc`` (Typer turns Ctrl-C into ``Exit(130)`` from it)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return node
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return None
+
+
+def _interrupted_line(exc: BaseException) -> str:
+    interrupt = _interrupt_in(exc)
+    message = getattr(interrupt, "crmse_message", None)
+    return f"interrupted: {message}" if message else "interrupted"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command like Ctrl-C: the run is closed as ``interrupted``, work kept."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry: domain errors become one line and a non-zero exit."""
+    import signal
+
     sys.argv = _hoist_global_flags(sys.argv)
     debug = "--debug" in sys.argv
     _register()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code == 130:  # Typer swallowed a KeyboardInterrupt: say which run and what next
+            err_console.print(f"[yellow]{escape(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
+        raise
     except CrmseError as exc:
         if debug:
             raise
         # escape: messages hold paths and names, which rich would read as markup ("[/]" crashed)
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt as exc:
+        err_console.print(f"[yellow]{escape(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
         if debug:
             raise
+        if _out_of_memory(exc):
+            err_console.print(
+                f"[bold red]error:[/] out of memory ({escape(_first_line(exc))}); use fewer "
+                "--replicas / --chains or a smaller --batch-size",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(_first_line(exc))} "
             "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
         sys.exit(2)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (C++ errors append a stack of many lines)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (Python's, torch's CPU or CUDA allocator)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 if __name__ == "__main__":

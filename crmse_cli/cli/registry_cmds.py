@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from crmse_cli import names
-from crmse_cli.cli.common import console, emit_json, fmt_value, state
+from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, state
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
@@ -38,7 +39,7 @@ STATUS_STYLE = {
 def _registry(ctx: typer.Context) -> Registry:
     from crmse_cli.registry.store import Registry
 
-    reg = Registry.open(state(ctx).workspace)
+    reg = Registry.open(state(ctx).workspace, read_only=True)  # works on a read-only workspace too
     reg.reap_stale()  # runs whose process was killed show as interrupted, not running forever
     return reg
 
@@ -121,6 +122,16 @@ def show_command(
     info = reg.get_run(run)
     finals = reg.final_metrics(info.id)
     ckpts, arts = reg.checkpoints(info.id), reg.artifacts(info.id)
+    missing = [
+        p for p in dict.fromkeys([c.path for c in ckpts] + [a.path for a in arts]) if not Path(p).exists()
+    ]
+    if missing:  # on stderr, so it shows with --json too and never mixes into the data
+        err_console.print(
+            f"[yellow]warning:[/] {len(missing)} file(s) of run {info.id} are missing (deleted or "
+            f"moved): {_e(', '.join(missing))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if state(ctx).json:
         emit_json(
             {
@@ -128,6 +139,7 @@ def show_command(
                 "metrics": {k: asdict(m) for k, m in finals.items()},
                 "checkpoints": [asdict(c) for c in ckpts],
                 "artifacts": [asdict(a) for a in arts],
+                "missing_files": missing,
             }
         )
         return
@@ -164,13 +176,17 @@ def show_command(
     if ckpts:
         ct = Table("tag", "step", "path", "sha256", title="checkpoints", title_justify="left")
         for c in ckpts:
-            ct.add_row(c.tag, str(c.step), _e(c.path), c.sha256[:12])
+            ct.add_row(c.tag, str(c.step), _e(c.path) + _gone(c.path, missing), c.sha256[:12])
         console.print(ct)
     if arts:
         at = Table("kind", "path", "sha256", title="artifacts", title_justify="left")
         for a in arts:
-            at.add_row(a.kind, _e(a.path), a.sha256[:12])
+            at.add_row(a.kind, _e(a.path) + _gone(a.path, missing), a.sha256[:12])
         console.print(at)
+
+
+def _gone(path: str, missing: list[str]) -> str:
+    return " [red](missing)[/]" if path in missing else ""
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from crmse_cli.errors import DataError
-from crmse_cli.fileio import atomic_path
+from crmse_cli.fileio import NPZ_READ_ERRORS, atomic_path
 
 FORMAT_VERSION = 1
 UNITS = {"length": "A", "energy": "kcal/mol", "forces": "kcal/mol/A"}
@@ -172,7 +172,7 @@ class Dataset:
                     old_energies=z["old_energies"] if "old_energies" in z.files else None,
                     old_forces=z["old_forces"] if "old_forces" in z.files else None,
                 )
-        except (KeyError, ValueError, OSError) as exc:
+        except NPZ_READ_ERRORS as exc:
             raise DataError(f"dataset file {path} is unreadable ({exc}); fetch it again") from exc
 
 

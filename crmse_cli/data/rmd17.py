@@ -29,6 +29,7 @@ import numpy as np
 from crmse_cli.data.dataset import Dataset, validate_arrays
 from crmse_cli.data.sources import N_SPLITS, andersx_name, check_formula
 from crmse_cli.errors import DataError
+from crmse_cli.fileio import NPZ_READ_ERRORS
 
 REQUIRED_KEYS = ("nuclear_charges", "coords", "energies", "forces")
 OLD_KEYS = ("old_indices", "old_energies", "old_forces")
@@ -78,7 +79,7 @@ def _load_npz(source: bytes | Path, where: str) -> tuple[dict[str, np.ndarray], 
             old_keys = [k for k in OLD_KEYS if k in z.files]
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, KeyError) as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(
             f"{where} is not a readable npz file ({type(exc).__name__}: {exc}); download or copy it again"
         ) from exc

@@ -16,6 +16,7 @@ import numpy as np
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.units import ENERGY_UNITS
+from crmse_cli.validate import check_option
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,19 @@ def _energy_forces(
             f"{path}: frame {i} has no {what}; write energy=... in each comment line and a "
             "forces:R:3 column (extended XYZ), or name the keys (--energy-key, --forces-key)"
         )
-    return float(np.asarray(energy).reshape(-1)[0]), np.asarray(forces, dtype=np.float64)
+    try:
+        value = float(np.asarray(energy).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError) as exc:
+        raise DataError(f"{path}: frame {i} has energy {energy!r}, not a number; fix its energy=") from exc
+    try:
+        return value, np.asarray(forces, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: frame {i} has forces that are not numbers; fix its forces column") from exc
 
 
 def random_split(n_frames: int, test_fraction: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """One split ``"01"``: a seeded random ``test_fraction`` of rows is the test part, the rest train."""
+    check_option("--split-seed", seed)
     if not 0.0 < test_fraction < 1.0:
         raise CrmseError(f"--test-fraction must lie strictly between 0 and 1, got {test_fraction}")
     n_test = int(round(test_fraction * n_frames))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.validate import check_config
 
 ARCHITECTURES = ("painn", "schnet", "mace", "module")
 """Built-in networks, MACE through mace-torch (``model/mace_adapter.py``), and ``module``: a
@@ -63,6 +64,7 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_config(self, prefix="model.")
         if self.architecture not in ARCHITECTURES:
             raise CrmseError(
                 f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"

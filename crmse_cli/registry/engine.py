@@ -9,14 +9,17 @@ crmse[postgres]``) is tested in CI against a real server.
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from crmse_cli.errors import CrmseError
 
@@ -53,16 +56,71 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their folder created and the pragmas above."""
+def _sqlite_read_only_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA query_only = ON")
+    cur.close()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and in-memory ones)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for ``url``; SQLite files get their folder created and the pragmas above.
+
+    With ``read_only`` a SQLite file is opened without any write (not even the WAL switch):
+    for listing a workspace that this user cannot write. When the folder cannot hold SQLite's
+    shared-memory file, the file is opened as immutable.
+    """
+    path = sqlite_path(url)
+    if read_only and path is not None:
+        shm = path.with_name(path.name + "-shm")
+        immutable = not os.access(path.parent, os.W_OK) and not shm.exists()
+        uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+        engine = create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        )
+        event.listen(engine, "connect", _sqlite_read_only_pragmas)
+        return engine
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CrmseError(
+                    f"cannot create the folder of the registry {path} ({exc.strerror or exc}); "
+                    "point --home / CRMSE_HOME at a writable folder"
+                ) from exc
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def integrity_problems(engine: Engine, *, full: bool = False) -> list[str]:
+    """SQLite's own check of the database file: [] when sound, else its complaints.
+
+    ``quick_check`` (default) reads every page once without checking index contents: about as
+    costly as reading the file. ``full`` runs ``integrity_check``. Other databases: [].
+    """
+    if engine.dialect.name != "sqlite":
+        return []
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        with engine.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+    except DatabaseError as exc:
+        return [str(getattr(exc, "orig", exc)).strip().splitlines()[0]]
+    if rows == ["ok"]:
+        return []
+    lines = [line.strip() for row in rows for line in row.splitlines()]
+    return [line for line in lines if line and not line.startswith("***")]
 
 
 def alembic_config(engine: Engine) -> Any:
@@ -122,7 +180,7 @@ def migrating(conn: Connection) -> Iterator[None]:
         conn.commit()
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, *, read_only: bool = False) -> None:
     """Bring the database to the newest schema, or refuse a newer/unknown one in one line.
 
     Several processes may open a fresh workspace at once: on SQLite the check and the migration
@@ -136,8 +194,14 @@ def upgrade(engine: Engine) -> None:
     cfg = alembic_config(engine)
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
-    if current_revision(engine) == head:
+    current = current_revision(engine)
+    if current == head:
         return  # the common case, without taking the write lock
+    if read_only:
+        raise CrmseError(
+            f"the registry's schema ({current or 'empty'}) needs an upgrade to {head}, which needs "
+            "write access; run a crmse command once where the workspace is writable"
+        )
     with engine.connect() as conn, migrating(conn):
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")

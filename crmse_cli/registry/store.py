@@ -14,16 +14,17 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import config_hash, jsonable, now, pid_alive, to_info
-from crmse_cli.registry.engine import make_engine, upgrade
+from crmse_cli.registry.engine import integrity_problems, make_engine, sqlite_path, upgrade
 from crmse_cli.registry.entities import (
     RUN_KINDS,
     STATUSES,
@@ -35,11 +36,32 @@ from crmse_cli.registry.entities import (
 )
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow, RunRow
+from crmse_cli.runlock import owner_alive as lock_owner_alive
 from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+RESUMABLE_KINDS = ("pretrain", "regularize")
+
+
+def next_step(kind: str, run_id: str) -> str:
+    """What a user does with an interrupted run of ``kind``: resume it, or start it again."""
+    if kind in RESUMABLE_KINDS:
+        return f"continue it with `crmse {kind} --resume {run_id}`"
+    return f"{kind} runs cannot be resumed: run the `crmse {kind}` command again"
+
+
+def _cannot_write(ws: Any) -> bool:
+    """Whether this process cannot write the workspace (read-only mount, permissions)."""
+    home = Path(ws.home)
+    db = sqlite_path(ws.db_url)
+    if db is not None and db.exists():
+        return not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK))
+    probe = home if home.exists() else home.parent
+    return probe.exists() and not os.access(probe, os.W_OK)
 
 
 def _new_run_row(
@@ -76,17 +98,45 @@ def _new_run_row(
 class Registry(SweepStore):
     """Datasets, runs, checkpoints, metrics and artifacts of one workspace database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        upgrade(self.engine)
+        self.read_only = read_only
+        self.runs_dir: Path | None = None  # set by open(): where run folders (and locks) live
+        self._checked = False  # integrity checked before the first write (see _write)
+        try:
+            self.engine = make_engine(url, read_only=read_only)
+            upgrade(self.engine, read_only=read_only)
+        except DatabaseError as exc:
+            error = self._translate(exc)
+            if error is None:
+                raise
+            raise error from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, ws: Workspace) -> Registry:
-        """The registry of workspace ``ws`` (created and migrated to head if needed)."""
-        ws.ensure()
-        return cls(ws.db_url)
+    def open(cls, ws: Workspace, *, read_only: bool = False) -> Registry:
+        """The registry of workspace ``ws`` (created and migrated to head if needed).
+
+        Args:
+            ws: the workspace.
+            read_only: the caller only reads (``runs``, ``show``, ``datasets``). A workspace this
+                process cannot write is then opened read-only instead of failing; stale runs are
+                not reaped and any write is refused in one line.
+        """
+        if read_only and _cannot_write(ws):
+            if sqlite_path(ws.db_url) is not None and not sqlite_path(ws.db_url).is_file():  # type: ignore[union-attr]
+                raise NotFoundError(f"no crmse registry in the read-only workspace {ws.home}; check --home")
+            reg = cls(ws.db_url, read_only=True)
+        else:
+            ws.ensure()
+            if _cannot_write(ws):
+                raise CrmseError(
+                    f"the workspace {ws.home} is read-only here; use --home on a writable folder "
+                    "(`crmse runs`, `show` and `datasets` still read it)"
+                )
+            reg = cls(ws.db_url)
+        reg.runs_dir = ws.home / "runs"
+        return reg
 
     def close(self) -> None:
         """Release the database connections."""
@@ -94,11 +144,63 @@ class Registry(SweepStore):
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except DatabaseError as exc:
+            error = self._translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _translate(self, exc: DatabaseError) -> CrmseError | None:
+        """A one-line error for a database that is corrupt, read-only or unreadable.
+
+        None for what callers handle themselves: lock contention (retried) and constraint
+        violations.
+        """
+        if isinstance(exc, IntegrityError) or sqlite_path(self.url) is None:
+            return None  # other databases (PostgreSQL) report their own errors, retried by callers
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        low = reason.lower()
+        where = sqlite_path(self.url) or "the registry database"
+        if "locked" in low or "busy" in low:
+            return None
+        if "readonly" in low or "read-only" in low:
+            return CrmseError(f"the registry {where} is read-only ({reason}); use a writable --home")
+        if any(word in low for word in ("not a database", "malformed", "corrupt", "disk i/o")):
+            return CrmseError(
+                f"the registry {where} is damaged ({reason}); run `crmse doctor`, then restore it "
+                "from a backup or move it away to start an empty registry"
+            )
+        if "unable to open" in low:
+            return CrmseError(
+                f"cannot open the registry {where} ({reason}); check --home and its permissions"
+            )
+        return CrmseError(f"the registry {where} failed ({reason}); run `crmse doctor`")
+
+    def check_integrity(self, *, full: bool = False) -> list[str]:
+        """SQLite's check of the database file: [] when sound (see ``engine.integrity_problems``)."""
+        return integrity_problems(self.engine, full=full)
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in one transaction; retry briefly if another process holds the lock."""
+        """Run ``fn`` in one transaction; retry briefly if another process holds the lock.
+
+        Nothing is written to a database that fails SQLite's ``quick_check`` (checked once per
+        Registry, before its first write): adding rows to a damaged file hides the damage.
+        """
+        if self.read_only:
+            raise CrmseError(
+                f"the workspace of {self.url} is read-only here; use a writable --home to change it"
+            )
+        if not self._checked:
+            problems = self.check_integrity()
+            if problems:
+                raise CrmseError(
+                    f"the registry {sqlite_path(self.url)} is damaged ({problems[0][:160]}); nothing "
+                    "was written: run `crmse doctor`, then restore it from a backup or move it away"
+                )
+            self._checked = True
         for attempt in range(20):
             try:
                 with self._session() as session:
@@ -255,18 +357,24 @@ class Registry(SweepStore):
         would otherwise stay ``running`` forever. Only runs of this host with a recorded pid are
         checked. Returns the ids marked.
         """
+        if self.read_only:
+            return []
         host = socket.gethostname()
         with self._session() as s:
             rows = s.scalars(select(RunRow).where(RunRow.status == "running", RunRow.host == host)).all()
-            stale = [(r.id, r.pid) for r in rows if r.pid is not None and not pid_alive(r.pid)]
-        for run_id, pid in stale:
+            stale = [(r.id, r.kind, r.pid) for r in rows if r.pid is not None and not self.owner_alive(r)]
+        for run_id, kind, pid in stale:
             self.set_status(
-                run_id,
-                "interrupted",
-                error=f"its process (pid {pid}) ended without closing the run; continue it with --resume",
-            )
+                run_id, "interrupted", error=f"its process (pid {pid}) ended without closing the run; "
+                + next_step(kind, run_id),
+            )  # fmt: skip
             log.warning("run %s was left running by a process that is gone; marked interrupted", run_id)
-        return [run_id for run_id, _ in stale]
+        return [run_id for run_id, _, _ in stale]
+
+    def owner_alive(self, row: Any) -> bool:
+        """The run's lock decides (a reused pid cannot fool it); the pid only for runs without one."""
+        alive = lock_owner_alive(self.runs_dir / row.id) if self.runs_dir is not None else None
+        return pid_alive(row.pid) if alive is None else alive
 
     def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:
         """Every run, oldest first; only those of ``kind`` when given."""
@@ -351,23 +459,38 @@ class Registry(SweepStore):
     def add_checkpoint(
         self, run_id: str, *, path: str, sha256: str, step: int, format_version: int, tag: str
     ) -> CheckpointInfo:
-        """Register a checkpoint file of run ``run_id``."""
+        """Register a checkpoint file just written (call it after the file is in place).
+
+        A file is rewritten in place (``last.pt`` every epoch, again after a resume): its row is
+        updated, so the registry never keeps a stale checksum of a file that changed.
+        """
+        values = dict(
+            sha256=sha256, step=int(step), format_version=int(format_version), tag=tag, created=now()
+        )
 
         def op(s: Session) -> CheckpointInfo:
-            row = CheckpointRow(
-                run_id=run_id,
-                path=str(path),
-                sha256=sha256,
-                step=int(step),
-                format_version=int(format_version),
-                tag=tag,
-                created=now(),
-            )
-            s.add(row)
+            q = select(CheckpointRow).where(CheckpointRow.run_id == run_id, CheckpointRow.path == str(path))
+            rows = list(s.scalars(q.order_by(CheckpointRow.id)))
+            if rows:
+                row = rows[-1]
+                for stale in rows[:-1]:  # rows of one file from before this fix
+                    s.delete(stale)
+                for k, v in values.items():
+                    setattr(row, k, v)
+            else:
+                row = CheckpointRow(run_id=run_id, path=str(path), **values)
+                s.add(row)
             s.flush()
             return to_info(CheckpointInfo, row)
 
         return self._write(op)
+
+    def checkpoint_at(self, path: str) -> CheckpointInfo | None:
+        """The newest registered checkpoint row of file ``path``, if any."""
+        with self._session() as s:
+            q = select(CheckpointRow).where(CheckpointRow.path == str(path)).order_by(CheckpointRow.id.desc())
+            row = s.scalars(q).first()
+            return to_info(CheckpointInfo, row) if row else None
 
     def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
         """The checkpoints of a run, in the order they were registered."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from crmse_cli import __version__, names
 from crmse_cli.errors import CrmseError, DataError
+from crmse_cli.fileio import NPZ_READ_ERRORS
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry, RunInfo
@@ -201,8 +202,14 @@ def load_evaluation(reg: Registry, evaluate_id: str) -> dict[str, np.ndarray]:
     path = Path(arts[-1].path)
     if not path.is_file():
         raise DataError(f"evaluation file {path} of run {evaluate_id} is missing; evaluate the samples again")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except NPZ_READ_ERRORS as exc:
+        raise DataError(
+            f"evaluation file {path} of run {evaluate_id} is unreadable ({type(exc).__name__}); "
+            "evaluate the samples again"
+        ) from exc
 
 
 def _curves(reg: Registry, model: RunInfo | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

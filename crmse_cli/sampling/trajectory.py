@@ -25,7 +25,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write as ase_write
 
 from crmse_cli.errors import CrmseError, DataError
-from crmse_cli.fileio import atomic_path
+from crmse_cli.fileio import NPZ_READ_ERRORS, atomic_path
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
 from crmse_cli.units import EV_PER_KCAL_PER_MOL
@@ -144,7 +144,7 @@ def load_trajectory(path: Path | str) -> Trajectory:
                 stability={k: z[k] for k in z.files if k.startswith("stability_")},
                 meta=json.loads(str(z["meta"])),
             )
-    except (KeyError, ValueError, OSError) as exc:
+    except NPZ_READ_ERRORS as exc:
         raise DataError(f"trajectory file {path} is unreadable ({exc}); sample again") from exc
 
 

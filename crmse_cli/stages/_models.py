@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from crmse_cli.data.dataset import Dataset, normalize_split
-from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.errors import CrmseError, DataError, NotFoundError
+from crmse_cli.fileio import sha256_file
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.potential import Potential
 
@@ -45,16 +46,50 @@ class ModelHandle:
         return next(self.potential.parameters()).device
 
 
+def verify_checkpoint(path: Path | str, sha256: str) -> Path:
+    """``path`` if the file still has the checksum recorded when it was written, else refuse.
+
+    Raises:
+        NotFoundError: the file is gone.
+        DataError: the file changed or is corrupt (one line naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"checkpoint {path} is registered but missing; restore the file or rerun the run")
+    if sha256_file(path) != sha256:
+        raise DataError(
+            f"checkpoint {path} does not match the checksum recorded when it was written (corrupt or "
+            "changed); restore it from a backup or rerun the run"
+        )
+    return path
+
+
+def verify_artifact(artifact: Any) -> Path:
+    """The path of a registered artifact whose file still has its recorded checksum, else refuse."""
+    path = Path(artifact.path)
+    if not path.is_file():
+        raise NotFoundError(
+            f"{artifact.kind} file {path} of run {artifact.run_id} is missing; run that step again"
+        )
+    if sha256_file(path) != artifact.sha256:
+        raise DataError(
+            f"{artifact.kind} file {path} of run {artifact.run_id} does not match its recorded checksum "
+            "(truncated or changed); run that step again"
+        )
+    return path
+
+
 def run_checkpoint(registry: Registry, run: RunInfo) -> Path:
-    """The checkpoint file that stands for model run ``run`` (see CHECKPOINT_PREFERENCE)."""
+    """The verified checkpoint file that stands for model run ``run`` (see CHECKPOINT_PREFERENCE)."""
     ckpts = registry.checkpoints(run.id)
     for tag in CHECKPOINT_PREFERENCE:
         tagged = [c for c in ckpts if c.tag == tag]
         if tagged:
-            return Path(tagged[-1].path)
+            return verify_checkpoint(tagged[-1].path, tagged[-1].sha256)
+    from crmse_cli.registry.store import next_step
+
     raise NotFoundError(
-        f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; "
-        f"rerun it or resume it with --resume {run.id}"
+        f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; {next_step(run.kind, run.id)}"
     )
 
 
@@ -79,6 +114,13 @@ def resolve_model(
     run = None
     if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
         checkpoint = path
+        known = (
+            registry.checkpoint_at(str(path)) or registry.checkpoint_at(str(path.resolve()))
+            if path.is_file()
+            else None
+        )
+        if known is not None:  # a file the registry wrote: check it is still the same
+            verify_checkpoint(path, known.sha256)
     else:
         named = registry.get_run(ref)
         if named.kind == "sample" and named.parent is None and named.config.get("checkpoint"):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.runlock import RunLock
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
@@ -25,8 +26,10 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         registry.set_status(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
+        # The CLI prints this line (crmse_cli.cli.app.main): what happened and what to do next.
+        exc.crmse_message = f"run {run_id} interrupted; {_next_step(registry, run_id)}"  # type: ignore[attr-defined]
         raise
     except CrmseError as exc:
         registry.set_status(run_id, "failed", error=str(exc))
@@ -36,3 +39,22 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
         raise
     else:
         registry.set_status(run_id, "completed")
+
+
+def _next_step(registry: Any, run_id: str) -> str:
+    from crmse_cli.registry.store import next_step
+
+    try:
+        kind = registry.get_run(run_id).kind
+    except Exception:  # noqa: BLE001 - the message must not fail on a broken registry
+        return "see `crmse show " + run_id + "`"
+    return str(next_step(kind, run_id))
+
+
+def own_run(ws: Any, run_id: str) -> RunLock:
+    """Take the lock of run ``run_id`` for this process (see :mod:`crmse_cli.runlock`).
+
+    Call it before the run is marked ``running``; hold the returned lock (``with lock:``) while
+    working on the run. Raises ``RunBusyError`` naming the pid when a live process owns it.
+    """
+    return RunLock.acquire(ws.run_dir(run_id), run_id)

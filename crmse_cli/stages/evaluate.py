@@ -28,10 +28,11 @@ from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.sampling.trajectory import load_trajectory
-from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
+from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
 from crmse_cli.stages._run import tracked
 from crmse_cli.train.data import FrameSet
 from crmse_cli.train.losses import error_metrics, evaluate_errors
+from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -220,6 +221,7 @@ def evaluate(
     """Evaluate run ``ref`` (a model or a sample run); register an ``evaluate`` run."""
     from crmse_cli.registry.store import Registry
 
+    check_option("--seed", seed)
     reg = registry or Registry.open(ws.ensure())
     target = reg.get_run(ref)
     sample_run = target if target.kind == "sample" else (reg.get_run(sample) if sample else None)
@@ -238,6 +240,7 @@ def evaluate(
                 f"sample run {sample_run.id} has no samples ({sample_run.status}); sample again"
             )
         samples_path = Path(arts[-1].path)
+        verify_artifact(arts[-1])  # before the run exists: a damaged file leaves no failed run
     run = reg.create_run(
         kind="evaluate",
         name=name,

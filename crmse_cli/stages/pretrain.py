@@ -21,8 +21,9 @@ from crmse_cli.config import from_dict, to_dict
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
-from crmse_cli.stages._models import load_dataset
-from crmse_cli.stages._run import tracked
+from crmse_cli.runlock import RunLock
+from crmse_cli.stages._models import load_dataset, verify_checkpoint
+from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.stages.mace import save_native
 from crmse_cli.train.data import FrameSet
@@ -130,7 +131,7 @@ def pretrain(
         registry = Registry.open(ws.ensure())
     reg = registry
     if resume is not None:
-        run_id, trainer, data = _resume(ws, reg, resume, dataset, config, overrides)
+        run_id, trainer, data, lock = _resume(ws, reg, resume, dataset, config, overrides)
     else:
         if dataset is None:
             raise CrmseError("pass --dataset NAME (a fetched dataset, see `crmse datasets`) or --resume RUN")
@@ -141,7 +142,8 @@ def pretrain(
             kind="pretrain", name=name, dataset=data.name, config=_run_config(trainer), seed=cfg.seed
         )
         run_id = run.id
-    with tracked(reg, run_id):
+        lock = own_run(ws, run_id)
+    with lock, tracked(reg, run_id):
         metrics = _train(ws, reg, run_id, trainer, data, progress)
     return PretrainResult(
         run_id=run_id,
@@ -161,24 +163,25 @@ def _train(
 ) -> dict[str, tuple[float, str]]:
     """The epoch loop with checkpoints, metric rows and a progress bar; then the test metrics."""
     folder = _checkpoint_dir(ws, run_id)
-    saved: dict[str, tuple[Path, str, int]] = {}  # tag -> (path, sha256, epoch)
+
+    def register(tag: str, sha: str, epoch: int) -> None:
+        # File first (written atomically), then its row: a kill at any moment leaves every
+        # registered checkpoint usable (`crmse sample RUN` after SIGKILL works).
+        reg.add_checkpoint(
+            run_id, path=str(folder / f"{tag}.pt"), sha256=sha, step=epoch,
+            format_version=FORMAT_VERSION, tag=tag,
+        )  # fmt: skip
 
     def on_epoch(record: EpochRecord) -> None:
-        saved["last"] = (folder / "last.pt", trainer.save_last(folder / "last.pt"), record.epoch)
         if record.improved:
-            saved["best"] = (folder / "best.pt", trainer.save_best(folder / "best.pt"), record.epoch)
+            register("best", trainer.save_best(folder / "best.pt"), record.epoch)
+        register("last", trainer.save_last(folder / "last.pt"), record.epoch)
         reg.log_metrics(run_id, _epoch_rows(record))
 
     trainer.attach(on_epoch)
-    try:
-        with _bar(progress, trainer) as advance:
-            for record in trainer.epochs():
-                advance(record)
-    finally:
-        for tag, (path, sha, epoch) in saved.items():
-            reg.add_checkpoint(
-                run_id, path=str(path), sha256=sha, step=epoch, format_version=FORMAT_VERSION, tag=tag
-            )
+    with _bar(progress, trainer) as advance:
+        for record in trainer.epochs():
+            advance(record)
     log.info("run %s stopped after epoch %d (%s)", run_id, trainer.epoch, trainer.stop_reason)
     save_native(ws, reg, run_id, trainer.best_potential())  # MACE: also in mace-torch's format
     _, test_rows = data.split(trainer.meta["split"])
@@ -250,8 +253,8 @@ def _resume(
     config: PretrainConfig | None,
     overrides: dict[str, Any] | None,
     dist: DistContext | None = None,
-) -> tuple[str, PretrainTrainer, Dataset]:
-    """Load run ``ref``'s last checkpoint into a trainer and mark the run running again."""
+) -> tuple[str, PretrainTrainer, Dataset, Any]:
+    """Take run ``ref``'s lock, load its last checkpoint into a trainer, mark it running again."""
     run = reg.get_run(ref)
     if run.kind != "pretrain":
         raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
@@ -265,22 +268,30 @@ def _resume(
         raise CrmseError(f"--resume {ref}: run {run.id} records no dataset; start a new run instead")
     if dataset is not None and dataset != data_name:
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
-    path = _last_checkpoint(ws, reg, run)
-    data = load_dataset(reg, data_name)
-    trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides, dist=dist)
-    if dist is None or dist.is_main:
-        reg.set_status(run.id, "running")
-    return run.id, trainer, data
+    main_rank = dist is None or dist.is_main
+    # One owner: refused while another live process runs it (rank 0 owns a torchrun job's run).
+    lock: Any = own_run(ws, run.id) if main_rank else contextlib.nullcontext()
+    try:
+        path = _last_checkpoint(ws, reg, run)
+        data = load_dataset(reg, data_name)
+        trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides, dist=dist)
+        if main_rank:
+            reg.set_status(run.id, "running")
+    except BaseException:
+        if isinstance(lock, RunLock):
+            lock.release()
+        raise
+    return run.id, trainer, data, lock
 
 
 def _last_checkpoint(ws: Workspace, reg: Registry, run: RunInfo) -> Path:
     """The run's ``last`` checkpoint: the file in its run folder (written every epoch)."""
-    path = _checkpoint_dir(ws, run.id) / "last.pt"
-    if path.is_file():
-        return path
     registered = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
-    if registered and Path(registered[-1].path).is_file():
-        return Path(registered[-1].path)
+    if registered:
+        return verify_checkpoint(registered[-1].path, registered[-1].sha256)
+    path = _checkpoint_dir(ws, run.id) / "last.pt"
+    if path.is_file():  # written by a crmse that registered checkpoints only at the end
+        return path
     raise NotFoundError(
         f"run {run.id} has no 'last' checkpoint (it stopped in its first epoch); start a new run"
     )

@@ -13,7 +13,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,20 @@ from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
-from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, run_checkpoint
-from crmse_cli.stages._run import tracked
+from crmse_cli.stages._models import (
+    ModelHandle,
+    check_species,
+    load_dataset,
+    resolve_model,
+    run_checkpoint,
+    verify_checkpoint,
+)
+from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.evaluate import test_metrics
 from crmse_cli.stages.mace import save_native
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
+from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
 
 
@@ -49,6 +57,9 @@ class RegularizeConfig:
     checkpoint_every: int = 25
     chains_every: int = 50
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any] | None:
         raise CrmseError(
             f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
         )
-    path = Path(lasts[-1].path)
+    path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
     pot, payload = load_checkpoint(path, device=handle.device)
     extra = payload.get("extra", {})
     if "optimizer" not in extra:
@@ -147,8 +158,10 @@ def regularize(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
+        lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
         config = _config_from_run(run.config, device=config.device)
+        run_checkpoint(reg, run)  # checksum-verified: a corrupt last.pt refuses, the run stays as it was
         if dist.is_main:
             reg.set_status(run.id, "running")
         run_id = run.id
@@ -187,12 +200,18 @@ def regularize(
             if dist.is_main
             else None
         )
+        lock = _own(ws, run_id, dist)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
     if not dist.is_main:
         return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
-    with tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
+    with lock, tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
         return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
+
+
+def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
+    """The run's lock, held by rank 0 only (the other ranks of a torchrun job work for it)."""
+    return own_run(ws, run_id) if dist.is_main else nullcontext()
 
 
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:

@@ -31,7 +31,8 @@ from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
 from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
-from crmse_cli.stages._run import tracked
+from crmse_cli.stages._run import own_run, tracked
+from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class SampleConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.integrator not in INTEGRATORS:
             raise CrmseError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
         if self.start not in STARTS:
@@ -178,7 +180,7 @@ def sample(
         config=run_config,
         seed=config.seed,
     )
-    with tracked(reg, run.id):
+    with own_run(ws, run.id), tracked(reg, run.id):
         return _sample_run(ws, reg, run.id, handle, data, config)
 
 

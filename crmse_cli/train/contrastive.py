@@ -46,6 +46,7 @@ from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights, mse_loss
 from crmse_cli.units import KB_KCAL_PER_MOL_K, KCAL_PER_MOL_PER_EV
 from crmse_cli.units import beta as beta_of
+from crmse_cli.validate import check_config
 
 __all__ = [
     "CHAIN_SAMPLERS",
@@ -141,6 +142,7 @@ class ContrastiveConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_config(self)  # types, finiteness and ranges of every field: crmse_cli/validate.py
         if not (self.lambda_ >= 0 and math.isfinite(self.lambda_)):
             raise ValueError(f"lambda_ must be finite and >= 0, got {self.lambda_}")
         effective_lambda(self.lambda_, self.lambda_units)

@@ -11,6 +11,7 @@ from crmse_cli.config import read_config_file, to_dict
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.config import MACE_DEFAULTS, ModelConfig
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
+from crmse_cli.validate import check_config
 
 SCHEDULES = ("cosine", "plateau", "constant")
 
@@ -75,6 +76,7 @@ class PretrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.schedule not in SCHEDULES:
             raise CrmseError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         for name in ("batch_size", "max_epochs"):
