@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from crmse_cli.data.graph import min_pair_distances
 from crmse_cli.sampling.mala import mala_steps
 from crmse_cli.sampling.observers import ForceFn
 from crmse_cli.sampling.ula import ula_steps
@@ -25,14 +26,12 @@ CHAIN_SAMPLERS = ("ula", "mala")
 
 
 def pair_minimum(positions: torch.Tensor) -> torch.Tensor:
-    """(N,N) minimum distance of every atom pair over frames (F,N,3); diagonal +inf."""
-    n = positions.shape[1]
-    out = torch.full((n, n), math.inf, dtype=positions.dtype, device=positions.device)
-    for chunk in positions.split(2048):
-        d = torch.cdist(chunk, chunk).amin(dim=0)
-        out = torch.minimum(out, d)
-    out.fill_diagonal_(math.inf)
-    return out
+    """(N,N) minimum distance of every atom pair over frames (F,N,3), Å; diagonal +inf.
+
+    The torch face of :func:`crmse_cli.data.graph.min_pair_distances` (one computation).
+    """
+    out = min_pair_distances(positions.detach().cpu().numpy())
+    return torch.as_tensor(out, dtype=positions.dtype, device=positions.device)
 
 
 class PersistentChains:
