@@ -235,3 +235,17 @@ def test_regularize_starts_from_the_pretrain_weights_and_adam_moments(trained: t
     assert run.config["contrastive"]["energy_weight"] == pre["config"]["energy_weight"]
     for name in ("grad_ratio", "grad_norm_mse", "chain_tconf"):
         assert name in reg.final_metrics(run.id), name
+
+
+def test_init_raw_from_a_bare_checkpoint_is_refused_before_a_run_exists(
+    trained: tuple[Workspace, str],
+) -> None:
+    from crmse_cli.stages.regularize import regularize
+
+    ws, model = trained
+    reg = _registry(ws)
+    best = [c for c in reg.checkpoints(model) if c.tag == "best"][-1].path
+    before = len(reg.list_runs())
+    with pytest.raises(CrmseError, match="--init ema"):
+        regularize(ws, best, _regularize_config(1))
+    assert len(reg.list_runs()) == before  # no failed run left behind

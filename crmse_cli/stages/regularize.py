@@ -152,6 +152,7 @@ def regularize(
 
     reg = registry or Registry.open(ws.ensure())
     dist = DistContext.from_env(config.device)
+    start: dict[str, Any] | None = None  # pretraining's weights and Adam state (--init raw)
     if resume is not None:
         run = reg.get_run(resume)
         if run.kind != "regularize":
@@ -170,6 +171,8 @@ def regularize(
             raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
         handle = resolve_model(reg, source, device=config.device)
         config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
+        # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
+        start = _pretrain_state(reg, handle) if config.contrastive.init == "raw" else None
         run_config = {
             "dataset": handle.dataset,
             "split": handle.split,
@@ -204,9 +207,13 @@ def regularize(
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
     if not dist.is_main:
-        return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
+        return _train(
+            ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
+        )
     with lock, tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
-        return _train(ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist)
+        return _train(
+            ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
+        )
 
 
 def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
@@ -398,13 +405,11 @@ def _train(
     *,
     resuming: bool,
     dist: DistContext | None = None,
+    start: dict[str, Any] | None = None,
 ) -> RegularizeResult:
     t0 = time.perf_counter()
     dist = dist or DistContext()
     train_rows, val_rows = _frames(handle, data)
-    start = None
-    if not resuming and config.contrastive.init == "raw":
-        start = _pretrain_state(reg, handle)
     trainer = _build_trainer(handle, data, train_rows, config.contrastive, start, dist)
     if not resuming and math.isfinite(trainer.stiffness) and dist.is_main:
         reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)
