@@ -286,3 +286,16 @@ def test_reproduce_ethanol_xtb_end_to_end_without_shared_data(
     assert set(res.metrics) == {"MSE", "CRMSE"}
     for label in res.metrics:
         assert "dihedral_profile_error.hydroxyl" in res.metrics[label]
+    page = res.report.read_text()
+    assert "GFN2-xTB reference at 500 K" in page and "DFT reference" not in page
+
+
+def test_reference_names_follow_the_provenance() -> None:
+    """A report calls rMD17 frames DFT, a generated set by its method, a relabelled set by both."""
+    from crmse_cli.report.collect import reference_names
+
+    assert reference_names("figshare", {}) == ("DFT reference", "DFT")
+    exact = {"source": "xtb", "method": "gfn2", "label_method": "gfn2", "temperature_K": 500.0}
+    assert reference_names("xtb", exact) == ("GFN2-xTB reference at 500 K", "GFN2-xTB")
+    relabelled = {**exact, "label_method": "gfn1"}
+    assert reference_names("xtb", relabelled) == ("GFN2-xTB frames at 500 K, GFN1-xTB labels", "GFN1-xTB")

@@ -31,9 +31,9 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("energy_mean_sample_minus_ref", "mean energy, samples - DFT (kcal/mol)"),
     ("energy_std_sample", "energy spread of samples (kcal/mol; DFT 4.26)"),
     ("config_temperature_sample_K", "T_conf of samples (K)"),
-    ("config_temperature_ref_K", "T_conf of DFT reference (K)"),
+    ("config_temperature_ref_K", "T_conf of reference (K)"),
     ("virial_temperature_sample_K", "T_virial of samples, model forces (K)"),
-    ("virial_temperature_ref_K", "T_virial of DFT reference, DFT forces (K)"),
+    ("virial_temperature_ref_K", "T_virial of reference, its forces (K)"),
     ("sampling_temperature_K", "sampling temperature (K)"),
 )
 """(metric name, row title) of the study tables, in display order."""

@@ -157,11 +157,33 @@ class ReportData:
     created: str
     runs: list[RunData]
     diagnoses: list[Any] = field(default_factory=list)  # report.instruments.Diagnosis per diagnosed run
+    reference_name: str = "DFT reference"  # what the reference frames are (see reference_names)
+    reference_short: str = "DFT"  # the method that labelled them, as in "samples vs DFT"
 
     @property
     def reference(self) -> dict[str, np.ndarray]:
-        """The DFT reference arrays (those of the first run: same dataset, same reference frames)."""
+        """The reference arrays (those of the first run: same dataset, same reference frames)."""
         return self.runs[0].arrays
+
+
+def reference_names(source: str | None, meta: dict[str, Any] | None) -> tuple[str, str]:
+    """What a dataset's reference frames are, from its provenance: (long name, labelling method).
+
+    rMD17 and MD17 labels are DFT; a generated xTB set says its method and temperature, and a
+    relabelled one says which surface sampled the frames and which labelled them.
+    """
+    meta = meta or {}
+    if source == "xtb" or meta.get("source") == "xtb":
+        sampled = str(meta.get("method", "xtb")).upper() + "-xTB"
+        label = str(meta.get("label_method") or meta.get("method", "xtb")).upper() + "-xTB"
+        temp = meta.get("temperature_K")
+        at = f" at {float(temp):g} K" if temp is not None else ""
+        if label != sampled:
+            return f"{sampled} frames{at}, {label} labels", label
+        return f"{sampled} reference{at}", label
+    if source in ("xyz",):
+        return "reference", "reference"
+    return "DFT reference", "DFT"
 
 
 def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
@@ -265,12 +287,18 @@ def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -
     from crmse_cli.report.instruments import find_diagnoses
 
     labels = ", ".join(r.label for r in runs)
+    info = reg.find_dataset(dataset)
+    ref_name, ref_short = (
+        reference_names(info.source, info.meta) if info is not None else ("reference", "reference")
+    )
     report = ReportData(
         title=title or f"{dataset}: {labels}",
         dataset=dataset,
         version=__version__,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         runs=runs,
+        reference_name=ref_name,
+        reference_short=ref_short,
     )
     return replace(report, diagnoses=find_diagnoses(reg, report))
 
@@ -310,22 +338,22 @@ def metric_table(report: ReportData) -> list[MetricRow]:
     spec: list[tuple[str, str]] = [
         (names.TEST_ENERGY_MAE, "energy MAE on test frames"),
         (names.TEST_FORCE_MAE, "force MAE on test frames"),
-        (names.ENERGY_KS, "energy KS statistic (samples vs DFT)"),
-        ("energy_mean_sample_minus_ref", "mean energy, samples - DFT"),
+        (names.ENERGY_KS, "energy KS statistic (samples vs {ref})"),
+        ("energy_mean_sample_minus_ref", "mean energy, samples - {ref}"),
         (names.HR_MAE, "h(r) MAE"),
         *[(names.dihedral_profile_error(n), f"{n} dihedral profile error") for n in torsions],
         *[(f"dihedral_js.{n}", f"{n} dihedral JS divergence") for n in torsions],
         ("pair_hist_mae_mean", "pair-distance histogram MAE (mean over pairs)"),
-        (names.SHARE_OUTSIDE_SUPPORT, "share of frames outside the DFT support"),
+        (names.SHARE_OUTSIDE_SUPPORT, "share of frames outside the {ref} support"),
         ("min_pair_distance_sample", "closest pair distance seen"),
         (names.STABLE_FRACTION, "stable fraction of replicas"),
         (names.MEDIAN_LEAVE_TIME_PS, "median time to leave the physical basin"),
         ("median_leave_steps", "median steps to leave the physical basin"),
         (names.CONFIG_TEMPERATURE_SAMPLE_K, "configurational temperature of the samples"),
-        (names.CONFIG_TEMPERATURE_REF_K, "T_conf of the DFT reference (this model's Laplacian)"),
+        (names.CONFIG_TEMPERATURE_REF_K, "T_conf of the {ref} reference (this model's Laplacian)"),
         ("virial_temperature_sample_K", "virial temperature of the samples (model forces)"),
         ("virial_temperature_sample_K_err", "its block-bootstrap error"),
-        ("virial_temperature_ref_K", "virial temperature of the DFT reference (DFT forces)"),
+        ("virial_temperature_ref_K", "virial temperature of the {ref} reference ({ref} forces)"),
         ("virial_temperature_ref_K_err", "its block-bootstrap error"),
         ("sampling_temperature_K", "sampling temperature"),
         ("n_sample_frames", "frames compared"),
@@ -337,6 +365,7 @@ def metric_table(report: ReportData) -> list[MetricRow]:
         if all(v is None for v in vals) and ref is None:
             continue
         unit = next((v[1] for v in vals if v is not None), "K" if key.endswith("_K") else "1")
+        label = label.replace("{ref}", report.reference_short)
         rows.append(MetricRow(key, label, unit, ref, [None if v is None else float(v[0]) for v in vals]))
     return rows
 
@@ -346,7 +375,7 @@ def _first(report: ReportData, key: str) -> float | None:
 
 
 def reference_tconf(report: ReportData) -> float | None:
-    """Configurational temperature of the DFT reference frames, K (mean over the runs' estimates)."""
+    """Configurational temperature of the reference frames, K (mean over the runs' estimates)."""
     vals = [
         r.metrics[names.CONFIG_TEMPERATURE_REF_K][0]
         for r in report.runs

@@ -1,4 +1,4 @@
-"""Plotly figures of a comparison report: every panel draws the DFT reference beside the runs.
+"""Plotly figures of a comparison report: every panel draws the reference beside the runs.
 
 Each function takes a :class:`~crmse_cli.report.collect.ReportData` and returns a
 ``plotly.graph_objects.Figure`` (or None when no run has the data). The data drawn are the
@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from crmse_cli import names
 from crmse_cli.report.collect import ReportData, RunData
-from crmse_cli.report.plotting import REF_COLOR, REF_NAME, color, layout, step_line
+from crmse_cli.report.plotting import REF_COLOR, color, layout, step_line
 from crmse_cli.report.structure_figures import (
     PAIR_ORDER,
     _element_pair,
@@ -53,7 +53,7 @@ class FigureSpec:
 def energy_histograms(
     report: ReportData, bins: int = ENERGY_BINS
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Densities of the DFT reference energies and of each run's sample energies on shared edges.
+    """Densities of the reference energies and of each run's sample energies on shared edges.
 
     The edges span the reference and the 0.1-99.9 percentiles of the samples, so a few exploded
     frames cannot squash the plot while deep spurious minima stay visible.
@@ -88,11 +88,15 @@ def energy_figure(report: ReportData) -> go.Figure:
     shift = float(np.mean(report.reference[names.REF_ENERGIES]))
     fig = go.Figure()
     x, y = step_line(edges - shift, ref)
-    fig.add_trace(go.Scatter(x=x, y=y, name=REF_NAME, line=dict(color=REF_COLOR, shape="hv"), fill="tozeroy"))
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=y, name=report.reference_name, line=dict(color=REF_COLOR, shape="hv"), fill="tozeroy"
+        )
+    )
     for i, (label, dens) in enumerate(runs.items()):
         x, y = step_line(edges - shift, dens)
         fig.add_trace(go.Scatter(x=x, y=y, name=label, line=dict(color=color(i), shape="hv", width=2)))
-    fig.update_xaxes(title_text=f"energy - mean DFT reference energy ({shift:.1f}) (kcal/mol)")
+    fig.update_xaxes(title_text=f"energy - mean reference energy ({shift:.1f}) (kcal/mol)")
     fig.update_yaxes(title_text="density (1/(kcal/mol))")
     return layout(fig, height=420)
 
@@ -151,11 +155,12 @@ def survival_figure(report: ReportData) -> go.Figure:
 
 def build_figures(report: ReportData) -> list[FigureSpec]:
     """Every figure of the report, in page order (figures without data are left out)."""
+    ref = report.reference_short
     specs = [
         (
             "energy",
             "Energy distributions",
-            "Sample energies (the model's) of every run beside the DFT energies "
+            f"Sample energies (the model's) of every run beside the {ref} energies "
             "of the reference frames, on shared bins. A tail to the left is a spurious deep minimum.",
             energy_figure,
         ),
@@ -183,8 +188,8 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
             "dihedral2d",
             "Joint free energy of two torsions",
             "-kT ln p of the first two named torsions at the sampling temperature, per run and for "
-            "the DFT reference, shifted to a minimum of 0, on one colour scale; blank bins were never "
-            "visited.",
+            f"the reference ({report.reference_name}), shifted to a minimum of 0, on one colour scale; "
+            "blank bins were never visited.",
             dihedral2d_figure,
         ),
         (
@@ -197,7 +202,7 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
             "survival",
             "Replica survival",
             "Share of replicas that never left the physical basin "
-            "(bond stretched > 0.5 Å or a pair closer than its DFT minimum - 0.3 Å).",
+            "(bond stretched > 0.5 Å or a pair closer than its minimum over the reference frames - 0.3 Å).",
             survival_figure,
         ),
     ]

@@ -85,11 +85,11 @@ def fmt(value: Any) -> str:
 
 
 def header_table(report: ReportData) -> str:
-    """Runs as columns, settings as rows, with the DFT reference column first."""
+    """Runs as columns, settings as rows, with the reference column first."""
     keys = [k for k in report.runs[0].settings if any(r.settings.get(k) is not None for r in report.runs)]
     n_ref = next((r.metrics["n_ref_frames"][0] for r in report.runs if "n_ref_frames" in r.metrics), None)
     ref = {
-        "run": "DFT reference",
+        "run": report.reference_name,
         "dataset": report.dataset,
         "split": report.runs[0].settings.get("split"),
         "replicas": f"{int(n_ref)} frames" if n_ref is not None else None,
@@ -105,13 +105,14 @@ def header_table(report: ReportData) -> str:
             f'<tr><th>{html.escape(k)}</th><td class="ref">{html.escape(fmt(ref.get(k)))}</td>{cells}</tr>'
         )
     return (
-        f'<table id="header-table"><thead><tr><th></th><th class="ref">DFT reference</th>{head}</tr></thead>'
+        f'<table id="header-table"><thead><tr><th></th>'
+        f'<th class="ref">{html.escape(report.reference_name)}</th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
 def metrics_table(report: ReportData, rows: list[MetricRow]) -> str:
-    """The metrics as an HTML table: one row per metric, the DFT reference, then one column per run."""
+    """The metrics as an HTML table: one row per metric, the reference, then one column per run."""
     head = "".join(f"<th>{html.escape(r.label)}</th>" for r in report.runs)
     body = []
     for row in rows:
@@ -121,7 +122,8 @@ def metrics_table(report: ReportData, rows: list[MetricRow]) -> str:
             f'<td class="ref">{fmt(row.reference)}</td>{cells}</tr>'
         )
     return (
-        f'<table id="metrics-table"><thead><tr><th>metric</th><th>unit</th><th class="ref">DFT reference</th>'
+        f'<table id="metrics-table"><thead><tr><th>metric</th><th>unit</th>'
+        f'<th class="ref">{html.escape(report.reference_name)}</th>'
         f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -158,7 +160,8 @@ def _callout(report: ReportData) -> str:
             "from T_conf says the frames are not a Boltzmann sample of the surface that labels them)"
         )
     return (
-        f'<div class="callout" id="tconf-ref">Configurational temperature of the DFT reference frames: '
+        f'<div class="callout" id="tconf-ref">Configurational temperature of the reference frames '
+        f"({html.escape(report.reference_name)}): "
         f"<b>{value}</b>{virial} (sampling temperature of the runs: {nominal}). Samples that match the "
         "reference distribution should show about this T_conf, not the nominal temperature.</div>"
     )

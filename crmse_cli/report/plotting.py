@@ -9,7 +9,6 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-REF_NAME = "DFT reference"
 REF_COLOR = "#444444"
 PALETTE = qualitative.Plotly
 

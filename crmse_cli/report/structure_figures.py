@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from crmse_cli import names
 from crmse_cli.report.collect import ReportData
-from crmse_cli.report.plotting import REF_COLOR, REF_NAME, bin_centers, color, gaps, layout
+from crmse_cli.report.plotting import REF_COLOR, bin_centers, color, gaps, layout
 from crmse_cli.units import kT
 
 PAIR_ORDER = ("H-O", "C-O", "C-C", "C-H", "H-H")
@@ -31,7 +31,7 @@ def hr_figure(report: ReportData) -> go.Figure:
         go.Scatter(
             x=bin_centers(ref[names.HR_EDGES]),
             y=ref[names.HR_REF],
-            name=REF_NAME,
+            name=report.reference_name,
             line=dict(color=REF_COLOR, width=3),
         )
     )
@@ -87,7 +87,7 @@ def pair_figure(report: ReportData) -> go.Figure:
         row, col = k // cols + 1, k % cols + 1
         if k < len(pairs):
             j = labels.index(pairs[k])
-            curves = [(REF_NAME, REF_COLOR, ref["pair_hist_ref"][j])]
+            curves = [(report.reference_name, REF_COLOR, ref["pair_hist_ref"][j])]
             for i, r in enumerate(report.runs):
                 run_labels = [str(v) for v in r.arrays["pair_labels"]]
                 if pairs[k] in run_labels:
@@ -96,7 +96,13 @@ def pair_figure(report: ReportData) -> go.Figure:
                     )
         else:
             key = closest[k - len(pairs)][0]
-            curves = [(REF_NAME, REF_COLOR, np.histogram(ref[f"{key}_ref"], bins=edges, density=True)[0])]
+            curves = [
+                (
+                    report.reference_name,
+                    REF_COLOR,
+                    np.histogram(ref[f"{key}_ref"], bins=edges, density=True)[0],
+                )
+            ]
             for i, r in enumerate(report.runs):
                 vals = r.arrays.get(f"{key}_sample")
                 if vals is not None and len(vals):
@@ -109,7 +115,7 @@ def pair_figure(report: ReportData) -> go.Figure:
                     name=name,
                     legendgroup=name,
                     showlegend=k == 0,
-                    line=dict(color=c, width=3 if name == REF_NAME else 1.5),
+                    line=dict(color=c, width=3 if name == report.reference_name else 1.5),
                 ),
                 row=row,
                 col=col,
@@ -137,8 +143,8 @@ def dihedral_figure(report: ReportData) -> go.Figure | None:
             go.Scatter(
                 x=x,
                 y=gaps(ref[f"dihedral_F_ref.{n}"]),
-                name=REF_NAME,
-                legendgroup=REF_NAME,
+                name=report.reference_name,
+                legendgroup=report.reference_name,
                 showlegend=k == 0,
                 line=dict(color=REF_COLOR, width=3),
             ),
@@ -188,7 +194,7 @@ def dihedral2d_figure(report: ReportData) -> go.Figure | None:
     for r in report.runs:
         temp = float(r.metrics.get("sampling_temperature_K", (500.0, "K"))[0])
         if not panels:  # the reference at the first run's sampling temperature
-            panels.append((REF_NAME, ref["dihedral2d_ref"], temp))
+            panels.append((report.reference_name, ref["dihedral2d_ref"], temp))
         if "dihedral2d_sample" in r.arrays:
             panels.append((r.label, r.arrays["dihedral2d_sample"], temp))
     cols = min(4, len(panels))
