@@ -225,3 +225,25 @@ def test_table_command_pools_groups_from_the_registry(tmp_path: Any) -> None:
     assert "| energy KS vs DFT | 0.3 |" in plain.stdout
     bad = crmse(ws.home, "table", "--group", "nolabel")
     assert bad.returncode == 1 and bad.stderr.startswith("error: --group")
+
+    # A study outlives its workspace: export the table's runs, rebuild it in an empty workspace
+    # with a new run beside the exported ones, and refuse what is not an export.
+    export = tmp_path / "study.json"
+    first = crmse(ws.home, "table", "--group", f"mse={ids[0]},{ids[1]}", "--export", str(export))
+    assert first.returncode == 0, first.stderr
+    other = Workspace.resolve(tmp_path / "later")
+    reg2 = Registry.open(other.ensure())
+    new = reg2.create_run(kind="evaluate", config={}, seed=1, name="crmse-s1")
+    reg2.log_metrics(new.id, [{"name": "n_replicas", "value": 64.0, "unit": "1"},
+                              {"name": "n_left", "value": 2.0, "unit": "1"},
+                              {"name": "energy_ks", "value": 0.31, "unit": "1"}])  # fmt: skip
+    again = crmse(
+        other.home, "table", "--include", str(export), "-g", f"mse={ids[0]},{ids[1]}", "-g", "crmse=crmse-s1"
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == proc.stdout
+    missing = crmse(other.home, "table", "-g", f"mse={ids[0]}")
+    assert missing.returncode == 1 and "not in the registry" in missing.stderr
+    (tmp_path / "junk.json").write_text('{"runs": []}')
+    junk = crmse(other.home, "table", "--include", str(tmp_path / "junk.json"), ids[0])
+    assert junk.returncode == 1 and "not a crmse metrics export" in junk.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from crmse_cli.cli.common import emit_json, state
@@ -17,12 +19,22 @@ def table_command(
         help="LABEL=RUN1,RUN2,... : a column of the mean ± half-range over the runs (seeds); repeatable. "
         "Adds the replicas that stayed physical pooled per group, Fisher's test against the first group.",
     ),
+    include: list[Path] | None = typer.Option(
+        None,
+        "--include",
+        help="A metrics export (from --export) whose runs count as registered, by name or id; repeatable.",
+    ),
+    export: Path | None = typer.Option(
+        None,
+        "--export",
+        help="Also write every run of the table (final metrics with units, config) to this JSON file.",
+    ),
 ) -> None:
     """Print the study table (markdown) of runs or of groups of runs, from their final metrics."""
     from crmse_cli.stages.table import study_table
 
     st = state(ctx)
-    lines = study_table(st.workspace, runs or [], groups=group or None)
+    lines = study_table(st.workspace, runs or [], groups=group or None, include=include, export=export)
     if st.json:
         emit_json({"markdown": "\n".join(lines)})
     else:

@@ -4,15 +4,26 @@ Columns are runs (any kind; evaluate runs carry the distribution and stability m
 groups of runs (seeds of one setting) shown as mean ± half-range with the replicas that stayed
 physical pooled over each group and Fisher's exact test of every group against the first
 (:mod:`crmse_cli.analysis.study`).
+
+A study outlives the workspace it ran in only through what is committed: ``--export FILE`` writes
+the final metrics (with units), kind, dataset, seed and config of every run in the table to one
+JSON file, and ``--include FILE`` makes the runs of such files usable by name or id beside the
+registry's, so a later session can add seeds to a table whose first runs are gone.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from crmse_cli.analysis.study import groups_table, runs_table
-from crmse_cli.errors import CrmseError
+from crmse_cli.errors import CrmseError, DataError, NotFoundError
+from crmse_cli.fileio import atomic_path
 from crmse_cli.workspace import Workspace
+
+EXPORT_FORMAT = "crmse-metrics/1"
+"""The ``format`` field of a metrics export (``--export``)."""
 
 
 def parse_group(spec: str) -> tuple[str, list[str]]:
@@ -24,10 +35,60 @@ def parse_group(spec: str) -> tuple[str, list[str]]:
     return label, runs
 
 
+def load_exports(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """The runs of metrics exports, by name and by id (one-line DataError on a bad file)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--include {path}: cannot read a metrics export ({exc})") from exc
+        runs = doc.get("runs") if isinstance(doc, dict) else None
+        if not isinstance(runs, list) or doc.get("format") != EXPORT_FORMAT:
+            raise DataError(f"--include {path}: not a crmse metrics export (format {EXPORT_FORMAT})")
+        for rec in runs:
+            if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
+                raise DataError(f"--include {path}: a run without metrics")
+            for key in (rec.get("id"), rec.get("name")):
+                if key:
+                    found[str(key)] = rec
+    return found
+
+
+def _record(reg: Any, ref: str) -> dict[str, Any]:
+    run = reg.get_run(ref)
+    return {
+        "id": run.id,
+        "name": run.name,
+        "kind": run.kind,
+        "status": run.status,
+        "dataset": run.dataset,
+        "parent": run.parent,
+        "seed": run.seed,
+        "version": run.version,
+        "config": run.config,
+        "metrics": {k: [m.value, m.unit] for k, m in reg.final_metrics(run.id).items()},
+    }
+
+
 def study_table(
-    ws: Workspace, runs: list[str], *, groups: list[str] | None = None, registry: Any = None
+    ws: Workspace,
+    runs: list[str],
+    *,
+    groups: list[str] | None = None,
+    registry: Any = None,
+    include: list[Path] | None = None,
+    export: Path | None = None,
 ) -> list[str]:
     """Markdown lines of a table of ``runs`` (columns), or of ``groups`` (``LABEL=RUN,RUN`` specs).
+
+    Args:
+        ws: the workspace whose registry holds the runs.
+        runs: run ids or names, one column each.
+        groups: ``LABEL=RUN,RUN`` specs, one column each (instead of ``runs``).
+        registry: an open registry to use instead of opening ``ws``'s.
+        include: metrics exports whose runs are found by name or id before the registry's.
+        export: write every run of the table to this metrics export (JSON, atomically).
 
     Raises:
         CrmseError: neither runs nor groups, both, an unknown run or a malformed group.
@@ -36,10 +97,35 @@ def study_table(
 
     if bool(runs) == bool(groups):
         raise CrmseError("give runs, or --group LABEL=RUN,RUN,... options, not both")
-    reg = registry or Registry.open(ws)
+    exported = load_exports(include or [])
+    reg = registry
+    records: dict[str, dict[str, Any]] = {}
 
     def values(ref: str) -> dict[str, float]:
-        return {k: m.value for k, m in reg.final_metrics(reg.get_run(ref).id).items()}
+        nonlocal reg
+        if ref in exported:
+            rec = exported[ref]
+        else:
+            if reg is None:
+                reg = Registry.open(ws)
+            try:
+                rec = _record(reg, ref)
+            except NotFoundError as exc:
+                where = f" or in {', '.join(map(str, include))}" if include else ""
+                raise NotFoundError(f"run {ref!r} is not in the registry{where}") from exc
+        records[rec["id"]] = rec
+        return {k: float(v[0]) for k, v in rec["metrics"].items()}
+
+    lines = _table(values, runs, groups)
+    if export is not None:
+        doc = {"format": EXPORT_FORMAT, "runs": list(records.values())}
+        text = json.dumps(doc, indent=1, sort_keys=True, default=str).encode()
+        with atomic_path(export) as tmp:
+            tmp.write_bytes(text)
+    return lines
+
+
+def _table(values: Any, runs: list[str], groups: list[str] | None) -> list[str]:
 
     if runs:
         return runs_table({ref: values(ref) for ref in runs})
