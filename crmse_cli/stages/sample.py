@@ -158,6 +158,11 @@ def build_sampler(
     return ULA(force_fn, cfg.temperature_K, cfg.eta_A2, gen, rows=rows)
 
 
+def report_interval(cfg: SampleConfig) -> int:
+    """Steps between progress rows (``temperature_kinetic``, ``n_broken``) and bar updates."""
+    return max(cfg.record_every, 100)
+
+
 def stability_metrics(monitor: StabilityMonitor, integrator: str) -> dict[str, tuple[float, str]]:
     """Registry rows of the stability summary (times in ps for MD, steps for ULA)."""
     s = monitor.summary()
@@ -290,7 +295,7 @@ def _sample_here(
         temp = float(sampler.kinetic_temperature(s).mean()) if cfg.integrator == "langevin" else math.nan
         report(int(s.step), float(s.time_fs), n_left, temp)
 
-    sampler.attach(observe, every=max(cfg.record_every, 100))
+    sampler.attach(observe, every=report_interval(cfg))
     sampler.run(state, cfg.steps)
     meta["interrupted"] = sampler.interrupted
     path = recorder.save(ws.run_dir(run_id) / "artifacts" / "samples.npz", meta=meta)

@@ -39,7 +39,7 @@ import numpy as np
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.shard import ReplicaRows, split_rows
-from crmse_cli.stages.sample import Report, SampleConfig
+from crmse_cli.stages.sample import Report, SampleConfig, report_interval
 
 STOP_TIMEOUT_S = 10.0
 """How long a stopped worker may take to exit on SIGTERM before it is killed."""
@@ -135,11 +135,6 @@ def sample_in_processes(
         for conn in conns:
             conn.close()
     return [Path(job.out) for job in jobs]
-
-
-def report_interval(cfg: SampleConfig) -> int:
-    """Steps between progress rows (``temperature_kinetic``, ``n_broken``), as in one process."""
-    return max(cfg.record_every, 100)
 
 
 def _collect(procs: list[BaseProcess], conns: list[Connection], on_report: Report, replicas: int) -> None:
