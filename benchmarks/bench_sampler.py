@@ -5,19 +5,26 @@ For ethanol (9 atoms) and aspirin (21 atoms) this prints, measured side by side 
   second and simulated picoseconds per hour (summed over replicas) at dt = 0.5 fs;
 - ``ase.md.langevin.Langevin`` driving the project's ASE calculator (``CrmseCalculator``), one
   molecule at a time (ASE has no batching): steps per second;
-- the ratio crmse / ASE at each B.
+- the ratio crmse / ASE at each B;
+- with ``--processes N``: ``crmse sample``'s worker processes (crmse_cli.stages.sample_shards, one
+  torch thread each, stability monitor and trajectory recorder on, as in a sample run) with
+  ``--replicas`` replicas on 1 worker and sharded over N workers, alternating ``--rounds`` times,
+  the best round of each: replica-steps per second between the progress reports of step 100 and
+  the last step (start-up excluded), and the speed-up N workers / 1 worker.
 
 The potential is the default PaiNN (64 features, 3 layers, float32) with random weights: the cost
 of a force evaluation does not depend on the weights, and the positions stay near the start over
 a short benchmark. Start frames are real rMD17 frames when ``../shared/data`` is present.
 
 Usage: python benchmarks/bench_sampler.py [--threads 1] [--steps 50] [--ase-steps 100]
+       [--processes 2 --replicas 128 --process-steps 300 --rounds 2] [--molecules ethanol]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,6 +103,39 @@ def ase_rate(potential: torch.nn.Module, pos: torch.Tensor, species: torch.Tenso
     return steps / (time.perf_counter() - t0)
 
 
+def process_rate(
+    potential: torch.nn.Module, pos: torch.Tensor, species: torch.Tensor, args: argparse.Namespace, n: int
+) -> float:
+    """Replica-steps per second of ``crmse sample``'s workers: ``args.replicas`` over ``n`` processes."""
+    from crmse_cli.model.checkpoint import save_checkpoint
+    from crmse_cli.sampling.monitor import StabilityMonitor
+    from crmse_cli.stages.sample import SampleConfig, report_interval
+    from crmse_cli.stages.sample_shards import remove_shards, sample_in_processes
+
+    cfg = SampleConfig(
+        replicas=args.replicas, steps=args.process_steps, temperature_K=TEMPERATURE_K, processes=n
+    )
+    start = pos[torch.arange(args.replicas) % pos.shape[0]].double().numpy()
+    monitor = StabilityMonitor.from_reference(species.numpy(), pos.double().numpy())
+    first = report_interval(cfg)
+    if args.process_steps < 2 * first:
+        raise SystemExit(f"bench_sampler: --process-steps must be >= {2 * first}")
+    times: dict[int, float] = {}
+
+    def on_report(step: int, time_fs: float, n_left: int, temp: float) -> None:
+        times[step] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "potential.pt"
+        save_checkpoint(ckpt, potential, extra={"dataset": "bench"})
+        try:
+            sample_in_processes(ckpt, cfg, start, species.numpy(), monitor, Path(tmp) / "shards", on_report)
+        finally:
+            remove_shards(Path(tmp) / "shards")
+    last = max(times)
+    return args.replicas * (last - first) / (times[last] - times[first])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -104,6 +144,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed crmse steps per replica count")
     parser.add_argument("--ase-steps", type=int, default=100, help="timed ASE steps")
     parser.add_argument("--molecules", nargs="+", default=["ethanol", "aspirin"])
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="also time crmse sample's workers: 1 vs this many (default: off)",
+    )
+    parser.add_argument("--replicas", type=int, default=128, help="replicas of the process comparison")
+    parser.add_argument("--process-steps", type=int, default=300, help="steps of each process run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating 1-worker / N-worker rounds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tune_allocator()
@@ -131,6 +180,21 @@ def main() -> None:
             print(
                 f"{name:9} {'crmse BAOAB (batched)':22} {b:>8} {r:>16.1f} {ps_per_hour(r):>10.1f} {r / ase:>8.2f}"
             )
+        if args.processes > 1:
+            rates: dict[int, list[float]] = {1: [], args.processes: []}
+            for _ in range(args.rounds):
+                for n in rates:
+                    rates[n].append(process_rate(potential, pos, species, args, n))
+            for n, rs in rates.items():
+                r = max(rs)
+                label = f"crmse sample, {n} proc"
+                rounds = ", ".join(f"{x:.0f}" for x in rs)
+                print(
+                    f"{name:9} {label:22} {args.replicas:>8} {r:>16.1f} {ps_per_hour(r):>10.1f} "
+                    f"{r / ase:>8.2f}  (rounds: {rounds})"
+                )
+            speedup = max(rates[args.processes]) / max(rates[1])
+            print(f"  ({name}: {args.processes} processes / 1 process = {speedup:.2f}x, one thread each)")
         print(f"  ({name}: start frames {source})")
 
 

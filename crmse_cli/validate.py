@@ -93,6 +93,7 @@ RANGES: dict[str, dict[str, str]] = {
         "record_every": "[1, 1e12]",
         "check_every": "[1, 1e12]",
         "seed": f"[0, {MAX_SEED}]",
+        "processes": "[1, 1024]",
     },
     "options": {  # arguments of library functions that have no config dataclass
         "--seed": f"[0, {MAX_SEED}]",

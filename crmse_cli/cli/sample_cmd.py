@@ -25,6 +25,10 @@ def sample_command(
     seed: int = typer.Option(0, help="Seed of start frames, velocities and noise."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
+    processes: int = typer.Option(
+        1,
+        help="Worker processes (CPU only), one torch thread each; the replicas are split between them.",
+    ),
     name: str | None = typer.Option(None, help="A unique name for the run."),
 ) -> None:
     """Sample a potential with many replicas; record frames and when each replica left the basin."""
@@ -45,6 +49,7 @@ def sample_command(
         seed=seed,
         device=device,
         dtype=dtype,
+        processes=processes,
     )
     res = sample(st.workspace, model, cfg, name=name)
     emit_result(

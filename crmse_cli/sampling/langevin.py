@@ -32,6 +32,7 @@ from ase.data import atomic_masses
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.sampling.shard import ReplicaRows, randn_rows
 from crmse_cli.units import AMU_A2_FS2_PER_KCAL_PER_MOL, KCAL_PER_MOL_PER_AMU_A2_FS2, kT
 
 Masses = torch.Tensor | np.ndarray | Sequence[float]
@@ -165,6 +166,9 @@ class LangevinBAOAB(Sampler[LangevinState]):
         friction_per_fs: gamma, 1/fs (0 = velocity Verlet, NVE).
         generator: torch generator for the O-step noise, on the device of the positions; seeding
             it makes runs bit-identical.
+        rows: this sampler integrates only these rows of a larger batch (one worker of
+            ``crmse sample --processes``); initial velocities and noise are those rows of the
+            whole batch's draws (:mod:`crmse_cli.sampling.shard`).
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class LangevinBAOAB(Sampler[LangevinState]):
         timestep_fs: float,
         friction_per_fs: float = DEFAULT_FRICTION_PER_FS,
         generator: torch.Generator | None = None,
+        rows: ReplicaRows | None = None,
     ) -> None:
         super().__init__()
         if not (temperature_K >= 0 and timestep_fs > 0 and friction_per_fs >= 0):
@@ -188,6 +193,7 @@ class LangevinBAOAB(Sampler[LangevinState]):
         self.timestep_fs = float(timestep_fs)
         self.friction_per_fs = float(friction_per_fs)
         self.generator = generator if generator is not None else torch.Generator()
+        self.rows = rows
         self.c1 = math.exp(-self.friction_per_fs * self.timestep_fs)
         self.c2 = math.sqrt(max(0.0, 1.0 - self.c1 * self.c1))
         self._cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -216,14 +222,17 @@ class LangevinBAOAB(Sampler[LangevinState]):
             raise CrmseError(f"positions must have shape (replicas, {n}, 3), got {tuple(positions.shape)}")
         x = positions.detach().clone()
         if velocities is None:
+            rows = self.rows or ReplicaRows(0, x.shape[0], x.shape[0])
+            if rows.count != x.shape[0]:
+                raise CrmseError(f"{x.shape[0]} start positions for replica rows {rows.start}:{rows.stop}")
             v = init_velocities(
                 self.masses_amu,
                 self.temperature_K,
-                x.shape[0],
+                rows.total,
                 self.generator,
                 dtype=x.dtype,
                 device=x.device,
-            )
+            )[rows.start : rows.stop]
         else:
             if velocities.shape != x.shape:
                 raise CrmseError(f"velocities must have the shape of positions {tuple(x.shape)}")
@@ -238,7 +247,7 @@ class LangevinBAOAB(Sampler[LangevinState]):
         v = state.velocities + half_kick * state.forces  # B
         x = state.positions + half_dt * v  # A
         if self.c2 > 0.0:  # O (identity when gamma = 0: velocity Verlet, no noise drawn)
-            xi = torch.randn(v.shape, generator=self.generator, dtype=v.dtype, device=v.device)
+            xi = randn_rows(v.shape, generator=self.generator, dtype=v.dtype, device=v.device, rows=self.rows)
             v = self.c1 * v + noise * xi
         x = x + half_dt * v  # A
         energy, forces = self.force_fn(x)

@@ -21,6 +21,7 @@ import torch
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.sampling.shard import ReplicaRows, rand_rows, randn_rows
 from crmse_cli.units import beta as beta_of
 
 
@@ -54,6 +55,7 @@ def mala_step(
     eta_A2: float,
     beta: float,
     generator: torch.Generator,
+    rows: ReplicaRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One MALA step for B chains.
 
@@ -65,12 +67,13 @@ def mala_step(
         eta_A2: step size, Å^2.
         beta: 1/kT, mol/kcal.
         generator: torch generator on the positions' device.
+        rows: the chains are these rows of a larger batch; the noise is those rows of its draws.
 
     Returns:
         (positions, energy, forces, accepted (B,) bool), detached.
     """
     x, fx = positions.detach(), forces.detach()
-    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    xi = randn_rows(x.shape, generator=generator, dtype=x.dtype, device=x.device, rows=rows)
     drift = eta_A2 * beta
     y = x + drift * fx + math.sqrt(2.0 * eta_A2) * xi
     ey, fy = force_fn(y)
@@ -78,7 +81,7 @@ def mala_step(
     forward = (y - x - drift * fx).pow(2).sum(dim=(1, 2))  # = 2 eta |xi|^2
     backward = (x - y - drift * fy).pow(2).sum(dim=(1, 2))
     log_alpha = -beta * (ey - energy.detach()) - (backward - forward) / (4.0 * eta_A2)
-    u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
+    u = rand_rows((x.shape[0],), generator=generator, dtype=x.dtype, device=x.device, rows=rows)
     accept = torch.isfinite(log_alpha) & (torch.log(u) < log_alpha)
     a3 = accept[:, None, None]
     return (
@@ -127,10 +130,16 @@ class MALA(Sampler[MALAState]):
         temperature_K: T of the target exp(-U/kT).
         eta_A2: step size, Å^2.
         generator: torch generator on the positions' device.
+        rows: the chains are these rows of a larger batch (see :mod:`crmse_cli.sampling.shard`).
     """
 
     def __init__(
-        self, force_fn: ForceFn, temperature_K: float, eta_A2: float, generator: torch.Generator | None = None
+        self,
+        force_fn: ForceFn,
+        temperature_K: float,
+        eta_A2: float,
+        generator: torch.Generator | None = None,
+        rows: ReplicaRows | None = None,
     ) -> None:
         super().__init__()
         if not (eta_A2 > 0 and temperature_K > 0):
@@ -140,6 +149,7 @@ class MALA(Sampler[MALAState]):
         self.eta_A2 = float(eta_A2)
         self.beta = beta_of(temperature_K)
         self.generator = generator if generator is not None else torch.Generator()
+        self.rows = rows
 
     def init_state(self, positions: torch.Tensor) -> MALAState:
         """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
@@ -160,6 +170,7 @@ class MALA(Sampler[MALAState]):
             eta_A2=self.eta_A2,
             beta=self.beta,
             generator=self.generator,
+            rows=self.rows,
         )
         prev = state.accepted if state.accepted is not None else torch.zeros_like(acc, dtype=torch.float64)
         return MALAState(x, e, f, state.step + 1, prev + acc.double())

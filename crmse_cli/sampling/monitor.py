@@ -97,6 +97,7 @@ class StabilityMonitor:
         if bond_tol_A <= 0 or collapse_margin_A < 0:
             raise CrmseError("stability monitor needs bond_tol_A > 0 and collapse_margin_A >= 0")
         self.n_atoms = n
+        self.pair_min_ref = pmin
         self.bond_tol_A = float(bond_tol_A)
         self.collapse_margin_A = float(collapse_margin_A)
         self.pair_index = torch.triu_indices(n, n, offset=1)  # (2, P)
@@ -123,6 +124,20 @@ class StabilityMonitor:
             bond_tol_A,
             collapse_margin_A,
         )
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments as numpy arrays and floats.
+
+        ``StabilityMonitor(**monitor.settings())`` builds a fresh monitor with the same criteria
+        (in another process, say).
+        """
+        return {
+            "bonds": self.bonds.numpy().copy(),
+            "bond_ref_mean": self.bond_ref_mean.numpy().copy(),
+            "pair_min_ref": self.pair_min_ref.numpy().copy(),
+            "bond_tol_A": self.bond_tol_A,
+            "collapse_margin_A": self.collapse_margin_A,
+        }
 
     def reset(self) -> None:
         """Forget all records (the next observed batch fixes the number of replicas)."""
@@ -243,3 +258,26 @@ class StabilityMonitor:
             "stability_bonds": self.bonds.numpy().copy(),
             "stability_observed_steps": np.array(self.last_step, dtype=np.int64),
         }
+
+    def restore(self, results: dict[str, np.ndarray], observed_time_fs: float) -> None:
+        """Take over the records of :meth:`results` (e.g. of shards of a batch, concatenated).
+
+        Args:
+            results: the ``stability_*`` arrays: ``left`` (B,), ``first_step`` (B,),
+                ``time_fs`` (B,) fs, ``reason`` (B,) strings and ``observed_steps`` (0-d).
+            observed_time_fs: time of the last observed step, fs (NaN without physical time).
+        """
+        left = np.asarray(results["stability_left"], dtype=bool).reshape(-1)
+        try:
+            codes = [REASONS.index(str(r)) for r in np.asarray(results["stability_reason"]).reshape(-1)]
+        except ValueError as exc:
+            raise CrmseError(f"unknown stability reason in the records: {exc}") from None
+        parts = (results["stability_first_step"], results["stability_time_fs"], codes)
+        if any(len(np.asarray(p).reshape(-1)) != left.shape[0] for p in parts):
+            raise CrmseError("stability records of different lengths cannot be restored")
+        self._left = torch.as_tensor(left)
+        self._first_step = torch.as_tensor(np.asarray(results["stability_first_step"], dtype=np.int64))
+        self._time_fs = torch.as_tensor(np.asarray(results["stability_time_fs"], dtype=np.float64))
+        self._reason = torch.as_tensor(np.asarray(codes, dtype=np.int8))
+        self.last_step = int(results["stability_observed_steps"])
+        self.last_time_fs = float(observed_time_fs)

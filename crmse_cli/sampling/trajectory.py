@@ -14,6 +14,7 @@ Artifact format (uncompressed ``.npz``, version 1), internal units:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,16 +97,65 @@ class TrajectoryRecorder:
             "steps": np.asarray(self._steps, dtype=np.int64),
             "species": self.species,
         }
-        if self.monitor is not None:
-            arrays.update(self.monitor.results())
-        info = dict(meta or {}, format_version=FORMAT_VERSION, units=UNITS)
-        if self.monitor is not None:
-            info["stability"] = self.monitor.summary().to_dict()
-        arrays["meta"] = np.array(json.dumps(info, sort_keys=True, default=_json_default))
-        path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-        return path
+        return _write(Path(path), arrays, self.monitor, meta)
+
+
+def _write(
+    path: Path, arrays: dict[str, np.ndarray], monitor: StabilityMonitor | None, meta: dict[str, Any] | None
+) -> Path:
+    """Write the artifact's arrays, the monitor's records and the meta JSON atomically."""
+    arrays = dict(arrays)
+    if monitor is not None:
+        arrays.update(monitor.results())
+    info = dict(meta or {}, format_version=FORMAT_VERSION, units=UNITS)
+    if monitor is not None:
+        info["stability"] = monitor.summary().to_dict()
+    arrays["meta"] = np.array(json.dumps(info, sort_keys=True, default=_json_default))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    return path
+
+
+def merge_trajectories(
+    shards: list[Path], path: Path | str, *, monitor: StabilityMonitor, meta: dict[str, Any] | None = None
+) -> Path:
+    """Join trajectory artifacts of consecutive replica slices into one artifact, atomically.
+
+    The shards (written by :meth:`TrajectoryRecorder.save` with a monitor, in replica order) must
+    have recorded the same steps of the same molecule. Their stability records are joined into
+    ``monitor`` (built like the shards' monitors), whose summary then covers every replica.
+
+    Args:
+        shards: shard artifacts, first replicas first.
+        path: destination ``.npz``.
+        monitor: receives the joined stability records.
+        meta: JSON-serialisable fields to record, as for :meth:`TrajectoryRecorder.save`.
+
+    Returns:
+        ``path``.
+    """
+    parts = [load_trajectory(p) for p in shards]
+    if not parts:
+        raise CrmseError("no trajectory shards to merge")
+    first = parts[0]
+    for p, traj in zip(shards, parts, strict=True):
+        same = np.array_equal(traj.steps, first.steps) and np.array_equal(traj.species, first.species)
+        if not same or "stability_left" not in traj.stability:
+            raise CrmseError(f"trajectory shard {p} does not match the others (steps, atoms or records)")
+    records = {
+        key: np.concatenate([np.asarray(t.stability[key]).reshape(-1) for t in parts])
+        for key in ("stability_left", "stability_first_step", "stability_time_fs", "stability_reason")
+    }
+    records["stability_observed_steps"] = first.stability["stability_observed_steps"]
+    monitor.restore(records, float(first.meta.get("stability", {}).get("observed_time_fs", math.nan)))
+    arrays = {
+        "positions": np.concatenate([t.positions for t in parts], axis=1),
+        "energies": np.concatenate([t.energies for t in parts], axis=1),
+        "time_fs": first.time_fs,
+        "steps": first.steps,
+        "species": first.species,
+    }
+    return _write(Path(path), arrays, monitor, meta)
 
 
 def _json_default(obj: object) -> object:

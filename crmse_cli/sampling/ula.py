@@ -23,6 +23,7 @@ import torch
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.sampling.shard import ReplicaRows, randn_rows
 from crmse_cli.units import beta as beta_of
 
 
@@ -51,10 +52,21 @@ def _check(eta_A2: float, temperature_K: float) -> None:
 
 
 def ula_update(
-    positions: torch.Tensor, forces: torch.Tensor, *, eta_A2: float, beta: float, generator: torch.Generator
+    positions: torch.Tensor,
+    forces: torch.Tensor,
+    *,
+    eta_A2: float,
+    beta: float,
+    generator: torch.Generator,
+    rows: ReplicaRows | None = None,
 ) -> torch.Tensor:
-    """One ULA move x + eta beta F + sqrt(2 eta) xi, out of place. (B, N, 3) Å -> (B, N, 3) Å."""
-    xi = torch.randn(positions.shape, generator=generator, dtype=positions.dtype, device=positions.device)
+    """One ULA move x + eta beta F + sqrt(2 eta) xi, out of place. (B, N, 3) Å -> (B, N, 3) Å.
+
+    ``rows``: the chains are these rows of a larger batch; xi is those rows of its draw.
+    """
+    xi = randn_rows(
+        positions.shape, generator=generator, dtype=positions.dtype, device=positions.device, rows=rows
+    )
     return positions + (eta_A2 * beta) * forces + math.sqrt(2.0 * eta_A2) * xi
 
 
@@ -104,10 +116,16 @@ class ULA(Sampler[ULAState]):
         temperature_K: T of the target exp(-U/kT).
         eta_A2: step size eta, Å^2.
         generator: torch generator on the positions' device.
+        rows: the chains are these rows of a larger batch (see :mod:`crmse_cli.sampling.shard`).
     """
 
     def __init__(
-        self, force_fn: ForceFn, temperature_K: float, eta_A2: float, generator: torch.Generator | None = None
+        self,
+        force_fn: ForceFn,
+        temperature_K: float,
+        eta_A2: float,
+        generator: torch.Generator | None = None,
+        rows: ReplicaRows | None = None,
     ) -> None:
         super().__init__()
         _check(eta_A2, temperature_K)
@@ -116,6 +134,7 @@ class ULA(Sampler[ULAState]):
         self.eta_A2 = float(eta_A2)
         self.beta = beta_of(temperature_K)
         self.generator = generator if generator is not None else torch.Generator()
+        self.rows = rows
 
     def init_state(self, positions: torch.Tensor) -> ULAState:
         """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
@@ -128,7 +147,12 @@ class ULA(Sampler[ULAState]):
     def step(self, state: ULAState) -> ULAState:
         """One ULA update (see :func:`ula_update`) and the forces at the new positions."""
         x = ula_update(
-            state.positions, state.forces, eta_A2=self.eta_A2, beta=self.beta, generator=self.generator
+            state.positions,
+            state.forces,
+            eta_A2=self.eta_A2,
+            beta=self.beta,
+            generator=self.generator,
+            rows=self.rows,
         )
         energy, forces = self.force_fn(x)
         return ULAState(x, energy.detach(), forces.detach(), state.step + 1)

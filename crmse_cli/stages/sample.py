@@ -6,12 +6,16 @@ every ``record_every`` steps; the stability monitor (bond deviation > 0.5 Å fro
 mean, or any pair closer than its DFT minimum - 0.3 Å) is checked every ``check_every`` steps and
 never stops the other replicas. The reference for the monitor is the DFT reference set: frames in
 neither the training nor the test part of the split.
+
+With ``processes`` > 1 the replicas are sharded over worker processes of one thread each
+(:mod:`crmse_cli.stages.sample_shards`); the run, its artifacts and its rows are the same.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +32,8 @@ from crmse_cli.progress import make_progress
 from crmse_cli.sampling.langevin import LangevinBAOAB, masses_from_species
 from crmse_cli.sampling.mala import MALA
 from crmse_cli.sampling.monitor import StabilityMonitor
-from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz
+from crmse_cli.sampling.shard import ReplicaRows
+from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
 from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import own_run, tracked
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
 
 INTEGRATORS = ("langevin", "ula", "mala")
 STARTS = ("test", "reference", "train")
+Report = Callable[[int, float, int, float], None]
+"""report(step, time_fs, replicas that left, mean kinetic temperature K or NaN): one progress row."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,10 @@ class SampleConfig:
         seed: seed of the starting frames, velocities and noise.
         device: "cpu" or "cuda".
         dtype: "float32" (default) or "float64".
+        processes: worker processes on the CPU, one torch thread each, the replicas split into
+            contiguous slices (1: sample in this process, with the global ``--threads``). Each
+            replica gets the noise it gets in one process; the run keeps no samples when
+            interrupted.
     """
 
     integrator: str = "langevin"
@@ -77,6 +88,7 @@ class SampleConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
+    processes: int = 1
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -92,6 +104,13 @@ class SampleConfig:
                 raise CrmseError(f"{name} must be positive")
         if self.friction_per_fs < 0:
             raise CrmseError("friction_per_fs must be >= 0")
+        if self.processes > 1 and self.device != "cpu":
+            raise CrmseError(
+                f"--processes {self.processes} shards replicas over CPU processes; with --device "
+                f"{self.device} use --processes 1 (the GPU takes the whole batch)"
+            )
+        if self.processes > self.replicas:
+            raise CrmseError(f"--processes {self.processes} is more than --replicas {self.replicas}")
 
 
 @dataclass(frozen=True)
@@ -118,15 +137,30 @@ def _start_frames(data: Dataset, split: str, where: str, n: int, gen: torch.Gene
     return data.positions[pool[pick]]
 
 
-def _sampler(
-    cfg: SampleConfig, force_fn: Any, species: np.ndarray, gen: torch.Generator, device: Any, dtype: Any
+def build_sampler(
+    cfg: SampleConfig,
+    force_fn: Any,
+    species: np.ndarray,
+    gen: torch.Generator,
+    device: Any,
+    dtype: Any,
+    *,
+    rows: ReplicaRows | None = None,
 ) -> Any:
+    """The sampler ``cfg.integrator`` names; ``rows``: it runs these replicas of the batch."""
     if cfg.integrator == "langevin":
         masses = masses_from_species(species).to(device=device, dtype=dtype)
-        return LangevinBAOAB(force_fn, masses, cfg.temperature_K, cfg.timestep_fs, cfg.friction_per_fs, gen)
+        return LangevinBAOAB(
+            force_fn, masses, cfg.temperature_K, cfg.timestep_fs, cfg.friction_per_fs, gen, rows=rows
+        )
     if cfg.integrator == "mala":
-        return MALA(force_fn, cfg.temperature_K, cfg.eta_A2, gen)
-    return ULA(force_fn, cfg.temperature_K, cfg.eta_A2, gen)
+        return MALA(force_fn, cfg.temperature_K, cfg.eta_A2, gen, rows=rows)
+    return ULA(force_fn, cfg.temperature_K, cfg.eta_A2, gen, rows=rows)
+
+
+def report_interval(cfg: SampleConfig) -> int:
+    """Steps between progress rows (``temperature_kinetic``, ``n_broken``) and bar updates."""
+    return max(cfg.record_every, 100)
 
 
 def stability_metrics(monitor: StabilityMonitor, integrator: str) -> dict[str, tuple[float, str]]:
@@ -188,37 +222,10 @@ def _sample_run(
     ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, data: Dataset, cfg: SampleConfig
 ) -> SampleResult:
     t0 = time.perf_counter()
-    device, dtype = handle.device, handle.potential.dtype
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
     cpu_gen = torch.Generator().manual_seed(cfg.seed)
-    start = torch.as_tensor(
-        _start_frames(data, handle.split, cfg.start, cfg.replicas, cpu_gen), dtype=dtype, device=device
-    )
-    species = torch.as_tensor(data.species, device=device)
+    start = _start_frames(data, handle.split, cfg.start, cfg.replicas, cpu_gen)
     ref = data.positions[data.reference_indices(handle.split)]
     monitor = StabilityMonitor.from_reference(data.species, ref)
-    recorder = TrajectoryRecorder(data.species, monitor=monitor)
-    sampler = _sampler(cfg, force_field(handle.potential, species), data.species, gen, device, dtype)
-    state = sampler.init_state(start)
-    rows: list[dict[str, Any]] = []
-    sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
-    sampler.attach(recorder, every=cfg.record_every)
-    with make_progress() as bar:
-        task = bar.add_task(f"sample {cfg.integrator}", total=cfg.steps, info="")
-
-        def report(s: Any) -> None:
-            n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
-            row = {"name": "n_broken", "value": float(n_left), "unit": "1", "step": int(s.step)}
-            rows.append(row)
-            info = f"broken {n_left}/{cfg.replicas}"
-            if cfg.integrator == "langevin":
-                temp = float(sampler.kinetic_temperature(s).mean())
-                rows.append({"name": "temperature_kinetic", "value": temp, "unit": "K", "step": int(s.step)})
-                info = f"{s.time_fs / 1000:.2f} ps  T {temp:.0f} K  " + info
-            bar.update(task, completed=s.step, info=info)
-
-        sampler.attach(report, every=max(cfg.record_every, 100))
-        sampler.run(state, cfg.steps)
     run_dir = ws.run_dir(run_id) / "artifacts"
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -227,12 +234,25 @@ def _sample_run(
         "dataset": data.name,
         "split": handle.split,
         "checkpoint": str(handle.checkpoint),
-        "interrupted": sampler.interrupted,
+        "interrupted": False,
     }
-    path = recorder.save(run_dir / "samples.npz", meta=meta)
+    rows: list[dict[str, Any]] = []
+    with make_progress() as bar:
+        task = bar.add_task(f"sample {cfg.integrator}", total=cfg.steps, info="")
+
+        def report(step: int, time_fs: float, n_left: int, temp: float) -> None:
+            rows.append({"name": "n_broken", "value": float(n_left), "unit": "1", "step": step})
+            info = f"broken {n_left}/{cfg.replicas}"
+            if cfg.integrator == "langevin":
+                rows.append({"name": "temperature_kinetic", "value": temp, "unit": "K", "step": step})
+                info = f"{time_fs / 1000:.2f} ps  T {temp:.0f} K  " + info
+            bar.update(task, completed=step, info=info)
+
+        sampled = _sample_sharded if cfg.processes > 1 else _sample_here
+        path, n_frames = sampled(ws, run_id, handle, data, cfg, start, monitor, report, meta)
     reg.add_artifact(run_id, kind=names.ARTIFACT_SAMPLES, path=str(path), sha256=sha256_file(path), meta=meta)
     # The extended-XYZ copy is for eyes and ASE tools: at most ~50 frames per replica.
-    stride = max(1, recorder.n_frames // 50)
+    stride = max(1, n_frames // 50)
     xyz = run_dir / "samples.extxyz"
     export_extxyz(path, xyz, stride=stride)
     reg.add_artifact(
@@ -241,9 +261,66 @@ def _sample_run(
     metrics = stability_metrics(monitor, cfg.integrator)
     rows += [{"name": k, "value": v, "unit": u} for k, (v, u) in metrics.items()]
     reg.log_metrics(run_id, [r for r in rows if math.isfinite(r["value"])])  # NaN: undefined, not stored
-    if sampler.interrupted:
+    if meta["interrupted"]:
         reg.set_status(
             run_id, "interrupted", error="interrupted by the user (Ctrl-C); samples so far were kept"
         )
         raise KeyboardInterrupt
-    return SampleResult(run_id, path, metrics, sampler.interrupted, time.perf_counter() - t0)
+    return SampleResult(run_id, path, metrics, False, time.perf_counter() - t0)
+
+
+def _sample_here(
+    ws: Workspace,
+    run_id: str,
+    handle: ModelHandle,
+    data: Dataset,
+    cfg: SampleConfig,
+    start: np.ndarray,
+    monitor: StabilityMonitor,
+    report: Report,
+    meta: dict[str, Any],
+) -> tuple[Path, int]:
+    """All replicas in this process as one batch; returns (samples file, frames recorded)."""
+    device, dtype = handle.device, handle.potential.dtype
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    species = torch.as_tensor(data.species, device=device)
+    recorder = TrajectoryRecorder(data.species, monitor=monitor)
+    sampler = build_sampler(cfg, force_field(handle.potential, species), data.species, gen, device, dtype)
+    state = sampler.init_state(torch.as_tensor(start, dtype=dtype, device=device))
+    sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
+    sampler.attach(recorder, every=cfg.record_every)
+
+    def observe(s: Any) -> None:
+        n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
+        temp = float(sampler.kinetic_temperature(s).mean()) if cfg.integrator == "langevin" else math.nan
+        report(int(s.step), float(s.time_fs), n_left, temp)
+
+    sampler.attach(observe, every=report_interval(cfg))
+    sampler.run(state, cfg.steps)
+    meta["interrupted"] = sampler.interrupted
+    path = recorder.save(ws.run_dir(run_id) / "artifacts" / "samples.npz", meta=meta)
+    return path, recorder.n_frames
+
+
+def _sample_sharded(
+    ws: Workspace,
+    run_id: str,
+    handle: ModelHandle,
+    data: Dataset,
+    cfg: SampleConfig,
+    start: np.ndarray,
+    monitor: StabilityMonitor,
+    report: Report,
+    meta: dict[str, Any],
+) -> tuple[Path, int]:
+    """The replicas over ``cfg.processes`` workers, their shards merged into one samples file."""
+    from crmse_cli.stages.sample_shards import remove_shards, sample_in_processes
+
+    folder = ws.run_dir(run_id) / "shards"
+    try:
+        shards = sample_in_processes(handle.checkpoint, cfg, start, data.species, monitor, folder, report)
+        out = ws.run_dir(run_id) / "artifacts" / "samples.npz"
+        path = merge_trajectories(shards, out, monitor=monitor, meta=meta)
+    finally:
+        remove_shards(folder)
+    return path, len(range(0, cfg.steps + 1, cfg.record_every))

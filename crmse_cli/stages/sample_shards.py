@@ -1,0 +1,278 @@
+"""`crmse sample --processes N`: the replicas of one sample run sharded over N worker processes.
+
+Each worker is a spawned process with one torch thread. It loads the checkpoint, integrates a
+contiguous slice of the replicas (:func:`crmse_cli.sampling.shard.split_rows`) with the noise of
+those rows of the one-process draw, so every replica follows the trajectory it would follow in
+one process up to floating-point reassociation in the force path, runs its own stability monitor
+and writes its frames to a shard file. Every few hundred steps it sends the parent one small
+message (step, replicas that left, summed kinetic temperature) through its own pipe; the parent
+draws one progress bar from them and keeps the registry rows. At the end the parent merges the
+shards into one samples artifact (:func:`crmse_cli.sampling.trajectory.merge_trajectories`,
+written atomically) and registers it; the shards are deleted.
+
+Failure: the parent waits on every worker's pipe and process sentinel at once, so a worker that
+dies (an exception, or SIGKILL) is noticed within a second; the other workers are stopped
+(SIGTERM, then SIGKILL), the shards are deleted and the run fails with one line. Ctrl-C or
+SIGTERM in the parent stops the workers the same way and the run is marked ``interrupted``
+(workers ignore SIGINT: the terminal's Ctrl-C reaches the whole process group, and only the parent
+decides). A sharded run keeps no partial samples: ``sample`` has no resume, it is started again.
+A worker whose parent vanished dies on its next message (broken pipe).
+
+The registry is touched by the parent only; the workers never open it.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.monitor import StabilityMonitor
+from crmse_cli.sampling.shard import ReplicaRows, split_rows
+from crmse_cli.stages.sample import Report, SampleConfig, report_interval
+
+STOP_TIMEOUT_S = 10.0
+"""How long a stopped worker may take to exit on SIGTERM before it is killed."""
+EXIT_GRACE_S = 2.0
+"""How long a worker that reported ``done`` may take to exit before it is stopped (its shard is
+written; the interpreter's teardown of torch can take seconds on a busy machine)."""
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What one worker needs (pickled to the spawned process).
+
+    Attributes:
+        rank: 0..processes-1, the worker's place in the replica order.
+        rows: its replicas.
+        checkpoint: the potential's checkpoint file (verified by the parent).
+        config: the run's settings.
+        start: (rows.count, N, 3) Å, its replicas' start frames.
+        species: (N,) atomic numbers.
+        monitor: the stability monitor's settings (:meth:`StabilityMonitor.settings`; plain
+            numpy arrays, so no tensor goes through torch's shared-memory pickling).
+        out: the shard file to write.
+        report_every: send a progress message every this many steps.
+    """
+
+    rank: int
+    rows: ReplicaRows
+    checkpoint: str
+    config: SampleConfig
+    start: np.ndarray
+    species: np.ndarray
+    monitor: dict[str, Any]
+    out: str
+    report_every: int
+
+
+def sample_in_processes(
+    checkpoint: Path,
+    cfg: SampleConfig,
+    start: np.ndarray,
+    species: np.ndarray,
+    monitor: StabilityMonitor,
+    folder: Path,
+    on_report: Report,
+) -> list[Path]:
+    """Run ``cfg.processes`` workers over the replicas; return their shard files in replica order.
+
+    Args:
+        checkpoint: the potential's checkpoint file.
+        cfg: the settings (``processes`` > 1, device cpu).
+        start: (B, N, 3) Å start frames of all replicas.
+        species: (N,) atomic numbers.
+        monitor: the stability monitor (each worker builds one with its settings).
+        folder: where the shard files go (created; the caller deletes it).
+        on_report: called once per reporting step with the figures of all replicas.
+
+    Raises:
+        CrmseError: a worker failed or died (one line naming it); the others were stopped.
+        KeyboardInterrupt: Ctrl-C; the workers were stopped.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        ShardJob(
+            rank=k,
+            rows=rows,
+            checkpoint=str(checkpoint),
+            config=cfg,
+            start=np.ascontiguousarray(start[rows.start : rows.stop]),
+            species=np.asarray(species),
+            monitor=monitor.settings(),
+            out=str(folder / f"shard-{k}.npz"),
+            report_every=report_interval(cfg),
+        )
+        for k, rows in enumerate(split_rows(cfg.replicas, cfg.processes))
+    ]
+    ctx = mp.get_context("spawn")  # no fork: torch's threads and the registry's handles stay here
+    procs: list[BaseProcess] = []
+    conns: list[Connection] = []
+    try:
+        for job in jobs:
+            reader, writer = ctx.Pipe(duplex=False)
+            name = f"crmse-sample-{job.rank}"
+            proc = ctx.Process(target=_worker, args=(job, writer), name=name, daemon=True)
+            proc.start()
+            writer.close()  # the worker holds the only write end: its death closes the pipe
+            procs.append(proc)
+            conns.append(reader)
+        _collect(procs, conns, on_report, cfg.replicas)
+        for ended in procs:  # each sent "done" after its shard was written: a moment to exit on its own
+            ended.join(timeout=EXIT_GRACE_S)
+    finally:
+        _stop(procs)
+        for conn in conns:
+            conn.close()
+    return [Path(job.out) for job in jobs]
+
+
+def _collect(procs: list[BaseProcess], conns: list[Connection], on_report: Report, replicas: int) -> None:
+    """Read the workers' messages until all are done; raise when one fails or dies."""
+    n = len(procs)
+    done = [False] * n
+    last_step = [0] * n
+    pending: dict[int, dict[int, tuple[float, int, float]]] = {}
+    live = dict(enumerate(conns))
+
+    def handle(rank: int, msg: tuple[Any, ...]) -> None:
+        if msg[0] == "report":
+            _, step, time_fs, n_left, temp_sum = msg
+            last_step[rank] = step
+            pending.setdefault(step, {})[rank] = (time_fs, n_left, temp_sum)
+            if len(pending[step]) == n:  # every worker passed this step: one row for all replicas
+                parts = list(pending.pop(step).values())
+                n_left = sum(p[1] for p in parts)
+                on_report(step, parts[0][0], n_left, sum(p[2] for p in parts) / replicas)
+        elif msg[0] == "done":
+            done[rank] = True
+        else:
+            raise CrmseError(f"sample worker {rank} failed: {msg[1]}")
+
+    while not all(done):
+        sentinels = {procs[r].sentinel: r for r in range(n) if not done[r]}
+        for ready in wait([*live.values(), *sentinels], timeout=1.0):
+            if isinstance(ready, int):  # a process ended: read what it sent last, then judge
+                rank = sentinels[ready]
+                _drain(rank, live, handle)
+                if not done[rank]:
+                    raise CrmseError(_death(procs[rank], rank, n, last_step[rank]))
+                continue
+            found = [r for r, c in live.items() if c is ready]
+            if not found:  # drained above with its process's sentinel
+                continue
+            rank = found[0]
+            try:
+                msg = live[rank].recv()
+            except EOFError:
+                del live[rank]  # the sentinel tells whether it ended well
+                continue
+            handle(rank, msg)
+
+
+def _drain(rank: int, live: dict[int, Connection], handle: Callable[[int, tuple[Any, ...]], None]) -> None:
+    conn = live.pop(rank, None)
+    try:
+        while conn is not None and conn.poll():
+            handle(rank, conn.recv())
+    except EOFError:
+        pass
+
+
+def _death(proc: BaseProcess, rank: int, n: int, step: int) -> str:
+    proc.join(timeout=1.0)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exit code {code}"
+    return (
+        f"sample worker {rank} of {n} (pid {proc.pid}) died ({how}) after step {step}; the other workers "
+        "were stopped and no samples were kept: start the sample again"
+    )
+
+
+def _stop(procs: list[BaseProcess]) -> None:
+    """End every worker still running: SIGTERM, then SIGKILL after STOP_TIMEOUT_S."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=STOP_TIMEOUT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def remove_shards(folder: Path) -> None:
+    """Delete the shard folder (after the merge, or after a failure)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the worker process ------------------------------------------------------------------------
+
+
+def _worker(job: ShardJob, conn: Connection) -> None:
+    """Entry point of a worker: run the shard, then say ``done`` (or ``error`` and exit 1)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent decides
+    try:
+        _run_shard(job, conn)
+        conn.send(("done",))
+    except BaseException as exc:  # noqa: BLE001 - told to the parent in one line, then exit 1
+        text = str(exc) if isinstance(exc, CrmseError) else f"{type(exc).__name__}: {exc}"
+        try:
+            conn.send(("error", text.splitlines()[0] if text else type(exc).__name__))
+        except (OSError, ValueError):
+            pass  # the parent is gone
+        raise SystemExit(1) from None
+    finally:
+        conn.close()
+
+
+def _run_shard(job: ShardJob, conn: Connection) -> None:
+    import torch
+
+    from crmse_cli.model.allocator import tune_allocator
+    from crmse_cli.model.checkpoint import load_checkpoint
+    from crmse_cli.model.forces import force_field
+    from crmse_cli.sampling.trajectory import TrajectoryRecorder
+    from crmse_cli.stages.sample import build_sampler
+
+    torch.set_num_threads(1)
+    tune_allocator()  # a process that only samples: keep the force path's pages mapped
+    cfg = job.config
+    potential, _ = load_checkpoint(job.checkpoint, device="cpu", dtype=cfg.dtype)
+    potential.eval()
+    dtype = potential.dtype
+    gen = torch.Generator().manual_seed(cfg.seed)  # the same stream as one process: rows pick theirs
+    force_fn = force_field(potential, torch.as_tensor(job.species))
+    sampler = build_sampler(cfg, force_fn, job.species, gen, "cpu", dtype, rows=job.rows)
+    monitor = StabilityMonitor(**job.monitor)
+    recorder = TrajectoryRecorder(job.species, monitor=monitor)
+    sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
+    sampler.attach(recorder, every=cfg.record_every)
+
+    def report(s: Any) -> None:
+        n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
+        temp = float(sampler.kinetic_temperature(s).sum()) if cfg.integrator == "langevin" else math.nan
+        conn.send(("report", int(s.step), float(s.time_fs), n_left, temp))
+
+    sampler.attach(report, every=job.report_every)
+    state = sampler.init_state(torch.as_tensor(job.start, dtype=dtype))
+    sampler.run(state, cfg.steps)
+    if sampler.interrupted:
+        raise CrmseError("interrupted")
+    recorder.save(job.out, meta={"rows": [job.rows.start, job.rows.stop], "rank": job.rank})
