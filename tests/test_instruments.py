@@ -220,9 +220,9 @@ def test_table_command_pools_groups_from_the_registry(tmp_path: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     p = fisher_exact([[92, 36], [62, 2]]).pvalue
     assert f"| stable replicas, pooled over seeds | 92/128 | 62/64 (Fisher p = {p:.2g}) |" in proc.stdout
-    assert "| energy KS vs DFT | 0.32 ± 0.02 | 0.31 |" in proc.stdout
+    assert "| energy KS vs reference | 0.32 ± 0.02 | 0.31 |" in proc.stdout
     plain = crmse(ws.home, "table", ids[0])
-    assert "| energy KS vs DFT | 0.3 |" in plain.stdout
+    assert "| energy KS vs reference | 0.3 |" in plain.stdout
     bad = crmse(ws.home, "table", "--group", "nolabel")
     assert bad.returncode == 1 and bad.stderr.startswith("error: --group")
 

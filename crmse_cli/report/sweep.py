@@ -23,11 +23,11 @@ from crmse_cli.report.html import CSS, ERROR_HANDLER, PLOT_CONFIG, RENDER, _scri
 KEY_METRICS = (
     ("test_force_mae", "test force MAE"),
     ("test_energy_mae", "test energy MAE"),
-    ("energy_ks", "energy KS (samples vs DFT)"),
+    ("energy_ks", "energy KS (samples vs reference)"),
     ("hr_mae", "h(r) MAE"),
     ("n_left", "replicas that left the basin"),
     ("stable_fraction", "share of replicas stable"),
-    ("share_outside_support", "share of frames outside the DFT support"),
+    ("share_outside_support", "share of frames outside the reference support"),
 )
 """Metrics drawn first, in this order; then every ``dihedral_error.*`` and gradient-ratio metric."""
 
