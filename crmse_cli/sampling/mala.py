@@ -119,11 +119,7 @@ def mala_steps(
 class MALA(OverdampedSampler[MALAState]):
     """MALA as a sampler with observers (``crmse sample --integrator mala``).
 
-    Args:
-        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
-        temperature_K: T of the target exp(-U/kT).
-        eta_A2: step size, Å^2.
-        generator: torch generator on the positions' device.
+    Arguments as :class:`crmse_cli.sampling.ula.OverdampedSampler`.
     """
 
     name = "MALA"

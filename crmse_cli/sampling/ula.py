@@ -149,11 +149,7 @@ class OverdampedSampler(Sampler[S]):
 class ULA(OverdampedSampler[ULAState]):
     """ULA as a sampler with observers, one force evaluation per step.
 
-    Args:
-        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
-        temperature_K: T of the target exp(-U/kT).
-        eta_A2: step size eta, Å^2.
-        generator: torch generator on the positions' device.
+    Arguments as :class:`OverdampedSampler`.
     """
 
     name = "ULA"
