@@ -17,18 +17,13 @@ import subprocess
 import sys
 import time
 
+from crmse_cli.train.distributed import torchrun_command
+
 
 def _run(model: str, n: int, updates: int, chains: int, steps: int, tag: str) -> float:
     env = dict(os.environ, OMP_NUM_THREADS="1", CRMSE_NO_PROGRESS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(n),
-        "-m",
-        "crmse_cli",
+    cmd = torchrun_command(
+        n,
         "--threads",
         "1",
         "regularize",
@@ -42,7 +37,7 @@ def _run(model: str, n: int, updates: int, chains: int, steps: int, tag: str) ->
         str(steps),
         "--name",
         tag,
-    ]
+    )
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:

@@ -107,6 +107,24 @@ def test_outside_support_flags_a_collapsed_pair() -> None:
     assert min_pair_distance_per_frame(sample)[3] == pytest.approx(0.9)
 
 
+def test_support_test_is_the_one_behind_outside_support() -> None:
+    """The torch test (monitor, chains) and its numpy face flag the same frames, in any dtype."""
+    import torch
+
+    from crmse_cli.data.graph import min_pair_distances
+    from crmse_cli.sampling.support import SupportTest
+
+    ref, sample = _random_frames(50, 6, seed=2), _random_frames(400, 6, seed=3)
+    flags = outside_support(sample, ref, margin_A=0.3)
+    assert 0 < flags.sum() < len(flags)
+    test = SupportTest(torch.from_numpy(min_pair_distances(ref)), 0.3)
+    assert test.floor_A.shape == (15,) and test.pairs.tolist() == all_pairs(6).T.tolist()
+    x = torch.from_numpy(sample)
+    assert test.outside(x).tolist() == flags.tolist()
+    assert test.below(test.distances(x)).tolist() == flags.tolist()
+    assert test.outside(x.float()).tolist() == flags.tolist()  # float32 frames: floors cast to float32
+
+
 def test_hr_of_ten_thousand_aspirin_frames_equals_that_of_its_copies(aspirin_npz: Path) -> None:
     """A large frame set (chunked internally) gives the histogram of its distinct frames.
 

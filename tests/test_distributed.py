@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer
-from crmse_cli.train.distributed import DistContext
+from crmse_cli.train.distributed import DistContext, torchrun_command
 from crmse_cli.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -198,17 +198,21 @@ def test_two_rank_regularize_resumes_exactly(tiny_model: Path) -> None:
     assert [m.step for m in reg.metrics(cut.id, name="loss")] == [1, 2, 3, 4]
 
 
+def test_torchrun_command_runs_crmse_through_this_interpreter() -> None:
+    from crmse_cli.errors import CrmseError
+
+    cmd = torchrun_command(3, "--home", "h", "regularize")
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd[3:7] == ["--standalone", "--nproc-per-node", "3", "-m"]
+    assert cmd[7:] == ["crmse_cli", "--home", "h", "regularize"]
+    with pytest.raises(CrmseError, match="at least one process"):
+        torchrun_command(0)
+
+
 def _torchrun(home: Path, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, OMP_NUM_THREADS="1", CRMSE_NO_PROGRESS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "crmse_cli",
+    cmd = torchrun_command(
+        2,
         "--home",
         str(home),
         "regularize",
@@ -221,7 +225,7 @@ def _torchrun(home: Path, *args: str) -> subprocess.Popen[bytes]:
         "--batch-size",
         "8",
         *args,
-    ]
+    )
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -107,19 +107,28 @@ def proper_dihedrals(bonds: np.ndarray, n_atoms: int) -> np.ndarray:
 
 def ring_atoms(bonds: np.ndarray, n_atoms: int) -> set[int]:
     """Atoms on some cycle: both ends of a bond that stays connected when the bond is removed."""
+    return {atom for bond in ring_bonds(bonds, n_atoms) for atom in bond}
+
+
+def ring_bonds(bonds: np.ndarray, n_atoms: int) -> set[tuple[int, int]]:
+    """Bonds on some cycle (i < j): those whose ends stay connected when the bond is removed.
+
+    Unlike :func:`ring_atoms`, a bond between two ring atoms that is not itself in a ring (the
+    bond between the rings of biphenyl) is not a ring bond.
+    """
     nbrs = neighbours(bonds, n_atoms)
-    ring: set[int] = set()
+    out: set[tuple[int, int]] = set()
     for u, v in np.asarray(bonds, dtype=np.int64).reshape(-1, 2).tolist():
         seen, stack = {u}, [u]
-        while stack:
+        while stack and v not in seen:
             w = stack.pop()
             for t in nbrs[w]:
                 if t not in seen and not (w == u and t == v):
                     seen.add(t)
                     stack.append(t)
         if v in seen:
-            ring.update((u, v))
-    return ring
+            out.add((min(u, v), max(u, v)))
+    return out
 
 
 def hill_formula(species: np.ndarray) -> str:

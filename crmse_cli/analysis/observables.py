@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from ase.data import chemical_symbols
 
 from crmse_cli.data.graph import bond_graph, min_pair_distances
 from crmse_cli.errors import DataError
+from crmse_cli.sampling.support import SupportTest
 
 HR_BINS = 500
 """Number of h(r) bins (METHOD.md)."""
@@ -236,8 +238,10 @@ def min_pair_distance_per_frame(positions: np.ndarray, pairs: np.ndarray | None 
 def outside_support(positions: np.ndarray, ref_positions: np.ndarray, margin_A: float = 0.3) -> np.ndarray:
     """(F,) bool: frames where some pair comes closer than its reference minimum minus ``margin_A``.
 
-    The same collapse test as the stability monitor (METHOD.md, "Stability"): each pair (i, j)
-    has its own floor, the minimum of d_ij over the reference frames.
+    The numpy face of :class:`crmse_cli.sampling.support.SupportTest`, the stability monitor's
+    collapse test (METHOD.md, "Stability"): each pair (i, j) has its own floor, the minimum of
+    d_ij over the reference frames minus ``margin_A``. Distances are taken in float64
+    (:func:`frame_pair_distances`).
 
     Args:
         positions: (F, N, 3) Å, frames to test.
@@ -246,7 +250,7 @@ def outside_support(positions: np.ndarray, ref_positions: np.ndarray, margin_A: 
     """
     ref = check_frames(ref_positions, what="reference positions")
     x = check_frames(positions, n_atoms=ref.shape[1])
-    p = all_pairs(ref.shape[1])
-    floor = min_pair_distances(ref)[p[:, 0], p[:, 1]] - margin_A
-    out: np.ndarray = np.concatenate([(frame_pair_distances(c) < floor).any(axis=1) for c in _chunks(x)])
+    test = SupportTest(torch.from_numpy(min_pair_distances(ref)), margin_A)
+    flags = [test.below(torch.from_numpy(frame_pair_distances(c))).numpy() for c in _chunks(x)]
+    out: np.ndarray = np.concatenate(flags)
     return out

@@ -10,29 +10,8 @@ from __future__ import annotations
 import numpy as np
 from ase.data import chemical_symbols
 
-from crmse_cli.analysis.dihedrals import named_dihedral_sets, neighbours
+from crmse_cli.analysis.dihedrals import named_dihedral_sets, neighbours, ring_bonds
 from crmse_cli.data.graph import bond_graph
-
-
-def ring_bonds(bonds: np.ndarray, n_atoms: int) -> set[tuple[int, int]]:
-    """Bonds on some cycle (i < j): those whose ends stay connected when the bond is removed.
-
-    Unlike :func:`ring_atoms`, a bond between two ring atoms that is not itself in a ring (the
-    bond between the rings of biphenyl) is not a ring bond.
-    """
-    nbrs = neighbours(bonds, n_atoms)
-    out: set[tuple[int, int]] = set()
-    for u, v in np.asarray(bonds, dtype=np.int64).reshape(-1, 2).tolist():
-        seen, stack = {u}, [u]
-        while stack and v not in seen:
-            w = stack.pop()
-            for t in nbrs[w]:
-                if t not in seen and not (w == u and t == v):
-                    seen.add(t)
-                    stack.append(t)
-        if v in seen:
-            out.add((min(u, v), max(u, v)))
-    return out
 
 
 def _outer(z: np.ndarray, nbrs: list[list[int]], end: int, other: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,13 @@ from crmse_cli.workspace import Workspace
 
 console = Console()
 err_console = Console(stderr=True)
+
+DeviceOption = Annotated[str, typer.Option(help="cpu or cuda.")]
+"""``--device`` of the commands that run a model: ``device: DeviceOption = "cpu"``."""
+RunNameOption = Annotated[str | None, typer.Option(help="A unique name for the run.")]
+"""``--name`` of the run a command creates: ``name: RunNameOption = None``."""
+OpenOption = Annotated[bool, typer.Option("--open", help="Open the report in the desktop browser when done.")]
+"""``--open`` of the commands that write an HTML report: ``open_: OpenOption = False``."""
 
 DEFAULT_THREADS = 1
 """Default torch thread count. 1 is safe on shared machines (2 OpenMP threads slow torch

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from crmse_cli.cli.common import console, emit_json, fmt_value, open_report, set_threads, state
+from crmse_cli.cli.common import OpenOption, console, emit_json, fmt_value, open_report, set_threads, state
 
 
 def compare_command(
@@ -19,7 +19,7 @@ def compare_command(
         None, "--out", "-o", help="HTML file to write (default: the compare run's folder, report.html)."
     ),
     title: str | None = typer.Option(None, "--title", help="Page title (default: dataset and run names)."),
-    open_: bool = typer.Option(False, "--open", help="Open the report in the desktop browser when done."),
+    open_: OpenOption = False,
 ) -> None:
     """Compare runs with the DFT reference in one offline HTML page (energies, h(r), dihedrals, stability)."""
     from crmse_cli.stages.compare import compare

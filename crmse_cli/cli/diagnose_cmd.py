@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from crmse_cli.cli.common import emit_result, set_threads, state
+from crmse_cli.cli.common import DeviceOption, emit_result, set_threads, state
 
 
 def diagnose_command(
@@ -32,7 +32,7 @@ def diagnose_command(
     ),
     max_test_frames: int = typer.Option(500, "--max-test-frames", help="Test frames for the force slopes."),
     seed: int = typer.Option(0, help="Seed of the frame picks."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: DeviceOption = "cpu",
     name: str | None = typer.Option(None, help="A unique name for the diagnose run."),
 ) -> None:
     """Is RUN repaired or softened relative to its MSE model? Stores a diagnose run."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crmse_cli.cli.common import emit_result, set_threads, state
+from crmse_cli.cli.common import DeviceOption, emit_result, set_threads, state
 
 
 def evaluate_command(
@@ -14,7 +14,7 @@ def evaluate_command(
         None, "--sample", help="With a model run: also evaluate this sample run."
     ),
     seed: int = typer.Option(0, help="Seed of the frame subsets (configurational temperature)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: DeviceOption = "cpu",
     name: str | None = typer.Option(None, help="A unique name for the evaluate run."),
 ) -> None:
     """Energy/force errors on the test frames; for samples, every distribution metric vs DFT."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from crmse_cli.cli.common import console, emit_result, set_threads, state
+from crmse_cli.cli.common import RunNameOption, console, emit_result, set_threads, state
 
 mace_app = typer.Typer(help="Bring a mace-torch model in as a model run; write MACE runs back out.")
 
@@ -20,7 +20,7 @@ def import_command(
     energy_unit: str = typer.Option("eV", "--energy-unit", help="eV (MACE's) or kcal/mol."),
     energy_key: str | None = typer.Option(None, "--energy-key", help="Energy key, e.g. REF_energy."),
     forces_key: str | None = typer.Option(None, "--forces-key", help="Forces column, e.g. REF_forces."),
-    name: str | None = typer.Option(None, help="A unique name for the run."),
+    name: RunNameOption = None,
 ) -> None:
     """Register a MACE model and its training file as a model run (test errors on 10% of the frames)."""
     from crmse_cli.stages.mace import import_mace

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from crmse_cli.cli.common import emit_result, set_threads, state
+from crmse_cli.cli.common import RunNameOption, emit_result, set_threads, state
 
 
 def pretrain_command(
@@ -28,7 +28,7 @@ def pretrain_command(
         "--config",
         help="TOML file of PretrainConfig settings, e.g. examples/quick.toml (options override).",
     ),
-    name: str | None = typer.Option(None, help="A unique name for the run."),
+    name: RunNameOption = None,
     seed: int | None = typer.Option(None, help="Seed of the frame draw, initialisation and batch order."),
     device: str | None = typer.Option(None, help="cpu or cuda."),
     dtype: str | None = typer.Option(None, help="float32 or float64 (the model's dtype)."),

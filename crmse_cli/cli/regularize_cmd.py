@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from crmse_cli.cli.common import emit_result, set_threads, state
+from crmse_cli.cli.common import DeviceOption, RunNameOption, emit_result, set_threads, state
 
 
 def regularize_command(
@@ -58,8 +58,8 @@ def regularize_command(
     config: Path | None = typer.Option(
         None, help="TOML file with a \\[contrastive] table of settings (options override)."
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    name: str | None = typer.Option(None, help="A unique name for the run."),
+    device: DeviceOption = "cpu",
+    name: RunNameOption = None,
     resume: str | None = typer.Option(None, help="Continue an interrupted regularize run exactly."),
     from_model: Path | None = typer.Option(
         None, "--from-model", help="A mace-torch .model file (with --data): imported as a model run first."

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from crmse_cli import names
-from crmse_cli.cli.common import console, emit_json, fmt_value, open_report, set_threads, state
+from crmse_cli.cli.common import OpenOption, console, emit_json, fmt_value, open_report, set_threads, state
 
 HEADLINE = (
     (names.TEST_ENERGY_MAE, "energy MAE (kcal/mol)"),
@@ -42,7 +42,7 @@ def reproduce_command(
         None, "--temperature-K", help="Sampling temperature (default 500)."
     ),
     out: Path | None = typer.Option(None, help="Where to write the HTML report."),
-    open_: bool = typer.Option(False, "--open", help="Open the report in the desktop browser when done."),
+    open_: OpenOption = False,
     processes: int = typer.Option(1, "--processes", help="Worker processes for generating an xTB reference."),
 ) -> None:
     """Fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crmse_cli.cli.common import emit_result, set_threads, state
+from crmse_cli.cli.common import DeviceOption, RunNameOption, emit_result, set_threads, state
 
 
 def sample_command(
@@ -23,13 +23,13 @@ def sample_command(
     record_every: int = typer.Option(20, help="Record a frame of every replica every N steps."),
     start: str = typer.Option("test", help="Start frames: test, reference or train frames of the split."),
     seed: int = typer.Option(0, help="Seed of start frames, velocities and noise."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: DeviceOption = "cpu",
     dtype: str = typer.Option("float32", help="float32 or float64."),
     processes: int = typer.Option(
         1,
         help="Worker processes (CPU only), one torch thread each; the replicas are split between them.",
     ),
-    name: str | None = typer.Option(None, help="A unique name for the run."),
+    name: RunNameOption = None,
 ) -> None:
     """Sample a potential with many replicas; record frames and when each replica left the basin."""
     from crmse_cli.stages.sample import SampleConfig, sample

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, select, update
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.tables import RunRow, SweepJobRow, SweepRow
@@ -66,6 +66,17 @@ def _job(row: Any) -> SweepJobInfo:
 
 def _owner() -> tuple[str, int]:
     return socket.gethostname(), os.getpid()
+
+
+def _own_lease(job_id: int) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of job ``job_id`` running under this process's lease (host and pid)."""
+    host, pid = _owner()
+    return (
+        SweepJobRow.id == job_id,
+        SweepJobRow.state == "running",
+        SweepJobRow.owner_host == host,
+        SweepJobRow.owner_pid == pid,
+    )
 
 
 class SweepStore:
@@ -200,20 +211,11 @@ class SweepStore:
 
     def heartbeat_job(self, job_id: int) -> bool:
         """Refresh this process's lease on job ``job_id``; False when it no longer owns it."""
-        host, pid = _owner()
+        lease = _own_lease(job_id)
         from crmse_cli.registry._values import now as _now
 
         def op(s: Session) -> bool:
-            res = s.execute(
-                update(SweepJobRow)
-                .where(
-                    SweepJobRow.id == job_id,
-                    SweepJobRow.state == "running",
-                    SweepJobRow.owner_host == host,
-                    SweepJobRow.owner_pid == pid,
-                )
-                .values(heartbeat=_now())
-            )
+            res = s.execute(update(SweepJobRow).where(*lease).values(heartbeat=_now()))
             return bool(getattr(res, "rowcount", 0))
 
         owned: bool = self._write(op)
@@ -223,17 +225,12 @@ class SweepStore:
         """End this process's lease: ``done``, ``failed`` or back to ``queued``; False if not its own."""
         if state not in ("done", "failed", "queued"):
             raise CrmseError(f"a job cannot end in state {state!r}")
-        host, pid = _owner()
+        lease = _own_lease(job_id)
 
         def op(s: Session) -> bool:
             res = s.execute(
                 update(SweepJobRow)
-                .where(
-                    SweepJobRow.id == job_id,
-                    SweepJobRow.state == "running",
-                    SweepJobRow.owner_host == host,
-                    SweepJobRow.owner_pid == pid,
-                )
+                .where(*lease)
                 .values(state=state, error=error, owner_host=None, owner_pid=None, heartbeat=None)
             )
             return bool(getattr(res, "rowcount", 0))

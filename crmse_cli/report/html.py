@@ -188,6 +188,32 @@ def render(report: ReportData, figures: list[FigureSpec]) -> str:
         ],
         "figures": [f.id for f in figures],
     }
+    t = html.escape(report.title)
+    body = f"""<p class="sub">dataset {html.escape(report.dataset)} · crmse {html.escape(report.version)} ·
+generated {html.escape(report.created)}</p>
+{_callout(report)}
+<h2>Runs</h2>
+{header_table(report)}
+<h2>Metrics</h2>
+<p class="caption">Accuracy from the model runs' test frames; distribution metrics from the evaluate runs.</p>
+{metrics_table(report, rows)}
+{instruments_section(report.diagnoses)}
+"""
+    return page(t, body, figures, machine)
+
+
+def page(title: str, body: str, figures: list[FigureSpec], machine: dict[str, Any]) -> str:
+    """A complete self-contained page (a few MB: plotly.js is embedded), the shell of every report.
+
+    Args:
+        title: the page's title and heading, already HTML-escaped.
+        body: HTML between the heading and the figures, ending in a newline.
+        figures: one section each, in order, drawn into ``plot-<id>``; an empty caption is left out.
+        machine: JSON-ready data for readers of the page, in ``#report-data``.
+
+    Returns:
+        The HTML document.
+    """
     fig_json = (
         "["
         + ",".join(
@@ -197,28 +223,19 @@ def render(report: ReportData, figures: list[FigureSpec]) -> str:
         + "]"
     )
     sections = "".join(
-        f'<section><h2>{html.escape(f.title)}</h2><p class="caption">{html.escape(f.caption)}</p>'
-        f'<div class="crmse-plot" id="plot-{f.id}"></div></section>'
+        f"<section><h2>{html.escape(f.title)}</h2>"
+        + (f'<p class="caption">{html.escape(f.caption)}</p>' if f.caption else "")
+        + f'<div class="crmse-plot" id="plot-{f.id}"></div></section>'
         for f in figures
     )
-    t = html.escape(report.title)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
 <body>
 <pre id="js-errors"></pre>
 <script>{ERROR_HANDLER}</script>
-<h1>{t}</h1>
-<p class="sub">dataset {html.escape(report.dataset)} · crmse {html.escape(report.version)} ·
-generated {html.escape(report.created)}</p>
-{_callout(report)}
-<h2>Runs</h2>
-{header_table(report)}
-<h2>Metrics</h2>
-<p class="caption">Accuracy from the model runs' test frames; distribution metrics from the evaluate runs.</p>
-{metrics_table(report, rows)}
-{instruments_section(report.diagnoses)}
-{sections}
+<h1>{title}</h1>
+{body}{sections}
 <p id="plots-done" data-rendered="0" class="caption"></p>
 <script type="application/json" id="report-data">{_script_json(machine)}</script>
 <script type="application/json" id="plot-config">{_script_json(PLOT_CONFIG)}</script>

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
 
-from crmse_cli.report.figures import color
-from crmse_cli.report.html import CSS, ERROR_HANDLER, PLOT_CONFIG, RENDER, _script_json, fmt
+from crmse_cli.report.figures import FigureSpec, color
+from crmse_cli.report.html import fmt, page
 
 KEY_METRICS = (
     ("test_force_mae", "test force MAE"),
@@ -216,27 +214,20 @@ def _html_table(summary: SweepSummary) -> str:
 def render_page(name: str, spec: dict[str, Any], summary: SweepSummary, *, n_jobs: int) -> str:
     """The complete page: settings, the table and one figure per metric."""
     figs = [
-        (f"m{i}", label, metric_figure(summary, key, label, unit, lambda_units=spec.get("lambda_units")))
+        FigureSpec(
+            f"m{i}",
+            label,
+            "",
+            metric_figure(summary, key, label, unit, lambda_units=spec.get("lambda_units")),
+        )
         for i, (key, label, unit) in enumerate(summary.metrics)
     ]
     n_done = sum(len(v) for v in summary.seeds.values())
-    fig_json = (
-        "["
-        + ",".join(
-            f'{{"id": "plot-{fid}", "figure": {pio.to_json(fig, validate=False, engine="json")}}}'
-            for fid, _, fig in figs
-        )
-        + "]"
-    )
-    sections = "".join(
-        f'<section><h2>{html.escape(label)}</h2><div class="crmse-plot" id="plot-{fid}"></div></section>'
-        for fid, label, _ in figs
-    )
     machine = {
         "sweep": name,
         "spec": spec,
         "metrics": [k for k, _, _ in summary.metrics],
-        "figures": [f for f, _, _ in figs],
+        "figures": [f.id for f in figs],
         "cells": [
             {"source": s, "lambda": lam, "metric": k, "values": c.values}
             for (s, lam, k), c in summary.cells.items()
@@ -249,25 +240,11 @@ def render_page(name: str, spec: dict[str, Any], summary: SweepSummary, *, n_job
         )
         or "defaults"
     )
-    t = html.escape(f"sweep {name}")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
-<body>
-<pre id="js-errors"></pre>
-<script>{ERROR_HANDLER}</script>
-<h1>{t}</h1>
-<p class="sub">{n_done} of {n_jobs} grid points finished · λ ∈ {html.escape(str(spec.get("lambdas")))} ·
-seeds {html.escape(str(spec.get("seeds")))} · options: {settings}</p>
+    lambdas, seeds = html.escape(str(spec.get("lambdas"))), html.escape(str(spec.get("seeds")))
+    body = f"""<p class="sub">{n_done} of {n_jobs} grid points finished · λ ∈ {lambdas} ·
+seeds {seeds} · options: {settings}</p>
 <p class="caption">Mean ± standard deviation over seeds. λ &gt; 0 on a log axis (small markers: single
 seeds); the λ = 0 control is the dashed line with its ±1 std band.</p>
 {_html_table(summary)}
-{sections}
-<p id="plots-done" data-rendered="0" class="caption"></p>
-<script type="application/json" id="report-data">{_script_json(machine)}</script>
-<script type="application/json" id="plot-config">{_script_json(PLOT_CONFIG)}</script>
-<script type="application/json" id="figure-data">{_script_json(fig_json)}</script>
-<script type="text/javascript">{get_plotlyjs()}</script>
-<script type="text/javascript">{RENDER}</script>
-</body></html>
 """
+    return page(html.escape(f"sweep {name}"), body, figs, machine)

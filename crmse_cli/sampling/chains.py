@@ -20,6 +20,7 @@ import torch
 from crmse_cli.data.graph import min_pair_distances
 from crmse_cli.sampling.mala import mala_steps
 from crmse_cli.sampling.observers import ForceFn
+from crmse_cli.sampling.support import SupportTest
 from crmse_cli.sampling.ula import ula_steps
 
 CHAIN_SAMPLERS = ("ula", "mala")
@@ -74,8 +75,7 @@ class PersistentChains:
         self.temperature_K = temperature_K
         self.fly_apart_A = fly_apart_A
         self.reset_fraction = reset_fraction
-        self.pair_min = pair_min_A
-        self.support_margin = support_margin_A
+        self.support = SupportTest(pair_min_A, support_margin_A) if pair_min_A is not None else None
         n = frames.shape[1]
         self._triu = torch.triu_indices(n, n, offset=1, device=frames.device)
         self.positions = self.draw(n_chains).clone()
@@ -134,11 +134,9 @@ class PersistentChains:
             return math.nan, math.nan
         d = (c[:, self._triu[0]] - c[:, self._triu[1]]).norm(dim=-1)  # (C, P)
         min_pair = float(d.min())
-        if self.pair_min is None:
+        if self.support is None:
             return min_pair, math.nan
-        limit = self.pair_min[self._triu[0], self._triu[1]] - self.support_margin
-        outside = (d < limit).any(dim=1).float().mean()
-        return min_pair, float(outside)
+        return min_pair, float(self.support.below(d).float().mean())
 
     def state_dict(self) -> dict[str, Any]:
         """The chains' positions (the generator is saved by its owner)."""

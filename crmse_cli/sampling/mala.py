@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from crmse_cli.errors import CrmseError
-from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.sampling.observers import ForceFn
 from crmse_cli.sampling.shard import ReplicaRows, rand_rows, randn_rows
+from crmse_cli.sampling.ula import OverdampedSampler, check_overdamped
 from crmse_cli.units import beta as beta_of
 
 
@@ -106,10 +106,7 @@ def mala_steps(
     Returns:
         (positions (B, N, 3) Å, energy (B,) kcal/mol, acceptance rate (B,) in [0, 1]), detached.
     """
-    if not (eta_A2 > 0 and temperature_K > 0):
-        raise CrmseError(f"MALA needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}")
-    if n_steps < 0:
-        raise CrmseError(f"number of MALA steps must be >= 0, got {n_steps}")
+    check_overdamped("MALA", eta_A2, temperature_K, n_steps)
     b = beta_of(temperature_K)
     x = positions.detach()
     energy, forces = force_fn(x)
@@ -122,43 +119,19 @@ def mala_steps(
     return x, energy.detach(), accepted / max(1, n_steps)
 
 
-class MALA(Sampler[MALAState]):
+class MALA(OverdampedSampler[MALAState]):
     """MALA as a sampler with observers (``crmse sample --integrator mala``).
 
-    Args:
-        force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
-        temperature_K: T of the target exp(-U/kT).
-        eta_A2: step size, Å^2.
-        generator: torch generator on the positions' device.
-        rows: the chains are these rows of a larger batch (see :mod:`crmse_cli.sampling.shard`).
+    Arguments as :class:`crmse_cli.sampling.ula.OverdampedSampler`.
     """
 
-    def __init__(
-        self,
-        force_fn: ForceFn,
-        temperature_K: float,
-        eta_A2: float,
-        generator: torch.Generator | None = None,
-        rows: ReplicaRows | None = None,
-    ) -> None:
-        super().__init__()
-        if not (eta_A2 > 0 and temperature_K > 0):
-            raise CrmseError(f"MALA needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}")
-        self.force_fn = force_fn
-        self.temperature_K = float(temperature_K)
-        self.eta_A2 = float(eta_A2)
-        self.beta = beta_of(temperature_K)
-        self.generator = generator if generator is not None else torch.Generator()
-        self.rows = rows
+    name = "MALA"
 
     def init_state(self, positions: torch.Tensor) -> MALAState:
         """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
-        if positions.ndim != 3 or positions.shape[-1] != 3:
-            raise CrmseError(f"positions must have shape (replicas, atoms, 3), got {tuple(positions.shape)}")
-        x = positions.detach().clone()
-        energy, forces = self.force_fn(x)
+        x, energy, forces = self.evaluate(positions)
         zeros = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        return MALAState(x, energy.detach(), forces.detach(), 0, zeros)
+        return MALAState(x, energy, forces, 0, zeros)
 
     def step(self, state: MALAState) -> MALAState:
         """One MALA step (see :func:`mala_step`): propose, then accept or reject each chain."""

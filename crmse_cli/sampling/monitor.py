@@ -27,6 +27,7 @@ import torch
 from crmse_cli.data.graph import bond_graph, bond_lengths, min_pair_distances
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import SamplerState
+from crmse_cli.sampling.support import SupportTest
 
 REASONS: tuple[str, ...] = ("", "nonfinite", "bond", "collapse")
 """Reason codes: index 0 means still in the basin."""
@@ -100,8 +101,7 @@ class StabilityMonitor:
         self.pair_min_ref = pmin
         self.bond_tol_A = float(bond_tol_A)
         self.collapse_margin_A = float(collapse_margin_A)
-        self.pair_index = torch.triu_indices(n, n, offset=1)  # (2, P)
-        self.pair_limit = pmin[self.pair_index[0], self.pair_index[1]] - self.collapse_margin_A  # (P,)
+        self.support = SupportTest(pmin, self.collapse_margin_A)
         self.reset()
 
     @classmethod
@@ -163,9 +163,7 @@ class StabilityMonitor:
         bond_len = (x[:, b[:, 0]] - x[:, b[:, 1]]).norm(dim=-1)  # (B, n_bonds)
         ref = self.bond_ref_mean.to(x.device, x.dtype)
         bond = ((bond_len - ref).abs() > self.bond_tol_A).any(dim=1)
-        p = self.pair_index.to(x.device)
-        pair_d = (x[:, p[0]] - x[:, p[1]]).norm(dim=-1)  # (B, P)
-        collapse = (pair_d < self.pair_limit.to(x.device, x.dtype)).any(dim=1)
+        collapse = self.support.outside(x)
         code = torch.where(collapse, 3, 0)
         code = torch.where(bond, 2, code)
         code = torch.where(nonfinite, 1, code)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from crmse_cli.errors import CrmseError
-from crmse_cli.sampling.observers import ForceFn, Sampler
+from crmse_cli.sampling.observers import ForceFn, Sampler, SamplerState
 from crmse_cli.sampling.shard import ReplicaRows, randn_rows
 from crmse_cli.units import beta as beta_of
 
@@ -46,9 +47,24 @@ class ULAState:
     time_fs: float = math.nan
 
 
-def _check(eta_A2: float, temperature_K: float) -> None:
+def check_overdamped(sampler: str, eta_A2: float, temperature_K: float, n_steps: int = 0) -> None:
+    """Refuse a step size, temperature or step count an overdamped sampler cannot run with.
+
+    Args:
+        sampler: the sampler's name in the message ("ULA", "MALA").
+        eta_A2: step size, Å^2 (> 0).
+        temperature_K: T (> 0).
+        n_steps: steps to take (>= 0).
+
+    Raises:
+        CrmseError: one of them is out of range.
+    """
     if not (eta_A2 > 0 and temperature_K > 0):
-        raise CrmseError(f"ULA needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}")
+        raise CrmseError(
+            f"{sampler} needs eta_A2 > 0 and temperature_K > 0, got {eta_A2} and {temperature_K}"
+        )
+    if n_steps < 0:
+        raise CrmseError(f"number of {sampler} steps must be >= 0, got {n_steps}")
 
 
 def ula_update(
@@ -94,9 +110,7 @@ def ula_steps(
     Returns:
         (positions (B, N, 3) Å, energy (B,) kcal/mol at those positions), both detached.
     """
-    _check(eta_A2, temperature_K)
-    if n_steps < 0:
-        raise CrmseError(f"number of ULA steps must be >= 0, got {n_steps}")
+    check_overdamped("ULA", eta_A2, temperature_K, n_steps)
     b = beta_of(temperature_K)
     x = positions.detach()
     energy, forces = force_fn(x)
@@ -108,8 +122,11 @@ def ula_steps(
     return x, energy.detach()
 
 
-class ULA(Sampler[ULAState]):
-    """ULA as a sampler with observers, one force evaluation per step.
+S = TypeVar("S", bound=SamplerState)
+
+
+class OverdampedSampler(Sampler[S]):
+    """What ULA and MALA share as samplers: settings, generator and the first force evaluation.
 
     Args:
         force_fn: positions (B, N, 3) Å -> (energy (B,) kcal/mol, forces (B, N, 3) kcal/mol/Å).
@@ -118,6 +135,9 @@ class ULA(Sampler[ULAState]):
         generator: torch generator on the positions' device.
         rows: the chains are these rows of a larger batch (see :mod:`crmse_cli.sampling.shard`).
     """
+
+    name = "overdamped Langevin"
+    """The sampler's name in error messages."""
 
     def __init__(
         self,
@@ -128,7 +148,7 @@ class ULA(Sampler[ULAState]):
         rows: ReplicaRows | None = None,
     ) -> None:
         super().__init__()
-        _check(eta_A2, temperature_K)
+        check_overdamped(self.name, eta_A2, temperature_K)
         self.force_fn = force_fn
         self.temperature_K = float(temperature_K)
         self.eta_A2 = float(eta_A2)
@@ -136,13 +156,26 @@ class ULA(Sampler[ULAState]):
         self.generator = generator if generator is not None else torch.Generator()
         self.rows = rows
 
-    def init_state(self, positions: torch.Tensor) -> ULAState:
-        """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
+    def evaluate(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A detached copy of ``positions`` (B, N, 3) Å with its energy (B,) and forces (B, N, 3)."""
         if positions.ndim != 3 or positions.shape[-1] != 3:
             raise CrmseError(f"positions must have shape (replicas, atoms, 3), got {tuple(positions.shape)}")
         x = positions.detach().clone()
         energy, forces = self.force_fn(x)
-        return ULAState(x, energy.detach(), forces.detach(), 0)
+        return x, energy.detach(), forces.detach()
+
+
+class ULA(OverdampedSampler[ULAState]):
+    """ULA as a sampler with observers, one force evaluation per step.
+
+    Arguments as :class:`OverdampedSampler`.
+    """
+
+    name = "ULA"
+
+    def init_state(self, positions: torch.Tensor) -> ULAState:
+        """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
+        return ULAState(*self.evaluate(positions), 0)
 
     def step(self, state: ULAState) -> ULAState:
         """One ULA update (see :func:`ula_update`) and the forces at the new positions."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,35 @@ import torch
 import torch.distributed as tdist
 
 from crmse_cli.errors import CrmseError
+
+
+def torchrun_command(n_processes: int, *cli_args: str) -> list[str]:
+    """The command line that runs ``crmse <cli_args>`` as ``n_processes`` data-parallel processes.
+
+    ``torchrun --standalone`` on this machine, through this interpreter (``python -m
+    torch.distributed.run``), so it needs no ``torchrun`` script on the PATH.
+
+    Args:
+        n_processes: processes (ranks) to start, >= 1.
+        *cli_args: the ``crmse`` arguments, global options first (e.g. ``"--home", home,
+            "regularize", "--from", "mse"``).
+
+    Returns:
+        The argument list for :func:`subprocess.run` or :class:`subprocess.Popen`.
+    """
+    if n_processes < 1:
+        raise CrmseError(f"torchrun needs at least one process, got {n_processes}")
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(n_processes),
+        "-m",
+        "crmse_cli",
+        *cli_args,
+    ]
 
 
 @dataclass(frozen=True)
