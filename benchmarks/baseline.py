@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_baseline(rev: str) -> ModuleType:
-    """The ``crmse_cli`` package of git revision ``rev``, imported as ``crmse_base_<sha>``."""
+    """The ``crmse_cli`` package of git revision ``rev`` (with ``.model``), imported as ``crmse_base_<sha>``."""
     sha = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -42,4 +42,6 @@ def load_baseline(rev: str) -> ModuleType:
     for path in package.rglob("*.py"):
         path.write_text(pattern.sub(name, path.read_text()))
     sys.path.insert(0, str(root))
-    return importlib.import_module(name)
+    package_module = importlib.import_module(name)
+    importlib.import_module(f"{name}.model")
+    return package_module

@@ -82,30 +82,37 @@ class MemoryCounter(TorchDispatchMode):
         return out
 
 
-def hand_count(n_structures: int, n_atoms: int, config: ModelConfig) -> dict[str, float]:
+def hand_count(n_structures: int, n_atoms: int, config: ModelConfig, skip_unused: bool) -> dict[str, float]:
     """FLOPs of PaiNN's matmuls in one energy + forces call (dense layout, N^2 pairs per structure).
 
     Forward: the filters (pairs x (n_rbf + 1) x F, 3 per layer), the message MLP (F -> F -> 3F),
     the channel mix (3 components, F -> 2F), the update MLP (2F -> F -> 3F), the direction bmm
     (3 x N x F per receiver) and the readout (F -> F/2 -> 1). Backward to the positions: one
-    input-gradient matmul of the same size for each, except the first layer's per-atom MLP
-    (broadcast over replicas, its input is the embedding) and no weight gradients.
+    input-gradient matmul of the same size for each, no weight gradients, none for the first
+    layer's message MLP (its input is the embedding, broadcast over replicas) and none for the
+    first layer's vector filter (no vector features yet). ``skip_unused``: that filter's forward
+    matmul is skipped too (the working tree since issue 18; the reference computed it).
     """
     b, n, nf, k, n_layers = n_structures, n_atoms, config.features, config.n_rbf + 1, config.layers
     pairs, atoms = b * n * n, b * n
-    filters = 2 * pairs * k * nf * 3 * n_layers
+    one_filter = 2 * pairs * k * nf
     message = 2 * atoms * (nf * nf + nf * 3 * nf) * n_layers
     mix = 2 * 3 * atoms * nf * 2 * nf * n_layers
     update = 2 * atoms * (2 * nf * nf + nf * 3 * nf) * n_layers
     direction = 2 * pairs * 3 * nf * n_layers
     readout = 2 * atoms * (nf * (nf // 2) + nf // 2)
     first_message = 2 * n * (nf * nf + nf * 3 * nf)  # layer 1 runs on (1, N, F)
-    forward = filters + message - first_message * (b - 1) + mix + update + direction + readout
-    # Backward: input gradients only; the direction bmm needs both operands' gradients (unit
-    # vectors and the filtered features depend on positions), the first message MLP none.
-    backward = filters + (message - first_message * b) + mix + update + 2 * direction + readout
-    return {"filters": 2 * filters, "atom MLPs + mix": forward + backward - 2 * filters - 3 * direction,
-            "direction bmm": 3 * direction, "total": forward + backward}  # fmt: skip
+    filters_fwd = one_filter * (3 * n_layers - (1 if skip_unused else 0))
+    filters_bwd = one_filter * (3 * n_layers - 1)
+    atom_fwd = message - first_message * (b - 1) + mix + update + readout
+    atom_bwd = message - first_message * b + mix + update + readout
+    # The direction bmm needs both operands' gradients (unit vectors and filtered features).
+    return {
+        "filters": filters_fwd + filters_bwd,
+        "atom MLPs + mix": atom_fwd + atom_bwd,
+        "direction bmm": 3 * direction,
+        "total": filters_fwd + filters_bwd + atom_fwd + atom_bwd + 3 * direction,
+    }
 
 
 def count(fn: Callable[[], Any]) -> tuple[dict[str, int], MemoryCounter]:
@@ -214,8 +221,8 @@ def main() -> None:
         variants["after" if base is not None else "force path"] = lambda f=new_fn, x=pos: f(x)
         n = int(species.numel())
         print(f"\n{name}: N = {n}, {source} geometries")
-        hand = hand_count(args.replicas, n, config)
         for label, fn in variants.items():
+            hand = hand_count(args.replicas, n, config, skip_unused=label != "before")
             flops, memory = count(fn)
             total = sum(flops.values())
             elements, moved = sum(memory.elements.values()), sum(memory.bytes.values())

@@ -174,13 +174,16 @@ class DenseLayout:
         """Sum of pair messages over senders: (B, N, N, F) -> (B, N, F)."""
         return m.sum(2)
 
-    def vector_message(self, w: Tensor, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
-        """sum_j (w_ij u_j + q_ij unit_ij): w, q (B,N,N,F), u (B,N,3,F) or None, unit (B,N,N,3)."""
+    def vector_message(self, w: Tensor | None, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
+        """sum_j (w_ij u_j + q_ij unit_ij): w, q (B,N,N,F), u (B,N,3,F), unit (B,N,N,3).
+
+        ``w`` and ``u`` are both given or both None (no vector features yet).
+        """
         b, n, _, nf = q.shape
         # The direction term as a batched matmul over senders, (3, N) @ (N, F) per receiver:
         # no (B, N, N, 3, F) temporary, which a broadcast product would write and read back.
         out = torch.bmm(unit.reshape(b * n, n, 3).transpose(1, 2), q.reshape(b * n, n, nf)).view(b, n, 3, nf)
-        if u is not None:
+        if u is not None and w is not None:
             # w_ij * u_j is a product in the feature channel, not a matmul; one Cartesian
             # component at a time keeps the temporaries at (B, N, N, F), measured ~5% faster
             # than one (B, N, N, 3, F) broadcast and ~25% faster than einsum's batched matmul.
@@ -240,10 +243,13 @@ class SparseLayout:
         """Sum of pair messages over senders: (E, F) -> (A, F)."""
         return self._scatter(m)
 
-    def vector_message(self, w: Tensor, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
-        """sum_j (w_ij u_j + q_ij unit_ij): w, q (E,F), u (A,3,F) or None, unit (E,3) -> (A,3,F)."""
+    def vector_message(self, w: Tensor | None, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
+        """sum_j (w_ij u_j + q_ij unit_ij): w, q (E,F), u (A,3,F), unit (E,3) -> (A,3,F).
+
+        ``w`` and ``u`` are both given or both None (no vector features yet).
+        """
         m = unit.unsqueeze(-1) * q.unsqueeze(1)
-        if u is not None:
+        if u is not None and w is not None:
             m = m + u.index_select(0, self.sender) * w.unsqueeze(1)
         return self._scatter(m)
 
