@@ -8,9 +8,11 @@ species)(positions)`` (energy + forces by autograd, ``create_graph=False``):
    addmm, bmm; forward and backward), cross-checked against a hand count of the matmuls, plus
    the elements written and bytes moved by every other (elementwise, reduction, copy) op, counted
    by a dispatch mode: that is the memory-bound part the FLOP counter does not see.
-2. Time per call and the one-core fp32 matmul peak (2048 x 2048 x 2048), measured interleaved
-   (peak, force path, peak, ...) so both see the same load; figures are the best of
-   ``--repeats`` (min time) and the median.
+2. Time per call, the one-core fp32 matmul peak (2048 x 2048 x 2048) and the copy bandwidth
+   (128 MiB), measured interleaved (peak, copy, force path, peak, ...) so all see the same load;
+   figures are the best of ``--repeats`` (min time) and the median. The roofline line adds the
+   matmuls' time at the peak to the other ops' bytes at the copy bandwidth: the best this
+   sequence of eager ops could do.
 3. With ``--profile``: torch profiler self-time of the top ops and their share by kind (matmul,
    elementwise, reduction, copy/cat, other), and the part of the wall time outside any op.
 
@@ -138,6 +140,17 @@ def peak_matmul() -> tuple[Callable[[], None], float]:
     return run, 2.0 * PEAK_SIZE**3
 
 
+def stream_copy() -> tuple[Callable[[], None], float]:
+    """A 128 MiB fp32 copy (far beyond the caches) and the bytes it moves (read + write)."""
+    n = 32 * 2**20
+    src, dst = torch.ones(n), torch.empty(n)
+
+    def run() -> None:
+        dst.copy_(src)
+
+    return run, 2.0 * n * 4
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, calls: int) -> dict[str, list[float]]:
     """Seconds per call of each function, measured round-robin ``repeats`` times."""
     for fn in fns.values():
@@ -206,6 +219,7 @@ def main() -> None:
         base = __import__("baseline").load_baseline(args.baseline)
         print(f"baseline: {args.baseline} imported as {base.__name__}")
     peak_fn, peak_flops = peak_matmul()
+    copy_fn, copy_bytes = stream_copy()
     for name in args.molecules:
         pos, species, _, _, source = load_molecule(name, args.replicas)
         pos = pos[torch.arange(args.replicas) % pos.shape[0]].float().contiguous()
@@ -221,20 +235,29 @@ def main() -> None:
         variants["after" if base is not None else "force path"] = lambda f=new_fn, x=pos: f(x)
         n = int(species.numel())
         print(f"\n{name}: N = {n}, {source} geometries")
+        volumes = {}
         for label, fn in variants.items():
             hand = hand_count(args.replicas, n, config, skip_unused=label != "before")
             flops, memory = count(fn)
             total = sum(flops.values())
             elements, moved = sum(memory.elements.values()), sum(memory.bytes.values())
+            volumes[label] = (total, moved)
             print(f"  [{label}] matmul FLOPs {total / 1e9:.3f} G (" + ", ".join(f"{k} {v / 1e9:.3f}" for k, v in flops.items())
                   + f"); hand count {hand['total'] / 1e9:.3f} G (filters {hand['filters'] / 1e9:.3f}, "
                   f"atom MLPs + mix {hand['atom MLPs + mix'] / 1e9:.3f}, direction {hand['direction bmm'] / 1e9:.3f})")  # fmt: skip
             print(f"  [{label}] other ops: {elements / 1e6:.1f} M elements written, {moved / 1e6:.0f} MB moved "
                   f"(matmul FLOPs per byte of the rest: {total / moved:.1f})")  # fmt: skip
-        times = interleaved({"peak": peak_fn, **variants}, args.repeats, args.calls)
+        times = interleaved({"peak": peak_fn, "copy": copy_fn, **variants}, args.repeats, args.calls)
         best_peak = peak_flops / min(times["peak"]) / 1e9
         med_peak = peak_flops / statistics.median(times["peak"]) / 1e9
-        print(f"  matmul peak {PEAK_SIZE}^3: best {best_peak:.1f} GFLOP/s, median {med_peak:.1f}")
+        bandwidth = copy_bytes / min(times["copy"]) / 1e9
+        print(f"  matmul peak {PEAK_SIZE}^3: best {best_peak:.1f} GFLOP/s, median {med_peak:.1f}; "
+              f"memory: 128 MiB copy best {bandwidth:.1f} GB/s")  # fmt: skip
+        for label, (flops_total, moved) in volumes.items():
+            t_mm, t_mem = flops_total / best_peak / 1e9, moved / bandwidth / 1e9
+            print(f"  [{label}] roofline: matmuls at the peak {1e3 * t_mm:.1f} ms + other ops' bytes at the "
+                  f"copy bandwidth {1e3 * t_mem:.1f} ms = {1e3 * (t_mm + t_mem):.1f} ms, i.e. at most "
+                  f"{100 * t_mm / (t_mm + t_mem):.0f}% of peak without fusing the other ops away")  # fmt: skip
         for label, fn in variants.items():
             flops_total = sum(count(fn)[0].values())
             t_min, t_med = min(times[label]), statistics.median(times[label])
