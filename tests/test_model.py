@@ -258,3 +258,18 @@ def test_energies_closure_matches_energy_and_forces() -> None:
     torch.testing.assert_close(
         energy_fn(pos).detach(), energy_and_forces(pot, pos, species)[0], rtol=0, atol=0
     )
+
+
+def test_enveloped_basis_is_the_reference_composition() -> None:
+    """PaiNN's folded basis [rbf f_c, f_c] equals the reference cat([rbf, 1]) * f_c."""
+    from crmse_cli.model.radial import RadialBasis
+
+    radial = RadialBasis(20, 5.0).double()
+    vectors = torch.randn(4, 7, 7, 3, dtype=torch.float64) * 3.0
+    keep = (torch.rand(7, 7, 1) > 0.2).double()
+    unit, rbf, fc = radial(vectors, keep)
+    unit2, basis = radial.enveloped(vectors, keep)
+    torch.testing.assert_close(unit2, unit, rtol=0, atol=0)
+    torch.testing.assert_close(
+        basis, torch.cat([rbf, torch.ones_like(fc)], dim=-1) * fc, rtol=1e-14, atol=1e-15
+    )

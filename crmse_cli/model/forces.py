@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from crmse_cli.model.graph import make_graph
+from crmse_cli.model.graph import choose_layout, dense_pair_vectors, make_graph, within_cutoff
 from crmse_cli.model.potential import Potential
 
 ForceFn = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -48,10 +48,19 @@ def forces_from_energy(energy: Tensor, positions: Tensor, *, create_graph: bool)
     return -grad
 
 
-def _chunk_size(n_structures: int, n_atoms: int, max_pairs: int | None) -> int:
+def _chunk_size(positions: Tensor, layout: str, cutoff_A: float, max_pairs: int | None) -> int:
+    """Replicas per chunk: at most ``max_pairs`` pair entries per chunk.
+
+    A replica has N^2 pair entries in the dense layout; in the sparse one, the first replica's
+    pairs inside the cutoff stand for every replica's.
+    """
+    n_structures, n_atoms = int(positions.shape[0]), int(positions.shape[1])
     if max_pairs is None:
         return n_structures
-    return max(1, min(n_structures, max_pairs // max(n_atoms * n_atoms, 1)))
+    pairs = n_atoms * n_atoms
+    if layout == "sparse" and n_structures > 0:
+        pairs = int(within_cutoff(dense_pair_vectors(positions[:1].detach()), cutoff_A).sum())
+    return max(1, min(n_structures, max_pairs // max(pairs, 1)))
 
 
 def energy_and_forces(
@@ -61,6 +70,7 @@ def energy_and_forces(
     *,
     create_graph: bool = False,
     max_pairs: int | None = DEFAULT_MAX_PAIRS,
+    layout: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Energies and forces of B replicas of one molecule.
 
@@ -71,7 +81,10 @@ def energy_and_forces(
         create_graph: False (sampling): outputs are detached and ``positions`` is not touched.
             True (training): outputs stay differentiable with respect to the weights (and to
             ``positions`` if it already requires grad).
-        max_pairs: evaluate at most this many replicas x N^2 pair entries at once (None: all).
+        max_pairs: evaluate at most this many pair entries at once (replicas x N^2 in the dense
+            layout, replicas x pairs inside the cutoff in the sparse one; None: all).
+        layout: pair layout (``graph.choose_layout``): "auto" (by molecule size), "dense" or
+            "sparse". Both give the same energies and forces to round-off.
 
     Returns:
         energy (B,) kcal/mol and forces (B, N, 3) kcal/mol/Å.
@@ -80,12 +93,13 @@ def energy_and_forces(
         pos = positions
     else:
         pos = positions.detach().requires_grad_(True)
-    n_structures, n_atoms = int(pos.shape[0]), int(pos.shape[1])
-    size = _chunk_size(n_structures, n_atoms, max_pairs)
+    n_structures = int(pos.shape[0])
+    chosen = choose_layout(int(pos.shape[1]), layout)
+    size = _chunk_size(pos, chosen, potential.config.cutoff_A, max_pairs)
     energies, forces = [], []
     for start in range(0, n_structures, size):
         part = pos[start : start + size]
-        energy = potential(make_graph(part, species))
+        energy = potential(make_graph(part, species, chosen))
         force = forces_from_energy(energy, pos if size == n_structures else part, create_graph=create_graph)
         energies.append(energy)
         forces.append(force)
@@ -98,12 +112,22 @@ def energy_and_forces(
 
 
 def force_field(
-    potential: Potential, species: Tensor, *, max_pairs: int | None = DEFAULT_MAX_PAIRS
+    potential: Potential,
+    species: Tensor,
+    *,
+    max_pairs: int | None = DEFAULT_MAX_PAIRS,
+    layout: str = "auto",
 ) -> ForceFn:
-    """The sampler's ``force_fn``: positions (B, N, 3) -> detached (energy (B,), forces (B, N, 3))."""
+    """The sampler's ``force_fn``: positions (B, N, 3) -> detached (energy (B,), forces (B, N, 3)).
+
+    ``max_pairs`` and ``layout`` as in :func:`energy_and_forces`.
+    """
+    choose_layout(int(species.shape[0]), layout)  # an unknown layout fails here, not mid-run
 
     def force_fn(positions: Tensor) -> tuple[Tensor, Tensor]:
-        return energy_and_forces(potential, positions, species, create_graph=False, max_pairs=max_pairs)
+        return energy_and_forces(
+            potential, positions, species, create_graph=False, max_pairs=max_pairs, layout=layout
+        )
 
     return force_fn
 

@@ -18,8 +18,14 @@ The networks read a graph through a layout (``layout_of``):
 Both expose the same operations, so each network is written once. Measured on one CPU thread
 (PaiNN, F = 64, energy + forces, structures/s): ethanol x 128: dense 2560, edge list 2080,
 edge list filtered by the cutoff 2190; aspirin x 32 (72% of its pairs inside 5 Å): dense 605,
-edge list 414, filtered 596. So same-molecule batches run dense, and the sparse layout filters
-its edges by the cutoff.
+edge list 414, filtered 596. So small same-molecule batches run dense, and the sparse layout
+filters its edges by the cutoff.
+
+The dense layout's cost grows as N^2 per replica, the cutoff-filtered edge list's as N times
+the neighbours inside the cutoff (bounded by the density), so ``make_graph`` picks the sparse
+layout above ``DENSE_MAX_ATOMS`` atoms (``layout="dense"`` / ``"sparse"`` overrides it). For
+such a batch the neighbour list comes from the (B, N, N) squared distances without autograd:
+O(N^2) comparisons, a small share of the O(N k) network (``benchmarks/bench_layouts.py``).
 """
 
 from __future__ import annotations
@@ -32,12 +38,20 @@ import torch
 from torch import Tensor
 
 from crmse_cli import keys
-from crmse_cli.errors import DataError
+from crmse_cli.errors import CrmseError, DataError
 
 Graph = dict[str, Any]
 """A batch: ``keys`` fields (tensors and the int ``N_STRUCTURES``) plus optional ``DENSE_N_ATOMS``."""
 
 DENSE_N_ATOMS = "dense_n_atoms"  # int N: the batch is N_STRUCTURES replicas of one N-atom molecule
+PAIR_LAYOUT = "pair_layout"  # "dense" | "sparse": the layout make_graph chose for the networks
+
+LAYOUTS = ("auto", "dense", "sparse")
+# Replicas of molecules up to this many atoms run in the dense layout, larger ones in the
+# cutoff-filtered edge list. Measured crossover (benchmarks/bench_layouts.py, PaiNN 64x3 float32,
+# 5 Å cutoff, one thread, energy + forces per replica-step; see docs/results.md, issue 18):
+# dense wins up to 21 atoms (aspirin by 9%), ties at 20, sparse wins from 27 (2.4x at 99).
+DENSE_MAX_ATOMS = 24
 
 
 # Cached tensors are built outside inference mode: a template first made under
@@ -77,22 +91,81 @@ def _check_molecule(positions: Tensor, species: Tensor, where: str) -> None:
         )
 
 
-def make_graph(positions: Tensor, species: Tensor) -> Graph:
+def choose_layout(n_atoms: int, layout: str = "auto") -> str:
+    """The pair layout of a batch of replicas of an ``n_atoms`` molecule: "dense" or "sparse".
+
+    Args:
+        n_atoms: atoms per molecule.
+        layout: "auto" (dense up to ``DENSE_MAX_ATOMS`` atoms, sparse above), "dense" or "sparse".
+    """
+    if layout not in LAYOUTS:
+        raise CrmseError(f"pair layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "auto":
+        return "dense" if n_atoms <= DENSE_MAX_ATOMS else "sparse"
+    return layout
+
+
+def dense_pair_vectors(positions: Tensor) -> Tensor:
+    """(B, N, N, 3) x_j - x_i of (B, N, 3) positions, Å: [structure, receiver i, sender j]."""
+    return positions.unsqueeze(1) - positions.unsqueeze(2)
+
+
+def edge_pair_vectors(positions: Tensor, receiver: Tensor, sender: Tensor) -> Tensor:
+    """(E, 3) x_sender - x_receiver of (A, 3) positions over an edge list, Å."""
+    return positions.index_select(0, sender) - positions.index_select(0, receiver)
+
+
+def within_cutoff(vectors: Tensor, cutoff_A: float) -> Tensor:
+    """Boolean (...) mask of pair vectors (..., 3) shorter than ``cutoff_A`` (no autograd)."""
+    with torch.no_grad():
+        return (vectors * vectors).sum(-1) < float(cutoff_A) ** 2
+
+
+def replica_neighbours(positions: Tensor, cutoff_A: float) -> tuple[Tensor, Tensor]:
+    """Neighbour list of B replicas of one molecule: pairs i != j closer than the cutoff.
+
+    Args:
+        positions: (B, N, 3) Å.
+        cutoff_A: cutoff radius, Å.
+
+    Returns:
+        (receiver, sender), each (E,) int64 indices into the flattened (B N) atoms, sorted by
+        receiver. Found from the (B, N, N) squared distances without autograd.
+    """
+    n_atoms = int(positions.shape[1])
+    inside = within_cutoff(dense_pair_vectors(positions.detach()), cutoff_A)
+    inside &= _off_diagonal(n_atoms, positions.device)
+    b, i, j = inside.nonzero(as_tuple=True)
+    offset = b * n_atoms
+    return offset + i, offset + j
+
+
+@functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)
+def _off_diagonal(n_atoms: int, device: torch.device) -> Tensor:
+    """(N, N) boolean mask, False on the diagonal."""
+    return ~torch.eye(n_atoms, dtype=torch.bool, device=device)
+
+
+def make_graph(positions: Tensor, species: Tensor, layout: str = "auto") -> Graph:
     """Graph of B replicas of one molecule.
 
     Args:
         positions: (B, N, 3) Å. ``POSITIONS`` is a (B N, 3) view of it, so forces may be taken
             with respect to this (B, N, 3) tensor.
         species: (N,) atomic numbers (int), shared by all replicas.
+        layout: pair layout for the networks (``choose_layout``): "auto", "dense" or "sparse".
 
     Returns:
         Graph with ``POSITIONS`` (B N, 3), ``SPECIES`` (B N,), ``BATCH`` (B N,),
-        ``N_STRUCTURES`` B, ``EDGE_INDEX`` (2, B N (N-1)) and ``DENSE_N_ATOMS`` N.
+        ``N_STRUCTURES`` B, ``EDGE_INDEX`` (2, B N (N-1)), ``DENSE_N_ATOMS`` N and
+        ``PAIR_LAYOUT``.
     """
     if positions.ndim != 3:
         raise DataError(f"make_graph: positions must have shape (B, N, 3), got {tuple(positions.shape)}")
     _check_molecule(positions, species, "make_graph")
     n_structures, n_atoms = int(positions.shape[0]), int(positions.shape[1])
+    chosen = choose_layout(n_atoms, layout)
     edge_index, batch = _template(n_atoms, n_structures, positions.device)
     species = species.to(device=positions.device, dtype=torch.long)
     return {
@@ -102,6 +175,7 @@ def make_graph(positions: Tensor, species: Tensor) -> Graph:
         keys.N_STRUCTURES: n_structures,
         keys.EDGE_INDEX: edge_index,
         DENSE_N_ATOMS: n_atoms,
+        PAIR_LAYOUT: chosen,
     }
 
 
@@ -164,7 +238,7 @@ class DenseLayout:
 
     def pair_vectors(self) -> Tensor:
         """(B, N, N, 3) x_j - x_i, Å."""
-        return self.positions.unsqueeze(1) - self.positions.unsqueeze(2)
+        return dense_pair_vectors(self.positions)
 
     def gather(self, h: Tensor) -> Tensor:
         """Sender features h_j, broadcastable against pair tensors: (B, 1, N, F)."""
@@ -174,13 +248,16 @@ class DenseLayout:
         """Sum of pair messages over senders: (B, N, N, F) -> (B, N, F)."""
         return m.sum(2)
 
-    def vector_message(self, w: Tensor, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
-        """sum_j (w_ij u_j + q_ij unit_ij): w, q (B,N,N,F), u (B,N,3,F) or None, unit (B,N,N,3)."""
+    def vector_message(self, w: Tensor | None, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
+        """sum_j (w_ij u_j + q_ij unit_ij): w, q (B,N,N,F), u (B,N,3,F), unit (B,N,N,3).
+
+        ``w`` and ``u`` are both given or both None (no vector features yet).
+        """
         b, n, _, nf = q.shape
         # The direction term as a batched matmul over senders, (3, N) @ (N, F) per receiver:
         # no (B, N, N, 3, F) temporary, which a broadcast product would write and read back.
         out = torch.bmm(unit.reshape(b * n, n, 3).transpose(1, 2), q.reshape(b * n, n, nf)).view(b, n, 3, nf)
-        if u is not None:
+        if u is not None and w is not None:
             # w_ij * u_j is a product in the feature channel, not a matmul; one Cartesian
             # component at a time keeps the temporaries at (B, N, N, F), measured ~5% faster
             # than one (B, N, N, 3, F) broadcast and ~25% faster than einsum's batched matmul.
@@ -203,13 +280,17 @@ class SparseLayout:
         self.batch: Tensor = graph[keys.BATCH]
         self.n_structures = int(graph[keys.N_STRUCTURES])
         edge_index: Tensor = graph[keys.EDGE_INDEX]
+        n_atoms = graph.get(DENSE_N_ATOMS)
+        # Pairs at or beyond the cutoff carry exactly zero messages; dropping them first is
+        # exact and pays off as soon as molecules outgrow the cutoff sphere.
+        if cutoff_A is not None and n_atoms is not None:
+            positions = self.positions.detach().view(self.n_structures, int(n_atoms), 3)
+            self.receiver, self.sender = replica_neighbours(positions, cutoff_A)
+            return
         if cutoff_A is not None and edge_index.shape[1] > 0:
-            # Pairs at or beyond the cutoff carry exactly zero messages; dropping them first
-            # is exact and pays off as soon as molecules outgrow the cutoff sphere.
-            with torch.no_grad():
-                pos = self.positions.detach()
-                d = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
-                inside = (d * d).sum(-1) < float(cutoff_A) ** 2
+            inside = within_cutoff(
+                edge_pair_vectors(self.positions.detach(), edge_index[0], edge_index[1]), cutoff_A
+            )
             if not bool(inside.all()):
                 edge_index = edge_index[:, inside]
         self.receiver = edge_index[0]
@@ -226,7 +307,7 @@ class SparseLayout:
 
     def pair_vectors(self) -> Tensor:
         """(E, 3) x_sender - x_receiver, Å."""
-        return self.positions.index_select(0, self.sender) - self.positions.index_select(0, self.receiver)
+        return edge_pair_vectors(self.positions, self.receiver, self.sender)
 
     def gather(self, h: Tensor) -> Tensor:
         """Sender features h_j: (A, F) -> (E, F)."""
@@ -240,10 +321,13 @@ class SparseLayout:
         """Sum of pair messages over senders: (E, F) -> (A, F)."""
         return self._scatter(m)
 
-    def vector_message(self, w: Tensor, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
-        """sum_j (w_ij u_j + q_ij unit_ij): w, q (E,F), u (A,3,F) or None, unit (E,3) -> (A,3,F)."""
+    def vector_message(self, w: Tensor | None, u: Tensor | None, q: Tensor, unit: Tensor) -> Tensor:
+        """sum_j (w_ij u_j + q_ij unit_ij): w, q (E,F), u (A,3,F), unit (E,3) -> (A,3,F).
+
+        ``w`` and ``u`` are both given or both None (no vector features yet).
+        """
         m = unit.unsqueeze(-1) * q.unsqueeze(1)
-        if u is not None:
+        if u is not None and w is not None:
             m = m + u.index_select(0, self.sender) * w.unsqueeze(1)
         return self._scatter(m)
 
@@ -256,12 +340,12 @@ Layout = DenseLayout | SparseLayout
 
 
 def layout_of(graph: Graph, cutoff_A: float | None = None) -> Layout:
-    """The fastest layout that can run ``graph``: dense for ``make_graph`` batches.
+    """The layout ``graph`` asks for: dense for ``make_graph`` batches of small molecules.
 
     Args:
         graph: a batch from ``make_graph`` or ``collate``.
         cutoff_A: the model's cutoff in Å; the sparse layout drops pairs beyond it.
     """
-    if graph.get(DENSE_N_ATOMS) is not None:
+    if graph.get(DENSE_N_ATOMS) is not None and graph.get(PAIR_LAYOUT, "dense") == "dense":
         return DenseLayout(graph)
     return SparseLayout(graph, cutoff_A)

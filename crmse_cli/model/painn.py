@@ -55,8 +55,7 @@ class PaiNN(AtomisticNetwork):
 
     def atomic_outputs(self, layout: Layout, index: Tensor) -> Tensor:
         """Per-atom outputs (B, N) dense or (A,) sparse; see ``AtomisticNetwork``."""
-        unit, rbf, fc = self.radial(layout.pair_vectors(), layout.keep)
-        basis = torch.cat([rbf, torch.ones_like(fc)], dim=-1) * fc
+        unit, basis = self.radial.enveloped(layout.pair_vectors(), layout.keep)
         # One (F, n_rbf + 1) weight block per layer and filter: separate matmuls give
         # contiguous pair tensors, and no pair-sized concatenation in the backward pass (which
         # splitting one wide filter tensor would cost).
@@ -64,21 +63,37 @@ class PaiNN(AtomisticNetwork):
         s = layout.embed(self.embedding.weight, index)
         v: Tensor | None = None
         for layer in range(len(self.message)):
-            w = [nn.functional.linear(basis, blocks[3 * layer + k]) for k in range(3)]
+            # The first layer has no vector features yet, so its filter for them (k = 1) would
+            # be a pair-sized matmul whose result nobody reads.
+            w = [
+                None if k == 1 and v is None else nn.functional.linear(basis, blocks[3 * layer + k])
+                for k in range(3)
+            ]
             s, v = self._message(layer, layout, s, v, w, unit)
             s, v = self._update(layer, s, v)
         out: Tensor = self.readout(s).squeeze(-1)
         return out
 
     def _message(
-        self, layer: int, layout: Layout, s: Tensor, v: Tensor | None, w: list[Tensor], unit: Tensor
+        self,
+        layer: int,
+        layout: Layout,
+        s: Tensor,
+        v: Tensor | None,
+        w: list[Tensor | None],
+        unit: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """Message block: s (.., F), v (.., 3, F) or None before the first layer, w 3 pair filters."""
+        """Message block: s (.., F), v (.., 3, F) or None before the first layer.
+
+        ``w`` holds the 3 pair filters; the second is None when ``v`` is None.
+        """
+        w_s, w_v, w_r = w
+        assert w_s is not None and w_r is not None
         h_s, h_v, h_r = self.message[layer](s).split(self.n_features, dim=-1)
-        ds = layout.reduce(layout.gather(h_s) * w[0])
+        ds = layout.reduce(layout.gather(h_s) * w_s)
         # phi_v(s_j) v_j is a per-atom product: form it before going to pairs.
         u = None if v is None else h_v.unsqueeze(-2) * v
-        dv = layout.vector_message(w[1], u, layout.gather(h_r) * w[2], unit)
+        dv = layout.vector_message(w_v, u, layout.gather(h_r) * w_r, unit)
         return s + ds, dv if v is None else v + dv
 
     def _update(self, layer: int, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:

@@ -87,12 +87,32 @@ class RadialBasis(nn.Module):
             rbf: (..., n_rbf) sin(n pi r / r_c) / r in 1/Å.
             fc: (..., 1) envelope f_c(r) times ``keep``.
         """
+        r, inv_r, unit, fc = self._geometry(vectors, keep)
+        rbf = torch.sin(r * self.freq) * inv_r
+        return unit, rbf, fc
+
+    def enveloped(self, vectors: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Unit vectors and the basis with its envelope and a constant channel folded in.
+
+        Args:
+            vectors: (..., 3) pair vectors x_sender - x_receiver, Å.
+            keep: optional (..., 1) padding mask, as in ``forward``.
+
+        Returns:
+            unit: (..., 3) unit vectors.
+            basis: (..., n_rbf + 1) [sin(n pi r / r_c) f_c(r) / r, f_c(r)]: ``forward``'s
+            ``cat([rbf, 1]) * fc``, with the envelope applied to the (..., 1) factor 1/r
+            instead of the (..., n_rbf + 1) result (one pair-sized product less each way).
+        """
+        r, inv_r, unit, fc = self._geometry(vectors, keep)
+        return unit, torch.cat([torch.sin(r * self.freq) * (fc * inv_r), fc], dim=-1)
+
+    def _geometry(self, vectors: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(r, 1/r, unit vectors, envelope times ``keep``) of pair vectors (..., 3)."""
         d2 = (vectors * vectors).sum(-1, keepdim=True).clamp(min=_MIN_D2)
         r = torch.sqrt(d2)
         inv_r = 1.0 / r
-        unit = vectors * inv_r
-        rbf = torch.sin(r * self.freq) * inv_r
         fc = self.cutoff(r)
         if keep is not None:
             fc = fc * keep
-        return unit, rbf, fc
+        return r, inv_r, vectors * inv_r, fc
