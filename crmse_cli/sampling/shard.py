@@ -9,6 +9,7 @@ every worker, a few microseconds against a force evaluation of milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,21 @@ def _full_shape(shape: torch.Size | tuple[int, ...], rows: ReplicaRows) -> tuple
     return (rows.total, *shape[1:])
 
 
+def _draw_rows(
+    draw: Callable[..., torch.Tensor],
+    shape: torch.Size | tuple[int, ...],
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: torch.device,
+    rows: ReplicaRows | None,
+) -> torch.Tensor:
+    """``draw(shape)``, or with ``rows`` those rows of ``draw((total, ...))``: one stream either way."""
+    if rows is None:
+        return draw(shape, generator=generator, dtype=dtype, device=device)
+    full = draw(_full_shape(shape, rows), generator=generator, dtype=dtype, device=device)
+    return full[rows.start : rows.stop]
+
+
 def randn_rows(
     shape: torch.Size | tuple[int, ...],
     *,
@@ -63,10 +79,7 @@ def randn_rows(
     rows: ReplicaRows | None = None,
 ) -> torch.Tensor:
     """Standard normals of ``shape`` (B, ...): with ``rows``, those rows of a (total, ...) draw."""
-    if rows is None:
-        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
-    full = torch.randn(_full_shape(shape, rows), generator=generator, dtype=dtype, device=device)
-    return full[rows.start : rows.stop]
+    return _draw_rows(torch.randn, shape, generator, dtype, device, rows)
 
 
 def rand_rows(
@@ -78,7 +91,4 @@ def rand_rows(
     rows: ReplicaRows | None = None,
 ) -> torch.Tensor:
     """Uniforms on [0, 1) of ``shape`` (B, ...): with ``rows``, those rows of a (total, ...) draw."""
-    if rows is None:
-        return torch.rand(shape, generator=generator, dtype=dtype, device=device)
-    full = torch.rand(_full_shape(shape, rows), generator=generator, dtype=dtype, device=device)
-    return full[rows.start : rows.stop]
+    return _draw_rows(torch.rand, shape, generator, dtype, device, rows)
