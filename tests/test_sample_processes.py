@@ -156,7 +156,9 @@ def _when_workers_run(action: object, n: int = 2) -> threading.Thread:
     """Call ``action(worker_pids)`` once ``n`` workers of this process have run for a moment."""
 
     def watch() -> None:
-        deadline = time.monotonic() + 120
+        # A loaded machine can take minutes to reach the spawn (imports, model load); if the
+        # workers never show, interrupt the run so the test fails instead of sampling forever.
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             pids = _workers(os.getpid())
             if len(pids) >= n:
@@ -164,6 +166,7 @@ def _when_workers_run(action: object, n: int = 2) -> threading.Thread:
                 action(pids)  # type: ignore[operator]
                 return
             time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
