@@ -204,10 +204,16 @@ def test_a_killed_worker_fails_the_run_in_one_line(
 def test_ctrl_c_stops_the_workers_and_marks_the_run_interrupted(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    watcher = _when_workers_run(lambda pids: os.kill(os.getpid(), signal.SIGINT))
-    argv = ("--home", str(ws.home), "sample", "tiny", "--replicas", "4", "--steps", "1000000")
-    code, _, err = cli_main(monkeypatch, capsys, *argv, "--processes", "2", "--name", "ctrl-c")
-    watcher.join(timeout=5)
+    # A fresh CLI process has Python's default SIGINT handler; in a long pytest session an earlier
+    # test's library may have replaced it (the full suite hung here), so give this one the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher = _when_workers_run(lambda pids: os.kill(os.getpid(), signal.SIGINT))
+        argv = ("--home", str(ws.home), "sample", "tiny", "--replicas", "4", "--steps", "1000000")
+        code, _, err = cli_main(monkeypatch, capsys, *argv, "--processes", "2", "--name", "ctrl-c")
+        watcher.join(timeout=5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert code == 130, err
     run = Registry.open(ws).get_run("ctrl-c")
     assert run.status == "interrupted"
