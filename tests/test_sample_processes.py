@@ -204,8 +204,9 @@ def test_a_killed_worker_fails_the_run_in_one_line(
 def test_ctrl_c_stops_the_workers_and_marks_the_run_interrupted(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A fresh CLI process has Python's default SIGINT handler; in a long pytest session an earlier
-    # test's library may have replaced it (the full suite hung here), so give this one the default.
+    # An interactive CLI has Python's default SIGINT handler, but a pytest started as a background
+    # job without job control (`cmd &` in a script) inherits SIGINT ignored, and the run sampled on
+    # (CI hung here): give the test the handler a user's terminal gives the CLI.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         watcher = _when_workers_run(lambda pids: os.kill(os.getpid(), signal.SIGINT))
