@@ -120,8 +120,11 @@ def study_table(
     if export is not None:
         doc = {"format": EXPORT_FORMAT, "runs": list(records.values())}
         text = json.dumps(doc, indent=1, sort_keys=True, default=str).encode()
-        with atomic_path(export) as tmp:
-            tmp.write_bytes(text)
+        try:
+            with atomic_path(export) as tmp:
+                tmp.write_bytes(text)
+        except OSError as exc:
+            raise CrmseError(f"--export {export}: cannot write it ({exc.strerror or exc})") from exc
     return lines
 
 
