@@ -6,6 +6,7 @@
 # Usage: xtb_study.sh DATASET TAG "SEEDS" ["EXTRA_LAMBDAS"]   (WAIT_PID=pid: start after it exits)
 # EXTRA_LAMBDAS (eV convention) add CRMSE runs at other lambdas, named TAG-crmse-lLAMBDA-sSEED.
 # Paths: a checkout at $REPO (default: this script's repo), registry at $CRMSE_HOME.
+# REPLICAS (default 32) sets the sample runs' replicas (64 for the rMD17 study's protocol).
 REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$REPO"
 export CRMSE_HOME=${CRMSE_HOME:-/work/results-home} OMP_NUM_THREADS=1 PYTHONPATH=$REPO CRMSE_NO_PROGRESS=1
@@ -15,7 +16,7 @@ if [ -n "${WAIT_PID:-}" ]; then while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 
 done_() { $C --json show "$1" 2>/dev/null | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['run']['status']=='completed' else 1)" 2>/dev/null; }
 step() { local name=$1; shift 2; if done_ "$name"; then echo "skip $name"; return; fi
   echo "$(date -u +%H:%M:%S) start $name"; $C --threads 1 "$@" --name "$name" || echo "FAILED $name"; echo "$(date -u +%H:%M:%S) done $name"; }
-SAMPLE="--replicas 32 --steps 20000 --record-every 20 --temperature-K 500"
+SAMPLE="--replicas ${REPLICAS:-32} --steps 20000 --record-every 20 --temperature-K 500"
 REG="--chains 32 --updates 200 --temperature-K 500"
 for s in $seeds; do
   step $tag-mse-s$s -- pretrain --dataset $ds --split 1 --config examples/default.toml --n-train 200 --seed $s
