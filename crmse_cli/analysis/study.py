@@ -32,7 +32,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("energy_std_sample", "energy spread of samples (kcal/mol)"),
     ("energy_std_ref", "energy spread of reference (kcal/mol)"),
     ("config_temperature_sample_K", "T_conf of samples (K)"),
-    ("config_temperature_ref_K", "T_conf of reference (K)"),
+    ("config_temperature_ref_K", "T_conf of reference, its forces, this model's Laplacian (K)"),
     ("virial_temperature_sample_K", "T_virial of samples, model forces (K)"),
     ("virial_temperature_ref_K", "T_virial of reference, its forces (K)"),
     ("sampling_temperature_K", "sampling temperature (K)"),

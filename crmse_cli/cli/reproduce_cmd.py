@@ -22,7 +22,7 @@ HEADLINE = (
     (names.STABLE_FRACTION, "replicas that stayed physical"),
     (names.MEDIAN_LEAVE_TIME_PS, "median time to leave (ps)"),
     (names.CONFIG_TEMPERATURE_SAMPLE_K, "T_conf of samples (K)"),
-    (names.CONFIG_TEMPERATURE_REF_K, "T_conf of reference (K)"),
+    (names.CONFIG_TEMPERATURE_REF_K, "T_conf of reference, this model's Laplacian (K)"),
 )
 
 
