@@ -247,3 +247,14 @@ def test_table_command_pools_groups_from_the_registry(tmp_path: Any) -> None:
     (tmp_path / "junk.json").write_text('{"runs": []}')
     junk = crmse(other.home, "table", "--include", str(tmp_path / "junk.json"), ids[0])
     assert junk.returncode == 1 and "not a crmse metrics export" in junk.stderr
+
+
+def test_a_group_label_may_hold_an_equals_sign() -> None:
+    from crmse_cli.errors import CrmseError
+    from crmse_cli.stages.table import parse_group
+
+    assert parse_group("λ = 0=run-a,run-b") == ("λ = 0", ["run-a", "run-b"])
+    assert parse_group("mse=r1") == ("mse", ["r1"])
+    for bad in ("nolabel", "=r1", "label=", "λ = 0="):
+        with pytest.raises(CrmseError, match="--group"):
+            parse_group(bad)

@@ -16,7 +16,8 @@ def table_command(
         None,
         "--group",
         "-g",
-        help="LABEL=RUN1,RUN2,... : a column of the mean ± half-range over the runs (seeds); repeatable. "
+        help="LABEL=RUN1,RUN2,... : a column of the mean ± half-range over the runs (seeds), runs after the "
+        "last =; repeatable. "
         "Adds the replicas that stayed physical pooled per group, Fisher's test against the first group.",
     ),
     include: list[Path] | None = typer.Option(

@@ -27,8 +27,11 @@ EXPORT_FORMAT = "crmse-metrics/1"
 
 
 def parse_group(spec: str) -> tuple[str, list[str]]:
-    """``"label=run1,run2"`` -> ``("label", ["run1", "run2"])`` (one-line error otherwise)."""
-    label, sep, refs = spec.partition("=")
+    """``"label=run1,run2"`` -> ``("label", ["run1", "run2"])`` (one-line error otherwise).
+
+    The runs follow the last ``=``, so a label may hold one (``"λ = 0=run1,run2"``).
+    """
+    label, sep, refs = spec.rpartition("=")
     runs = [r for r in refs.split(",") if r]
     if not sep or not label or not runs:
         raise CrmseError(f"--group {spec!r}: write LABEL=RUN1,RUN2,... (runs by id or name)")
