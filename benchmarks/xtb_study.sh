@@ -20,6 +20,7 @@ step() { local name=$1; shift 2; if done_ "$name"; then echo "skip $name"; retur
 SAMPLE="--replicas ${REPLICAS:-32} --steps 20000 --record-every 20 --temperature-K 500"
 REG="--chains 32 --updates 200 --temperature-K 500"
 arms=" ${ARMS:-mse crmse l0} "
+for a in $arms; do case $a in mse|crmse|l0|none) ;; *) echo "xtb_study.sh: ARMS word '$a' is not one of mse crmse l0 none (space-separated)" >&2; exit 2;; esac; done
 for s in $seeds; do
   step $tag-mse-s$s -- pretrain --dataset $ds --split 1 --config examples/default.toml --n-train 200 --seed $s
   if [[ $arms == *" mse "* ]]; then
