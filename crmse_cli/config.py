@@ -92,12 +92,29 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
-def load_config(cls: type[T], path: Path | str | None = None, **overrides: Any) -> T:
-    """Defaults of ``cls``, updated by the file at ``path`` (if any), then by non-None overrides.
+def load_config(
+    cls: type[T],
+    path: Path | str | None = None,
+    *,
+    section: str | None = None,
+    aliases: dict[str, str] | None = None,
+    **overrides: Any,
+) -> T:
+    """The one way every command builds its settings: defaults, then the file, then the options.
 
-    Overrides use dotted keys for nested configs, written with ``__``: ``model__cutoff_A=4.0``.
+    ``cls``'s defaults (declared once, in the dataclass) are updated by the TOML/JSON file at
+    ``path`` (its ``[section]`` table when it has one, else the whole file; file keys renamed by
+    ``aliases``, e.g. ``{"lambda": "lambda_"}``), then by the non-None ``overrides``: the options
+    the user gave (None = unset). Overrides use dotted keys for nested configs, written with
+    ``__``: ``model__cutoff_A=4.0``. Unknown keys and invalid values are a :class:`CrmseError`
+    naming the file or "options".
     """
     data: dict[str, Any] = read_config_file(path) if path else {}
+    if section is not None and isinstance(data.get(section), dict):
+        data = dict(data[section])
+    for old, new in (aliases or {}).items():
+        if old in data:
+            data[new] = data.pop(old)
     for key, value in overrides.items():
         if value is None:
             continue
@@ -106,4 +123,23 @@ def load_config(cls: type[T], path: Path | str | None = None, **overrides: Any) 
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return from_dict(cls, data, where=str(path) if path else "config")
+    return from_dict(cls, data, where=str(path) if path else "options")
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name`` (for help texts: declared once, read here)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise KeyError(f"{cls.__name__}.{name} has no default")
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def with_default(text: str, cls: type, name: str) -> str:
+    """``text`` followed by ``[default: X]``, X read from ``cls``'s field ``name``."""
+    value = default_of(cls, name)
+    shown = f"{value:g}" if isinstance(value, float) else ("unset" if value is None else str(value))
+    return f"{text} \\[default: {shown}]"  # escaped: Typer reads help as rich markup

@@ -37,6 +37,56 @@ def dihedral_profile_error(torsion: str) -> str:
     return f"{DIHEDRAL_PROFILE_ERROR}.{torsion}"
 
 
+CORE_METRICS = (TEST_ENERGY_MAE, TEST_FORCE_MAE, ENERGY_KS, HR_MAE)
+"""The accuracy and distribution metrics every summary table starts with."""
+
+DIHEDRAL_JS = "dihedral_js"  # 1, Jensen-Shannon divergence of one torsion's angle histogram
+
+# -- metric titles: what every table and the report call a metric ------------------------------
+TITLES: dict[str, tuple[str, str]] = {
+    TEST_ENERGY_MAE: ("test energy MAE", "kcal/mol"),
+    TEST_FORCE_MAE: ("test force MAE", "kcal/mol/Å"),
+    ENERGY_KS: ("energy KS vs {ref}", ""),
+    "energy_mean_sample_minus_ref": ("mean energy, samples - {ref}", "kcal/mol"),
+    HR_MAE: ("h(r) MAE", ""),
+    "pair_hist_mae_mean": ("pair-distance histogram MAE (mean over pairs)", ""),
+    STABLE_FRACTION: ("replicas that stayed physical", ""),
+    "n_left": ("replicas that left the basin", ""),
+    "n_left_collapse": ("replicas that collapsed (pair test)", ""),
+    "n_left_bond": ("replicas that broke a bond", ""),
+    MEDIAN_LEAVE_TIME_PS: ("median leave time of those that left", "ps"),
+    "median_leave_steps": ("median leave steps of those that left", ""),
+    SHARE_OUTSIDE_SUPPORT: ("share of frames outside the {ref} support", ""),
+    "min_pair_distance_sample": ("closest pair seen", "Å"),
+    "energy_std_sample": ("energy spread of samples", "kcal/mol"),
+    "energy_std_ref": ("energy spread of {ref}", "kcal/mol"),
+    CONFIG_TEMPERATURE_SAMPLE_K: ("T_conf of samples", "K"),
+    CONFIG_TEMPERATURE_REF_K: ("T_conf of {ref}, its forces, this model's Laplacian", "K"),
+    "virial_temperature_sample_K": ("T_virial of samples, model forces", "K"),
+    "virial_temperature_sample_K_err": ("T_virial of samples, its block-bootstrap error", "K"),
+    "virial_temperature_ref_K": ("T_virial of {ref}, its forces", "K"),
+    "virial_temperature_ref_K_err": ("T_virial of {ref}, its block-bootstrap error", "K"),
+    "sampling_temperature_K": ("sampling temperature", "K"),
+    "n_sample_frames": ("frames compared", ""),
+}
+"""metric -> (title, unit shown in tables); ``{ref}`` names the reference (``reference`` by default).
+Per-torsion metrics (``dihedral_profile_error.<torsion>``, ``dihedral_js.<torsion>``) are titled by
+:func:`metric_title` from the torsion's name."""
+
+
+def metric_title(key: str, *, ref: str = "reference", unit: bool = True) -> str:
+    """The title of metric ``key`` in every table and report, with its unit in parentheses."""
+    family, _, torsion = key.partition(".")
+    if family == DIHEDRAL_PROFILE_ERROR and torsion:
+        title, u = f"{torsion} profile error", "kcal/mol"
+    elif family == DIHEDRAL_JS and torsion:
+        title, u = f"{torsion} dihedral JS divergence", ""
+    else:
+        title, u = TITLES.get(key, (key.replace("_", " "), ""))
+    title = title.replace("{ref}", ref)
+    return f"{title} ({u})" if unit and u else title
+
+
 # -- evaluation npz keys (``ARTIFACT_EVALUATION``) -----------------------------------------------
 SAMPLE_ENERGIES = "sample_energies"  # (F_s,) kcal/mol, the model's energies of the samples
 REF_ENERGIES = "ref_energies"  # (F_r,) kcal/mol, DFT energies of the reference frames

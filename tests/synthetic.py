@@ -103,3 +103,31 @@ def one_line_error(result: tuple[int, str, str], *must: str) -> str:
     for text in must:
         assert text in lines[0], lines[0]
     return lines[0]
+
+
+def interrupted_regularize(ws: Workspace, monkeypatch: Any, name: str = "reg-cut") -> Any:
+    """A tiny regularize run of the ``tiny`` pretrain run, stopped by Ctrl-C at its second update
+    (status ``interrupted``, resumable); returns its RegularizeConfig."""
+    import pytest
+
+    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+    from crmse_cli.train import contrastive
+
+    c = contrastive.ContrastiveConfig(
+        n_chains=2, steps_per_update=2, n_updates=3, batch_size=4, warmup_updates=1, seed=1
+    )
+    cfg = RegularizeConfig(contrastive=c, val_every=1, checkpoint_every=1, chains_every=2)
+    real_step = contrastive.ContrastiveTrainer.step
+    calls = {"n": 0}
+
+    def interrupting_step(self):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        regularize(ws, "tiny", cfg, name=name)
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+    return cfg

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic import cli_main, make_workspace, one_line_error, tiny_pretrain
+from synthetic import cli_main, interrupted_regularize, make_workspace, one_line_error, tiny_pretrain
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
@@ -272,27 +272,10 @@ def test_regularize_resume_on_a_corrupt_last_checkpoint_refuses(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crmse_cli.errors import DataError
-    from crmse_cli.stages.regularize import RegularizeConfig, regularize
-    from crmse_cli.train import contrastive
+    from crmse_cli.stages.regularize import regularize
 
     tiny_pretrain(ws)
-    c = contrastive.ContrastiveConfig(
-        n_chains=2, steps_per_update=2, n_updates=3, batch_size=4, warmup_updates=1, seed=1
-    )
-    cfg = RegularizeConfig(contrastive=c, val_every=1, checkpoint_every=1, chains_every=2)
-    real_step = contrastive.ContrastiveTrainer.step
-    calls = {"n": 0}
-
-    def interrupting_step(self):  # noqa: ANN001, ANN202
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        regularize(ws, "tiny", cfg, name="reg-cut")
-    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+    cfg = interrupted_regularize(ws, monkeypatch)
     reg = Registry.open(ws)
     run = reg.get_run("reg-cut")
     last = ws.run_dir(run.id) / "checkpoints" / "last.pt"

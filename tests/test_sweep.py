@@ -250,13 +250,14 @@ def test_summary_means_spread_and_the_control_apart() -> None:
             "source": "s",
             "lambda": lam,
             "seed": seed,
-            "metrics": {"energy_ks": (v, "1"), "dihedral_error.a": (1.0, "1")},
+            "metrics": {"energy_ks": (v, "1"), "dihedral_profile_error.a": (1.0, "kcal/mol")},
         }
         for lam, seed, v in ((0.0, 0, 0.5), (0.0, 1, 0.7), (0.1, 0, 1.0), (0.1, 1, 3.0), (1.0, 0, 2.0))
     ]
     summary = summarize(points, {"s": "mse"})
     assert summary.lambdas == [0.0, 0.1, 1.0]
-    assert [k for k, _, _ in summary.metrics] == ["energy_ks", "dihedral_error.a"]
+    assert [k for k, _, _ in summary.metrics] == ["energy_ks", "dihedral_profile_error.a"]
+    assert summary.metrics[1][1:] == ("a profile error", "kcal/mol")  # the metric evaluate writes
     cell = summary.cells[("mse", 0.1, "energy_ks")]
     assert (cell.mean, cell.std) == (2.0, pytest.approx(math.sqrt(2.0)))
     assert summary.cells[("mse", 1.0, "energy_ks")].std == 0.0  # one seed: no spread

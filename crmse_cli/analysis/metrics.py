@@ -36,6 +36,7 @@ from crmse_cli.analysis.observables import (
 )
 from crmse_cli.analysis.rotors import dihedral_sets as default_dihedral_sets
 from crmse_cli.analysis.stats import energy_ks
+from crmse_cli.defaults import COLLAPSE_MARGIN_A
 from crmse_cli.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _dihedral_part(
             profile_error(prof_s.free_energy, prof_r.free_energy),
             "kcal/mol",
         )
-        metrics[f"dihedral_js.{name}"] = (js_divergence(prof_s.prob, prof_r.prob), "1")
+        metrics[f"{names.DIHEDRAL_JS}.{name}"] = (js_divergence(prof_s.prob, prof_r.prob), "1")
         arrays["dihedral_edges"] = prof_r.edges
         arrays[f"dihedral_atoms.{name}"] = quads
         arrays[f"dihedral_F_sample.{name}"] = prof_s.free_energy
@@ -159,7 +160,7 @@ def distribution_metrics(
     dihedral_bins: int = DIHEDRAL_BINS,
     pair_edges_A: np.ndarray = PAIR_EDGES_A,
     energy_bins: int = 60,
-    collapse_margin_A: float = 0.3,
+    collapse_margin_A: float = COLLAPSE_MARGIN_A,
     dihedral_sets: dict[str, np.ndarray] | None = None,
 ) -> DistributionComparison:
     """Compare sampled frames with reference frames on every distribution metric of METHOD.md.

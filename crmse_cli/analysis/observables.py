@@ -22,6 +22,7 @@ import torch
 from ase.data import chemical_symbols
 
 from crmse_cli.data.graph import bond_graph, min_pair_distances
+from crmse_cli.defaults import COLLAPSE_MARGIN_A
 from crmse_cli.errors import DataError
 from crmse_cli.sampling.support import SupportTest
 
@@ -235,7 +236,9 @@ def min_pair_distance_per_frame(positions: np.ndarray, pairs: np.ndarray | None 
     return out
 
 
-def outside_support(positions: np.ndarray, ref_positions: np.ndarray, margin_A: float = 0.3) -> np.ndarray:
+def outside_support(
+    positions: np.ndarray, ref_positions: np.ndarray, margin_A: float = COLLAPSE_MARGIN_A
+) -> np.ndarray:
     """(F,) bool: frames where some pair comes closer than its reference minimum minus ``margin_A``.
 
     The numpy face of :class:`crmse_cli.sampling.support.SupportTest`, the stability monitor's

@@ -13,31 +13,29 @@ from dataclasses import dataclass
 
 from scipy.stats import fisher_exact
 
+from crmse_cli import names
 from crmse_cli.errors import CrmseError
 
-ROWS: tuple[tuple[str, str], ...] = (
-    ("test_energy_mae", "test energy MAE (kcal/mol)"),
-    ("test_force_mae", "test force MAE (kcal/mol/Å)"),
-    ("energy_ks", "energy KS vs reference"),
-    ("hr_mae", "h(r) MAE"),
-    ("dihedral_profile_error.hydroxyl", "hydroxyl profile error (kcal/mol)"),
-    ("dihedral_profile_error.methyl", "methyl profile error (kcal/mol)"),
-    ("stable_fraction", "replicas that stayed physical"),
-    ("n_left_collapse", "replicas that collapsed (pair test)"),
-    ("n_left_bond", "replicas that broke a bond"),
-    ("median_leave_time_ps", "median leave time of those that left (ps)"),
-    ("share_outside_support", "share of frames outside the reference support"),
-    ("min_pair_distance_sample", "closest pair seen (Å)"),
-    ("energy_mean_sample_minus_ref", "mean energy, samples - reference (kcal/mol)"),
-    ("energy_std_sample", "energy spread of samples (kcal/mol)"),
-    ("energy_std_ref", "energy spread of reference (kcal/mol)"),
-    ("config_temperature_sample_K", "T_conf of samples (K)"),
-    ("config_temperature_ref_K", "T_conf of reference, its forces, this model's Laplacian (K)"),
-    ("virial_temperature_sample_K", "T_virial of samples, model forces (K)"),
-    ("virial_temperature_ref_K", "T_virial of reference, its forces (K)"),
-    ("sampling_temperature_K", "sampling temperature (K)"),
+ROWS: tuple[str, ...] = (
+    *names.CORE_METRICS,
+    names.dihedral_profile_error("hydroxyl"),
+    names.dihedral_profile_error("methyl"),
+    names.STABLE_FRACTION,
+    "n_left_collapse",
+    "n_left_bond",
+    names.MEDIAN_LEAVE_TIME_PS,
+    names.SHARE_OUTSIDE_SUPPORT,
+    "min_pair_distance_sample",
+    "energy_mean_sample_minus_ref",
+    "energy_std_sample",
+    "energy_std_ref",
+    names.CONFIG_TEMPERATURE_SAMPLE_K,
+    names.CONFIG_TEMPERATURE_REF_K,
+    "virial_temperature_sample_K",
+    "virial_temperature_ref_K",
+    "sampling_temperature_K",
 )
-"""(metric name, row title) of the study tables, in display order."""
+"""Metrics of the study tables, in display order (titles: :func:`crmse_cli.names.metric_title`)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,8 @@ def fmt(v: float) -> str:
 def runs_table(columns: Mapping[str, Mapping[str, float]]) -> list[str]:
     """Markdown lines: one column per run (label -> metrics), one row per :data:`ROWS` entry."""
     lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for key, title in ROWS:
+    for key in ROWS:
+        title = names.metric_title(key)
         lines.append(f"| {title} | " + " | ".join(fmt(c.get(key, math.nan)) for c in columns.values()) + " |")
     return lines
 
@@ -99,7 +98,8 @@ def groups_table(groups: Mapping[str, Sequence[Mapping[str, float]]]) -> list[st
         "| metric | " + " | ".join(f"{k} (n={len(v)})" for k, v in groups.items()) + " |",
         "|---|" + "---|" * len(groups),
     ]
-    for key, title in ROWS:
+    for key in ROWS:
+        title = names.metric_title(key)
         cells = []
         for runs in groups.values():
             xs = [r[key] for r in runs if key in r]

@@ -9,6 +9,12 @@ from __future__ import annotations
 import typer
 
 from crmse_cli.cli.common import DeviceOption, emit_result, set_threads, state
+from crmse_cli.config import load_config, with_default
+from crmse_cli.stages.diagnose_config import DiagnoseConfig
+
+
+def _h(text: str, field: str) -> str:
+    return with_default(text, DiagnoseConfig, field)
 
 
 def diagnose_command(
@@ -22,25 +28,32 @@ def diagnose_command(
         help="Sample runs of the MSE model whose collapsed frames are lifted (repeatable); "
         "default: all of its completed sample runs.",
     ),
-    soft_modes: int = typer.Option(2, "--soft-modes", help="Softest MSE modes summarised (torsions)."),
-    stiff_modes: int = typer.Option(2, "--stiff-modes", help="Stiffest MSE modes summarised."),
-    mass_weighted: bool = typer.Option(
-        False, "--mass-weighted", help="Modes in mass-weighted coordinates (default: plain Cartesian)."
+    soft_modes: int | None = typer.Option(
+        None, "--soft-modes", help=_h("Softest MSE modes summarised (torsions).", "soft_modes")
+    ),
+    stiff_modes: int | None = typer.Option(
+        None, "--stiff-modes", help=_h("Stiffest MSE modes summarised.", "stiff_modes")
+    ),
+    mass_weighted: bool | None = typer.Option(
+        None, "--mass-weighted", help="Modes in mass-weighted coordinates (default: plain Cartesian)."
     ),
     temperature_K: float | None = typer.Option(
         None, "--temperature-K", help="kT unit of the collapse lift (default: the samples' temperature)."
     ),
-    max_test_frames: int = typer.Option(500, "--max-test-frames", help="Test frames for the force slopes."),
-    seed: int = typer.Option(0, help="Seed of the frame picks."),
+    max_test_frames: int | None = typer.Option(
+        None, "--max-test-frames", help=_h("Test frames for the force slopes.", "max_test_frames")
+    ),
+    seed: int | None = typer.Option(None, help=_h("Seed of the frame picks.", "seed")),
     device: DeviceOption = "cpu",
     name: str | None = typer.Option(None, help="A unique name for the diagnose run."),
 ) -> None:
     """Is RUN repaired or softened relative to its MSE model? Stores a diagnose run."""
-    from crmse_cli.stages.diagnose import DiagnoseConfig, diagnose
+    from crmse_cli.stages.diagnose import diagnose
 
     st = state(ctx)
     set_threads(st.threads)
-    cfg = DiagnoseConfig(
+    cfg = load_config(
+        DiagnoseConfig,
         soft_modes=soft_modes,
         stiff_modes=stiff_modes,
         mass_weighted=mass_weighted,

@@ -11,6 +11,8 @@ import typer
 from rich.markup import escape
 
 from crmse_cli.cli.common import console, emit_json, state
+from crmse_cli.config import load_config, with_default
+from crmse_cli.data.xtb_config import XtbMDConfig
 
 fetch_app = typer.Typer(help="Get a dataset into the workspace and register it.", no_args_is_help=True)
 
@@ -114,6 +116,10 @@ def xyz_command(
     )
 
 
+def _h(text: str, field: str) -> str:
+    return with_default(text, XtbMDConfig, field)
+
+
 @fetch_app.command("xtb")
 def xtb_command(
     ctx: typer.Context,
@@ -123,27 +129,39 @@ def xtb_command(
     start_from: str | None = typer.Option(
         None, "--start-from", help="Start geometry: a registered dataset (its frame 0) or an xyz file."
     ),
-    temperature_K: float = typer.Option(500.0, "--temperature-K", help="Thermostat temperature, K."),
-    frames: int = typer.Option(1000, "--frames", help="Frames kept over all replicas."),
-    method: str = typer.Option("gfn2", "--method", help="xTB method of the dynamics: gfn2 or gfn1."),
+    temperature_K: float | None = typer.Option(
+        None, "--temperature-K", help=_h("Thermostat temperature, K.", "temperature_K")
+    ),
+    frames: int | None = typer.Option(None, "--frames", help=_h("Frames kept over all replicas.", "frames")),
+    method: str | None = typer.Option(
+        None, "--method", help=_h("xTB method of the dynamics: gfn2 or gfn1.", "method")
+    ),
     label_method: str | None = typer.Option(
         None, "--label-method", help="xTB method of the labels (default --method; gfn1: relabelled control)."
     ),
-    timestep_fs: float = typer.Option(0.5, "--timestep-fs", help="BAOAB time step, fs."),
-    friction_per_fs: float = typer.Option(0.01, "--friction-per-fs", help="Langevin friction, 1/fs."),
-    equilibration_ps: float = typer.Option(1.0, "--equilibration-ps", help="Discarded start, ps."),
-    stride: int = typer.Option(20, "--stride", help="Steps between kept frames."),
-    replicas: int = typer.Option(1, "--replicas", help="Independent trajectories."),
+    timestep_fs: float | None = typer.Option(
+        None, "--timestep-fs", help=_h("BAOAB time step, fs.", "timestep_fs")
+    ),
+    friction_per_fs: float | None = typer.Option(
+        None, "--friction-per-fs", help=_h("Langevin friction, 1/fs.", "friction_per_fs")
+    ),
+    equilibration_ps: float | None = typer.Option(
+        None, "--equilibration-ps", help=_h("Discarded start, ps.", "equilibration_ps")
+    ),
+    stride: int | None = typer.Option(None, "--stride", help=_h("Steps between kept frames.", "stride")),
+    replicas: int | None = typer.Option(None, "--replicas", help=_h("Independent trajectories.", "replicas")),
     processes: int = typer.Option(1, "--processes", help="Worker processes (one thread each)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the velocities, the noise and the splits."),
+    seed: int | None = typer.Option(
+        None, "--seed", help=_h("Seed of the velocities, the noise and the splits.", "seed")
+    ),
     name: str | None = typer.Option(None, "--name", help="Dataset name (default <molecule>-xtb[-...])."),
     force: bool = typer.Option(False, "--force", help="Discard a cached generation with other settings."),
 ) -> None:
     """Generate an exact-temperature GFN-xTB reference by Langevin dynamics (rerun to resume)."""
-    from crmse_cli.data.xtb_md import XtbMDConfig
     from crmse_cli.stages.fetch_xtb import fetch_xtb
 
-    cfg = XtbMDConfig(
+    cfg = load_config(
+        XtbMDConfig,
         temperature_K=temperature_K,
         frames=frames,
         method=method,

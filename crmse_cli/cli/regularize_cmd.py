@@ -7,54 +7,64 @@ from pathlib import Path
 import typer
 
 from crmse_cli.cli.common import DeviceOption, RunNameOption, emit_result, set_threads, state
+from crmse_cli.config import load_config, with_default
+from crmse_cli.train.contrastive_config import ContrastiveConfig
+
+
+def _h(text: str, field: str) -> str:
+    return with_default(text, ContrastiveConfig, field)
 
 
 def regularize_command(
     ctx: typer.Context,
     source: str | None = typer.Option(None, "--from", help="Pretrain run (id or name) or checkpoint file."),
     lambda_: float | None = typer.Option(
-        None, "--lambda", help="Weight of the contrastive term (0: the control) [default: 0.015]."
+        None, "--lambda", help=_h("Weight of the contrastive term (0: the control).", "lambda_")
     ),
     lambda_units: str | None = typer.Option(
         None,
         "--lambda-units",
         help="eV: lambda weighs L_C against L_MSE in eV, eV/Å (the paper's; 531.8x our kcal loss); "
-        "kcal: against L_MSE in kcal/mol, kcal/mol/Å [default: eV].",
+        "kcal: against L_MSE in kcal/mol, kcal/mol/Å." + _h("", "lambda_units"),
     ),
-    eta_A2: float | None = typer.Option(None, "--eta-A2", help="Chain step size in Å² [default: 4e-4]."),
+    eta_A2: float | None = typer.Option(None, "--eta-A2", help=_h("Chain step size in Å².", "eta_A2")),
     steps_per_update: int | None = typer.Option(
-        None, "--steps-per-update", help="K: chain steps per parameter update [default: 200]."
+        None, "--steps-per-update", help=_h("K: chain steps per parameter update.", "steps_per_update")
     ),
-    chains: int | None = typer.Option(None, help="C: number of persistent chains [default: 64]."),
-    updates: int | None = typer.Option(None, help="Number of parameter updates [default: 400]."),
+    chains: int | None = typer.Option(None, help=_h("C: number of persistent chains.", "n_chains")),
+    updates: int | None = typer.Option(None, help=_h("Number of parameter updates.", "n_updates")),
     temperature_K: float | None = typer.Option(
-        None, "--temperature-K", help="Temperature of the Boltzmann term [default: 500]."
+        None, "--temperature-K", help=_h("Temperature of the Boltzmann term.", "temperature_K")
     ),
     chain_temperature_K: float | None = typer.Option(
-        None, "--chain-temperature-K", help="Temperature the chains sample at [default: --temperature-K]."
+        None, "--chain-temperature-K", help="Temperature the chains sample at \\[default: --temperature-K]."
     ),
     chain_sampler: str | None = typer.Option(
-        None, "--chain-sampler", help="ula (the paper's) or mala (Metropolis-adjusted, exact) [default: ula]."
+        None,
+        "--chain-sampler",
+        help=_h("ula (the paper's) or mala (Metropolis-adjusted, exact).", "chain_sampler"),
     ),
     init: str | None = typer.Option(
         None,
         help="raw: the pretrain run's raw weights and Adam moments (the paper's); "
-        "ema: its best EMA weights and a fresh Adam [default: raw].",
+        "ema: its best EMA weights and a fresh Adam." + _h("", "init"),
     ),
-    lr: float | None = typer.Option(None, help="Adam learning rate after warm-up [default: 3e-5]."),
-    warmup: int | None = typer.Option(None, help="Linear learning-rate warm-up, in updates [default: 20]."),
-    batch_size: int | None = typer.Option(None, help="Training frames per update [default: 32]."),
+    lr: float | None = typer.Option(None, help=_h("Adam learning rate after warm-up.", "lr")),
+    warmup: int | None = typer.Option(
+        None, help=_h("Linear learning-rate warm-up, in updates.", "warmup_updates")
+    ),
+    batch_size: int | None = typer.Option(None, help=_h("Training frames per update.", "batch_size")),
     reset_fraction: float | None = typer.Option(
-        None, help="Share of chains reset to training frames each update [default: 0]."
+        None, help=_h("Share of chains reset to training frames each update.", "reset_fraction")
     ),
-    grad_clip: float | None = typer.Option(None, help="Gradient-norm clip, 0 = off [default: 100]."),
+    grad_clip: float | None = typer.Option(None, help=_h("Gradient-norm clip, 0 = off.", "grad_clip")),
     energy_weight: float | None = typer.Option(
-        None, help="w_E of L_MSE, (kcal/mol)^-2 [default: the pretrain run's]."
+        None, help="w_E of L_MSE, (kcal/mol)^-2 \\[default: the pretrain run's]."
     ),
     force_weight: float | None = typer.Option(
-        None, help="w_F of L_MSE, (kcal/mol/Å)^-2 [default: the pretrain run's]."
+        None, help="w_F of L_MSE, (kcal/mol/Å)^-2 \\[default: the pretrain run's]."
     ),
-    seed: int | None = typer.Option(None, help="Seed of chains, batches and resets [default: 0]."),
+    seed: int | None = typer.Option(None, help=_h("Seed of chains, batches and resets.", "seed")),
     config: Path | None = typer.Option(
         None, help="TOML file with a \\[contrastive] table of settings (options override)."
     ),
@@ -72,18 +82,9 @@ def regularize_command(
 ) -> None:
     """Post-train a potential with CRMSE: L = L_MSE + lambda * beta * (<U>_data - <U>_chains)."""
     from crmse_cli.stages.regularize import RegularizeConfig, regularize
-    from crmse_cli.train.contrastive import ContrastiveConfig
 
     st = state(ctx)
     set_threads(st.threads)
-    section: dict[str, object] = {}
-    if config is not None:
-        from crmse_cli.config import read_config_file
-
-        data = read_config_file(config)
-        section = dict(data.get("contrastive", data))
-        if "lambda" in section:
-            section["lambda_"] = section.pop("lambda")
     options = dict(
         lambda_=lambda_,
         lambda_units=lambda_units,
@@ -105,22 +106,20 @@ def regularize_command(
         seed=seed,
     )
     # Defaults live in ContrastiveConfig alone: the file sets what it names, options override it.
-    section.update({k: v for k, v in options.items() if v is not None})
-    try:
-        from crmse_cli.config import from_dict
-
-        cfg = RegularizeConfig(
-            contrastive=from_dict(ContrastiveConfig, section, where=str(config or "options")), device=device
-        )
-    except ValueError as exc:
-        from crmse_cli.errors import CrmseError
-
-        raise CrmseError(f"invalid CRMSE setting: {exc}") from exc
+    contrastive = load_config(
+        ContrastiveConfig, config, section="contrastive", aliases={"lambda": "lambda_"}, **options
+    )
+    cfg = RegularizeConfig(contrastive=contrastive, device=device)
+    given = {k: v for k, v in options.items() if v is not None}
     if from_model is not None:  # bring your own MACE model: resolves to an imported model run
         from crmse_cli.stages.mace import import_from_options
 
         source = import_from_options(st.workspace, from_model, data_file, source, energy_key, forces_key)
-    res = regularize(st.workspace, source, cfg, name=name, resume=resume)
+    if resume is not None and config is not None:
+        from crmse_cli.errors import CrmseError
+
+        raise CrmseError("--resume continues the run with its own settings; drop --config")
+    res = regularize(st.workspace, source, cfg, name=name, resume=resume, settings=given)
     emit_result(
         st,
         f"regularize run {res.run_id}",

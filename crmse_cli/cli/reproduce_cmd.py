@@ -11,19 +11,17 @@ from crmse_cli import names
 from crmse_cli.cli.common import OpenOption, console, emit_json, fmt_value, open_report, set_threads, state
 
 HEADLINE = (
-    (names.TEST_ENERGY_MAE, "energy MAE (kcal/mol)"),
-    (names.TEST_FORCE_MAE, "force MAE (kcal/mol/Å)"),
-    (names.ENERGY_KS, "energy KS"),
-    (names.HR_MAE, "h(r) MAE"),
-    (names.dihedral_profile_error("hydroxyl"), "hydroxyl profile error (kcal/mol)"),
-    (names.dihedral_profile_error("methyl"), "methyl profile error (kcal/mol)"),
-    (names.dihedral_profile_error("ester"), "ester profile error (kcal/mol)"),
-    (names.dihedral_profile_error("carboxylic_acid"), "acid profile error (kcal/mol)"),
-    (names.STABLE_FRACTION, "replicas that stayed physical"),
-    (names.MEDIAN_LEAVE_TIME_PS, "median time to leave (ps)"),
-    (names.CONFIG_TEMPERATURE_SAMPLE_K, "T_conf of samples (K)"),
-    (names.CONFIG_TEMPERATURE_REF_K, "T_conf of reference, this model's Laplacian (K)"),
+    *names.CORE_METRICS,
+    names.dihedral_profile_error("hydroxyl"),
+    names.dihedral_profile_error("methyl"),
+    names.dihedral_profile_error("ester"),
+    names.dihedral_profile_error("carboxylic_acid"),
+    names.STABLE_FRACTION,
+    names.MEDIAN_LEAVE_TIME_PS,
+    names.CONFIG_TEMPERATURE_SAMPLE_K,
+    names.CONFIG_TEMPERATURE_REF_K,
 )
+"""Metrics of the summary table, in display order (titles: :func:`crmse_cli.names.metric_title`)."""
 
 
 def reproduce_command(
@@ -78,10 +76,10 @@ def reproduce_command(
     labels = list(res.metrics)
     for label in labels:
         table.add_column(label, justify="right")
-    for key, title in HEADLINE:
+    for key in HEADLINE:
         if any(key in res.metrics[label] for label in labels):
             table.add_row(
-                title,
+                names.metric_title(key),
                 *(
                     fmt_value(res.metrics[label][key][0]) if key in res.metrics[label] else "n/a"
                     for label in labels

@@ -2,41 +2,72 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from crmse_cli.cli.common import DeviceOption, RunNameOption, emit_result, set_threads, state
+from crmse_cli.config import load_config
+from crmse_cli.config import with_default as _d
+from crmse_cli.stages.sample_config import SampleConfig
+
+
+def _h(text: str, field: str) -> str:
+    return _d(text, SampleConfig, field)
 
 
 def sample_command(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A pretrain/regularize run (id or name) or a checkpoint file."),
-    integrator: str = typer.Option(
-        "langevin",
-        help="langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
+    integrator: str | None = typer.Option(
+        None,
+        help=_h(
+            "langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
+            "integrator",
+        ),
     ),
-    temperature_K: float = typer.Option(500.0, "--temperature-K", help="Temperature in K."),
-    timestep_fs: float = typer.Option(0.5, "--timestep-fs", help="MD time step in fs (langevin)."),
-    friction_per_fs: float = typer.Option(0.01, "--friction-per-fs", help="Langevin friction in 1/fs."),
-    eta_A2: float = typer.Option(4e-4, "--eta-A2", help="ULA step size in Å² (ula)."),
-    replicas: int = typer.Option(64, help="Replicas run as one batch."),
-    steps: int = typer.Option(20000, help="Integrator steps (20000 x 0.5 fs = 10 ps)."),
-    record_every: int = typer.Option(20, help="Record a frame of every replica every N steps."),
-    start: str = typer.Option("test", help="Start frames: test, reference or train frames of the split."),
-    seed: int = typer.Option(0, help="Seed of start frames, velocities and noise."),
+    temperature_K: float | None = typer.Option(
+        None, "--temperature-K", help=_h("Temperature in K.", "temperature_K")
+    ),
+    timestep_fs: float | None = typer.Option(
+        None, "--timestep-fs", help=_h("MD time step in fs (langevin).", "timestep_fs")
+    ),
+    friction_per_fs: float | None = typer.Option(
+        None, "--friction-per-fs", help=_h("Langevin friction in 1/fs.", "friction_per_fs")
+    ),
+    eta_A2: float | None = typer.Option(None, "--eta-A2", help=_h("Step size in Å² (ula, mala).", "eta_A2")),
+    replicas: int | None = typer.Option(None, help=_h("Replicas run as one batch.", "replicas")),
+    steps: int | None = typer.Option(None, help=_h("Integrator steps (20000 x 0.5 fs = 10 ps).", "steps")),
+    record_every: int | None = typer.Option(
+        None, help=_h("Record a frame of every replica every N steps.", "record_every")
+    ),
+    start: str | None = typer.Option(
+        None, help=_h("Start frames: test, reference or train frames of the split.", "start")
+    ),
+    seed: int | None = typer.Option(None, help=_h("Seed of start frames, velocities and noise.", "seed")),
     device: DeviceOption = "cpu",
-    dtype: str = typer.Option("float32", help="float32 or float64."),
-    processes: int = typer.Option(
-        1,
-        help="Worker processes (CPU only), one torch thread each; the replicas are split between them.",
+    dtype: str | None = typer.Option(None, help=_h("float32 or float64.", "dtype")),
+    processes: int | None = typer.Option(
+        None,
+        help=_h(
+            "Worker processes (CPU only), one torch thread each; the replicas are split between them.",
+            "processes",
+        ),
+    ),
+    config: Path | None = typer.Option(
+        None, help="TOML file of sampling settings (e.g. examples/sample.toml; options override)."
     ),
     name: RunNameOption = None,
 ) -> None:
     """Sample a potential with many replicas; record frames and when each replica left the basin."""
-    from crmse_cli.stages.sample import SampleConfig, sample
+    from crmse_cli.stages.sample import sample
 
     st = state(ctx)
     set_threads(st.threads)
-    cfg = SampleConfig(
+    cfg = load_config(
+        SampleConfig,
+        config,
+        section="sample",
         integrator=integrator,
         temperature_K=temperature_K,
         timestep_fs=timestep_fs,

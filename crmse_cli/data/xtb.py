@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from crmse_cli.data.xtb_config import check_method
 from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.units import BOHR_PER_A, KCAL_PER_MOL_A_PER_HARTREE_BOHR, KCAL_PER_MOL_PER_HARTREE
-
-METHODS: dict[str, str] = {"gfn2": "GFN2-xTB", "gfn1": "GFN1-xTB"}
-"""Short method names (CLI, registry meta) -> tblite's names."""
 
 MISSING_MESSAGE = "install the xtb extra: pip install 'crmse[xtb]'"
 
@@ -44,14 +42,6 @@ def tblite_version() -> str:
         return importlib.metadata.version("tblite")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def check_method(method: str) -> str:
-    """Tblite's name of a short method name (``gfn2``, ``gfn1``); CrmseError otherwise."""
-    key = method.lower().replace("-xtb", "")
-    if key not in METHODS:
-        raise CrmseError(f"unknown xTB method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[key]
 
 
 class XtbForceField:

@@ -335,37 +335,37 @@ def metric_table(report: ReportData) -> list[MetricRow]:
         "min_pair_distance_sample": _first(report, "min_pair_distance_ref"),
         "n_sample_frames": _first(report, "n_ref_frames"),
     }
-    spec: list[tuple[str, str]] = [
-        (names.TEST_ENERGY_MAE, "energy MAE on test frames"),
-        (names.TEST_FORCE_MAE, "force MAE on test frames"),
-        (names.ENERGY_KS, "energy KS statistic (samples vs {ref})"),
-        ("energy_mean_sample_minus_ref", "mean energy, samples - {ref}"),
-        (names.HR_MAE, "h(r) MAE"),
-        *[(names.dihedral_profile_error(n), f"{n} dihedral profile error") for n in torsions],
-        *[(f"dihedral_js.{n}", f"{n} dihedral JS divergence") for n in torsions],
-        ("pair_hist_mae_mean", "pair-distance histogram MAE (mean over pairs)"),
-        (names.SHARE_OUTSIDE_SUPPORT, "share of frames outside the {ref} support"),
-        ("min_pair_distance_sample", "closest pair distance seen"),
-        (names.STABLE_FRACTION, "stable fraction of replicas"),
-        (names.MEDIAN_LEAVE_TIME_PS, "median time to leave the physical basin"),
-        ("median_leave_steps", "median steps to leave the physical basin"),
-        (names.CONFIG_TEMPERATURE_SAMPLE_K, "configurational temperature of the samples"),
-        (names.CONFIG_TEMPERATURE_REF_K, "T_conf of the {ref} reference (this model's Laplacian)"),
-        ("virial_temperature_sample_K", "virial temperature of the samples (model forces)"),
-        ("virial_temperature_sample_K_err", "its block-bootstrap error"),
-        ("virial_temperature_ref_K", "virial temperature of the {ref} reference ({ref} forces)"),
-        ("virial_temperature_ref_K_err", "its block-bootstrap error"),
-        ("sampling_temperature_K", "sampling temperature"),
-        ("n_sample_frames", "frames compared"),
+    spec: list[str] = [
+        names.TEST_ENERGY_MAE,
+        names.TEST_FORCE_MAE,
+        names.ENERGY_KS,
+        "energy_mean_sample_minus_ref",
+        names.HR_MAE,
+        *[names.dihedral_profile_error(n) for n in torsions],
+        *[f"{names.DIHEDRAL_JS}.{n}" for n in torsions],
+        "pair_hist_mae_mean",
+        names.SHARE_OUTSIDE_SUPPORT,
+        "min_pair_distance_sample",
+        names.STABLE_FRACTION,
+        names.MEDIAN_LEAVE_TIME_PS,
+        "median_leave_steps",
+        names.CONFIG_TEMPERATURE_SAMPLE_K,
+        names.CONFIG_TEMPERATURE_REF_K,
+        "virial_temperature_sample_K",
+        "virial_temperature_sample_K_err",
+        "virial_temperature_ref_K",
+        "virial_temperature_ref_K_err",
+        "sampling_temperature_K",
+        "n_sample_frames",
     ]
     rows = []
-    for key, label in spec:
+    for key in spec:
         vals = [_value(r, key) for r in report.runs]
         ref = ref_of.get(key)
         if all(v is None for v in vals) and ref is None:
             continue
         unit = next((v[1] for v in vals if v is not None), "K" if key.endswith("_K") else "1")
-        label = label.replace("{ref}", report.reference_short)
+        label = names.metric_title(key, ref=report.reference_short, unit=False)
         rows.append(MetricRow(key, label, unit, ref, [None if v is None else float(v[0]) for v in vals]))
     return rows
 

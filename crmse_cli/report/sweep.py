@@ -15,19 +15,21 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from crmse_cli import names
 from crmse_cli.report.figures import FigureSpec, color
 from crmse_cli.report.html import fmt, page
 
 KEY_METRICS = (
-    ("test_force_mae", "test force MAE"),
-    ("test_energy_mae", "test energy MAE"),
-    ("energy_ks", "energy KS (samples vs reference)"),
-    ("hr_mae", "h(r) MAE"),
-    ("n_left", "replicas that left the basin"),
-    ("stable_fraction", "share of replicas stable"),
-    ("share_outside_support", "share of frames outside the reference support"),
+    names.TEST_FORCE_MAE,
+    names.TEST_ENERGY_MAE,
+    names.ENERGY_KS,
+    names.HR_MAE,
+    "n_left",
+    names.STABLE_FRACTION,
+    names.SHARE_OUTSIDE_SUPPORT,
 )
-"""Metrics drawn first, in this order; then every ``dihedral_error.*`` and gradient-ratio metric."""
+"""Metrics drawn first, in this order; then every dihedral profile error and gradient-ratio metric.
+Titles: :func:`crmse_cli.names.metric_title`."""
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,10 @@ def _metric_keys(points: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     for p in points:
         for k, (_, u) in p["metrics"].items():
             units.setdefault(k, u)
-    keys = [(k, label) for k, label in KEY_METRICS if k in units]
-    keys += [
-        (k, k.replace("dihedral_error.", "dihedral error "))
-        for k in sorted(units)
-        if k.startswith("dihedral_error.")
-    ]
-    keys += [(k, k.replace("_", " ")) for k in sorted(units) if "grad" in k and "ratio" in k]
-    return [(k, label, units[k]) for k, label in keys]
+    keys = [k for k in KEY_METRICS if k in units]
+    keys += [k for k in sorted(units) if k.startswith(names.DIHEDRAL_PROFILE_ERROR + ".")]
+    keys += [k for k in sorted(units) if "grad" in k and "ratio" in k]
+    return [(k, names.metric_title(k, unit=False), units[k]) for k in keys]
 
 
 def summarize(points: list[dict[str, Any]], labels: dict[str, str]) -> SweepSummary:

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from crmse_cli.data.graph import min_pair_distances
+from crmse_cli.defaults import COLLAPSE_MARGIN_A, ETA_A2, TEMPERATURE_K
 from crmse_cli.sampling.mala import mala_steps
 from crmse_cli.sampling.observers import ForceFn
 from crmse_cli.sampling.support import SupportTest
 from crmse_cli.sampling.ula import ula_steps
-
-CHAIN_SAMPLERS = ("ula", "mala")
+from crmse_cli.train.contrastive_config import CHAIN_SAMPLERS
 
 
 def pair_minimum(positions: torch.Tensor) -> torch.Tensor:
@@ -59,12 +59,12 @@ class PersistentChains:
         generator: torch.Generator,
         *,
         sampler: str = "ula",
-        eta_A2: float = 4e-4,
-        temperature_K: float = 500.0,
+        eta_A2: float = ETA_A2,
+        temperature_K: float = TEMPERATURE_K,
         fly_apart_A: float = 12.0,
         reset_fraction: float = 0.0,
         pair_min_A: torch.Tensor | None = None,
-        support_margin_A: float = 0.3,
+        support_margin_A: float = COLLAPSE_MARGIN_A,
     ) -> None:
         if sampler not in CHAIN_SAMPLERS:
             raise ValueError(f"chain sampler must be one of {', '.join(CHAIN_SAMPLERS)}, got {sampler!r}")

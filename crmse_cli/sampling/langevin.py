@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from ase.data import atomic_masses
 
+from crmse_cli.defaults import FRICTION_PER_FS
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import ForceFn, Sampler
 from crmse_cli.sampling.shard import ReplicaRows, randn_rows
@@ -38,7 +39,7 @@ from crmse_cli.units import AMU_A2_FS2_PER_KCAL_PER_MOL, KCAL_PER_MOL_PER_AMU_A2
 Masses = torch.Tensor | np.ndarray | Sequence[float]
 """(N,) atomic masses in amu."""
 
-DEFAULT_FRICTION_PER_FS = 0.01
+DEFAULT_FRICTION_PER_FS = FRICTION_PER_FS
 """gamma = 0.01/fs: velocities decorrelate in 100 fs, slow against bond vibrations (10-30 fs), so
 the dynamics stays close to Newtonian while the thermostat equilibrates within a picosecond. The
 value ASE's documentation suggests (``friction=0.01 / units.fs``)."""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from crmse_cli.data.graph import bond_graph, bond_lengths, min_pair_distances
+from crmse_cli.defaults import BOND_TOL_A, COLLAPSE_MARGIN_A
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import SamplerState
 from crmse_cli.sampling.support import SupportTest
@@ -82,8 +83,8 @@ class StabilityMonitor:
         bonds: np.ndarray | torch.Tensor,
         bond_ref_mean: np.ndarray | torch.Tensor,
         pair_min_ref: np.ndarray | torch.Tensor,
-        bond_tol_A: float = 0.5,
-        collapse_margin_A: float = 0.3,
+        bond_tol_A: float = BOND_TOL_A,
+        collapse_margin_A: float = COLLAPSE_MARGIN_A,
     ) -> None:
         self.bonds = torch.as_tensor(np.asarray(bonds, dtype=np.int64)).reshape(-1, 2)
         self.bond_ref_mean = torch.as_tensor(np.asarray(bond_ref_mean, dtype=np.float64))
@@ -109,8 +110,8 @@ class StabilityMonitor:
         cls,
         species: np.ndarray,
         ref_positions: np.ndarray,
-        bond_tol_A: float = 0.5,
-        collapse_margin_A: float = 0.3,
+        bond_tol_A: float = BOND_TOL_A,
+        collapse_margin_A: float = COLLAPSE_MARGIN_A,
     ) -> StabilityMonitor:
         """Build the bond graph and reference statistics from DFT frames (F, N, 3) Å."""
         ref = np.asarray(ref_positions, dtype=np.float64)

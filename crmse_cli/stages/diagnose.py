@@ -40,6 +40,7 @@ from crmse_cli.analysis.instruments import (
 from crmse_cli.analysis.stats import energy_ks
 from crmse_cli.analysis.study import PooledStability, fisher_left
 from crmse_cli.data.dataset import Dataset
+from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import forces_from_energy, potential_energy_fn
@@ -48,39 +49,12 @@ from crmse_cli.sampling.monitor import REASONS, StabilityMonitor
 from crmse_cli.sampling.trajectory import load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
+from crmse_cli.stages.diagnose_config import DiagnoseConfig
 from crmse_cli.workspace import Workspace
 
 BURN_IN_FRACTION = 0.1
 """Share of each trajectory dropped before the energy KS (as in ``crmse evaluate``)."""
 COLLAPSE = REASONS.index("collapse")
-
-
-@dataclass(frozen=True)
-class DiagnoseConfig:
-    """Settings of ``crmse diagnose``.
-
-    Attributes:
-        soft_modes: number of softest MSE modes summarised (ethanol: the 2 torsions).
-        stiff_modes: number of stiffest MSE modes summarised (X-H stretches).
-        mass_weighted: modes in mass-weighted coordinates (eigenvalues omega^2,
-            kcal/mol/Å^2/amu) instead of plain Cartesian ones (kcal/mol/Å^2, the default).
-        temperature_K: kT unit of the collapse lift; None: the MSE samples' temperature.
-        max_test_frames: test frames for the force slopes (first ones of the split).
-        max_collapsed_frames: collapsed frames evaluated (random pick, seeded).
-        fmax: relaxation threshold, kcal/mol/Å.
-        seed: seed of the frame picks.
-        device: cpu or cuda.
-    """
-
-    soft_modes: int = 2
-    stiff_modes: int = 2
-    mass_weighted: bool = False
-    temperature_K: float | None = None
-    max_test_frames: int = 500
-    max_collapsed_frames: int = 500
-    fmax: float = 1e-4
-    seed: int = 0
-    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -390,7 +364,7 @@ def _diagnose_run(
         monitor = StabilityMonitor.from_reference(data.species, data.positions[ref_idx])
         paths = [_samples_path(reg, s) for s in run_samples["mse"]]
         frames, t_samples = collapsed_frames(paths, monitor, cfg.max_collapsed_frames, cfg.seed)
-        temperature = cfg.temperature_K or t_samples or 500.0
+        temperature = cfg.temperature_K or t_samples or TEMPERATURE_K
         m3, a3 = _collapse_part(models, mse, comps, frames, temperature)
         bar.update(task, advance=1, info="stability")
         m4, sample_ids = _stability_part(reg, run_samples)

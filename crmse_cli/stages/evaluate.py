@@ -23,6 +23,7 @@ from crmse_cli.analysis.metrics import distribution_metrics
 from crmse_cli.analysis.observables import finite_frames, min_pair_distance_per_frame
 from crmse_cli.analysis.stats import configurational_temperature, virial_temperature_error
 from crmse_cli.data.dataset import Dataset
+from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
@@ -167,7 +168,7 @@ def distribution_part(
 ) -> tuple[dict[str, tuple[float, str]], dict[str, np.ndarray]]:
     """Every distribution metric of a sample artifact against the DFT reference frames."""
     traj = load_trajectory(samples_path)
-    temperature = float(traj.meta.get("temperature_K", 500.0))
+    temperature = float(traj.meta.get("temperature_K", TEMPERATURE_K))
     n_t = traj.positions.shape[0]
     first = min(int(math.floor(burn_in_fraction * n_t)), n_t - 1)
     pos = traj.positions[first:].reshape(-1, data.n_atoms, 3).astype(np.float64)

@@ -146,8 +146,13 @@ def regularize(
     name: str | None = None,
     resume: str | None = None,
     registry: Any = None,
+    settings: dict[str, Any] | None = None,
 ) -> RegularizeResult:
-    """Run (or resume) CRMSE post-training of ``source`` (model run id/name or checkpoint)."""
+    """Run (or resume) CRMSE post-training of ``source`` (model run id/name or checkpoint).
+
+    ``settings``: the contrastive settings the user gave explicitly (field name -> value). A
+    resumed run keeps its own; one that differs from the run's is refused, naming the setting.
+    """
     from crmse_cli.registry.store import Registry
 
     reg = registry or Registry.open(ws.ensure())
@@ -159,6 +164,7 @@ def regularize(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
+        _check_unchanged(run.id, run.config.get("contrastive", {}), settings or {})
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
         config = _config_from_run(run.config, device=config.device)
@@ -315,6 +321,16 @@ def _save_chains(ws: Workspace, reg: Any, run_id: str, trainer: ContrastiveTrain
     reg.add_artifact(
         run_id, kind="chains", path=str(path), sha256=sha256_file(path), meta={"update": trainer.update}
     )
+
+
+def _check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse a setting given with ``--resume`` that differs from what the run was started with."""
+    for key, value in given.items():
+        if key in stored and stored[key] != value:
+            raise CrmseError(
+                f"--resume: run {run_id} was started with {key} = {stored[key]!r}, not {value!r}; "
+                "a resumed run keeps its settings (start a new run to change them)"
+            )
 
 
 def _record_rows(r: UpdateRecord) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crmse_cli.data.xtb_md import XtbMDConfig
+from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
 from crmse_cli.stages.sample import SampleConfig
 from crmse_cli.train.contrastive import ContrastiveConfig
@@ -84,7 +85,9 @@ XTB_REFERENCES: dict[str, tuple[str, XtbMDConfig]] = {
     # 1 ps of equilibration, every 10 fs: 48,000 GFN2 force calls, about a minute on one core.
     "ethanol-xtb": (
         "ethanol",
-        XtbMDConfig(temperature_K=500.0, frames=2000, stride=20, replicas=4, equilibration_ps=1.0, seed=0),
+        XtbMDConfig(
+            temperature_K=TEMPERATURE_K, frames=2000, stride=20, replicas=4, equilibration_ps=1.0, seed=0
+        ),
     ),
 }
 """Dataset names that ``reproduce`` generates when they are not registered: (molecule, settings)."""

@@ -37,80 +37,14 @@ from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, mer
 from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import own_run, tracked
-from crmse_cli.validate import check_config
+from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
 
-INTEGRATORS = ("langevin", "ula", "mala")
-STARTS = ("test", "reference", "train")
 Report = Callable[[int, float, int, float], None]
 """report(step, time_fs, replicas that left, mean kinetic temperature K or NaN): one progress row."""
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    """Sampling settings (units in the names).
-
-    Attributes:
-        integrator: "langevin" (BAOAB MD), "ula" (overdamped, biased at O(eta) on stiff modes) or
-            "mala" (overdamped with a Metropolis test: exact at any eta).
-        temperature_K: thermostat / Boltzmann temperature.
-        timestep_fs: MD time step (langevin).
-        friction_per_fs: Langevin friction gamma (0.01/fs, as ASE's documentation suggests).
-        eta_A2: step size of the overdamped samplers (ula, mala), Å^2.
-        replicas: number of replicas run as one batch.
-        steps: number of integrator steps.
-        record_every: keep a frame of every replica every this many steps.
-        check_every: run the stability monitor every this many steps.
-        start: frames the replicas start from: "test" (held-out test frames), "reference" (DFT
-            reference frames) or "train".
-        seed: seed of the starting frames, velocities and noise.
-        device: "cpu" or "cuda".
-        dtype: "float32" (default) or "float64".
-        processes: worker processes on the CPU, one torch thread each, the replicas split into
-            contiguous slices (1: sample in this process, with the global ``--threads``). Each
-            replica gets the noise it gets in one process; the run keeps no samples when
-            interrupted.
-    """
-
-    integrator: str = "langevin"
-    temperature_K: float = 500.0
-    timestep_fs: float = 0.5
-    friction_per_fs: float = 0.01
-    eta_A2: float = 4e-4
-    replicas: int = 64
-    steps: int = 20000
-    record_every: int = 20
-    check_every: int = 10
-    start: str = "test"
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    processes: int = 1
-
-    def __post_init__(self) -> None:
-        check_config(self)
-        if self.integrator not in INTEGRATORS:
-            raise CrmseError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
-        if self.start not in STARTS:
-            raise CrmseError(f"--start must be one of {', '.join(STARTS)}, got {self.start!r}")
-        for name in ("replicas", "steps", "record_every", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise CrmseError(f"--{name.replace('_', '-')} must be a positive integer")
-        for name in ("temperature_K", "timestep_fs", "eta_A2"):
-            if not float(getattr(self, name)) > 0:
-                raise CrmseError(f"{name} must be positive")
-        if self.friction_per_fs < 0:
-            raise CrmseError("friction_per_fs must be >= 0")
-        if self.processes > 1 and self.device != "cpu":
-            raise CrmseError(
-                f"--processes {self.processes} shards replicas over CPU processes; with --device "
-                f"{self.device} use --processes 1 (the GPU takes the whole batch)"
-            )
-        if self.processes > self.replicas:
-            raise CrmseError(f"--processes {self.processes} is more than --replicas {self.replicas}")
 
 
 @dataclass(frozen=True)

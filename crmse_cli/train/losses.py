@@ -19,15 +19,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from crmse_cli.defaults import ENERGY_WEIGHT, FORCE_WEIGHT
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.forces import energy_and_forces, forces_from_energy
 from crmse_cli.model.potential import Potential
 from crmse_cli.units import ENERGY_UNIT, FORCE_UNIT, MEV_PER_KCAL_PER_MOL
 
-DEFAULT_ENERGY_WEIGHT = 0.05
-"""w_E in (kcal/mol)^-2."""
-DEFAULT_FORCE_WEIGHT = 1.0
-"""w_F in (kcal/mol/Å)^-2."""
+DEFAULT_ENERGY_WEIGHT = ENERGY_WEIGHT
+"""w_E in (kcal/mol)^-2 (:mod:`crmse_cli.defaults`)."""
+DEFAULT_FORCE_WEIGHT = FORCE_WEIGHT
+"""w_F in (kcal/mol/Å)^-2 (:mod:`crmse_cli.defaults`)."""
 
 EnergyFn = Callable[[Tensor], Tensor]
 """positions (B, N, 3) Å -> energies (B,) kcal/mol, differentiable in parameters and positions."""

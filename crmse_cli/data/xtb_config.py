@@ -1,0 +1,93 @@
+"""How a GFN-xTB reference ensemble is sampled and labelled: the settings of `crmse fetch xtb`.
+
+Torch- and numpy-free, so the CLI reads its defaults for ``--help`` without importing either.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from crmse_cli.defaults import FRICTION_PER_FS, TEMPERATURE_K, TIMESTEP_FS
+from crmse_cli.errors import CrmseError
+
+METHODS: dict[str, str] = {"gfn2": "GFN2-xTB", "gfn1": "GFN1-xTB"}
+"""Short method names (CLI, registry meta) -> tblite's names."""
+
+
+def check_method(method: str) -> str:
+    """Tblite's name of a short method name (``gfn2``, ``gfn1``); CrmseError otherwise."""
+    key = method.lower().replace("-xtb", "")
+    if key not in METHODS:
+        raise CrmseError(f"unknown xTB method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[key]
+
+
+@dataclass(frozen=True)
+class XtbMDConfig:
+    """How a reference ensemble is sampled and labelled.
+
+    Attributes:
+        temperature_K: thermostat temperature, K (default 500, rMD17's nominal one).
+        frames: frames kept over all replicas.
+        method: xTB method of the dynamics, ``gfn2`` or ``gfn1``.
+        label_method: xTB method of the labels (None: ``method``; ``gfn1`` with ``gfn2``
+            sampling is the "sampled on one surface, labelled on another" control).
+        timestep_fs: BAOAB step, fs (0.5: C-H and O-H stretches take ~10 fs).
+        friction_per_fs: Langevin friction gamma, 1/fs.
+        equilibration_ps: discarded time at the start of each replica, ps.
+        stride: steps between kept frames (decorrelation).
+        replicas: independent trajectories, each seeded from (seed, replica index).
+        seed: seed of the initial velocities and the noise.
+        checkpoint_every_s: wall seconds between checkpoints (does not change the frames).
+    """
+
+    temperature_K: float = TEMPERATURE_K
+    frames: int = 1000
+    method: str = "gfn2"
+    label_method: str | None = None
+    timestep_fs: float = TIMESTEP_FS
+    friction_per_fs: float = FRICTION_PER_FS
+    equilibration_ps: float = 1.0
+    stride: int = 20
+    replicas: int = 1
+    seed: int = 0
+    checkpoint_every_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        check_method(self.label)
+        if self.temperature_K <= 0 or self.timestep_fs <= 0 or self.friction_per_fs < 0:
+            raise CrmseError("--temperature-K and --timestep-fs must be > 0, --friction-per-fs >= 0")
+        if self.stride < 1 or self.replicas < 1 or self.equilibration_ps < 0:
+            raise CrmseError("--stride and --replicas must be >= 1, --equilibration-ps >= 0")
+        if self.frames < max(3, self.replicas):
+            raise CrmseError(f"--frames must be >= 3 and >= --replicas, got {self.frames}")
+
+    @property
+    def label(self) -> str:
+        """The method that labels the frames (the sampling method unless set)."""
+        return self.label_method or self.method
+
+    @property
+    def equilibration_steps(self) -> int:
+        """Discarded steps, rounded up to a whole number of strides."""
+        steps = math.ceil(self.equilibration_ps * 1000.0 / self.timestep_fs)
+        return math.ceil(steps / self.stride) * self.stride
+
+    def frames_of(self, replica: int) -> int:
+        """Frames replica ``replica`` keeps (the total split as evenly as possible)."""
+        base, extra = divmod(self.frames, self.replicas)
+        return base + (1 if replica < extra else 0)
+
+    def steps_of(self, replica: int) -> int:
+        """MD steps of replica ``replica``: equilibration plus its frames times the stride."""
+        return self.equilibration_steps + self.frames_of(replica) * self.stride
+
+    def identity(self) -> dict[str, Any]:
+        """Every field that changes the frames (not the checkpoint interval)."""
+        d = asdict(self)
+        d.pop("checkpoint_every_s")
+        d["label_method"] = self.label
+        return d

@@ -1,0 +1,33 @@
+"""The settings of `crmse diagnose`: one frozen dataclass, torch-free so the CLI's help reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DiagnoseConfig:
+    """Settings of ``crmse diagnose``.
+
+    Attributes:
+        soft_modes: number of softest MSE modes summarised (ethanol: the 2 torsions).
+        stiff_modes: number of stiffest MSE modes summarised (X-H stretches).
+        mass_weighted: modes in mass-weighted coordinates (eigenvalues omega^2,
+            kcal/mol/Å^2/amu) instead of plain Cartesian ones (kcal/mol/Å^2, the default).
+        temperature_K: kT unit of the collapse lift; None: the MSE samples' temperature.
+        max_test_frames: test frames for the force slopes (first ones of the split).
+        max_collapsed_frames: collapsed frames evaluated (random pick, seeded).
+        fmax: relaxation threshold, kcal/mol/Å.
+        seed: seed of the frame picks.
+        device: cpu or cuda.
+    """
+
+    soft_modes: int = 2
+    stiff_modes: int = 2
+    mass_weighted: bool = False
+    temperature_K: float | None = None
+    max_test_frames: int = 500
+    max_collapsed_frames: int = 500
+    fmax: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
