@@ -16,6 +16,7 @@ from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.potential import Potential
 
 if TYPE_CHECKING:
+    from crmse_cli.registry.entities import ArtifactInfo
     from crmse_cli.registry.store import Registry, RunInfo
 
 MODEL_KINDS = ("pretrain", "regularize")
@@ -64,7 +65,7 @@ def verify_checkpoint(path: Path | str, sha256: str) -> Path:
     return path
 
 
-def verify_artifact(artifact: Any) -> Path:
+def verify_artifact(artifact: ArtifactInfo) -> Path:
     """The path of a registered artifact whose file still has its recorded checksum, else refuse."""
     path = Path(artifact.path)
     if not path.is_file():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.runlock import RunLock
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
+    from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
         registry.set_status(run_id, "completed")
 
 
-def _next_step(registry: Any, run_id: str) -> str:
+def _next_step(registry: Registry, run_id: str) -> str:
     from crmse_cli.registry.store import next_step
 
     try:
@@ -51,7 +52,7 @@ def _next_step(registry: Any, run_id: str) -> str:
     return str(next_step(kind, run_id))
 
 
-def own_run(ws: Any, run_id: str) -> RunLock:
+def own_run(ws: Workspace, run_id: str) -> RunLock:
     """Take the lock of run ``run_id`` for this process (see :mod:`crmse_cli.runlock`).
 
     Call it before the run is marked ``running``; hold the returned lock (``with lock:``) while

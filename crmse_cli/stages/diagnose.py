@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,10 @@ from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, r
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.diagnose_config import DiagnoseConfig
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.entities import RunInfo
+    from crmse_cli.registry.store import Registry
 
 BURN_IN_FRACTION = 0.1
 """Share of each trajectory dropped before the energy KS (as in ``crmse evaluate``)."""
@@ -80,7 +84,7 @@ class _Model:
         return self.handle.run
 
 
-def _handle(reg: Any, ref: str, device: str) -> ModelHandle:
+def _handle(reg: Registry, ref: str, device: str) -> ModelHandle:
     handle = resolve_model(reg, ref, device=device, dtype="float64")
     if handle.run is None:
         raise CrmseError(
@@ -119,7 +123,7 @@ def _energies(model: _Model, positions: np.ndarray, *, batch: int = 100) -> tupl
     return np.concatenate(es), np.concatenate(fs)
 
 
-def _completed_samples(reg: Any, run: Any) -> list[Any]:
+def _completed_samples(reg: Registry, run: RunInfo) -> list[RunInfo]:
     return [
         r
         for r in reg.children(run.id, kind="sample")
@@ -127,11 +131,11 @@ def _completed_samples(reg: Any, run: Any) -> list[Any]:
     ]
 
 
-def _samples_path(reg: Any, sample_run: Any) -> Path:
+def _samples_path(reg: Registry, sample_run: RunInfo) -> Path:
     return Path(reg.artifacts(sample_run.id, kind="samples")[-1].path)
 
 
-def _pooled(reg: Any, sample_runs: list[Any]) -> PooledStability:
+def _pooled(reg: Registry, sample_runs: list[RunInfo]) -> PooledStability:
     n = left = 0
     for s in sample_runs:
         m = reg.final_metrics(s.id)
@@ -243,7 +247,7 @@ def _collapse_part(
 
 
 def _stability_part(
-    reg: Any, run_samples: dict[str, list[Any]]
+    reg: Registry, run_samples: dict[str, list[RunInfo]]
 ) -> tuple[dict[str, tuple[float, str]], dict[str, list[str]]]:
     metrics: dict[str, tuple[float, str]] = {}
     pooled = {label: _pooled(reg, runs) for label, runs in run_samples.items()}
@@ -259,7 +263,9 @@ def _stability_part(
     return metrics, {label: [s.id for s in runs] for label, runs in run_samples.items()}
 
 
-def _ks_part(reg: Any, run_samples: dict[str, list[Any]], ref_e: np.ndarray) -> dict[str, tuple[float, str]]:
+def _ks_part(
+    reg: Registry, run_samples: dict[str, list[RunInfo]], ref_e: np.ndarray
+) -> dict[str, tuple[float, str]]:
     energies = {
         label: _sampled_energies(_samples_path(reg, runs[-1])) for label, runs in run_samples.items() if runs
     }
@@ -281,7 +287,7 @@ def diagnose(
     samples: list[str] | None = None,
     config: DiagnoseConfig | None = None,
     name: str | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> DiagnoseResult:
     """Compare model run ``run`` with the MSE model ``against`` (and a lambda = 0 ``control``).
 
@@ -338,13 +344,13 @@ def diagnose(
 
 def _diagnose_run(
     ws: Workspace,
-    reg: Any,
+    reg: Registry,
     run_id: str,
     models: list[_Model],
     mse: _Model,
     data: Dataset,
     split: str,
-    run_samples: dict[str, list[Any]],
+    run_samples: dict[str, list[RunInfo]],
     cfg: DiagnoseConfig,
     t0: float,
 ) -> DiagnoseResult:

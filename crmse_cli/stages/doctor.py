@@ -12,11 +12,15 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from crmse_cli.fileio import sha256_file
 from crmse_cli.registry.engine import integrity_problems, make_engine, sqlite_path
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.entities import RunInfo
+    from crmse_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ def _check_file(path: str, sha256: str, subject: str, what: str) -> Finding | No
     return None
 
 
-def _check_files(reg: Any) -> tuple[list[Finding], int]:
+def _check_files(reg: Registry) -> tuple[list[Finding], int]:
     findings: list[Finding] = []
     files = 0
     for d in reg.list_datasets():
@@ -98,7 +102,7 @@ def _check_files(reg: Any) -> tuple[list[Finding], int]:
     return findings, files
 
 
-def _stale_runs(reg: Any, runs: list[Any]) -> list[Finding]:
+def _stale_runs(reg: Registry, runs: list[RunInfo]) -> list[Finding]:
     host = socket.gethostname()
     return [
         Finding(

@@ -12,18 +12,21 @@ the same labels it trained on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 LABELS = ("rmd17", "md17")
 """``rmd17``: the dataset's own labels (rMD17's for rMD17 datasets); ``md17``: the original MD17 ones."""
 SUFFIX = "-md17"
 
 
-def dataset_for_labels(ws: Workspace, reg: Any, dataset: str, labels: str) -> str:
+def dataset_for_labels(ws: Workspace, reg: Registry, dataset: str, labels: str) -> str:
     """The registered dataset holding ``dataset``'s frames with ``labels``; registers it if needed.
 
     Args:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION, save_checkpoint
 from crmse_cli.stages._models import load_dataset, resolve_model, run_checkpoint
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 IMPORT_TEST_FRACTION = 0.1
 """Share of the imported frames held out as split 01's test part (test metrics); the rest train."""
@@ -57,7 +60,7 @@ def import_mace(
     test_fraction: float = IMPORT_TEST_FRACTION,
     split_seed: int = 0,
     name: str | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> ImportResult:
     """Register a mace-torch model and the extended-XYZ file it was trained on as a model run.
 
@@ -146,7 +149,7 @@ def import_mace(
     return ImportResult(run.id, data_name, path, metrics)
 
 
-def save_native(ws: Workspace, reg: Any, run_id: str, potential: Any) -> Path | None:
+def save_native(ws: Workspace, reg: Registry, run_id: str, potential: Any) -> Path | None:
     """For a MACE potential: write it in mace-torch's format as run ``run_id``'s artifact."""
     from crmse_cli.model.mace_adapter import export_mace, is_mace
 
@@ -157,7 +160,7 @@ def save_native(ws: Workspace, reg: Any, run_id: str, potential: Any) -> Path | 
     return path
 
 
-def export_model(ws: Workspace, ref: str, path: Path | str, *, registry: Any = None) -> Path:
+def export_model(ws: Workspace, ref: str, path: Path | str, *, registry: Registry | None = None) -> Path:
     """Write the MACE model of run (or checkpoint) ``ref`` to ``path`` in mace-torch's format."""
     from crmse_cli.model.mace_adapter import export_mace, is_mace
     from crmse_cli.registry.store import Registry

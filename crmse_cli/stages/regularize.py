@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,10 @@ from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, U
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.data.dataset import Dataset
+    from crmse_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class RegularizeResult:
     wall_s: float
 
 
-def _frames(handle: ModelHandle, data: Any) -> tuple[np.ndarray, np.ndarray]:
+def _frames(handle: ModelHandle, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, validation rows) of the pretraining run, else the split's train part."""
     extra = handle.payload.get("extra", {})
     train = extra.get("train_indices")
@@ -100,7 +104,7 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
     return replace(cfg, energy_weight=w_e, force_weight=w_f)
 
 
-def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any] | None:
+def _pretrain_state(reg: Registry, handle: ModelHandle) -> dict[str, Any] | None:
     """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
     run = handle.run
     if run is not None and run.config.get("imported_from"):
@@ -124,7 +128,7 @@ def _pretrain_state(reg: Any, handle: ModelHandle) -> dict[str, Any] | None:
     return {"weights": weights, "optimizer": extra["optimizer"], "checkpoint": str(path)}
 
 
-def _val_mae(handle: ModelHandle, data: Any, rows: np.ndarray) -> dict[str, tuple[float, str]]:
+def _val_mae(handle: ModelHandle, data: Dataset, rows: np.ndarray) -> dict[str, tuple[float, str]]:
     if len(rows) == 0:
         return {}
     from crmse_cli.model.forces import energy_and_forces
@@ -145,7 +149,7 @@ def regularize(
     *,
     name: str | None = None,
     resume: str | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
     settings: dict[str, Any] | None = None,
 ) -> RegularizeResult:
     """Run (or resume) CRMSE post-training of ``source`` (model run id/name or checkpoint).
@@ -242,7 +246,7 @@ def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
 
 def _build_trainer(
     handle: ModelHandle,
-    data: Any,
+    data: Dataset,
     train_rows: np.ndarray,
     cfg: ContrastiveConfig,
     start: dict[str, Any] | None = None,
@@ -280,7 +284,7 @@ def _build_trainer(
 
 
 def _save_state(
-    ws: Workspace, reg: Any, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
+    ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
 ) -> Path:
     path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
     ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
@@ -303,7 +307,7 @@ def _save_state(
     return path
 
 
-def _save_chains(ws: Workspace, reg: Any, run_id: str, trainer: ContrastiveTrainer) -> None:
+def _save_chains(ws: Workspace, reg: Registry, run_id: str, trainer: ContrastiveTrainer) -> None:
     with torch.no_grad():
         energies = trainer.dist.gather(trainer.energy_fn(trainer.chains).double()).cpu().numpy()
     positions = trainer.dist.gather(trainer.chains.detach()).cpu().numpy()
@@ -413,10 +417,10 @@ def _progress_info(rec: UpdateRecord) -> str:
 
 def _train(
     ws: Workspace,
-    reg: Any,
+    reg: Registry,
     run_id: str,
     handle: ModelHandle,
-    data: Any,
+    data: Dataset,
     config: RegularizeConfig,
     *,
     resuming: bool,

@@ -93,7 +93,9 @@ XTB_REFERENCES: dict[str, tuple[str, XtbMDConfig]] = {
 """Dataset names that ``reproduce`` generates when they are not registered: (molecule, settings)."""
 
 
-def ensure_dataset(ws: Workspace, reg: Any, name: str, from_path: Path | None, processes: int = 1) -> None:
+def ensure_dataset(
+    ws: Workspace, reg: Registry, name: str, from_path: Path | None, processes: int = 1
+) -> None:
     """Register dataset ``name`` if it is not: generate an xTB reference or fetch rMD17."""
     from crmse_cli.stages import fetch as fetch_stage
     from crmse_cli.stages import fetch_xtb

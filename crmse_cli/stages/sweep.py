@@ -26,12 +26,16 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.stages._grid import regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.entities import RunInfo
+    from crmse_cli.registry.store import Registry
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ def create_sweep(
     regularize_options: dict[str, Any] | None = None,
     sample_options: dict[str, Any] | None = None,
     device: str = "cpu",
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> SweepCreated:
     """Queue one regularize run per (source, seed, lambda), in that order; nothing runs yet.
 
@@ -168,7 +172,7 @@ def create_sweep(
 class _QueuedRun:
     """The registry as a stage sees it, except that ``create_run`` starts queued run ``run_id``."""
 
-    def __init__(self, registry: Any, run_id: str) -> None:
+    def __init__(self, registry: Registry, run_id: str) -> None:
         self._reg, self._run_id = registry, run_id
 
     def create_run(self, **kwargs: Any) -> Any:
@@ -181,7 +185,7 @@ class _QueuedRun:
 class _Heartbeat:
     """A daemon thread that refreshes a job's lease every ``every_s`` seconds while it runs."""
 
-    def __init__(self, registry: Any, job_id: int, every_s: float) -> None:
+    def __init__(self, registry: Registry, job_id: int, every_s: float) -> None:
         self._reg, self._job, self._every = registry, job_id, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"sweep-heartbeat-{job_id}", daemon=True)
@@ -205,7 +209,7 @@ class _Heartbeat:
         self._thread.join()
 
 
-def _child_name(reg: Any, base: str | None, suffix: str) -> str | None:
+def _child_name(reg: Registry, base: str | None, suffix: str) -> str | None:
     if base is None:
         return None
     taken = {r.name for r in reg.list_runs()}
@@ -215,12 +219,12 @@ def _child_name(reg: Any, base: str | None, suffix: str) -> str | None:
     return name
 
 
-def _completed(runs: list[Any]) -> Any | None:
+def _completed(runs: list[RunInfo]) -> RunInfo | None:
     done = [r for r in runs if r.status == "completed"]
     return done[-1] if done else None
 
 
-def run_job(ws: Workspace, reg: Any, job: Any, spec: dict[str, Any]) -> None:
+def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> None:
     """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
     from crmse_cli.stages.evaluate import evaluate
     from crmse_cli.stages.regularize import regularize
@@ -235,7 +239,8 @@ def run_job(ws: Workspace, reg: Any, job: Any, spec: dict[str, Any]) -> None:
         cfg = regularize_config(
             spec["regularize_options"], lambda_=p["lambda"], seed=p["seed"], device=device
         )
-        regularize(ws, p["source"], cfg, registry=_QueuedRun(reg, run.id))
+        # _QueuedRun stands in for the Registry (it forwards everything but create_run).
+        regularize(ws, p["source"], cfg, registry=cast("Registry", _QueuedRun(reg, run.id)))
     elif run.status != "completed":
         from crmse_cli.stages.regularize import RegularizeConfig
 
@@ -259,7 +264,7 @@ def work(
     stale_after_s: float = STALE_AFTER_S,
     heartbeat_s: float = HEARTBEAT_S,
     retry_failed: bool = False,
-    registry: Any = None,
+    registry: Registry | None = None,
 ) -> WorkResult:
     """Drain sweep ``name``: claim a queued job, run it, repeat until none is left (or ``max_jobs``).
 
@@ -302,7 +307,7 @@ def work(
     return WorkResult(done, failed, requeued)
 
 
-def sweep_status(ws: Workspace, name: str, *, registry: Any = None) -> list[JobStatus]:
+def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[JobStatus]:
     """Where every grid point of sweep ``name`` stands (grid order)."""
     from crmse_cli.registry.store import Registry
 
@@ -337,7 +342,7 @@ def sweep_status(ws: Workspace, name: str, *, registry: Any = None) -> list[JobS
     return out
 
 
-def list_sweeps(ws: Workspace, *, registry: Any = None) -> list[dict[str, Any]]:
+def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[dict[str, Any]]:
     """Every sweep: name, created (UTC) and the number of jobs per state."""
     from crmse_cli.registry.store import Registry
 
@@ -350,7 +355,7 @@ def list_sweeps(ws: Workspace, *, registry: Any = None) -> list[dict[str, Any]]:
     return out
 
 
-def sweep_points(ws: Workspace, name: str, *, registry: Any = None) -> list[dict[str, Any]]:
+def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[dict[str, Any]]:
     """The finished grid points of sweep ``name``: source, lambda, seed, run ids and metrics.
 
     ``metrics`` maps a name to (value, unit): the evaluate run's final metrics (test accuracy,
@@ -386,7 +391,7 @@ def sweep_points(ws: Workspace, name: str, *, registry: Any = None) -> list[dict
     return points
 
 
-def write_report(ws: Workspace, name: str, out: Any, *, registry: Any = None) -> tuple[Any, str]:
+def write_report(ws: Workspace, name: str, out: Any, *, registry: Registry | None = None) -> tuple[Any, str]:
     """Write sweep ``name``'s plateau report (one offline HTML page) to ``out``.
 
     Returns (the path, the markdown table of the same numbers). Fails in one line when no grid

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.analysis.study import groups_table, runs_table
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
 
 EXPORT_FORMAT = "crmse-metrics/1"
 """The ``format`` field of a metrics export (``--export``)."""
@@ -58,7 +61,7 @@ def load_exports(paths: list[Path]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _record(reg: Any, ref: str) -> dict[str, Any]:
+def _record(reg: Registry, ref: str) -> dict[str, Any]:
     run = reg.get_run(ref)
     return {
         "id": run.id,
@@ -79,7 +82,7 @@ def study_table(
     runs: list[str],
     *,
     groups: list[str] | None = None,
-    registry: Any = None,
+    registry: Registry | None = None,
     include: list[Path] | None = None,
     export: Path | None = None,
 ) -> list[str]:
