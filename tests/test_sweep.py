@@ -277,7 +277,8 @@ def test_summary_means_spread_and_the_control_apart() -> None:
 @pytest.mark.slow
 def test_three_workers_drain_a_sweep_exactly_once(tmp_path: Path, db_url: str, env: dict[str, str]) -> None:
     ws, model = make_workspace(tmp_path / "home", db_url)
-    from crmse_cli.stages.sweep import create_sweep, sweep_status
+    from crmse_cli.stages.sweep import create_sweep
+    from crmse_cli.stages.sweep_status import sweep_status
 
     grid = create_sweep(ws, "plateau", sources=["mse"], lambdas=[0.0, 0.015, 1.0], seeds=[0, 1],
                         regularize_options=FAST, sample_options=SAMPLE)  # fmt: skip
@@ -377,7 +378,8 @@ def test_a_failed_run_is_reported_and_retried_on_request(
     tmp_path: Path, db_url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crmse_cli.stages import sample as sample_stage
-    from crmse_cli.stages.sweep import create_sweep, sweep_points, sweep_status, work
+    from crmse_cli.stages.sweep import create_sweep, work
+    from crmse_cli.stages.sweep_status import sweep_points, sweep_status
 
     ws, _ = make_workspace(tmp_path / "home", db_url)
     create_sweep(ws, "flaky", sources=["mse"], lambdas=[0.1], seeds=[0], regularize_options=FAST,

@@ -138,7 +138,7 @@ def work_command(
 @sweep_app.command("status")
 def status_command(ctx: typer.Context, name: str = typer.Argument(..., help="The sweep.")) -> None:
     """One line per grid point: state, stage, runs, worker, attempts and the last error."""
-    from crmse_cli.stages.sweep import sweep_status
+    from crmse_cli.stages.sweep_status import sweep_status
 
     st = state(ctx)
     rows = sweep_status(st.workspace, name)
@@ -167,7 +167,7 @@ def report_command(
     open_: bool = typer.Option(False, "--open", help="Open the page in the desktop browser."),
 ) -> None:
     """Every metric against lambda (log axis; lambda = 0 apart), mean and seed spread, in one HTML page."""
-    from crmse_cli.stages.sweep import write_report
+    from crmse_cli.stages.sweep_status import write_report
 
     st = state(ctx)
     path, table = write_report(st.workspace, name, out)
@@ -184,7 +184,7 @@ def report_command(
 @sweep_app.command("list")
 def list_command(ctx: typer.Context) -> None:
     """Sweeps of the registry with how many grid points are done."""
-    from crmse_cli.stages.sweep import list_sweeps
+    from crmse_cli.stages.sweep_status import list_sweeps
 
     st = state(ctx)
     data = list_sweeps(st.workspace)

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from crmse_cli.errors import CrmseError
-from crmse_cli.fileio import atomic_path, sha256_file
-from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
 from crmse_cli.stages._models import (
@@ -32,11 +31,18 @@ from crmse_cli.stages._models import (
     load_dataset,
     resolve_model,
     run_checkpoint,
-    verify_checkpoint,
 )
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.evaluate import test_metrics
 from crmse_cli.stages.mace import save_native
+from crmse_cli.stages.regularize_state import (
+    check_unchanged,
+    pretrain_state,
+    rank_state,
+    record_rows,
+    save_chains,
+    save_state,
+)
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.validate import check_config
@@ -104,30 +110,6 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
     return replace(cfg, energy_weight=w_e, force_weight=w_f)
 
 
-def _pretrain_state(reg: Registry, handle: ModelHandle) -> dict[str, Any] | None:
-    """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
-    run = handle.run
-    if run is not None and run.config.get("imported_from"):
-        return None  # an imported model (stages/mace.py): its own weights, a fresh Adam
-    if run is None or run.kind != "pretrain":
-        raise CrmseError(
-            "--init raw continues a pretrain run's weights and Adam moments: pass a pretrain run to --from, "
-            "or use --init ema"
-        )
-    lasts = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
-    if not lasts:
-        raise CrmseError(
-            f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
-        )
-    path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
-    pot, payload = load_checkpoint(path, device=handle.device)
-    extra = payload.get("extra", {})
-    if "optimizer" not in extra:
-        raise CrmseError(f"{path} holds no optimizer state; use --init ema")
-    weights = extra.get("train_weights") or pot.state_dict()
-    return {"weights": weights, "optimizer": extra["optimizer"], "checkpoint": str(path)}
-
-
 def _val_mae(handle: ModelHandle, data: Dataset, rows: np.ndarray) -> dict[str, tuple[float, str]]:
     if len(rows) == 0:
         return {}
@@ -168,7 +150,7 @@ def regularize(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
-        _check_unchanged(run.id, run.config.get("contrastive", {}), settings or {})
+        check_unchanged(run.id, run.config.get("contrastive", {}), settings or {})
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
         config = _config_from_run(run.config, device=config.device)
@@ -182,7 +164,7 @@ def regularize(
         handle = resolve_model(reg, source, device=config.device)
         config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
         # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
-        start = _pretrain_state(reg, handle) if config.contrastive.init == "raw" else None
+        start = pretrain_state(reg, handle) if config.contrastive.init == "raw" else None
         run_config = {
             "dataset": handle.dataset,
             "split": handle.split,
@@ -283,97 +265,6 @@ def _build_trainer(
     )
 
 
-def _save_state(
-    ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
-) -> Path:
-    path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
-    ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
-    if not trainer.dist.is_main:
-        return path
-    extra = dict(handle.payload.get("extra", {}))
-    extra.update(
-        trainer=ranks[0],
-        trainer_ranks=ranks,
-        torch_rng=torch.get_rng_state(),
-        regularize_run=run_id,
-        dataset=handle.dataset,
-        split=handle.split,
-    )
-    extra.pop("optimizer", None)  # pretraining's optimizer state is not this run's
-    sha = save_checkpoint(path, handle.potential, extra=extra)
-    reg.add_checkpoint(
-        run_id, path=str(path), sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag
-    )
-    return path
-
-
-def _save_chains(ws: Workspace, reg: Registry, run_id: str, trainer: ContrastiveTrainer) -> None:
-    with torch.no_grad():
-        energies = trainer.dist.gather(trainer.energy_fn(trainer.chains).double()).cpu().numpy()
-    positions = trainer.dist.gather(trainer.chains.detach()).cpu().numpy()
-    if not trainer.dist.is_main:
-        return
-    path = ws.run_dir(run_id) / "artifacts" / f"chains_{trainer.update:05d}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            positions=positions,
-            energies=energies,
-            update=np.array(trainer.update),
-        )
-    reg.add_artifact(
-        run_id, kind="chains", path=str(path), sha256=sha256_file(path), meta={"update": trainer.update}
-    )
-
-
-def _check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) -> None:
-    """Refuse a setting given with ``--resume`` that differs from what the run was started with."""
-    for key, value in given.items():
-        if key in stored and stored[key] != value:
-            raise CrmseError(
-                f"--resume: run {run_id} was started with {key} = {stored[key]!r}, not {value!r}; "
-                "a resumed run keeps its settings (start a new run to change them)"
-            )
-
-
-def _record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
-    values = {
-        "loss": (r.loss, "1"),
-        "loss_mse": (r.loss_mse, "1"),
-        "loss_c": (r.loss_c, "1"),
-        "energy_data": (r.energy_data, "kcal/mol"),
-        "energy_chains": (r.energy_chains, "kcal/mol"),
-        "energy_chains_min": (r.energy_chains_min, "kcal/mol"),
-        "chain_ks": (r.chain_ks, "1"),
-        "resets": (float(r.resets), "1"),
-        "chain_min_pair": (r.min_pair_A, "A"),
-        "chains_outside": (r.share_outside, "1"),
-        "lr": (r.lr, "1"),
-        "grad_norm_mse": (r.grad_norm_mse, "1"),
-        "grad_norm_c": (r.grad_norm_c, "1"),
-        "grad_ratio": (r.grad_ratio, "1"),
-        "chain_acceptance": (r.acceptance, "1"),
-        "chain_tconf": (r.chain_tconf_K, "K"),
-    }
-    return [
-        {"name": k, "value": float(v), "unit": u, "step": r.update}
-        for k, (v, u) in values.items()
-        if math.isfinite(float(v))
-    ]
-
-
-def _rank_state(extra: dict[str, Any], dist: DistContext) -> dict[str, Any]:
-    """This rank's trainer state from a checkpoint (refused at another world size)."""
-    ranks = extra.get("trainer_ranks") or [extra["trainer"]]
-    if len(ranks) != dist.world_size:
-        raise CrmseError(
-            f"the checkpoint holds chains of {len(ranks)} process(es); resume with the same number "
-            f"(torchrun --nproc-per-node {len(ranks)}), not {dist.world_size}"
-        )
-    return dict(ranks[dist.rank])
-
-
 def _mark_failed(ws: Workspace, run_id: str, why: str) -> None:
     """Write ``failed`` through a fresh registry connection (the stage's may be mid-transaction)."""
     from crmse_cli.registry.store import Registry
@@ -437,18 +328,18 @@ def _train(
         last = run_checkpoint(reg, reg.get_run(run_id))
         pot, payload = load_checkpoint(last, device=handle.device)
         handle.potential.load_state_dict(pot.state_dict())
-        trainer.load_state_dict(_rank_state(payload["extra"], dist))
+        trainer.load_state_dict(rank_state(payload["extra"], dist))
         torch.set_rng_state(payload["extra"]["torch_rng"])
     else:
-        _save_chains(ws, reg, run_id, trainer)
-        _save_state(ws, reg, run_id, handle, trainer, "last")
+        save_chains(ws, reg, run_id, trainer)
+        save_state(ws, reg, run_id, handle, trainer, "last")
     cfg = config.contrastive
     # Rows since the last checkpoint are only written with it: after Ctrl-C, --resume redoes
     # those updates exactly, so nothing is logged twice.
     pending: list[dict[str, Any]] = []
 
     def log_rows(rec: UpdateRecord) -> None:
-        pending.extend(_record_rows(rec))
+        pending.extend(record_rows(rec))
 
     def validate(rec: UpdateRecord) -> None:
         handle.potential.eval()
@@ -463,11 +354,11 @@ def _train(
             if dist.is_main:
                 reg.log_metrics(run_id, pending)
             pending.clear()
-            _save_state(ws, reg, run_id, handle, trainer, "last")
+            save_state(ws, reg, run_id, handle, trainer, "last")
 
     def chains(rec: UpdateRecord) -> None:
         if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
-            _save_chains(ws, reg, run_id, trainer)
+            save_chains(ws, reg, run_id, trainer)
 
     trainer.attach(log_rows)
     trainer.attach(validate, every=config.val_every)
@@ -486,8 +377,8 @@ def _train(
     if pending and dist.is_main:
         reg.log_metrics(run_id, pending)
     handle.potential.eval()
-    _save_chains(ws, reg, run_id, trainer)
-    final = _save_state(ws, reg, run_id, handle, trainer, "final")
+    save_chains(ws, reg, run_id, trainer)
+    final = save_state(ws, reg, run_id, handle, trainer, "final")
     if not dist.is_main:
         return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
     save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from torch import Tensor
 
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
+
+if TYPE_CHECKING:
+    from crmse_cli.model.potential import Potential
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,3 +119,25 @@ def check_device(device: str) -> None:
         raise CrmseError("device cuda was asked for but torch sees no CUDA GPU; use device cpu")
     if not (device == "cpu" or device.startswith("cuda")):
         raise CrmseError(f"device must be cpu or cuda[:n], got {device!r}")
+
+
+def center_energies(potential: Potential, frames: FrameSet) -> None:
+    """Shift the per-element energies so the initial network's mean training residual is zero.
+
+    An untrained network already sums to an offset of up to ~100 kcal/mol (its outputs times the
+    force-RMS scale); refitting the shift on E - U(x) removes it, so the first epochs are spent
+    on the energy surface's shape, not on a constant. Same least squares as
+    ``Potential.fit_shift_scale`` (minimum-norm for a single molecule).
+    """
+    residual = []
+    for index in torch.split(torch.arange(len(frames)), 256):
+        pos, energies, _ = frames.batch(index)
+        with torch.no_grad():
+            pred = potential.energies(pos, frames.species)
+        residual.append((energies - pred.double()).cpu())
+    r = torch.cat(residual).numpy()
+    species = frames.species.cpu().numpy()
+    counts = np.array([[np.sum(species == z) for z in potential.species]], dtype=np.float64)
+    delta, *_ = np.linalg.lstsq(np.repeat(counts, len(r), axis=0), r, rcond=1e-10)
+    # Through the potential: a wrapped module (MACE) moves its own reference energies instead.
+    potential.add_reference_energies(torch.as_tensor(delta))

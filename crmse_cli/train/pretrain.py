@@ -36,7 +36,7 @@ from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from crmse_cli.model.potential import Potential, build_potential
-from crmse_cli.train.data import FrameSet, check_device, select_frames, shuffled_batches
+from crmse_cli.train.data import FrameSet, center_energies, check_device, select_frames, shuffled_batches
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import ErrorMetrics, energy_force_loss, error_metrics, evaluate_errors
@@ -378,25 +378,3 @@ def _cloned(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _record_dict(record: EpochRecord | None) -> dict[str, Any] | None:
     return None if record is None else dict(record.__dict__)
-
-
-def center_energies(potential: Potential, frames: FrameSet) -> None:
-    """Shift the per-element energies so the initial network's mean training residual is zero.
-
-    An untrained network already sums to an offset of up to ~100 kcal/mol (its outputs times the
-    force-RMS scale); refitting the shift on E - U(x) removes it, so the first epochs are spent
-    on the energy surface's shape, not on a constant. Same least squares as
-    ``Potential.fit_shift_scale`` (minimum-norm for a single molecule).
-    """
-    residual = []
-    for index in torch.split(torch.arange(len(frames)), 256):
-        pos, energies, _ = frames.batch(index)
-        with torch.no_grad():
-            pred = potential.energies(pos, frames.species)
-        residual.append((energies - pred.double()).cpu())
-    r = torch.cat(residual).numpy()
-    species = frames.species.cpu().numpy()
-    counts = np.array([[np.sum(species == z) for z in potential.species]], dtype=np.float64)
-    delta, *_ = np.linalg.lstsq(np.repeat(counts, len(r), axis=0), r, rcond=1e-10)
-    # Through the potential: a wrapped module (MACE) moves its own reference energies instead.
-    potential.add_reference_energies(torch.as_tensor(delta))

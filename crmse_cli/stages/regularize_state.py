@@ -1,0 +1,143 @@
+"""The state of a regularize run on disk: its starting point, checkpoints, chains and metric rows.
+
+Split from :mod:`crmse_cli.stages.regularize` (the stage); these helpers read and write the
+registry and the run's folder, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from crmse_cli.stages._models import ModelHandle, verify_checkpoint
+from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
+from crmse_cli.train.distributed import DistContext
+from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
+
+
+def pretrain_state(reg: Registry, handle: ModelHandle) -> dict[str, Any] | None:
+    """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
+    run = handle.run
+    if run is not None and run.config.get("imported_from"):
+        return None  # an imported model (stages/mace.py): its own weights, a fresh Adam
+    if run is None or run.kind != "pretrain":
+        raise CrmseError(
+            "--init raw continues a pretrain run's weights and Adam moments: pass a pretrain run to --from, "
+            "or use --init ema"
+        )
+    lasts = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
+    if not lasts:
+        raise CrmseError(
+            f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
+        )
+    path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
+    pot, payload = load_checkpoint(path, device=handle.device)
+    extra = payload.get("extra", {})
+    if "optimizer" not in extra:
+        raise CrmseError(f"{path} holds no optimizer state; use --init ema")
+    weights = extra.get("train_weights") or pot.state_dict()
+    return {"weights": weights, "optimizer": extra["optimizer"], "checkpoint": str(path)}
+
+
+def save_state(
+    ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
+) -> Path:
+    """Checkpoint ``tag`` of the run: weights, optimizer, every rank's chains and RNG states."""
+    path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
+    ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
+    if not trainer.dist.is_main:
+        return path
+    extra = dict(handle.payload.get("extra", {}))
+    extra.update(
+        trainer=ranks[0],
+        trainer_ranks=ranks,
+        torch_rng=torch.get_rng_state(),
+        regularize_run=run_id,
+        dataset=handle.dataset,
+        split=handle.split,
+    )
+    extra.pop("optimizer", None)  # pretraining's optimizer state is not this run's
+    sha = save_checkpoint(path, handle.potential, extra=extra)
+    reg.add_checkpoint(
+        run_id, path=str(path), sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag
+    )
+    return path
+
+
+def save_chains(ws: Workspace, reg: Registry, run_id: str, trainer: ContrastiveTrainer) -> None:
+    """The chains of every rank, and their energies, as an artifact of the run."""
+    with torch.no_grad():
+        energies = trainer.dist.gather(trainer.energy_fn(trainer.chains).double()).cpu().numpy()
+    positions = trainer.dist.gather(trainer.chains.detach()).cpu().numpy()
+    if not trainer.dist.is_main:
+        return
+    path = ws.run_dir(run_id) / "artifacts" / f"chains_{trainer.update:05d}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            positions=positions,
+            energies=energies,
+            update=np.array(trainer.update),
+        )
+    reg.add_artifact(
+        run_id, kind="chains", path=str(path), sha256=sha256_file(path), meta={"update": trainer.update}
+    )
+
+
+def check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse a setting given with ``--resume`` that differs from what the run was started with."""
+    for key, value in given.items():
+        if key in stored and stored[key] != value:
+            raise CrmseError(
+                f"--resume: run {run_id} was started with {key} = {stored[key]!r}, not {value!r}; "
+                "a resumed run keeps its settings (start a new run to change them)"
+            )
+
+
+def record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
+    """The metric rows of one update (non-finite ones, e.g. MALA's acceptance under ULA, left out)."""
+    values = {
+        "loss": (r.loss, "1"),
+        "loss_mse": (r.loss_mse, "1"),
+        "loss_c": (r.loss_c, "1"),
+        "energy_data": (r.energy_data, "kcal/mol"),
+        "energy_chains": (r.energy_chains, "kcal/mol"),
+        "energy_chains_min": (r.energy_chains_min, "kcal/mol"),
+        "chain_ks": (r.chain_ks, "1"),
+        "resets": (float(r.resets), "1"),
+        "chain_min_pair": (r.min_pair_A, "A"),
+        "chains_outside": (r.share_outside, "1"),
+        "lr": (r.lr, "1"),
+        "grad_norm_mse": (r.grad_norm_mse, "1"),
+        "grad_norm_c": (r.grad_norm_c, "1"),
+        "grad_ratio": (r.grad_ratio, "1"),
+        "chain_acceptance": (r.acceptance, "1"),
+        "chain_tconf": (r.chain_tconf_K, "K"),
+    }
+    return [
+        {"name": k, "value": float(v), "unit": u, "step": r.update}
+        for k, (v, u) in values.items()
+        if math.isfinite(float(v))
+    ]
+
+
+def rank_state(extra: dict[str, Any], dist: DistContext) -> dict[str, Any]:
+    """This rank's trainer state from a checkpoint (refused at another world size)."""
+    ranks = extra.get("trainer_ranks") or [extra["trainer"]]
+    if len(ranks) != dist.world_size:
+        raise CrmseError(
+            f"the checkpoint holds chains of {len(ranks)} process(es); resume with the same number "
+            f"(torchrun --nproc-per-node {len(ranks)}), not {dist.world_size}"
+        )
+    return dict(ranks[dist.rank])
