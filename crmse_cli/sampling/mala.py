@@ -21,29 +21,19 @@ import torch
 
 from crmse_cli.sampling.observers import ForceFn
 from crmse_cli.sampling.shard import ReplicaRows, rand_rows, randn_rows
-from crmse_cli.sampling.ula import OverdampedSampler, check_overdamped
+from crmse_cli.sampling.ula import OverdampedSampler, ULAState, check_overdamped
 from crmse_cli.units import beta as beta_of
 
 
 @dataclass(frozen=True)
-class MALAState:
-    """One instant of B chains.
+class MALAState(ULAState):
+    """One instant of B chains: :class:`crmse_cli.sampling.ula.ULAState` and the acceptance count.
 
     Attributes:
-        positions: (B, N, 3) Å.
-        energy: (B,) kcal/mol at ``positions``.
-        forces: (B, N, 3) kcal/mol/Å at ``positions``.
-        step: steps taken since the state was created.
         accepted: (B,) accepted proposals per chain since the state was created.
-        time_fs: always NaN (no physical time).
     """
 
-    positions: torch.Tensor
-    energy: torch.Tensor
-    forces: torch.Tensor
-    step: int = 0
     accepted: torch.Tensor | None = None
-    time_fs: float = math.nan
 
 
 def mala_step(
@@ -131,7 +121,7 @@ class MALA(OverdampedSampler[MALAState]):
         """Evaluate energy and forces at ``positions`` (B, N, 3) Å."""
         x, energy, forces = self.evaluate(positions)
         zeros = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        return MALAState(x, energy, forces, 0, zeros)
+        return MALAState(x, energy, forces, 0, accepted=zeros)
 
     def step(self, state: MALAState) -> MALAState:
         """One MALA step (see :func:`mala_step`): propose, then accept or reject each chain."""
@@ -146,4 +136,4 @@ class MALA(OverdampedSampler[MALAState]):
             rows=self.rows,
         )
         prev = state.accepted if state.accepted is not None else torch.zeros_like(acc, dtype=torch.float64)
-        return MALAState(x, e, f, state.step + 1, prev + acc.double())
+        return MALAState(x, e, f, state.step + 1, accepted=prev + acc.double())
