@@ -105,29 +105,38 @@ def one_line_error(result: tuple[int, str, str], *must: str) -> str:
     return lines[0]
 
 
-def interrupted_regularize(ws: Workspace, monkeypatch: Any, name: str = "reg-cut") -> Any:
-    """A tiny regularize run of the ``tiny`` pretrain run, stopped by Ctrl-C at its second update
-    (status ``interrupted``, resumable); returns its RegularizeConfig."""
+def regularize_cut_at(
+    ws: Workspace, monkeypatch: Any, source: str, cfg: Any, *, name: str, update: int
+) -> None:
+    """``regularize(ws, source, cfg, name=name)`` stopped by Ctrl-C at update ``update`` (the run is
+    left ``interrupted`` and resumable)."""
     import pytest
 
-    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+    from crmse_cli.stages.regularize import regularize
     from crmse_cli.train import contrastive
 
-    c = contrastive.ContrastiveConfig(
-        n_chains=2, steps_per_update=2, n_updates=3, batch_size=4, warmup_updates=1, seed=1
-    )
-    cfg = RegularizeConfig(contrastive=c, val_every=1, checkpoint_every=1, chains_every=2)
     real_step = contrastive.ContrastiveTrainer.step
     calls = {"n": 0}
 
     def interrupting_step(self):  # noqa: ANN001, ANN202
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == update:
             raise KeyboardInterrupt
         return real_step(self)
 
     monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
     with pytest.raises(KeyboardInterrupt):
-        regularize(ws, "tiny", cfg, name=name)
+        regularize(ws, source, cfg, name=name)
     monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+
+
+def interrupted_regularize(ws: Workspace, monkeypatch: Any, name: str = "reg-cut") -> Any:
+    """A tiny regularize run of the ``tiny`` pretrain run, stopped by Ctrl-C at its second update;
+    returns its RegularizeConfig."""
+    from crmse_cli.stages.regularize import RegularizeConfig
+    from crmse_cli.train.contrastive import ContrastiveConfig
+
+    c = ContrastiveConfig(n_chains=2, steps_per_update=2, n_updates=3, batch_size=4, warmup_updates=1, seed=1)
+    cfg = RegularizeConfig(contrastive=c, val_every=1, checkpoint_every=1, chains_every=2)
+    regularize_cut_at(ws, monkeypatch, "tiny", cfg, name=name, update=2)
     return cfg

@@ -159,26 +159,15 @@ def test_regularize_logs_updates_chains_and_test_metrics(trained: tuple[Workspac
 
 
 def test_regularize_resume_after_interrupt_is_exact(trained: tuple[Workspace, str], monkeypatch) -> None:
+    from synthetic import regularize_cut_at
+
     from crmse_cli.stages.regularize import regularize
-    from crmse_cli.train import contrastive
 
     ws, model = trained
     full = regularize(ws, model, _regularize_config(4))
-    real_step = contrastive.ContrastiveTrainer.step
-    calls = {"n": 0}
-
-    def interrupting_step(self):  # noqa: ANN001, ANN202
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        regularize(ws, model, _regularize_config(4), name="interrupted")
+    regularize_cut_at(ws, monkeypatch, model, _regularize_config(4), name="interrupted", update=3)
     reg = _registry(ws)
     assert reg.get_run("interrupted").status == "interrupted"
-    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
     resumed = regularize(ws, None, _regularize_config(4), resume="interrupted")
     assert reg.get_run("interrupted").status == "completed"
     a, pa = load_checkpoint(full.checkpoint)
