@@ -68,9 +68,16 @@ def test_metrics(handle: ModelHandle, data: Dataset, *, batch: int = 100) -> dic
     _, test = data.split(handle.split)
     if len(test) == 0:
         raise CrmseError(f"dataset {data.name!r} split {handle.split} has no test frames")
-    f = FrameSet.from_dataset(data, test, dtype=handle.potential.dtype, device=handle.device)
+    return frame_errors(handle, data, test, prefix="test", batch=batch)
+
+
+def frame_errors(
+    handle: ModelHandle, data: Dataset, rows: np.ndarray, *, prefix: str, batch: int = 100
+) -> dict[str, tuple[float, str]]:
+    """Energy / force MAE and RMSE of the model on frames ``rows``, named ``{prefix}_energy_mae`` etc."""
+    f = FrameSet.from_dataset(data, rows, dtype=handle.potential.dtype, device=handle.device)
     errors = evaluate_errors(handle.potential, f.positions, f.species, f.energies, f.forces, batch_size=batch)
-    return error_metrics(errors, prefix="test")
+    return error_metrics(errors, prefix=prefix)
 
 
 def _tconf(

@@ -33,7 +33,7 @@ from crmse_cli.stages._models import (
     run_checkpoint,
 )
 from crmse_cli.stages._run import own_run, tracked
-from crmse_cli.stages.evaluate import test_metrics
+from crmse_cli.stages.evaluate import frame_errors, test_metrics
 from crmse_cli.stages.mace import save_native
 from crmse_cli.stages.regularize_state import (
     check_unchanged,
@@ -111,17 +111,8 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
 
 
 def _val_mae(handle: ModelHandle, data: Dataset, rows: np.ndarray) -> dict[str, tuple[float, str]]:
-    if len(rows) == 0:
-        return {}
-    from crmse_cli.model.forces import energy_and_forces
-
-    sp = torch.as_tensor(data.species, device=handle.device)
-    pos = torch.as_tensor(data.positions[rows], dtype=handle.potential.dtype, device=handle.device)
-    e, f = energy_and_forces(handle.potential, pos, sp)
-    return {
-        "val_energy_mae": (float(np.abs(e.double().cpu().numpy() - data.energies[rows]).mean()), "kcal/mol"),
-        "val_force_mae": (float(np.abs(f.double().cpu().numpy() - data.forces[rows]).mean()), "kcal/mol/A"),
-    }
+    """Errors on the validation frames (``val_energy_mae``, ``val_force_mae``, ...), as pretraining's."""
+    return frame_errors(handle, data, rows, prefix="val") if len(rows) else {}
 
 
 def regularize(
