@@ -76,6 +76,7 @@ def _toy_worker(rank: int, world: int, port: int, out: str) -> None:
         },
         Path(out) / f"rank{rank}.pt",
     )
+    tdist.barrier()  # both ranks leave together: a rank torn down mid-exchange aborts its peer (gloo)
     tdist.destroy_process_group()
 
 
@@ -167,6 +168,7 @@ def _stage_worker(rank: int, world: int, port: int, home: str, name: str, resume
             regularize(ws, "tiny", _stage_config(4), name=name)
     except KeyboardInterrupt:
         pass
+    tdist.barrier()  # both ranks leave together: a rank torn down mid-exchange aborts its peer (gloo)
     tdist.destroy_process_group()
 
 
@@ -296,6 +298,7 @@ def _pretrain_worker(rank: int, world: int, port: int, home: str, out: str) -> N
         {"weights": trainer.potential.state_dict(), "loss": [r.train_loss for r in records]},
         Path(out) / f"pre{rank}.pt",
     )
+    tdist.barrier()  # both ranks leave together: a rank torn down mid-exchange aborts its peer (gloo)
     tdist.destroy_process_group()
 
 
