@@ -190,13 +190,16 @@ def regularize(
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
     if not dist.is_main:
-        return _train(
+        result = _train(
             ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
         )
-    with lock, tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
-        return _train(
-            ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
-        )
+    else:
+        with lock, tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
+            result = _train(
+                ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
+            )
+    dist.finish()  # after rank 0 has written the run: the ranks leave the process group together
+    return result
 
 
 def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:

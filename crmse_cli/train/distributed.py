@@ -142,6 +142,17 @@ class DistContext:
         tdist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def finish(self) -> None:
+        """Leave the process group together: a barrier, then its teardown (no-op in a world of one).
+
+        Under gloo a rank that exits (or tears the group down) while a peer is still busy aborts
+        that peer with SIGABRT ("terminate called without an active exception"); seen when rank 1
+        left as rank 0 was still writing the run.
+        """
+        if self.enabled and tdist.is_initialized():
+            tdist.barrier()
+            tdist.destroy_process_group()
+
     def barrier(self) -> None:
         """Wait for every rank (a no-op in a world of one)."""
         if self.enabled:
