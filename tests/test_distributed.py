@@ -59,7 +59,6 @@ def _toy_config(**kw: Any) -> ContrastiveConfig:
 
 
 def _toy_worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as tdist
     from test_contrastive import ToyModel, target_frames
 
     dist = _join(rank, world, port)
@@ -76,8 +75,7 @@ def _toy_worker(rank: int, world: int, port: int, out: str) -> None:
         },
         Path(out) / f"rank{rank}.pt",
     )
-    tdist.barrier()  # both ranks leave together: a rank torn down mid-exchange aborts its peer (gloo)
-    tdist.destroy_process_group()
+    DistContext(rank=rank, world_size=world).finish()  # no-op where the stage already left the group
 
 
 def test_two_rank_update_equals_the_single_process_update_on_the_union(tmp_path: Path) -> None:
@@ -143,7 +141,6 @@ def _stage_config(updates: int) -> Any:
 
 
 def _stage_worker(rank: int, world: int, port: int, home: str, name: str, resume: bool, stop_at: int) -> None:
-    import torch.distributed as tdist
 
     from crmse_cli.stages.regularize import regularize
     from crmse_cli.train import contrastive
@@ -168,8 +165,7 @@ def _stage_worker(rank: int, world: int, port: int, home: str, name: str, resume
             regularize(ws, "tiny", _stage_config(4), name=name)
     except KeyboardInterrupt:
         pass
-    tdist.barrier()  # both ranks leave together: a rank torn down mid-exchange aborts its peer (gloo)
-    tdist.destroy_process_group()
+    DistContext(rank=rank, world_size=world).finish()  # no-op where the stage already left the group
 
 
 def _spawn(home: Path, name: str, *, resume: bool = False, stop_at: int = 0) -> None:
@@ -285,7 +281,6 @@ def _pretrain_config() -> Any:
 
 
 def _pretrain_worker(rank: int, world: int, port: int, home: str, out: str) -> None:
-    import torch.distributed as tdist
 
     from crmse_cli.data.dataset import Dataset
     from crmse_cli.train.pretrain import PretrainTrainer
@@ -298,8 +293,7 @@ def _pretrain_worker(rank: int, world: int, port: int, home: str, out: str) -> N
         {"weights": trainer.potential.state_dict(), "loss": [r.train_loss for r in records]},
         Path(out) / f"pre{rank}.pt",
     )
-    tdist.barrier()  # both ranks leave together: a rank torn down mid-exchange aborts its peer (gloo)
-    tdist.destroy_process_group()
+    DistContext(rank=rank, world_size=world).finish()  # no-op where the stage already left the group
 
 
 def test_two_rank_pretraining_equals_single_process(tiny_model: Path, tmp_path: Path) -> None:
