@@ -100,6 +100,7 @@ RANGES: dict[str, dict[str, str]] = {
         "--split-seed": f"[0, {MAX_SEED}]",
         "--test-fraction": "(0, 1)",
         "--threads": "[1, 4096]",
+        "--stale-after-s": "(0, 1e12]",  # and above twice the heartbeat: stages/sweep.py
     },
 }
 """Allowed range of each numeric field: "[lo, hi]" closed, "(lo, hi)" open, mixed as needed."""
@@ -109,6 +110,7 @@ OPTION_TYPES: dict[str, Any] = {
     "--split-seed": int,
     "--test-fraction": float,
     "--threads": int,
+    "--stale-after-s": float,
 }
 
 OPTION_NAMES = {"lambda_": "lambda"}

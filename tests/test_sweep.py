@@ -194,11 +194,49 @@ def test_the_heartbeat_thread_keeps_the_lease_fresh(db_url: str) -> None:
             while reg.sweep_jobs("beat")[0].heartbeat == job.heartbeat:
                 assert time.monotonic() < deadline, "no heartbeat was written"
                 time.sleep(0.05)
-        # A lease refreshed just now survives even a short staleness limit; an old one would not.
+        # Another host's lease refreshed just now survives a short staleness limit; an old one would not.
+        with reg.engine.begin() as conn:
+            conn.execute(text("UPDATE sweep_jobs SET owner_host = 'elsewhere'"))
         assert reg.requeue_dead_jobs("beat", stale_after_s=60) == []
         assert reg.requeue_dead_jobs("beat", stale_after_s=-1) != []
     finally:
         reg.close()
+
+
+def test_a_live_worker_of_this_host_keeps_its_job_however_old_its_heartbeat(db_url: str) -> None:
+    """Issue 28 #2: a staleness limit below the heartbeat took live jobs, and points ran twice."""
+    reg = Registry(db_url)
+    try:
+        ids = _queue(reg, "live", 1)
+        job = reg.claim_job("live")
+        assert job is not None
+        old = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
+        with reg.engine.begin() as conn:  # this process, alive, silent for an hour
+            conn.execute(text("UPDATE sweep_jobs SET heartbeat = :t"), {"t": old})
+        assert reg.requeue_dead_jobs("live", stale_after_s=1e-3) == []
+        [kept] = reg.sweep_jobs("live")
+        assert (kept.state, kept.owner_pid, kept.attempts) == ("running", os.getpid(), 1)
+        assert reg.get_run(ids[0]).status == "queued" and reg.finish_job(job.id, "done")
+    finally:
+        reg.close()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0", "30", "60"])
+def test_a_stale_limit_not_above_two_heartbeats_is_refused(
+    tmp_path: Path, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from synthetic import cli_main, one_line_error
+
+    from crmse_cli.stages.sweep import check_stale_after
+
+    monkeypatch.delenv("CRMSE_DB_URL", raising=False)
+    home = tmp_path / "home"
+    res = cli_main(monkeypatch, capsys, "--home", str(home), "sweep", "work", "any", "--stale-after-s", value)
+    assert res[0] == 1
+    one_line_error(res, "--stale-after-s must")
+    assert not home.exists()  # refused before the registry was opened
+    check_stale_after(60.5)
+    check_stale_after(0.2, heartbeat_s=0.05)
 
 
 def test_options_are_checked_by_field_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -112,7 +112,10 @@ def work_command(
     name: str = typer.Argument(..., help="The sweep to drain."),
     max_runs: int | None = typer.Option(None, "--max-runs", min=1, help="Stop after this many grid points."),
     stale_after_s: float = typer.Option(
-        600.0, "--stale-after-s", help="Re-queue a job whose worker sent no heartbeat for this long (s)."
+        600.0,
+        "--stale-after-s",
+        help="Re-queue a job whose worker on another host sent no heartbeat for this long (s; more than "
+        "2 heartbeats of 30 s). A job of this host is re-queued once its worker's process is gone.",
     ),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Re-queue failed runs first (after a fix)."

@@ -4,8 +4,10 @@ A sweep is one ``sweeps`` row (its settings) and one ``sweep_jobs`` row per grid
 linked to a ``regularize`` run created in status ``queued``. A worker claims the next queued job
 with a row lock (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; a ``BEGIN IMMEDIATE``
 transaction on SQLite, which locks the whole file for writers) and owns it through a lease: its
-host name, pid and a heartbeat it refreshes. A lease is dead when its host is this host and the
-pid is gone, or when the heartbeat is older than ``stale_after_s`` (other hosts, or a reused pid);
+host name, pid and a heartbeat it refreshes. A lease of this host is dead exactly when its pid is
+gone (a live local worker keeps its job however old its heartbeat: a busy machine can delay a
+beat, and taking a live job would run the point twice); a lease of another host, or one without a
+pid, is dead when its heartbeat is older than ``stale_after_s``.
 :meth:`SweepStore.requeue_dead_jobs` then marks the job's unfinished runs ``interrupted`` and
 puts the job back in the queue, where the next worker resumes it.
 
@@ -66,6 +68,21 @@ def _job(row: Any) -> SweepJobInfo:
 
 def _owner() -> tuple[str, int]:
     return socket.gethostname(), os.getpid()
+
+
+def lease_dead(job: SweepJobInfo, *, host: str, stale: datetime) -> bool:
+    """Whether the worker holding running ``job`` is gone (see the module docstring).
+
+    Args:
+        job: a running job.
+        host: this machine's host name.
+        stale: heartbeats older than this (UTC) are dead, for leases of other hosts.
+    """
+    from crmse_cli.registry._values import pid_alive
+
+    if job.owner_host == host and job.owner_pid is not None:
+        return not pid_alive(job.owner_pid)  # this host can tell for sure: never by the clock
+    return job.heartbeat is None or job.heartbeat < stale
 
 
 def _own_lease(job_id: int) -> tuple[ColumnElement[bool], ...]:
@@ -256,24 +273,18 @@ class SweepStore:
     def requeue_dead_jobs(self, name: str, *, stale_after_s: float) -> list[SweepJobInfo]:
         """Put back in the queue the running jobs of sweep ``name`` whose worker is gone.
 
-        Dead: the lease's host is this host and its pid no longer exists, or its heartbeat is
-        older than ``stale_after_s``. The job's runs still ``running`` (the regularize run and its
+        Dead (:func:`lease_dead`): the lease's host is this host and its pid no longer exists;
+        or the lease is another host's (or has no pid) and its heartbeat is older than
+        ``stale_after_s``. The job's runs still ``running`` (the regularize run and its
         sample/evaluate children) are marked ``interrupted``. Returns the jobs requeued.
         """
         from crmse_cli.registry._values import now as _now
-        from crmse_cli.registry._values import pid_alive as _pid_alive
 
         host = socket.gethostname()
         now = _now()
         stale = now - timedelta(seconds=stale_after_s)
         running = [j for j in self.sweep_jobs(name) if j.state == "running"]
-        dead = [
-            j
-            for j in running
-            if (j.owner_host == host and j.owner_pid is not None and not _pid_alive(j.owner_pid))
-            or j.heartbeat is None
-            or j.heartbeat < stale
-        ]
+        dead = [j for j in running if lease_dead(j, host=host, stale=stale)]
         out = []
         for j in dead:
             why = f"its worker (pid {j.owner_pid} on {j.owner_host}) stopped; re-queued for another worker"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 from crmse_cli.errors import CrmseError
 from crmse_cli.stages._grid import regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
+from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ STALE_AFTER_S = 600.0
 """A running job whose worker sent no heartbeat for this long is re-queued (other hosts)."""
 HEARTBEAT_S = 30.0
 """How often a worker refreshes the lease of the job it runs."""
+STALE_BEATS = 2.0
+"""``stale_after_s`` must exceed this many heartbeat intervals: a lease one beat old is alive,
+and a beat may come late on a loaded machine or database."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
@@ -237,6 +241,20 @@ def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> Non
         evaluate(ws, smp.id, name=name, device=device, seed=p["seed"], registry=reg)
 
 
+def check_stale_after(stale_after_s: float, heartbeat_s: float = HEARTBEAT_S) -> None:
+    """Refuse a staleness limit that is not a number above ``STALE_BEATS`` heartbeat intervals.
+
+    A shorter limit would take the jobs of live workers on other hosts (and run points twice).
+    """
+    check_option("--stale-after-s", stale_after_s)
+    least = STALE_BEATS * heartbeat_s
+    if stale_after_s <= least:
+        raise CrmseError(
+            f"--stale-after-s must exceed {STALE_BEATS:g} heartbeat intervals ({least:g} s: workers "
+            f"refresh their lease every {heartbeat_s:g} s), got {stale_after_s:g}"
+        )
+
+
 def work(
     ws: Workspace,
     name: str,
@@ -253,9 +271,13 @@ def work(
     marked ``failed`` with the one-line error and the worker takes the next; Ctrl-C puts the job
     back in the queue (its regularize run resumable) and stops the worker. ``retry_failed``
     first re-queues the failed jobs (a failed regularize run resumes from its last checkpoint).
+
+    Raises:
+        CrmseError: ``stale_after_s`` is not a finite number above ``STALE_BEATS`` heartbeats.
     """
     from crmse_cli.registry.store import Registry
 
+    check_stale_after(stale_after_s, heartbeat_s)
     reg = registry or Registry.open(ws.ensure())
     spec = reg.get_sweep(name).config
     if retry_failed:
