@@ -77,6 +77,13 @@ RANGES: dict[str, dict[str, str]] = {
         "fly_apart_A": "(0, 1e6]",
         "grad_clip": "[0, 1e300]",
         "seed": f"[0, {MAX_SEED}]",
+        "ema_decay": "[0, 1)",
+        "lambda_decay_after": "[0, 1e12]",
+        "lambda_decay_threshold": "[0, 1]",
+        "lambda_decay_updates": "[1, 1e12]",
+        "lambda_control_up": "[1, 1e3]",
+        "lambda_control_down": "[1, 1e3]",
+        "lambda_control_range": "[1, 1e12]",
     },
     "RegularizeConfig": {
         "val_every": "[1, 1e12]",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crmse_cli.defaults import ENERGY_WEIGHT, ETA_A2, FORCE_WEIGHT, LAMBDA, TEMPERATURE_K
+from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
 from crmse_cli.units import KCAL_PER_MOL_PER_EV
 from crmse_cli.validate import check_config
 
@@ -20,6 +21,12 @@ LAMBDA_UNITS: dict[str, float] = {"eV": KCAL_PER_MOL_PER_EV**2, "kcal": 1.0}
 (kcal/mol, kcal/mol/Å) units: "eV" 531.8 (the paper's and the field's), "kcal" 1."""
 INITS = ("raw", "ema")
 """Starting points of CRMSE: the pretrain run's raw weights + Adam moments, or its EMA weights."""
+CHAIN_SOURCES = ("model", "data")
+"""Negatives of L_C: persistent chains sampled from the model, or fresh random positives (null arm)."""
+POSITIVES = ("labelled", "split")
+"""Data term of L_C: the labelled training frames, or every position of the split's training part."""
+OPTIMIZER_INITS = ("inherit", "fresh")
+"""Adam state at the start (init raw): the parent's moments, or a fresh Adam."""
 
 
 def effective_lambda(lambda_: float, units: str) -> float:
@@ -68,6 +75,27 @@ class ContrastiveConfig:
         tconf_every: measure the chains' configurational temperature every this many updates
             (exact Laplacian: 3N backward passes; 0: never).
         seed: seed of chain noise, batch order and resets.
+
+    Study arms (docs/method.md, "Study arms"; each default is the behaviour before them):
+        chain_source: "model" (default: persistent chains sampled from the model) or "data" (the
+            null arm: the negatives are fresh random positives drawn every update, no sampler
+            steps, so L_C has zero mean and measures the pure noise cost).
+        positives: "labelled" (default: the data term of L_C on the labelled training frames) or
+            "split" (every position of the split's training part less the parent's validation
+            frames, labelled or not; L_MSE stays on the labelled frames).
+        optimizer_init: "inherit" (default: with init raw, the parent's Adam moments) or "fresh"
+            (init raw's weights with a fresh Adam). With init ema Adam is always fresh.
+        ema_decay: decay of an exponential moving average of the weights (0: off). When on,
+            validation, test metrics and the saved models use the averaged weights.
+        lambda_decay_after: once the chains' outside-support share has stayed <=
+            ``lambda_decay_threshold`` for this many consecutive updates, lambda falls linearly
+            to 0 over ``lambda_decay_updates`` updates (0: never).
+        lambda_decay_threshold: the outside share counted as "repaired".
+        lambda_decay_updates: length of the linear decay, in updates.
+        lambda_control: "fixed" (default) or "budget": after each validation lambda is multiplied
+            by ``lambda_control_up`` while the validation force MAE is within (1 + force_budget)
+            x the parent's, else divided by ``lambda_control_down``; the multiplier stays in
+            [1/``lambda_control_range``, ``lambda_control_range``].
     """
 
     lambda_: float = LAMBDA
@@ -90,6 +118,17 @@ class ContrastiveConfig:
     grad_clip: float = 100.0
     tconf_every: int = 10
     seed: int = 0
+    chain_source: str = "model"
+    positives: str = "labelled"
+    optimizer_init: str = "inherit"
+    ema_decay: float = 0.0
+    lambda_decay_after: int = 0
+    lambda_decay_threshold: float = 0.02
+    lambda_decay_updates: int = 100
+    lambda_control: str = "fixed"
+    lambda_control_up: float = 1.25
+    lambda_control_down: float = 2.0
+    lambda_control_range: float = 100.0
 
     def __post_init__(self) -> None:
         check_config(self)  # types, finiteness and ranges of every field: crmse_cli/validate.py
@@ -118,6 +157,14 @@ class ContrastiveConfig:
             raise ValueError(f"chain_sampler must be one of {', '.join(CHAIN_SAMPLERS)}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}")
+        for name, allowed in (
+            ("chain_source", CHAIN_SOURCES),
+            ("positives", POSITIVES),
+            ("optimizer_init", OPTIMIZER_INITS),
+            ("lambda_control", LAMBDA_CONTROLS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("energy_weight", "force_weight"):
             value = getattr(self, name)
             if value is not None and not (value >= 0 and math.isfinite(value)):
