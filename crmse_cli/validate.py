@@ -222,6 +222,15 @@ def check_config(cfg: Any, *, prefix: str = "") -> None:
         check_value(label, getattr(cfg, field.name), hints[field.name], _range(cls.__name__, field.name))
 
 
+def check_field(name: str, value: Any, cls: type, field: str) -> None:
+    """Check ``value``, given as ``name``, as field ``field`` of config class ``cls`` would be.
+
+    For a list option whose every item becomes one config's field (``sweep create --lambda
+    0,0.1``: one ``ContrastiveConfig.lambda_`` per item): the type and :data:`RANGES` apply.
+    """
+    check_value(name, value, _hints(cls)[field], _range(cls.__name__, field))
+
+
 def check_option(name: str, value: Any) -> None:
     """Check a plain argument listed under ``RANGES["options"]`` (e.g. ``"--seed"``)."""
     check_value(name, value, OPTION_TYPES[name], _range("options", name))
@@ -236,4 +245,4 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-__all__ = ["RANGES", "ConfigError", "Range", "check_config", "check_option", "check_value"]
+__all__ = ["RANGES", "ConfigError", "Range", "check_config", "check_field", "check_option", "check_value"]

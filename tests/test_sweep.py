@@ -261,7 +261,7 @@ def test_options_are_checked_by_field_name(tmp_path: Path, monkeypatch: pytest.M
     ws = Workspace(tmp_path / "h")
     for kwargs, match in (
         ({"sources": ["x"], "lambdas": [0.1, 0.1], "seeds": [0]}, "must not repeat"),
-        ({"sources": ["x"], "lambdas": [-1.0], "seeds": [0]}, ">= 0"),
+        ({"sources": ["x"], "lambdas": [-1.0], "seeds": [0]}, "--lambda must be in"),
         ({"sources": [], "lambdas": [0.1], "seeds": [0]}, "at least one"),
         ({"sources": ["nope"], "lambdas": [0.1], "seeds": [0]}, "no run 'nope'"),
     ):
@@ -269,6 +269,40 @@ def test_options_are_checked_by_field_name(tmp_path: Path, monkeypatch: pytest.M
             create_sweep(ws, "bad-grid", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(CrmseError, match="sweep name"):
         create_sweep(ws, "a b", sources=["x"], lambdas=[0.1], seeds=[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--lambda", "0,inf"], "--lambda must be a finite number, got inf"),
+        (["--lambda", "0.1,nan"], "--lambda must be a finite number, got nan"),
+        (["--lambda", "0,2e6"], "--lambda must be in"),
+        (["--lambda", "0", "--seeds", "0,-1"], "--seeds must be >= 0, got -1"),
+        (["--lambda", "0", "--set", "lambda=5"], "--set lambda=...: the grid sets lambda"),
+        (["--lambda", "0", "--set", "lambda_=5"], "--set lambda_=...: the grid sets lambda_"),
+        (["--lambda", "0", "--set", "seed=3"], "the grid sets seed at every point; give it with --seeds"),
+        (["--lambda", "0", "--set", "device=cuda"], "give it with --device"),
+        (["--lambda", "0", "--sample-set", "seed=3"], "--sample-set seed=...: the grid sets seed"),
+    ],
+)
+def test_sweep_create_checks_every_grid_value_and_refuses_grid_keys(
+    tmp_path: Path,
+    args: list[str],
+    match: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 28 #7: only the first lambda and seed were checked; ``--set lambda=5`` was stored and ignored."""
+    from synthetic import cli_main, one_line_error
+
+    monkeypatch.delenv("CRMSE_DB_URL", raising=False)
+    home = tmp_path / "home"
+    res = cli_main(
+        monkeypatch, capsys, "--home", str(home), "sweep", "create", "--name", "g", "--from", "x", *args
+    )
+    assert res[0] == 1
+    one_line_error(res, match)
+    assert not home.exists()  # refused before the registry was opened: nothing queued
 
 
 def test_command_line_settings_are_json_or_text() -> None:

@@ -11,6 +11,19 @@ from typing import Any
 
 from crmse_cli.errors import CrmseError
 
+GRID_KEYS = {"lambda_": "--lambda", "seed": "--seeds", "device": "--device"}
+"""Settings the grid sets at every point (field -> the option that gives them)."""
+
+
+def refuse_grid_keys(options: dict[str, Any], option: str) -> None:
+    """Refuse a ``--set`` / ``--sample-set`` of a setting the grid sets itself (it would be overridden)."""
+    for key in options:
+        field = "lambda_" if key == "lambda" else key
+        if field in GRID_KEYS:
+            raise CrmseError(
+                f"{option} {key}=...: the grid sets {key} at every point; give it with {GRID_KEYS[field]}"
+            )
+
 
 def _fields(cls: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}

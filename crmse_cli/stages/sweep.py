@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from crmse_cli.errors import CrmseError
-from crmse_cli.stages._grid import regularize_config, sample_config
+from crmse_cli.stages._grid import refuse_grid_keys, regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
-from crmse_cli.validate import check_option
+from crmse_cli.stages.sample_config import SampleConfig
+from crmse_cli.train.contrastive_config import ContrastiveConfig
+from crmse_cli.validate import check_field, check_option
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -105,8 +107,13 @@ def create_sweep(
         raise CrmseError("a sweep needs at least one --from model, one --lambda and one --seeds value")
     if len(set(lambdas)) != len(lambdas) or len(set(seeds)) != len(seeds):
         raise CrmseError("--lambda and --seeds values must not repeat")
-    if any(not lam >= 0 for lam in lambdas):
-        raise CrmseError("every --lambda must be >= 0")
+    refuse_grid_keys(reg_opts, "--set")
+    refuse_grid_keys(smp_opts, "--sample-set")
+    for lam in lambdas:  # every point's values, not only the first: none may fail later
+        check_field("--lambda", lam, ContrastiveConfig, "lambda_")
+    for seed in seeds:
+        check_field("--seeds", seed, ContrastiveConfig, "seed")
+        check_field("--seeds", seed, SampleConfig, "seed")
     first = regularize_config(reg_opts, lambda_=lambdas[0], seed=seeds[0], device=device)  # fail now
     sample_config(smp_opts, seed=seeds[0], device=device)
     reg = registry or Registry.open(ws.ensure())
