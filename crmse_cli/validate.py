@@ -90,6 +90,13 @@ RANGES: dict[str, dict[str, str]] = {
         "checkpoint_every": "[1, 1e12]",
         "chains_every": "[1, 1e12]",
     },
+    "BudgetConfig": {
+        "force_budget": "(0, 10]",
+        "budget_every": "[1, 1e12]",
+        "screen_replicas": "[1, 1e6]",
+        "screen_steps": "[1, 1e12]",
+        "screen_temperature_K": f"(0, {MAX_TEMPERATURE_K}]",
+    },
     "SampleConfig": {
         "temperature_K": f"(0, {MAX_TEMPERATURE_K}]",
         "timestep_fs": "(0, 100]",
