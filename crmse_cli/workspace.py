@@ -23,14 +23,23 @@ def default_home() -> Path:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths of one crmse workspace. Creating the object does not touch the disk."""
+    """Paths of one crmse workspace. Creating the object does not touch the disk.
+
+    Attributes:
+        home: the workspace folder.
+        trust_code: the user passed ``--trust-code``: checkpoints and ``.model`` files that store
+            a model as a pickle may be loaded even when crmse did not write them in this
+            workspace (docs/architecture.md, "Trust model"). Off by default.
+    """
 
     home: Path
+    trust_code: bool = False
 
     @classmethod
-    def resolve(cls, home: Path | str | None = None) -> Workspace:
+    def resolve(cls, home: Path | str | None = None, *, trust_code: bool = False) -> Workspace:
         """The workspace at ``home`` (expanded, absolute), or the default one when None."""
-        return cls(Path(home).expanduser().resolve() if home else default_home().resolve())
+        path = Path(home).expanduser().resolve() if home else default_home().resolve()
+        return cls(path, trust_code=trust_code)
 
     @property
     def db_url(self) -> str:

@@ -131,7 +131,7 @@ def test_checkpoint_and_export_keep_the_model(tmp_path: Path) -> None:
     x, sp = torch.as_tensor(pos), torch.as_tensor(species)
     want = energy_and_forces(pot, x, sp)[0]
     save_checkpoint(tmp_path / "c.pt", pot, extra={})
-    loaded, _ = load_checkpoint(tmp_path / "c.pt")
+    loaded, _ = load_checkpoint(tmp_path / "c.pt", trust_code=True)
     assert is_mace(loaded) and loaded.config.architecture == "mace" and loaded.config.cutoff_A == 4.0
     torch.testing.assert_close(energy_and_forces(loaded, x, sp)[0], want, rtol=0, atol=1e-9)
     out = export_mace(loaded, tmp_path / "out.model")
@@ -181,7 +181,7 @@ def test_imported_mace_regularizes_resumes_exactly_samples_and_exports(
     model_path, xyz = tmp_path / "my.model", tmp_path / "train.xyz"
     torch.save(model, model_path)
     write_training_xyz(xyz, model)
-    ws = Workspace.resolve(tmp_path / "home")
+    ws = Workspace.resolve(tmp_path / "home", trust_code=True)  # my.model is a pickle: vouch for it
     imported = import_mace(ws, model_path, xyz, energy_key="REF_energy", forces_key="REF_forces")
     reg = Registry.open(ws)
     run = reg.get_run(imported.run_id)
@@ -212,8 +212,8 @@ def test_imported_mace_regularizes_resumes_exactly_samples_and_exports(
         regularize(ws, imported.run_id, _regularize_config(4), name="cut")
     monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
     resumed = regularize(ws, None, _regularize_config(4), resume="cut")
-    a, _ = load_checkpoint(full.checkpoint)
-    b, pb = load_checkpoint(resumed.checkpoint)
+    a, _ = load_checkpoint(full.checkpoint, trust_code=True)
+    b, pb = load_checkpoint(resumed.checkpoint, trust_code=True)
     assert pb["format_version"] == 2 and is_mace(b)
     changed = False
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
@@ -252,7 +252,7 @@ def test_pretrain_architecture_mace_fits_e0s_and_exports(tmp_path: Path) -> None
     res = pretrain(ws, dataset="eth", config=cfg, name="mace-tiny", progress=False)
     reg = Registry.open(ws)
     assert reg.get_run("mace-tiny").status == "completed"
-    pot, _ = load_checkpoint(res.checkpoint)
+    pot, _ = load_checkpoint(res.checkpoint, trust_code=True)
     assert is_mace(pot) and float(pot.scale) == 1.0 and not pot.shift.any()  # no crmse shift/scale
     e0 = pot.module.model.atomic_energies_fn.atomic_energies
     assert e0.abs().sum() > 0  # E0s fitted from the training set
@@ -273,7 +273,7 @@ def test_cli_regularize_from_model_and_export(tmp_path: Path) -> None:
     torch.save(model, model_path)
     write_training_xyz(xyz, model, n=12)
     home = tmp_path / "home"
-    args = ["--from-model", str(model_path), "--data", str(xyz), "--energy-key", "REF_energy"]
+    args = ["--from-model", str(model_path), "--data", str(xyz), "--energy-key", "REF_energy", "--trust-code"]
     tiny = ["--updates", "2", "--chains", "2", "--steps-per-update", "2", "--batch-size", "4"]
     out = crmse(home, "--json", "regularize", *args, "--forces-key", "REF_forces", *tiny, "--name", "r")
     assert out.returncode == 0, out.stderr
@@ -285,6 +285,6 @@ def test_cli_regularize_from_model_and_export(tmp_path: Path) -> None:
     assert exported.returncode == 0, exported.stderr
     species, pos = ethanol_frames(2, seed=5)
     back, _ = calculator_results(Path(json.loads(exported.stdout)["path"]), species, pos, "float64")
-    final, _ = load_checkpoint(result["checkpoint"])
+    final, _ = load_checkpoint(result["checkpoint"], trust_code=True)
     want = energy_and_forces(final, torch.as_tensor(pos), torch.as_tensor(species))[0].numpy()
     np.testing.assert_allclose(back * KCAL_PER_MOL_PER_EV, want, rtol=0, atol=1e-8)

@@ -84,7 +84,9 @@ def test_wrapped_module_checkpoint_roundtrip(tmp_path: Path) -> None:
     save_checkpoint(path, pot, extra={"dataset": "x"})
     raw = torch.load(path, weights_only=True)  # the payload itself stays plain types
     assert raw["format_version"] == 2 and raw["module"]["adapter"] == "module"
-    loaded, payload = load_checkpoint(path)
+    with pytest.raises(CrmseError, match="--trust-code"):  # its module is a pickle: code runs
+        load_checkpoint(path)
+    loaded, payload = load_checkpoint(path, trust_code=True)
     assert isinstance(loaded, ModulePotential) and payload["extra"]["dataset"] == "x"
     torch.testing.assert_close(loaded(make_graph(pos, species)), pot(make_graph(pos, species)))
     assert float(loaded.module.k.detach()) == 4.5

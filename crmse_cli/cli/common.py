@@ -21,6 +21,16 @@ RunNameOption = Annotated[str | None, typer.Option(help="A unique name for the r
 """``--name`` of the run a command creates: ``name: RunNameOption = None``."""
 OpenOption = Annotated[bool, typer.Option("--open", help="Open the report in the desktop browser when done.")]
 """``--open`` of the commands that write an HTML report: ``open_: OpenOption = False``."""
+TrustCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="Load models stored as code (MACE .model files, checkpoints of MACE or of your own "
+        "module: pickles, which run code when loaded) from files crmse did not write in this "
+        "workspace. Only for files whose origin you trust.",
+    ),
+]
+"""``--trust-code`` of every command that loads a model (docs/architecture.md, "Trust model")."""
 
 DEFAULT_THREADS = 1
 """Default torch thread count. 1 is safe on shared machines (2 OpenMP threads slow torch
@@ -36,6 +46,11 @@ class AppState:
     json: bool = False
     debug: bool = False
     threads: int = DEFAULT_THREADS
+
+
+def workspace(app_state: AppState, *, trust_code: bool = False) -> Workspace:
+    """The command's workspace; with ``trust_code`` (``--trust-code``) pickled models may load."""
+    return replace(app_state.workspace, trust_code=True) if trust_code else app_state.workspace
 
 
 def state(ctx: typer.Context) -> AppState:

@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from crmse_cli.cli.common import OpenOption, console, emit_json, fmt_value, open_report, set_threads, state
+from crmse_cli.cli.common import (
+    OpenOption,
+    TrustCodeOption,
+    console,
+    emit_json,
+    fmt_value,
+    open_report,
+    set_threads,
+    state,
+    workspace,
+)
 
 
 def compare_command(
@@ -20,13 +30,14 @@ def compare_command(
     ),
     title: str | None = typer.Option(None, "--title", help="Page title (default: dataset and run names)."),
     open_: OpenOption = False,
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Compare runs with the DFT reference in one offline HTML page (energies, h(r), dihedrals, stability)."""
     from crmse_cli.stages.compare import compare
 
     st = state(ctx)
     set_threads(st.threads)
-    res = compare(st.workspace, runs, out=out, title=title, progress=not st.json)
+    res = compare(workspace(st, trust_code=trust_code), runs, out=out, title=title, progress=not st.json)
     if st.json:
         emit_json(
             {

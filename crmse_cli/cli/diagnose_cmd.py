@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from crmse_cli.cli.common import DeviceOption, emit_result, set_threads, state
+from crmse_cli.cli.common import DeviceOption, TrustCodeOption, emit_result, set_threads, state, workspace
 from crmse_cli.config import load_config, with_default
 from crmse_cli.stages.diagnose_config import DiagnoseConfig
 
@@ -46,6 +46,7 @@ def diagnose_command(
     seed: int | None = typer.Option(None, help=_h("Seed of the frame picks.", "seed")),
     device: DeviceOption = "cpu",
     name: str | None = typer.Option(None, help="A unique name for the diagnose run."),
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Is RUN repaired or softened relative to its MSE model? Stores a diagnose run."""
     from crmse_cli.stages.diagnose import diagnose
@@ -63,7 +64,13 @@ def diagnose_command(
         device=device,
     )
     res = diagnose(
-        st.workspace, run, against=against, control=control, samples=samples or None, config=cfg, name=name
+        workspace(st, trust_code=trust_code),
+        run,
+        against=against,
+        control=control,
+        samples=samples or None,
+        config=cfg,
+        name=name,
     )
     fields = {"run_id": res.run_id, "diagnosis": str(res.diagnosis_path), "wall_s": round(res.wall_s, 1)}
     if st.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from crmse_cli.cli.common import DeviceOption, emit_result, set_threads, state
+from crmse_cli.cli.common import DeviceOption, TrustCodeOption, emit_result, set_threads, state, workspace
 
 
 def evaluate_command(
@@ -16,13 +16,15 @@ def evaluate_command(
     seed: int = typer.Option(0, help="Seed of the frame subsets (configurational temperature)."),
     device: DeviceOption = "cpu",
     name: str | None = typer.Option(None, help="A unique name for the evaluate run."),
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Energy/force errors on the test frames; for samples, every distribution metric vs DFT."""
     from crmse_cli.stages.evaluate import evaluate
 
     st = state(ctx)
     set_threads(st.threads)
-    res = evaluate(st.workspace, run, sample=sample, name=name, device=device, seed=seed)
+    ws = workspace(st, trust_code=trust_code)
+    res = evaluate(ws, run, sample=sample, name=name, device=device, seed=seed)
     emit_result(
         st,
         f"evaluate run {res.run_id}",

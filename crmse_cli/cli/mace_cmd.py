@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from crmse_cli.cli.common import RunNameOption, console, emit_result, set_threads, state
+from crmse_cli.cli.common import (
+    RunNameOption,
+    TrustCodeOption,
+    console,
+    emit_result,
+    set_threads,
+    state,
+    workspace,
+)
 
 mace_app = typer.Typer(help="Bring a mace-torch model in as a model run; write MACE runs back out.")
 
@@ -21,6 +29,7 @@ def import_command(
     energy_key: str | None = typer.Option(None, "--energy-key", help="Energy key, e.g. REF_energy."),
     forces_key: str | None = typer.Option(None, "--forces-key", help="Forces column, e.g. REF_forces."),
     name: RunNameOption = None,
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Register a MACE model and its training file as a model run (test errors on 10% of the frames)."""
     from crmse_cli.stages.mace import import_mace
@@ -28,7 +37,7 @@ def import_command(
     st = state(ctx)
     set_threads(st.threads)
     res = import_mace(
-        st.workspace,
+        workspace(st, trust_code=trust_code),
         model,
         data,
         dataset=dataset,
@@ -52,12 +61,13 @@ def export_command(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="A MACE model run (id or name) or crmse checkpoint."),
     out: Path = typer.Argument(..., help="Where to write the model in mace-torch's format."),
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Write a MACE run's model as a mace-torch .model file (MACECalculator, mace tools)."""
     from crmse_cli.stages.mace import export_model
 
     st = state(ctx)
-    path = export_model(st.workspace, ref, out)
+    path = export_model(workspace(st, trust_code=trust_code), ref, out)
     if st.json:
         from crmse_cli.cli.common import emit_json
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from crmse_cli.cli.common import RunNameOption, emit_result, set_threads, state
+from crmse_cli.cli.common import RunNameOption, TrustCodeOption, emit_result, set_threads, state, workspace
 
 
 def pretrain_command(
@@ -46,6 +46,7 @@ def pretrain_command(
     resume: str | None = typer.Option(
         None, help="Continue a pretrain run (id or name) from its last checkpoint."
     ),
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Train a potential by energy + force MSE; report test energy and force errors."""
     from crmse_cli.config import load_config
@@ -67,7 +68,8 @@ def pretrain_command(
         cfg = load_config(PretrainConfig, config) if config is not None else None
         if dtype is not None:
             overrides["model"] = {"dtype": dtype}
-        res = pretrain(st.workspace, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
+        ws = workspace(st, trust_code=trust_code)
+        res = pretrain(ws, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
     else:
         model = architecture_overrides(architecture, config)
         cfg = load_config(PretrainConfig, config, model__dtype=dtype, **model, **overrides)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from crmse_cli.cli.common import DeviceOption, RunNameOption, emit_result, set_threads, state
+from crmse_cli.cli.common import (
+    DeviceOption,
+    RunNameOption,
+    TrustCodeOption,
+    emit_result,
+    set_threads,
+    state,
+    workspace,
+)
 from crmse_cli.config import load_config, with_default
 from crmse_cli.train.contrastive_config import ContrastiveConfig
 
@@ -79,11 +87,13 @@ def regularize_command(
     ),
     energy_key: str | None = typer.Option(None, "--energy-key", help="--data's energy key, e.g. REF_energy."),
     forces_key: str | None = typer.Option(None, "--forces-key", help="--data's forces, e.g. REF_forces."),
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Post-train a potential with CRMSE: L = L_MSE + lambda * beta * (<U>_data - <U>_chains)."""
     from crmse_cli.stages.regularize import RegularizeConfig, regularize
 
     st = state(ctx)
+    ws = workspace(st, trust_code=trust_code)
     set_threads(st.threads)
     options = dict(
         lambda_=lambda_,
@@ -114,12 +124,12 @@ def regularize_command(
     if from_model is not None:  # bring your own MACE model: resolves to an imported model run
         from crmse_cli.stages.mace import import_from_options
 
-        source = import_from_options(st.workspace, from_model, data_file, source, energy_key, forces_key)
+        source = import_from_options(ws, from_model, data_file, source, energy_key, forces_key)
     if resume is not None and config is not None:
         from crmse_cli.errors import CrmseError
 
         raise CrmseError("--resume continues the run with its own settings; drop --config")
-    res = regularize(st.workspace, source, cfg, name=name, resume=resume, settings=given)
+    res = regularize(ws, source, cfg, name=name, resume=resume, settings=given)
     emit_result(
         st,
         f"regularize run {res.run_id}",

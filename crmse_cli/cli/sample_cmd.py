@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from crmse_cli.cli.common import DeviceOption, RunNameOption, emit_result, set_threads, state
+from crmse_cli.cli.common import (
+    DeviceOption,
+    RunNameOption,
+    TrustCodeOption,
+    emit_result,
+    set_threads,
+    state,
+    workspace,
+)
 from crmse_cli.config import load_config
 from crmse_cli.config import with_default as _d
 from crmse_cli.stages.sample_config import SampleConfig
@@ -58,6 +66,7 @@ def sample_command(
         None, help="TOML file of sampling settings (e.g. examples/sample.toml; options override)."
     ),
     name: RunNameOption = None,
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Sample a potential with many replicas; record frames and when each replica left the basin."""
     from crmse_cli.stages.sample import sample
@@ -82,7 +91,7 @@ def sample_command(
         dtype=dtype,
         processes=processes,
     )
-    res = sample(st.workspace, model, cfg, name=name)
+    res = sample(workspace(st, trust_code=trust_code), model, cfg, name=name)
     emit_result(
         st,
         f"sample run {res.run_id}",

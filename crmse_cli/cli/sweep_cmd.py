@@ -13,7 +13,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from crmse_cli.cli.common import console, emit_json, open_report, set_threads, state
+from crmse_cli.cli.common import (
+    TrustCodeOption,
+    console,
+    emit_json,
+    open_report,
+    set_threads,
+    state,
+    workspace,
+)
 from crmse_cli.errors import CrmseError
 
 sweep_app = typer.Typer(
@@ -120,13 +128,15 @@ def work_command(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Re-queue failed runs first (after a fix)."
     ),
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Claim queued runs of the sweep one by one, run regularize + sample + evaluate, until none is left."""
     from crmse_cli.stages.sweep import work
 
     st = state(ctx)
     set_threads(st.threads)
-    res = work(st.workspace, name, max_jobs=max_runs, stale_after_s=stale_after_s, retry_failed=retry_failed)
+    ws = workspace(st, trust_code=trust_code)
+    res = work(ws, name, max_jobs=max_runs, stale_after_s=stale_after_s, retry_failed=retry_failed)
     if st.json:
         emit_json(asdict(res))
         return

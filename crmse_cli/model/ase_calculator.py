@@ -29,19 +29,27 @@ class CrmseCalculator(Calculator):
         model: a checkpoint path (``save_checkpoint``) or a ``Potential``.
         device: torch device to run on.
         dtype: "float32" or "float64" to override a checkpoint's dtype (ignored for a Potential).
+        trust_code: the checkpoint may run the code it stores (a MACE model or your own module,
+            pickled); only for files you trust (see ``load_checkpoint``).
         **kwargs: passed to ``ase.calculators.calculator.Calculator``.
     """
 
     implemented_properties: list[str] = ["energy", "free_energy", "forces"]  # noqa: RUF012
 
     def __init__(
-        self, model: str | Path | Potential, *, device: str = "cpu", dtype: str | None = None, **kwargs: Any
+        self,
+        model: str | Path | Potential,
+        *,
+        device: str = "cpu",
+        dtype: str | None = None,
+        trust_code: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # ASE is untyped
         if isinstance(model, Potential):
             self.potential = model
         else:
-            self.potential, _ = load_checkpoint(model, device=device, dtype=dtype)
+            self.potential, _ = load_checkpoint(model, device=device, dtype=dtype, trust_code=trust_code)
         self.device = torch.device(device)
         self.potential.to(self.device)
         self._species = set(self.potential.species)

@@ -7,8 +7,10 @@ a reader sees the old file or the new one, never half of one.
 Format 2 (format 1 files still load) adds, for wrapped modules (``ModulePotential``: MACE or
 your own), ``module``: ``{"adapter": "mace" | "module", "bytes": ...}``, the module's construction (for MACE
 the model in mace-torch's own file format). The payload still loads with ``weights_only=True``;
-rebuilding the module from its bytes unpickles it, as mace-torch loads its ``.model`` files, so
-load such checkpoints only from sources you trust.
+rebuilding the module from its bytes unpickles it (as mace-torch loads its ``.model`` files), which
+runs code from the file. ``load_checkpoint`` therefore refuses such a checkpoint unless the caller
+says the file is trusted (``trust_code=True``: the user's ``--trust-code``, or a registered file
+crmse wrote in this workspace, see ``stages._models``); it refuses before the bytes are touched.
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ FORMAT_VERSION = 2
 """The format this crmse writes and the newest it reads (2 added wrapped modules)."""
 KIND = "crmse-potential"
 UNITS = {"energy": ENERGY_UNIT, "length": LENGTH_UNIT}
+CODE_ARCHITECTURES = ("mace", "module")
+"""Architectures whose checkpoints store the model as a pickle (``module.bytes``)."""
+TRUST_OPTION = "--trust-code"
+"""The option by which the user says a file's pickled code may run (cli/common.py)."""
+
+
+def refuse_untrusted(path: Path | str, what: str) -> CrmseError:
+    """The one-line refusal of a file whose loading would run code that nobody vouched for.
+
+    Args:
+        path: the file.
+        what: what it holds, e.g. "a 'mace' model stored as a pickle".
+    """
+    return CrmseError(
+        f"{path} holds {what}: loading it runs code from the file, and crmse did not write it in "
+        f"this workspace; pass {TRUST_OPTION} only if you trust where the file came from"
+    )
 
 
 def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, Any] | None = None) -> str:
@@ -103,7 +122,11 @@ def _read(path: Path, device: str | torch.device) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    path: Path | str, *, device: str | torch.device = "cpu", dtype: str | None = None
+    path: Path | str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | None = None,
+    trust_code: bool = False,
 ) -> tuple[Potential, dict[str, Any]]:
     """Load a potential saved by ``save_checkpoint``.
 
@@ -113,9 +136,14 @@ def load_checkpoint(
         dtype: "float32" or "float64" to override the saved ``ModelConfig.dtype``.
 
     Returns:
+        trust_code: the file may run code: a wrapped module ("mace", "module") is unpickled.
+            Without it such a checkpoint is refused before its module bytes are read.
         (the potential in eval mode, the whole payload: ``extra`` holds the caller's state).
     """
     path = Path(path)
+
+    Raises:
+        CrmseError: an untrusted checkpoint that holds code (one line naming ``--trust-code``).
     payload = _read(path, device)
     try:
         config = from_dict(ModelConfig, dict(payload["config"]), where=f"{path}: model config")
@@ -125,7 +153,9 @@ def load_checkpoint(
             config = dataclasses.replace(config, dtype=dtype)
         # The random initialisation is overwritten at once; fork the RNG so that loading does
         # not advance the global generator (a resumed run restores its own RNG state).
-        if config.architecture in ("mace", "module"):
+        if config.architecture in CODE_ARCHITECTURES:
+            if not trust_code:
+                raise refuse_untrusted(path, f"a {config.architecture!r} model stored as a pickle")
             potential = _module_potential(payload, config, device)
         else:
             with torch.random.fork_rng(devices=[]):

@@ -230,12 +230,25 @@ def mace_potential(model: nn.Module) -> ModulePotential:
     return pot.eval()
 
 
-def load_mace_model(path: Path | str, *, device: str | torch.device = "cpu") -> nn.Module:
-    """A mace-torch ``.model`` file (``torch.save(model)``), unpickled as mace-torch loads it."""
-    require_mace()
+def load_mace_model(
+    path: Path | str, *, device: str | torch.device = "cpu", trust_code: bool = False
+) -> nn.Module:
+    """A mace-torch ``.model`` file (``torch.save(model)``), unpickled as mace-torch loads it.
+
+    Args:
+        path: the file.
+        device: where to put the weights.
+        trust_code: the user vouched for the file (``--trust-code``): unpickling runs its code,
+            so without it the file is refused before it is read.
+    """
+    from crmse_cli.model.checkpoint import refuse_untrusted
+
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"MACE model {path} does not exist; pass the .model file mace_run_train wrote")
+    if not trust_code:
+        raise refuse_untrusted(path, "a model in mace-torch's format (a pickle)")
+    require_mace()
     try:
         with quiet():
             model = torch.load(path, map_location=device, weights_only=False)

@@ -35,6 +35,7 @@ class ModelHandle:
     run: RunInfo | None  # the model run, None for a bare checkpoint file
     dataset: str
     split: str
+    trusted: bool = False  # the checkpoint's pickled code may run (see code_trusted)
 
     @property
     def species(self) -> np.ndarray | None:
@@ -80,6 +81,34 @@ def verify_artifact(artifact: ArtifactInfo) -> Path:
     return path
 
 
+def written_here(registry: Registry, path: Path | str, run_id: str) -> bool:
+    """Whether ``path`` lies in run ``run_id``'s own folder of this workspace (links resolved).
+
+    That is where crmse writes a run's checkpoints; a registry row that points elsewhere (a
+    shared database, a row written by hand) does not make a file crmse's own.
+    """
+    if registry.runs_dir is None:
+        return False
+    folder = (registry.runs_dir / run_id).resolve()
+    return Path(path).resolve().is_relative_to(folder)
+
+
+def code_trusted(registry: Registry, path: Path | str, run_id: str | None, *, trust_code: bool) -> bool:
+    """Whether a checkpoint whose checksum was verified may run the code it stores (MACE, modules).
+
+    The trust model (docs/architecture.md): the user said so (``--trust-code``), or the file is
+    a registered checkpoint of run ``run_id`` (checksum already verified by the caller) in that
+    run's folder of this workspace, i.e. crmse wrote it.
+
+    Args:
+        registry: the open registry (its ``runs_dir`` is the workspace's).
+        path: the checkpoint file.
+        run_id: the run whose registered, verified checkpoint ``path`` is; None for a foreign file.
+        trust_code: the user's ``--trust-code``.
+    """
+    return trust_code or (run_id is not None and written_here(registry, path, run_id))
+
+
 def run_checkpoint(registry: Registry, run: RunInfo) -> Path:
     """The verified checkpoint file that stands for model run ``run`` (see CHECKPOINT_PREFERENCE)."""
     ckpts = registry.checkpoints(run.id)
@@ -107,30 +136,52 @@ def model_run_of(registry: Registry, run: RunInfo) -> RunInfo:
     return run
 
 
+def _registered_owner(registry: Registry, path: Path) -> str | None:
+    """The run whose registered checkpoint ``path`` is, after checking its checksum; None if unknown."""
+    if not path.is_file():
+        return None
+    known = registry.checkpoint_at(str(path)) or registry.checkpoint_at(str(path.resolve()))
+    if known is None:
+        return None
+    verify_checkpoint(path, known.sha256)  # a file the registry wrote: check it is still the same
+    return known.run_id
+
+
 def resolve_model(
-    registry: Registry, ref: str, *, device: str = "cpu", dtype: str | None = None
+    registry: Registry,
+    ref: str,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    trust_code: bool = False,
 ) -> ModelHandle:
-    """Load the potential named by ``ref``: a checkpoint path, or a run id / name."""
+    """Load the potential named by ``ref``: a checkpoint path, or a run id / name.
+
+    Args:
+        registry: the open registry.
+        ref: a checkpoint file, or a run id / name (a model run, or a run with one behind it).
+        device: where to put the weights.
+        dtype: "float32" or "float64" to override the checkpoint's.
+        trust_code: the user's ``--trust-code``: a checkpoint that stores code (MACE, your own
+            module) loads even when crmse did not write it in this workspace (:func:`code_trusted`).
+    """
     path = Path(ref).expanduser()
     run = None
     if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
         checkpoint = path
-        known = (
-            registry.checkpoint_at(str(path)) or registry.checkpoint_at(str(path.resolve()))
-            if path.is_file()
-            else None
-        )
-        if known is not None:  # a file the registry wrote: check it is still the same
-            verify_checkpoint(path, known.sha256)
+        owner = _registered_owner(registry, path)
     else:
         named = registry.get_run(ref)
         if named.kind == "sample" and named.parent is None and named.config.get("checkpoint"):
             checkpoint = Path(named.config["checkpoint"])  # sampled from a bare checkpoint file
+            owner = _registered_owner(registry, checkpoint)
         else:
             run = model_run_of(registry, named)
             checkpoint = run_checkpoint(registry, run)
+            owner = run.id
     _check_device(device)
-    potential, payload = load_checkpoint(checkpoint, device=device, dtype=dtype)
+    trusted = code_trusted(registry, checkpoint, owner, trust_code=trust_code)
+    potential, payload = load_checkpoint(checkpoint, device=device, dtype=dtype, trust_code=trusted)
     extra = payload.get("extra", {})
     config = run.config if run is not None else {}
     dataset = extra.get("dataset") or config.get("dataset")
@@ -139,7 +190,7 @@ def resolve_model(
         raise CrmseError(
             f"checkpoint {checkpoint} does not name its dataset; pass a checkpoint written by crmse pretrain"
         )
-    return ModelHandle(potential, payload, checkpoint, run, str(dataset), normalize_split(split))
+    return ModelHandle(potential, payload, checkpoint, run, str(dataset), normalize_split(split), trusted)
 
 
 def load_dataset(registry: Registry, name: str) -> Dataset:

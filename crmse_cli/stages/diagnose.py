@@ -84,8 +84,8 @@ class _Model:
         return self.handle.run
 
 
-def _handle(reg: Registry, ref: str, device: str) -> ModelHandle:
-    handle = resolve_model(reg, ref, device=device, dtype="float64")
+def _handle(reg: Registry, ref: str, device: str, trust_code: bool) -> ModelHandle:
+    handle = resolve_model(reg, ref, device=device, dtype="float64", trust_code=trust_code)
     if handle.run is None:
         raise CrmseError(
             f"{ref}: diagnose compares model runs (pretrain or regularize), not checkpoint files"
@@ -309,13 +309,13 @@ def diagnose(
     if cfg.soft_modes < 1 or cfg.stiff_modes < 1:
         raise CrmseError("--soft-modes and --stiff-modes must be at least 1")
     reg = registry or Registry.open(ws.ensure())
-    handle = _handle(reg, run, cfg.device)
+    handle = _handle(reg, run, cfg.device, ws.trust_code)
     data = load_dataset(reg, handle.dataset)
     model = _model(handle, data, "run")
-    mse = _model(_handle(reg, against, cfg.device), data, "mse")
+    mse = _model(_handle(reg, against, cfg.device, ws.trust_code), data, "mse")
     models = [model]
     if control is not None:
-        models.append(_model(_handle(reg, control, cfg.device), data, "control"))
+        models.append(_model(_handle(reg, control, cfg.device, ws.trust_code), data, "control"))
     mse_samples = [reg.get_run(s) for s in samples] if samples else _completed_samples(reg, mse.run)
     for s in mse_samples:
         if s.kind != "sample":

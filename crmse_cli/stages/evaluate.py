@@ -237,7 +237,7 @@ def evaluate(
         raise CrmseError(
             f"--sample {sample}: run {sample_run.id} is a {sample_run.kind} run, not a sample run"
         )
-    handle = resolve_model(reg, (sample_run or target).id, device=device)
+    handle = resolve_model(reg, (sample_run or target).id, device=device, trust_code=ws.trust_code)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
     samples_path = None

@@ -89,7 +89,7 @@ def import_mace(
     from crmse_cli.stages.fetch import fetch_xyz
 
     model_path, data_path = Path(model_path).expanduser().resolve(), Path(data_path).expanduser()
-    potential = mace_potential(load_mace_model(model_path))
+    potential = mace_potential(load_mace_model(model_path, trust_code=ws.trust_code))
     data_name = dataset or _dataset_name(data_path)
     model_sha = sha256_file(model_path)
     fetch_xyz(
@@ -166,7 +166,7 @@ def export_model(ws: Workspace, ref: str, path: Path | str, *, registry: Registr
     from crmse_cli.registry.store import Registry
 
     reg = registry or Registry.open(ws.ensure())
-    handle = resolve_model(reg, ref)
+    handle = resolve_model(reg, ref, trust_code=ws.trust_code)
     if not is_mace(handle.potential):
         raise CrmseError(f"{ref} is a {handle.potential.config.architecture} model; only MACE models export")
     return export_mace(handle.potential, path)

@@ -22,7 +22,7 @@ from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.runlock import RunLock
-from crmse_cli.stages._models import load_dataset, verify_checkpoint
+from crmse_cli.stages._models import code_trusted, load_dataset, verify_checkpoint
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.stages.mace import save_native
@@ -274,7 +274,10 @@ def _resume(
     try:
         path = _last_checkpoint(ws, reg, run)
         data = load_dataset(reg, data_name)
-        trainer = PretrainTrainer.from_checkpoint(path, data, config=config, overrides=overrides, dist=dist)
+        trusted = code_trusted(reg, path, run.id, trust_code=ws.trust_code)  # the run's own last.pt
+        trainer = PretrainTrainer.from_checkpoint(
+            path, data, config=config, overrides=overrides, dist=dist, trust_code=trusted
+        )
         if main_rank:
             reg.set_status(run.id, "running")
     except BaseException:

@@ -28,6 +28,7 @@ from crmse_cli.progress import make_progress
 from crmse_cli.stages._models import (
     ModelHandle,
     check_species,
+    code_trusted,
     load_dataset,
     resolve_model,
     run_checkpoint,
@@ -143,7 +144,9 @@ def regularize(
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
         check_unchanged(run.id, run.config.get("contrastive", {}), settings or {})
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
-        handle = resolve_model(reg, run.config["source_checkpoint"], device=config.device)
+        handle = resolve_model(
+            reg, run.config["source_checkpoint"], device=config.device, trust_code=ws.trust_code
+        )
         config = _config_from_run(run.config, device=config.device)
         run_checkpoint(reg, run)  # checksum-verified: a corrupt last.pt refuses, the run stays as it was
         if dist.is_main:
@@ -152,10 +155,11 @@ def regularize(
     else:
         if source is None:
             raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
-        handle = resolve_model(reg, source, device=config.device)
+        handle = resolve_model(reg, source, device=config.device, trust_code=ws.trust_code)
         config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
         # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
-        start = pretrain_state(reg, handle) if config.contrastive.init == "raw" else None
+        raw = config.contrastive.init == "raw"
+        start = pretrain_state(reg, handle, trust_code=ws.trust_code) if raw else None
         run_config = {
             "dataset": handle.dataset,
             "split": handle.split,
@@ -320,7 +324,8 @@ def _train(
         reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)
     if resuming:
         last = run_checkpoint(reg, reg.get_run(run_id))
-        pot, payload = load_checkpoint(last, device=handle.device)
+        trusted = code_trusted(reg, last, run_id, trust_code=ws.trust_code)
+        pot, payload = load_checkpoint(last, device=handle.device, trust_code=trusted)
         handle.potential.load_state_dict(pot.state_dict())
         trainer.load_state_dict(rank_state(payload["extra"], dist))
         torch.set_rng_state(payload["extra"]["torch_rng"])

@@ -16,7 +16,7 @@ import torch
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from crmse_cli.stages._models import ModelHandle, verify_checkpoint
+from crmse_cli.stages._models import ModelHandle, code_trusted, verify_checkpoint
 from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.workspace import Workspace
@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
 
 
-def pretrain_state(reg: Registry, handle: ModelHandle) -> dict[str, Any] | None:
-    """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``)."""
+def pretrain_state(reg: Registry, handle: ModelHandle, *, trust_code: bool = False) -> dict[str, Any] | None:
+    """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``).
+
+    ``trust_code``: the user's ``--trust-code`` (else the ``last`` file must be the run's own).
+    """
     run = handle.run
     if run is not None and run.config.get("imported_from"):
         return None  # an imported model (stages/mace.py): its own weights, a fresh Adam
@@ -41,7 +44,8 @@ def pretrain_state(reg: Registry, handle: ModelHandle) -> dict[str, Any] | None:
             f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
         )
     path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
-    pot, payload = load_checkpoint(path, device=handle.device)
+    trusted = code_trusted(reg, path, run.id, trust_code=trust_code)
+    pot, payload = load_checkpoint(path, device=handle.device, trust_code=trusted)
     extra = payload.get("extra", {})
     if "optimizer" not in extra:
         raise CrmseError(f"{path} holds no optimizer state; use --init ema")

@@ -129,7 +129,7 @@ def sample(
     from crmse_cli.registry.store import Registry
 
     reg = registry or Registry.open(ws.ensure())
-    handle = resolve_model(reg, model, device=config.device, dtype=config.dtype)
+    handle = resolve_model(reg, model, device=config.device, dtype=config.dtype, trust_code=ws.trust_code)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
     run_config = {
@@ -252,7 +252,9 @@ def _sample_sharded(
 
     folder = ws.run_dir(run_id) / "shards"
     try:
-        shards = sample_in_processes(handle.checkpoint, cfg, start, data.species, monitor, folder, report)
+        shards = sample_in_processes(
+            handle.checkpoint, cfg, start, data.species, monitor, folder, report, trust_code=handle.trusted
+        )
         out = ws.run_dir(run_id) / "artifacts" / "samples.npz"
         path = merge_trajectories(shards, out, monitor=monitor, meta=meta)
     finally:

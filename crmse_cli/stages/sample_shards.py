@@ -63,6 +63,7 @@ class ShardJob:
             numpy arrays, so no tensor goes through torch's shared-memory pickling).
         out: the shard file to write.
         report_every: send a progress message every this many steps.
+        trust_code: the checkpoint may run the code it stores (decided by the parent).
     """
 
     rank: int
@@ -74,6 +75,7 @@ class ShardJob:
     monitor: dict[str, Any]
     out: str
     report_every: int
+    trust_code: bool = False
 
 
 def sample_in_processes(
@@ -84,6 +86,8 @@ def sample_in_processes(
     monitor: StabilityMonitor,
     folder: Path,
     on_report: Report,
+    *,
+    trust_code: bool = False,
 ) -> list[Path]:
     """Run ``cfg.processes`` workers over the replicas; return their shard files in replica order.
 
@@ -95,6 +99,7 @@ def sample_in_processes(
         monitor: the stability monitor (each worker builds one with its settings).
         folder: where the shard files go (created; the caller deletes it).
         on_report: called once per reporting step with the figures of all replicas.
+        trust_code: the checkpoint may run the code it stores (``ModelHandle.trusted``).
 
     Raises:
         CrmseError: a worker failed or died (one line naming it); the others were stopped.
@@ -112,6 +117,7 @@ def sample_in_processes(
             monitor=monitor.settings(),
             out=str(folder / f"shard-{k}.npz"),
             report_every=report_interval(cfg),
+            trust_code=trust_code,
         )
         for k, rows in enumerate(split_rows(cfg.replicas, cfg.processes))
     ]
@@ -254,7 +260,7 @@ def _run_shard(job: ShardJob, conn: Connection) -> None:
     torch.set_num_threads(1)
     tune_allocator()  # a process that only samples: keep the force path's pages mapped
     cfg = job.config
-    potential, _ = load_checkpoint(job.checkpoint, device="cpu", dtype=cfg.dtype)
+    potential, _ = load_checkpoint(job.checkpoint, device="cpu", dtype=cfg.dtype, trust_code=job.trust_code)
     potential.eval()
     dtype = potential.dtype
     gen = torch.Generator().manual_seed(cfg.seed)  # the same stream as one process: rows pick theirs

@@ -22,6 +22,12 @@ any step) with the current weights. Chains whose coordinates become non-finite o
 reset to training frames; an optional fraction is reset every update to keep them diverse.
 Leaving the physical basin is NOT a reason to reset: those states are the negative samples.
 
+Study arms (``ContrastiveConfig``, docs/method.md "Study arms"): ``chain_source = "data"`` replaces
+the chains by fresh random positives every update (no sampler steps: L_C of zero mean, the pure
+noise cost); ``positives = "split"`` draws the data term from a larger set of positions than the
+labelled frames; lambda follows :class:`crmse_cli.train.lambda_schedule.LambdaSchedule`; and
+``ema_decay`` keeps pretraining's weight average (``train/optim.py``) of the weights.
+
 This module is model-agnostic: it takes an ``energy_fn(positions (B,N,3)) -> (B,)`` closure over
 the model's parameters, so the same trainer runs the GNN and the small analytic models of the
 tests. It knows nothing of the registry; logging, checkpointing and progress are observers.
@@ -48,6 +54,7 @@ from crmse_cli.train.contrastive_config import (
     effective_lambda,
 )
 from crmse_cli.train.distributed import DistContext
+from crmse_cli.train.lambda_schedule import LambdaSchedule
 from crmse_cli.train.loop import TrainingLoop
 from crmse_cli.train.losses import mse_loss
 from crmse_cli.units import KB_KCAL_PER_MOL_K
@@ -94,6 +101,7 @@ class UpdateRecord:
     grad_ratio: float = math.nan  # |lambda_internal grad L_C| / |grad L_MSE|, unit-free
     acceptance: float = math.nan  # MALA: mean acceptance over chains and steps
     chain_tconf_K: float = math.nan  # <|F|^2> / (k_B <lap U>) over the chains (every tconf_every)
+    lambda_eff: float = math.nan  # lambda of this update in the run's convention (schedule applied)
 
 
 class ContrastiveTrainer:
@@ -110,6 +118,8 @@ class ContrastiveTrainer:
         pair_min_A: (N,N) minimum distance of each atom pair over the DFT frames, for the
             "outside the support" diagnostic (collapse margin ``support_margin_A``).
         optimizer_state: an Adam ``state_dict`` to continue from (``init = "raw"``).
+        positive_positions: (P,N,3) positions of the data term of L_C when it is not the
+            labelled frames (``positives = "split"``); None: the L_MSE batch's own frames.
     """
 
     def __init__(
@@ -125,6 +135,7 @@ class ContrastiveTrainer:
         support_margin_A: float = COLLAPSE_MARGIN_A,
         optimizer_state: dict[str, Any] | None = None,
         dist: DistContext | None = None,
+        positive_positions: torch.Tensor | None = None,
     ) -> None:
         self.dist = dist or DistContext()
         n_chains = self.dist.shard(config.n_chains, "chains")
@@ -137,10 +148,17 @@ class ContrastiveTrainer:
         self.config = config
         self.weights = config.weights
         self.beta = beta_of(config.temperature_K)
+        self.positives = positive_positions
         self.loop: TrainingLoop[UpdateRecord] = TrainingLoop(
-            parameters, lr=config.lr, grad_clip=config.grad_clip, optimizer_state=optimizer_state
+            parameters,
+            lr=config.lr,
+            grad_clip=config.grad_clip,
+            ema_decay=config.ema_decay,
+            optimizer_state=optimizer_state,
         )
         self.optimizer = self.loop.optimizer
+        self.ema = self.loop.ema  # pretraining's weight average (train/optim.py), None when off
+        self.lambda_schedule = LambdaSchedule.of(config)
         # Rank r draws from its own stream; rank 0's is the single-process one.
         seed = config.seed + RANK_SEED_STRIDE * self.dist.rank
         self.generator = torch.Generator(device=train_positions.device).manual_seed(seed)
@@ -177,19 +195,22 @@ class ContrastiveTrainer:
 
     # -- state (for exact resume) --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Update counter, this rank's chains, the Adam state and the generator: an exact resume."""
+        """Update counter, this rank's chains, Adam, EMA, lambda schedule and generator: an exact resume."""
         return {
             "update": self.update,
             **self.walkers.state_dict(),  # "chains"
-            "optimizer": self.optimizer.state_dict(),
+            **self.loop.state_dict(),  # "optimizer", "ema"
+            "lambda_schedule": self.lambda_schedule.state_dict(),
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what :meth:`state_dict` saved (checkpoints from before the EMA and schedule too)."""
         self.update = int(state["update"])
         self.walkers.load_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.loop.load_state_dict(state)
+        if state.get("lambda_schedule") is not None:
+            self.lambda_schedule.load_state_dict(state["lambda_schedule"])
         self.generator.set_state(state["generator"])
 
     # -- helpers -------------------------------------------------------------------------------
@@ -213,6 +234,13 @@ class ContrastiveTrainer:
 
     def _draw_index(self, n: int) -> torch.Tensor:
         return self.walkers.draw_index(n)
+
+    def _draw_positives(self, n: int) -> torch.Tensor:
+        """(n, N, 3) random positions of L_C's data distribution (the labelled frames or the pool)."""
+        if self.positives is None:
+            return self.walkers.draw(n)
+        pool = self.positives
+        return pool[torch.randint(0, pool.shape[0], (n,), generator=self.generator, device=pool.device)]
 
     def _force_fn(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pos = positions.detach().requires_grad_(True)
@@ -242,8 +270,12 @@ class ContrastiveTrainer:
     def step(self) -> UpdateRecord:
         """K chain steps for every chain, then one parameter update."""
         cfg = self.config
-        acceptance = self.walkers.move(self._force_fn, cfg.steps_per_update)
-        resets = self.walkers.reset_broken()
+        if cfg.chain_source == "data":  # the null arm: fresh positives as negatives, no sampling
+            self.chains = self._draw_positives(self.chains.shape[0]).clone()
+            acceptance, resets = math.nan, 0
+        else:
+            acceptance = self.walkers.move(self._force_fn, cfg.steps_per_update)
+            resets = self.walkers.reset_broken()
         idx = self._draw_index(self.batch_size)
         return self.gradient_step(idx, acceptance=acceptance, resets=resets)
 
@@ -263,8 +295,11 @@ class ContrastiveTrainer:
         forces = forces_from_energy(energy, pos, create_graph=True)
         loss_mse, _ = mse_loss(energy, forces, self.e[idx], self.f[idx], self.weights)
         energy_chains = self.energy_fn(self.chains.detach())
-        loss_c = self.beta * (energy.mean() - energy_chains.mean())
-        lam = cfg.lambda_internal
+        # The data term: the L_MSE batch's energies, or a batch of the larger positive set.
+        energy_pos = energy if self.positives is None else self.energy_fn(self._draw_positives(len(idx)))
+        loss_c = self.beta * (energy_pos.mean() - energy_chains.mean())
+        factor = self.lambda_schedule.factor
+        lam = cfg.lambda_internal * factor
         params = [p for p in self.parameters if p.requires_grad]
         g_mse = _dense(torch.autograd.grad(loss_mse, params, retain_graph=True, allow_unused=True), params)
         g_c = _dense(torch.autograd.grad(loss_c, params, allow_unused=True), params)
@@ -281,6 +316,7 @@ class ContrastiveTrainer:
         ks = float(ks_2samp(e_chain[finite], self._dft_energies).statistic) if finite.any() else 1.0
         min_pair, outside = self.walkers.geometry()
         min_pair, outside = self.dist.reduce(min_pair, "min"), self.dist.reduce(outside, "mean")
+        self.lambda_schedule.observe_outside(outside)  # decides the next update's lambda
         resets = int(self.dist.reduce(float(resets)))
         acceptance = self.dist.reduce(acceptance, "mean")
         tconf = (
@@ -308,6 +344,7 @@ class ContrastiveTrainer:
             grad_ratio=lam * norm_c / norm_mse if norm_mse > 0 else math.nan,
             acceptance=acceptance,
             chain_tconf_K=tconf,
+            lambda_eff=cfg.lambda_ * factor,
         )
 
     def updates(self, n: int | None = None) -> Iterator[UpdateRecord]:
