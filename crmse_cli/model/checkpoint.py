@@ -134,16 +134,16 @@ def load_checkpoint(
         path: the checkpoint file.
         device: where to put the weights.
         dtype: "float32" or "float64" to override the saved ``ModelConfig.dtype``.
-
-    Returns:
         trust_code: the file may run code: a wrapped module ("mace", "module") is unpickled.
             Without it such a checkpoint is refused before its module bytes are read.
+
+    Returns:
         (the potential in eval mode, the whole payload: ``extra`` holds the caller's state).
-    """
-    path = Path(path)
 
     Raises:
         CrmseError: an untrusted checkpoint that holds code (one line naming ``--trust-code``).
+    """
+    path = Path(path)
     payload = _read(path, device)
     try:
         config = from_dict(ModelConfig, dict(payload["config"]), where=f"{path}: model config")

@@ -167,9 +167,9 @@ class PretrainTrainer:
         data: Dataset,
         *,
         config: PretrainConfig | None = None,
-        trust_code: bool = False,
         overrides: dict[str, Any] | None = None,
         dist: DistContext | None = None,
+        trust_code: bool = False,
     ) -> PretrainTrainer:
         """Resume from a ``last`` checkpoint written by :meth:`save_last`.
 
@@ -178,9 +178,9 @@ class PretrainTrainer:
             data: the dataset the run trained on.
             config: if given, it must equal the saved config except in :data:`RESUMABLE_FIELDS`,
                 whose values it sets.
-            trust_code: the file may run the code it stores (a MACE model; see ``load_checkpoint``).
             overrides: new values of :data:`RESUMABLE_FIELDS` (None values are ignored).
             dist: this process's place in a data-parallel run (default: a single process).
+            trust_code: the file may run the code it stores (a MACE model; see ``load_checkpoint``).
         """
         potential, payload = load_checkpoint(path, device="cpu", trust_code=trust_code)
         extra = payload.get("extra", {})
