@@ -73,3 +73,164 @@ def test_budget_settings_are_validated() -> None:
             BudgetConfig(force_budget=bad)
     with pytest.raises(CrmseError, match="screen_replicas"):
         BudgetConfig(force_budget=0.1, screen_replicas=0)
+
+
+# -- the run ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    w = make_workspace(tmp_path_factory.mktemp("budget"))
+    tiny_pretrain(w)
+    return w
+
+
+def _config(budget: float | None, updates: int = 4):  # noqa: ANN202
+    from crmse_cli.stages.regularize import RegularizeConfig
+    from crmse_cli.train.contrastive import ContrastiveConfig
+
+    c = ContrastiveConfig(
+        n_chains=2, steps_per_update=2, n_updates=updates, batch_size=4, warmup_updates=1, seed=1
+    )
+    b = BudgetConfig(force_budget=budget, budget_every=2, screen_replicas=3, screen_steps=20)
+    return RegularizeConfig(contrastive=c, budget=b, val_every=2, checkpoint_every=1, chains_every=2)
+
+
+def _logged(reg, run_id: str) -> list[Candidate]:  # noqa: ANN001
+    names = (rule.VAL_FORCE_MAE, rule.VAL_FORCE_RMSE, rule.VAL_ENERGY_MAE, rule.LEFT, rule.REPLICAS)
+    return rule.candidates_from_rows(
+        {n: [(m.step, m.value) for m in reg.metrics(run_id, name=n)] for n in names}
+    )
+
+
+def test_a_budget_run_keeps_scores_and_chooses_a_candidate(ws) -> None:  # noqa: ANN001
+    from crmse_cli.model.checkpoint import load_checkpoint
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages._models import load_dataset, resolve_model
+    from crmse_cli.stages.evaluate import frame_errors
+    from crmse_cli.stages.regularize import regularize
+
+    res = regularize(ws, "tiny", _config(0.1), name="budget-run")
+    reg = Registry.open(ws)
+    run = reg.get_run("budget-run")
+    assert run.status == "completed" and run.config["budget"]["force_budget"] == 0.1
+    tags = {c.tag: c for c in reg.checkpoints(run.id)}
+    assert {"candidate-0", "candidate-2", "candidate-4", "final"} <= set(tags)
+    cands = _logged(reg, run.id)
+    assert [c.update for c in cands] == [0, 2, 4] and all(c.replicas == 3 for c in cands)
+    # Candidate 0 is the parent: its validation force MAE is the pretrain run's.
+    handle = resolve_model(reg, "tiny")
+    data = load_dataset(reg, handle.dataset)
+    val_rows = handle.payload["extra"]["val_indices"]
+    parent_val = frame_errors(handle, data, val_rows, prefix="val")["val_force_mae"][0]
+    assert cands[0].val_force_mae == pytest.approx(parent_val, rel=1e-6)
+    finals = reg.final_metrics(run.id)
+    expected = choose(cands, 0.1)
+    assert finals[rule.CHOICE_UPDATE].value == expected.chosen.update
+    assert finals[rule.N_WITHIN].value == expected.n_within
+    assert finals[rule.N_CANDIDATES].value == 3
+    # The final model is the chosen candidate's weights.
+    chosen, _ = load_checkpoint(tags[f"candidate-{expected.chosen.update}"].path)
+    final, payload = load_checkpoint(res.checkpoint)
+    for (k, a), (_, b) in zip(chosen.state_dict().items(), final.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert payload["extra"]["budget_choice"]["chosen_update"] == expected.chosen.update
+    assert [a.kind for a in reg.artifacts(run.id, kind="budget")] == ["budget"]
+
+
+def test_the_rule_returns_the_parent_when_every_candidate_is_over_budget(ws, monkeypatch) -> None:  # noqa: ANN001
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages import regularize_budget
+    from crmse_cli.stages.regularize import regularize
+
+    real = regularize_budget.BudgetKeeper.score
+
+    def worse_after_the_parent(self, handle, update):  # noqa: ANN001, ANN202
+        c = real(self, handle, update)
+        return c if update == 0 else Candidate(update, 10 * c.val_force_mae, 0, c.replicas)
+
+    monkeypatch.setattr(regularize_budget.BudgetKeeper, "score", worse_after_the_parent)
+    res = regularize(ws, "tiny", _config(0.1), name="budget-parent")
+    reg = Registry.open(ws)
+    finals = reg.final_metrics(res.run_id)
+    assert finals[rule.CHOICE_UPDATE].value == 0 and finals[rule.PARENT_FALLBACK].value == 1
+    parent = reg.get_run("tiny")
+    from crmse_cli.model.checkpoint import load_checkpoint
+    from crmse_cli.stages._models import run_checkpoint
+
+    a, _ = load_checkpoint(run_checkpoint(reg, parent))
+    b, _ = load_checkpoint(res.checkpoint)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=k)
+
+
+def test_without_a_budget_nothing_changes(ws) -> None:  # noqa: ANN001
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages.regularize import regularize
+
+    res = regularize(ws, "tiny", _config(None), name="no-budget")
+    reg = Registry.open(ws)
+    assert not [c for c in reg.checkpoints(res.run_id) if c.tag.startswith("candidate-")]
+    assert not [k for k in reg.final_metrics(res.run_id) if k.startswith("budget_")]
+    assert not reg.artifacts(res.run_id, kind="budget")
+
+
+def test_a_resumed_budget_run_keeps_its_scored_candidates(ws, monkeypatch) -> None:  # noqa: ANN001
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages import regularize_budget
+    from crmse_cli.stages.regularize import regularize
+
+    cfg = _config(0.1, updates=4)
+    regularize_cut_at(ws, monkeypatch, "tiny", cfg, name="budget-cut", update=4)
+    reg = Registry.open(ws)
+    run_id = reg.get_run("budget-cut").id
+    assert [c.update for c in _logged(reg, run_id)] == [0, 2]
+    scored: list[int] = []
+    real = regularize_budget.BudgetKeeper.score
+
+    def counting(self, handle, update):  # noqa: ANN001, ANN202
+        scored.append(update)
+        return real(self, handle, update)
+
+    monkeypatch.setattr(regularize_budget.BudgetKeeper, "score", counting)
+    regularize(ws, None, cfg, resume="budget-cut")
+    assert scored == [4]  # 0 and 2 were read back, not scored again
+    assert [m.step for m in reg.metrics(run_id, name=rule.VAL_FORCE_MAE)] == [0, 2, 4]
+    assert rule.CHOICE_UPDATE in reg.final_metrics(run_id)
+
+
+def test_cli_force_budget_and_show(ws, monkeypatch, capsys) -> None:  # noqa: ANN001
+    home = str(ws.home)
+    base = ("--home", home, "regularize", "--from", "tiny", "--updates", "2", "--chains", "2",
+            "--steps-per-update", "2", "--batch-size", "4", "--warmup", "1")  # fmt: skip
+    code, out, _ = cli_main(
+        monkeypatch, capsys, *base, "--force-budget", "0.1", "--budget-every", "1",
+        "--screen-replicas", "2", "--screen-steps", "10", "--name", "cli-budget",
+    )  # fmt: skip
+    assert code == 0, out
+    code, out, _ = cli_main(monkeypatch, capsys, "--home", home, "show", "cli-budget")
+    assert code == 0 and "force budget" in out and "candidates within budget" in out, out
+    before = len(_runs(ws))
+    for bad in ("0", "11", "nan"):
+        one_line_error(cli_main(monkeypatch, capsys, *base, "--force-budget", bad), "--force-budget")
+    assert len(_runs(ws)) == before  # nothing registered on refusal
+
+
+def _runs(ws) -> list:  # noqa: ANN001
+    from crmse_cli.registry.store import Registry
+
+    return Registry.open(ws).list_runs()
+
+
+def test_a_budget_needs_validation_frames(tmp_path: Path) -> None:
+    from crmse_cli.stages.regularize_budget import check_budget
+
+    import numpy as np
+
+    w = make_workspace(tmp_path)
+    from crmse_cli.data.dataset import Dataset
+
+    data = Dataset.load(w.datasets_dir / "ethanol.npz")
+    with pytest.raises(CrmseError, match="validation frames"):
+        check_budget(BudgetConfig(force_budget=0.1), data, "01", np.zeros(0, dtype=np.int64), 1)
+    with pytest.raises(CrmseError, match="one process"):
+        check_budget(BudgetConfig(force_budget=0.1), data, "01", np.arange(3), 2)
+    check_budget(BudgetConfig(), data, "01", np.zeros(0, dtype=np.int64), 2)  # no budget: no checks

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from crmse_cli import names
 from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, state
+from crmse_cli.describe import run_lines
+from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
@@ -160,8 +162,13 @@ def show_command(
         value = getattr(info, field)
         if value not in (None, ""):
             head.add_row(field, _e(value))
+    for label, line in run_lines(info.kind, info.config, {k: m.value for k, m in finals.items()}):
+        head.add_row(label, _e(line))  # frames, a time-budget cut, the units' readings
     if info.kind == "regularize" and "lambda" in info.config:
         head.add_row("lambda", _e(lambda_line(info.config)))
+    budget = budget_summary(info.config, {k: m.value for k, m in finals.items()})
+    if info.kind == "regularize" and budget:
+        head.add_row("force budget", _e(budget))
     console.print(head)
     cfg = Table("config", "value", title="config", title_justify="left")
     for key, value in _flatten(info.config):

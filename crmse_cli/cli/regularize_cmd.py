@@ -6,6 +6,15 @@ from pathlib import Path
 
 import typer
 
+from crmse_cli.cli.budget_options import (
+    BudgetEveryOption,
+    ForceBudgetOption,
+    ScreenReplicasOption,
+    ScreenStepsOption,
+    ScreenTemperatureOption,
+    budget_options,
+    load_budget,
+)
 from crmse_cli.cli.common import (
     DeviceOption,
     RunNameOption,
@@ -73,6 +82,11 @@ def regularize_command(
         None, help="w_F of L_MSE, (kcal/mol/Å)^-2 \\[default: the pretrain run's]."
     ),
     seed: int | None = typer.Option(None, help=_h("Seed of chains, batches and resets.", "seed")),
+    force_budget: ForceBudgetOption = None,
+    budget_every: BudgetEveryOption = None,
+    screen_replicas: ScreenReplicasOption = None,
+    screen_steps: ScreenStepsOption = None,
+    screen_temperature_K: ScreenTemperatureOption = None,
     config: Path | None = typer.Option(
         None, help="TOML file with a \\[contrastive] table of settings (options override)."
     ),
@@ -119,8 +133,9 @@ def regularize_command(
     contrastive = load_config(
         ContrastiveConfig, config, section="contrastive", aliases={"lambda": "lambda_"}, **options
     )
-    cfg = RegularizeConfig(contrastive=contrastive, device=device)
-    given = {k: v for k, v in options.items() if v is not None}
+    budget = budget_options(force_budget, budget_every, screen_replicas, screen_steps, screen_temperature_K)
+    cfg = RegularizeConfig(contrastive=contrastive, budget=load_budget(config, budget), device=device)
+    given = {k: v for k, v in {**options, **budget}.items() if v is not None}
     if from_model is not None:  # bring your own MACE model: resolves to an imported model run
         from crmse_cli.stages.mace import import_from_options
 

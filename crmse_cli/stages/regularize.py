@@ -36,6 +36,7 @@ from crmse_cli.stages._models import (
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.evaluate import frame_errors, test_metrics
 from crmse_cli.stages.mace import save_native
+from crmse_cli.stages.regularize_budget import budget_keeper, check_budget
 from crmse_cli.stages.regularize_state import (
     check_unchanged,
     pretrain_state,
@@ -44,6 +45,7 @@ from crmse_cli.stages.regularize_state import (
     save_chains,
     save_state,
 )
+from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.validate import check_config
@@ -60,10 +62,12 @@ class RegularizeConfig:
 
     ``contrastive`` holds lambda, eta, K, chains, updates, lr and warm-up (see
     :class:`crmse_cli.train.contrastive.ContrastiveConfig` for their documented defaults). Energy
-    and force weights are taken from the pretraining run unless set explicitly.
+    and force weights are taken from the pretraining run unless set explicitly. ``budget``: the
+    force budget (:class:`crmse_cli.train.budget.BudgetConfig`; off by default).
     """
 
     contrastive: ContrastiveConfig = ContrastiveConfig()
+    budget: BudgetConfig = BudgetConfig()
     val_every: int = 25
     checkpoint_every: int = 25
     chains_every: int = 50
@@ -71,6 +75,10 @@ class RegularizeConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+
+
+_PLAIN = tuple(f.name for f in fields(RegularizeConfig) if f.name not in ("contrastive", "budget"))
+"""RegularizeConfig's own settings, stored at the top level of the run's config."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,8 @@ def regularize(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
-        check_unchanged(run.id, run.config.get("contrastive", {}), settings or {})
+        stored = {**asdict(BudgetConfig()), **run.config.get("budget", {}), **run.config["contrastive"]}
+        check_unchanged(run.id, stored, settings or {})
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(
             reg, run.config["source_checkpoint"], device=config.device, trust_code=ws.trust_code
@@ -160,6 +169,10 @@ def regularize(
         # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
         raw = config.contrastive.init == "raw"
         start = pretrain_state(reg, handle, trust_code=ws.trust_code) if raw else None
+        if config.budget.on:  # refused before the run row exists
+            budget_data = load_dataset(reg, handle.dataset)
+            val = _frames(handle, budget_data)[1]
+            check_budget(config.budget, budget_data, handle.split, val, dist.world_size)
         run_config = {
             "dataset": handle.dataset,
             "split": handle.split,
@@ -174,7 +187,8 @@ def regularize(
             "steps_per_update": config.contrastive.steps_per_update,
             "n_chains": config.contrastive.n_chains,
             "contrastive": asdict(config.contrastive),
-            **{f.name: getattr(config, f.name) for f in fields(config) if f.name != "contrastive"},
+            "budget": asdict(config.budget),
+            **{n: getattr(config, n) for n in _PLAIN},
         }
         run_config["processes"] = dist.world_size
         # One writer: rank 0 makes the run; every rank learns its id.
@@ -212,16 +226,17 @@ def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
 
 
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
+    """The run's RegularizeConfig back from its stored config (older runs: defaults of newer settings)."""
     known = {f.name for f in fields(ContrastiveConfig)}
     c = {k: v for k, v in dict(cfg["contrastive"]).items() if k in known}
     if c.get("grad_clip") is None:  # runs before 2026-12-02 stored None for "off"
         c["grad_clip"] = 0.0
     c.setdefault("lambda_units", "kcal")  # ... and lambda against the kcal loss
     c.setdefault("init", "ema")
-    names = {f.name for f in fields(RegularizeConfig)} - {"contrastive"}
-    rest = {k: cfg[k] for k in names if k in cfg}
+    rest = {k: cfg[k] for k in _PLAIN if k in cfg}
     rest["device"] = device
-    return RegularizeConfig(contrastive=ContrastiveConfig(**c), **rest)
+    budget = BudgetConfig(**(cfg.get("budget") or {}))  # runs before the force budget: off
+    return RegularizeConfig(contrastive=ContrastiveConfig(**c), budget=budget, **rest)
 
 
 def _build_trainer(
@@ -359,6 +374,9 @@ def _train(
         if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
             save_chains(ws, reg, run_id, trainer)
 
+    keeper = budget_keeper(ws, reg, run_id, handle, data, val_rows, config.budget, trainer)
+    if keeper is not None:  # before the checkpoint hook: a candidate is scored before "last" moves on
+        trainer.attach(keeper, every=config.budget.budget_every)
     trainer.attach(log_rows)
     trainer.attach(validate, every=config.val_every)
     trainer.attach(checkpoint, every=config.checkpoint_every)
@@ -377,6 +395,8 @@ def _train(
         reg.log_metrics(run_id, pending)
     handle.potential.eval()
     save_chains(ws, reg, run_id, trainer)
+    if keeper is not None:
+        keeper.finish()  # the chosen candidate's weights become the run's final model
     final = save_state(ws, reg, run_id, handle, trainer, "final")
     if not dist.is_main:
         return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
