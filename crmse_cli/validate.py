@@ -33,6 +33,9 @@ class ConfigError(CrmseError, ValueError):
 MAX_TEMPERATURE_K = 1.0e5
 """Highest accepted temperature: far above any molecular simulation, far below overflow."""
 MAX_SEED = 2**63 - 1
+MAX_XTB_FRAMES = 10**6
+"""Most frames of one ``fetch xtb`` generation: a million GFN2 frames of a small molecule take
+days of one core and gigabytes in memory; more is a typo (``--frames 1e15`` ran without end)."""
 
 RANGES: dict[str, dict[str, str]] = {
     "ModelConfig": {
@@ -109,12 +112,24 @@ RANGES: dict[str, dict[str, str]] = {
         "seed": f"[0, {MAX_SEED}]",
         "processes": "[1, 1024]",
     },
+    "XtbMDConfig": {
+        "temperature_K": f"(0, {MAX_TEMPERATURE_K}]",
+        "frames": f"[3, {MAX_XTB_FRAMES}]",
+        "timestep_fs": "(0, 100]",
+        "friction_per_fs": "[0, 1e6]",
+        "equilibration_ps": "[0, 1e5]",
+        "stride": "[1, 1e6]",
+        "replicas": f"[1, {MAX_XTB_FRAMES}]",
+        "seed": f"[0, {MAX_SEED}]",
+        "checkpoint_every_s": "[0, 1e9]",
+    },
     "options": {  # arguments of library functions that have no config dataclass
         "--seed": f"[0, {MAX_SEED}]",
         "--split-seed": f"[0, {MAX_SEED}]",
         "--test-fraction": "(0, 1)",
         "--threads": "[1, 4096]",
         "--stale-after-s": "(0, 1e12]",  # and above twice the heartbeat: stages/sweep.py
+        "--processes": "[1, 1024]",  # worker processes of `fetch xtb` / `reproduce`
     },
 }
 """Allowed range of each numeric field: "[lo, hi]" closed, "(lo, hi)" open, mixed as needed."""
@@ -125,6 +140,7 @@ OPTION_TYPES: dict[str, Any] = {
     "--test-fraction": float,
     "--threads": int,
     "--stale-after-s": float,
+    "--processes": int,
 }
 
 OPTION_NAMES = {"lambda_": "lambda"}

@@ -132,7 +132,9 @@ def xtb_command(
     temperature_K: float | None = typer.Option(
         None, "--temperature-K", help=_h("Thermostat temperature, K.", "temperature_K")
     ),
-    frames: int | None = typer.Option(None, "--frames", help=_h("Frames kept over all replicas.", "frames")),
+    frames: int | None = typer.Option(
+        None, "--frames", help=_h("Frames kept over all replicas (3 to 1000000).", "frames")
+    ),
     method: str | None = typer.Option(
         None, "--method", help=_h("xTB method of the dynamics: gfn2 or gfn1.", "method")
     ),
@@ -150,7 +152,7 @@ def xtb_command(
     ),
     stride: int | None = typer.Option(None, "--stride", help=_h("Steps between kept frames.", "stride")),
     replicas: int | None = typer.Option(None, "--replicas", help=_h("Independent trajectories.", "replicas")),
-    processes: int = typer.Option(1, "--processes", help="Worker processes (one thread each)."),
+    processes: int = typer.Option(1, "--processes", help="Worker processes (one thread each; 1 to 1024)."),
     seed: int | None = typer.Option(
         None, "--seed", help=_h("Seed of the velocities, the noise and the splits.", "seed")
     ),

@@ -11,6 +11,7 @@ from typing import Any
 
 from crmse_cli.defaults import FRICTION_PER_FS, TEMPERATURE_K, TIMESTEP_FS
 from crmse_cli.errors import CrmseError
+from crmse_cli.validate import check_config
 
 METHODS: dict[str, str] = {"gfn2": "GFN2-xTB", "gfn1": "GFN1-xTB"}
 """Short method names (CLI, registry meta) -> tblite's names."""
@@ -30,7 +31,7 @@ class XtbMDConfig:
 
     Attributes:
         temperature_K: thermostat temperature, K (default 500, rMD17's nominal one).
-        frames: frames kept over all replicas.
+        frames: frames kept over all replicas (3 to 10**6, ``validate.MAX_XTB_FRAMES``).
         method: xTB method of the dynamics, ``gfn2`` or ``gfn1``.
         label_method: xTB method of the labels (None: ``method``; ``gfn1`` with ``gfn2``
             sampling is the "sampled on one surface, labelled on another" control).
@@ -56,12 +57,9 @@ class XtbMDConfig:
     checkpoint_every_s: float = 5.0
 
     def __post_init__(self) -> None:
+        check_config(self)  # types, finiteness and crmse_cli.validate.RANGES (frames <= 10**6)
         check_method(self.method)
         check_method(self.label)
-        if self.temperature_K <= 0 or self.timestep_fs <= 0 or self.friction_per_fs < 0:
-            raise CrmseError("--temperature-K and --timestep-fs must be > 0, --friction-per-fs >= 0")
-        if self.stride < 1 or self.replicas < 1 or self.equilibration_ps < 0:
-            raise CrmseError("--stride and --replicas must be >= 1, --equilibration-ps >= 0")
         if self.frames < max(3, self.replicas):
             raise CrmseError(f"--frames must be >= 3 and >= --replicas, got {self.frames}")
 

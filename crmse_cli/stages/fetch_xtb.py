@@ -28,6 +28,7 @@ from crmse_cli.data.xtb_md import ReplicaResult, ReplicaTask, XtbMDConfig, run_r
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.progress import make_progress
 from crmse_cli.stages.fetch import _NAME_RE, FetchResult, _result, _save_and_register
+from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ def fetch_xtb(
     """
     from crmse_cli.registry.store import Registry
 
+    check_option("--processes", processes)  # before any folder or row exists
     require_tblite()
     cfg = config or XtbMDConfig()
     name = name or default_name(molecule, cfg)
