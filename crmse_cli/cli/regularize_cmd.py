@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from crmse_cli.cli import arm_options as arm
 from crmse_cli.cli.budget_options import (
     BudgetEveryOption,
     ForceBudgetOption,
@@ -44,7 +45,22 @@ def regularize_command(
         help="eV: lambda weighs L_C against L_MSE in eV, eV/Å (the paper's; 531.8x our kcal loss); "
         "kcal: against L_MSE in kcal/mol, kcal/mol/Å." + _h("", "lambda_units"),
     ),
-    eta_A2: float | None = typer.Option(None, "--eta-A2", help=_h("Chain step size in Å².", "eta_A2")),
+    lc_beta: bool | None = typer.Option(
+        None,
+        "--lc-beta/--no-lc-beta",
+        help="L_C = beta (<U>_data - <U>_chains), dimensionless; --no-lc-beta: without beta, in the "
+        "--lambda-units energy (23x less weight per eV at 500 K)." + _h("", "lc_beta"),
+    ),
+    eta_A2: float | None = typer.Option(
+        None, "--eta-A2", help=_h("Chain step size, read in --eta-units.", "eta_A2")
+    ),
+    eta_units: str | None = typer.Option(
+        None,
+        "--eta-units",
+        help="A2: Å² of the beta-scaled step x + eta beta F + sqrt(2 eta) xi; A2_per_eV: Å²/eV of "
+        "x - eta grad U + sqrt(2 eta kT) xi (U, kT in eV; 4e-4 is 1.72e-5 Å² at 500 K)."
+        + _h("", "eta_units"),
+    ),
     steps_per_update: int | None = typer.Option(
         None, "--steps-per-update", help=_h("K: chain steps per parameter update.", "steps_per_update")
     ),
@@ -82,6 +98,17 @@ def regularize_command(
         None, help="w_F of L_MSE, (kcal/mol/Å)^-2 \\[default: the pretrain run's]."
     ),
     seed: int | None = typer.Option(None, help=_h("Seed of chains, batches and resets.", "seed")),
+    chain_source: arm.ChainSourceOption = None,
+    positives: arm.PositivesOption = None,
+    optimizer_init: arm.OptimizerInitOption = None,
+    ema_decay: arm.EmaDecayOption = None,
+    lambda_decay_after: arm.LambdaDecayAfterOption = None,
+    lambda_decay_threshold: arm.LambdaDecayThresholdOption = None,
+    lambda_decay_updates: arm.LambdaDecayUpdatesOption = None,
+    lambda_control: arm.LambdaControlOption = None,
+    lambda_control_up: arm.LambdaControlUpOption = None,
+    lambda_control_down: arm.LambdaControlDownOption = None,
+    lambda_control_range: arm.LambdaControlRangeOption = None,
     force_budget: ForceBudgetOption = None,
     budget_every: BudgetEveryOption = None,
     screen_replicas: ScreenReplicasOption = None,
@@ -112,7 +139,9 @@ def regularize_command(
     options = dict(
         lambda_=lambda_,
         lambda_units=lambda_units,
+        lc_beta=lc_beta,
         eta_A2=eta_A2,
+        eta_units=eta_units,
         steps_per_update=steps_per_update,
         n_chains=chains,
         n_updates=updates,
@@ -128,6 +157,19 @@ def regularize_command(
         energy_weight=energy_weight,
         force_weight=force_weight,
         seed=seed,
+        **arm.arm_options(
+            chain_source,
+            positives,
+            optimizer_init,
+            ema_decay,
+            lambda_decay_after,
+            lambda_decay_threshold,
+            lambda_decay_updates,
+            lambda_control,
+            lambda_control_up,
+            lambda_control_down,
+            lambda_control_range,
+        ),
     )
     # Defaults live in ContrastiveConfig alone: the file sets what it names, options override it.
     contrastive = load_config(

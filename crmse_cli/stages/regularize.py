@@ -25,6 +25,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
+from crmse_cli.stages import regularize_arms as arms
 from crmse_cli.stages._models import (
     ModelHandle,
     check_species,
@@ -48,6 +49,7 @@ from crmse_cli.stages.regularize_state import (
 from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
+from crmse_cli.train.optim import averaged
 from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
 
@@ -169,6 +171,8 @@ def regularize(
         # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
         raw = config.contrastive.init == "raw"
         start = pretrain_state(reg, handle, trust_code=ws.trust_code) if raw else None
+        train_rows, val_rows = _frames(handle, load_dataset(reg, handle.dataset))
+        arms.check_arms(config.contrastive, force_budget=config.budget.force_budget, val_rows=val_rows)
         if config.budget.on:  # refused before the run row exists
             budget_data = load_dataset(reg, handle.dataset)
             val = _frames(handle, budget_data)[1]
@@ -179,11 +183,14 @@ def regularize(
             "source_run": handle.run.id if handle.run else None,
             "source_checkpoint": str(handle.checkpoint),
             "model": handle.payload.get("config"),
-            "n_train": int(len(_frames(handle, load_dataset(reg, handle.dataset))[0])),
+            "n_train": int(len(train_rows)),
             "lambda": config.contrastive.lambda_,
             "lambda_units": config.contrastive.lambda_units,
             "lambda_internal": config.contrastive.lambda_internal,
             "eta_A2": config.contrastive.eta_A2,
+            "eta_units": config.contrastive.eta_units,
+            "eta_beta_scaled_A2": config.contrastive.eta_internal_A2,  # what the chains step
+            "lc_beta": config.contrastive.lc_beta,
             "steps_per_update": config.contrastive.steps_per_update,
             "n_chains": config.contrastive.n_chains,
             "contrastive": asdict(config.contrastive),
@@ -212,7 +219,11 @@ def regularize(
             ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
         )
     else:
-        with lock, tracked(reg, run_id), terminated_as_failure(lambda why: _mark_failed(ws, run_id, why)):
+        # torchrun stops the survivors of a crashed rank with SIGTERM: a failure. A single process
+        # leaves SIGTERM to the CLI, where it is Ctrl-C: the run ends interrupted and resumable.
+        on_term = terminated_as_failure(lambda why: _mark_failed(ws, run_id, why))
+        term = on_term if dist.enabled else nullcontext()
+        with lock, tracked(reg, run_id), term:
             result = _train(
                 ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
             )
@@ -246,6 +257,7 @@ def _build_trainer(
     cfg: ContrastiveConfig,
     start: dict[str, Any] | None = None,
     dist: DistContext | None = None,
+    positives: np.ndarray | None = None,
 ) -> ContrastiveTrainer:
     pot = handle.potential
     if start is not None:
@@ -255,6 +267,7 @@ def _build_trainer(
     x = torch.as_tensor(data.positions[train_rows], dtype=dt, device=dev)
     e = torch.as_tensor(data.energies[train_rows], dtype=torch.float64, device=dev)
     f = torch.as_tensor(data.forces[train_rows], dtype=dt, device=dev)
+    pool = None if positives is None else torch.as_tensor(data.positions[positives], dtype=dt, device=dev)
     ref_rows = data.reference_indices(handle.split)
     pmin = pair_minimum(
         torch.as_tensor(data.positions[ref_rows if len(ref_rows) else train_rows], dtype=dt, device=dev)
@@ -273,8 +286,9 @@ def _build_trainer(
         f,
         cfg,
         pair_min_A=pmin,
-        optimizer_state=start["optimizer"] if start is not None else None,
+        optimizer_state=start["optimizer"] if start is not None and cfg.optimizer_init == "inherit" else None,
         dist=dist,
+        positive_positions=pool,
     )
 
 
@@ -291,6 +305,9 @@ def _mark_failed(ws: Workspace, run_id: str, why: str) -> None:
 @contextmanager
 def terminated_as_failure(on_term: Callable[[str], None]) -> Iterator[None]:
     """Turn SIGTERM (torchrun stopping the survivors of a crashed rank) into a failed run.
+
+    For torchrun jobs of more than one process only; elsewhere SIGTERM is Ctrl-C (the CLI's
+    handler) and the run ends ``interrupted``.
 
     ``on_term(why)`` records the failure first (torchrun kills for good after a grace period),
     then SystemExit unwinds the stage.
@@ -334,33 +351,40 @@ def _train(
     t0 = time.perf_counter()
     dist = dist or DistContext()
     train_rows, val_rows = _frames(handle, data)
-    trainer = _build_trainer(handle, data, train_rows, config.contrastive, start, dist)
+    cfg = config.contrastive
+    parent_mae = arms.parent_force_mae(handle, data, val_rows) if cfg.lambda_control == "budget" else None
+    pool = arms.positive_rows(data, handle.split, train_rows, val_rows, cfg.positives)
+    trainer = _build_trainer(handle, data, train_rows, cfg, start, dist, positives=pool)
+    steer = arms.lambda_steer(trainer, parent_mae, config.budget.force_budget)
     if not resuming and math.isfinite(trainer.stiffness) and dist.is_main:
         reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)
     if resuming:
         last = run_checkpoint(reg, reg.get_run(run_id))
         trusted = code_trusted(reg, last, run_id, trust_code=ws.trust_code)
         pot, payload = load_checkpoint(last, device=handle.device, trust_code=trusted)
-        handle.potential.load_state_dict(pot.state_dict())
+        live = payload["extra"].get("train_weights") if trainer.ema is not None else None
+        handle.potential.load_state_dict(live or pot.state_dict())  # with an EMA: the raw weights
         trainer.load_state_dict(rank_state(payload["extra"], dist))
         torch.set_rng_state(payload["extra"]["torch_rng"])
     else:
         save_chains(ws, reg, run_id, trainer)
         save_state(ws, reg, run_id, handle, trainer, "last")
-    cfg = config.contrastive
     # Rows since the last checkpoint are only written with it: after Ctrl-C, --resume redoes
     # those updates exactly, so nothing is logged twice.
     pending: list[dict[str, Any]] = []
 
     def log_rows(rec: UpdateRecord) -> None:
-        pending.extend(record_rows(rec))
+        pending.extend(record_rows(rec, cfg.lambda_units))
 
     def validate(rec: UpdateRecord) -> None:
         handle.potential.eval()
+        with averaged(trainer.ema):  # the weights that are saved: the EMA's when averaging
+            errors = _val_mae(handle, data, val_rows)
         pending.extend(
             {"name": k, "value": v, "unit": u, "step": rec.update, "split": "val"}
-            for k, (v, u) in _val_mae(handle, data, val_rows).items()
+            for k, (v, u) in errors.items()
         )
+        steer(errors)  # lambda_control "budget": the next updates' lambda
         handle.potential.train()
 
     def checkpoint(rec: UpdateRecord) -> None:
@@ -397,12 +421,15 @@ def _train(
     save_chains(ws, reg, run_id, trainer)
     if keeper is not None:
         keeper.finish()  # the chosen candidate's weights become the run's final model
-    final = save_state(ws, reg, run_id, handle, trainer, "final")
+    final_ema = trainer.ema if keeper is None else None  # the budget's choice is final as it is
+    final = save_state(ws, reg, run_id, handle, trainer, "final", averaged_weights=final_ema is not None)
     if not dist.is_main:
         return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
-    save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format
-    metrics = test_metrics(handle, data)
+    with averaged(final_ema):
+        save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format
+        metrics = test_metrics(handle, data)
     reg.log_metrics(
         run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
     )
     return RegularizeResult(run_id, final, metrics, time.perf_counter() - t0)
+

@@ -19,6 +19,7 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_che
 from crmse_cli.stages._models import ModelHandle, code_trusted, verify_checkpoint
 from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
 from crmse_cli.train.distributed import DistContext
+from crmse_cli.train.optim import averaged
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -26,37 +27,60 @@ if TYPE_CHECKING:
 
 
 def pretrain_state(reg: Registry, handle: ModelHandle, *, trust_code: bool = False) -> dict[str, Any] | None:
-    """The raw weights and Adam state at the end of the source pretrain run (``init = "raw"``).
+    """The raw weights and Adam state at the end of the source model run (``init = "raw"``).
+
+    A pretrain run's ``last`` checkpoint, or a regularize run's ``final`` (else ``last``) one: an
+    MSE polish (``--lambda 0``) continues a CRMSE run's raw weights and Adam moments.
 
     ``trust_code``: the user's ``--trust-code`` (else the ``last`` file must be the run's own).
     """
     run = handle.run
     if run is not None and run.config.get("imported_from"):
         return None  # an imported model (stages/mace.py): its own weights, a fresh Adam
-    if run is None or run.kind != "pretrain":
+    if run is None or run.kind not in ("pretrain", "regularize"):
         raise CrmseError(
-            "--init raw continues a pretrain run's weights and Adam moments: pass a pretrain run to --from, "
-            "or use --init ema"
+            "--init raw continues a model run's raw weights and Adam moments: pass a pretrain or regularize "
+            "run to --from, or use --init ema"
         )
-    lasts = [c for c in reg.checkpoints(run.id) if c.tag == "last"]
+    ckpts = reg.checkpoints(run.id)
+    tags = ("last",) if run.kind == "pretrain" else ("final", "last")
+    lasts = next(([c for c in ckpts if c.tag == t] for t in tags if any(c.tag == t for c in ckpts)), [])
     if not lasts:
         raise CrmseError(
-            f"pretrain run {run.id} has no 'last' checkpoint with its Adam state; use --init ema"
+            f"{run.kind} run {run.id} has no '{tags[0]}' checkpoint with its Adam state; use --init ema"
         )
     path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
     trusted = code_trusted(reg, path, run.id, trust_code=trust_code)
     pot, payload = load_checkpoint(path, device=handle.device, trust_code=trusted)
     extra = payload.get("extra", {})
-    if "optimizer" not in extra:
+    if run.kind == "regularize":  # its trainer's Adam; raw weights beside the EMA ones if averaged
+        ema = float(run.config.get("contrastive", {}).get("ema_decay", 0.0)) > 0
+        extra = {
+            "optimizer": extra.get("trainer", {}).get("optimizer"),
+            "train_weights": extra.get("train_weights") if ema else None,
+        }
+    if extra.get("optimizer") is None:
         raise CrmseError(f"{path} holds no optimizer state; use --init ema")
     weights = extra.get("train_weights") or pot.state_dict()
     return {"weights": weights, "optimizer": extra["optimizer"], "checkpoint": str(path)}
 
 
 def save_state(
-    ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, trainer: ContrastiveTrainer, tag: str
+    ws: Workspace,
+    reg: Registry,
+    run_id: str,
+    handle: ModelHandle,
+    trainer: ContrastiveTrainer,
+    tag: str,
+    *,
+    averaged_weights: bool = True,
 ) -> Path:
-    """Checkpoint ``tag`` of the run: weights, optimizer, every rank's chains and RNG states."""
+    """Checkpoint ``tag`` of the run: weights, optimizer, every rank's chains and RNG states.
+
+    With an EMA (``ema_decay`` > 0) the checkpoint's model holds the averaged weights, as
+    pretraining's do, and ``extra["train_weights"]`` the live ones a resume continues from;
+    ``averaged_weights=False`` saves the model as it is (the force budget's chosen candidate).
+    """
     path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
     ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
     if not trainer.dist.is_main:
@@ -71,7 +95,12 @@ def save_state(
         split=handle.split,
     )
     extra.pop("optimizer", None)  # pretraining's optimizer state is not this run's
-    sha = save_checkpoint(path, handle.potential, extra=extra)
+    ema = trainer.ema if averaged_weights else None
+    extra["train_weights"] = (
+        {k: v.detach().clone() for k, v in handle.potential.state_dict().items()} if ema is not None else None
+    )  # never the parent's
+    with averaged(ema):
+        sha = save_checkpoint(path, handle.potential, extra=extra)
     reg.add_checkpoint(
         run_id, path=str(path), sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag
     )
@@ -109,8 +138,11 @@ def check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) 
             )
 
 
-def record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
-    """The metric rows of one update (non-finite ones, e.g. MALA's acceptance under ULA, left out)."""
+def record_rows(r: UpdateRecord, lambda_units: str = "eV") -> list[dict[str, Any]]:
+    """The metric rows of one update (non-finite ones, e.g. MALA's acceptance under ULA, left out).
+
+    ``lambda_eff`` (lambda after the run's schedule) carries the run's convention as its unit.
+    """
     values = {
         "loss": (r.loss, "1"),
         "loss_mse": (r.loss_mse, "1"),
@@ -128,6 +160,7 @@ def record_rows(r: UpdateRecord) -> list[dict[str, Any]]:
         "grad_ratio": (r.grad_ratio, "1"),
         "chain_acceptance": (r.acceptance, "1"),
         "chain_tconf": (r.chain_tconf_K, "K"),
+        "lambda_eff": (r.lambda_eff, lambda_units),
     }
     return [
         {"name": k, "value": float(v), "unit": u, "step": r.update}
