@@ -275,8 +275,9 @@ def work(
     """Drain sweep ``name``: claim a queued job, run it, repeat until none is left (or ``max_jobs``).
 
     Jobs of dead workers are re-queued first (see the module docstring). A job that raises is
-    marked ``failed`` with the one-line error and the worker takes the next; Ctrl-C puts the job
-    back in the queue (its regularize run resumable) and stops the worker. ``retry_failed``
+    marked ``failed`` with the one-line error and the worker takes the next; Ctrl-C (and SIGTERM,
+    which the CLI turns into Ctrl-C) puts the job back in the queue (its regularize run
+    ``interrupted`` and resumable) and stops the worker. ``retry_failed``
     first re-queues the failed jobs (a failed regularize run resumes from its last checkpoint).
 
     Raises:
@@ -301,8 +302,14 @@ def work(
         try:
             with _Heartbeat(reg, job.id, heartbeat_s):
                 run_job(ws, reg, job, spec)
-        except KeyboardInterrupt:
-            reg.finish_job(job.id, "queued", error="its worker was interrupted (Ctrl-C); re-queued")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+            reg.finish_job(
+                job.id, "queued", error="its worker was interrupted (Ctrl-C or SIGTERM); re-queued"
+            )
+            exc.crmse_message = (  # type: ignore[attr-defined]  # the CLI's last line
+                f"sweep {name}: run {job.run_id} interrupted and its job re-queued; "
+                f"continue with `crmse sweep work {name}`"
+            )
             raise
         except Exception as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,103 @@
+"""SIGTERM is Ctrl-C outside torchrun (issue 28 #6).
+
+A single-process ``regularize`` used to take torchrun's SIGTERM handler: the run ended ``failed``
+("another process of the run failed?") with no resume hint, and under ``sweep work`` the
+SystemExit escaped the worker's loop and left the job ``running`` under a dead pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+from synthetic import cli_main, make_workspace, tiny_pretrain
+
+from crmse_cli.registry.store import Registry
+from crmse_cli.workspace import Workspace
+
+TINY_CRMSE = [
+    "--chains",
+    "2",
+    "--steps-per-update",
+    "2",
+    "--updates",
+    "3",
+    "--batch-size",
+    "4",
+    "--warmup",
+    "1",
+]
+
+
+@pytest.fixture
+def ws(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.delenv("CRMSE_DB_URL", raising=False)
+    monkeypatch.setenv("CRMSE_NO_PROGRESS", "1")
+    ws = make_workspace(tmp_path / "home")
+    tiny_pretrain(ws)
+    return ws
+
+
+def _sigterm_at_update(monkeypatch: pytest.MonkeyPatch, update: int) -> Any:
+    """Make this process receive SIGTERM at CRMSE update ``update`` (a scheduler's stop); returns
+    the real step."""
+    from crmse_cli.train import contrastive
+
+    real_step = contrastive.ContrastiveTrainer.step
+    calls = {"n": 0}
+
+    def step(self: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == update:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self)
+
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", step)
+    return real_step
+
+
+def test_sigterm_interrupts_a_single_process_regularize(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmse_cli.train import contrastive
+
+    real_step = _sigterm_at_update(monkeypatch, 2)
+    home = ["--home", str(ws.home)]
+    code, _, err = cli_main(
+        monkeypatch, capsys, *home, "regularize", "--from", "tiny", "--name", "term", *TINY_CRMSE
+    )
+    assert code == 130, err
+    run = Registry.open(ws).get_run("term")
+    assert run.status == "interrupted" and "another process" not in (run.error or "")
+    assert f"continue it with `crmse regularize --resume {run.id}`" in err
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+    code, _, err = cli_main(monkeypatch, capsys, *home, "regularize", "--resume", run.id)
+    assert code == 0, err
+    assert Registry.open(ws).get_run(run.id).status == "completed"
+
+
+def test_sigterm_requeues_the_job_of_a_sweep_worker(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmse_cli.stages.sweep import create_sweep, work
+    from crmse_cli.train import contrastive
+
+    fast = {"n_updates": 3, "n_chains": 2, "steps_per_update": 2, "batch_size": 4, "warmup_updates": 1,
+            "checkpoint_every": 1}  # fmt: skip
+    sample = {"replicas": 2, "steps": 4, "record_every": 2, "check_every": 2}
+    create_sweep(ws, "stop", sources=["tiny"], lambdas=[0.1], seeds=[0], regularize_options=fast,
+                 sample_options=sample)  # fmt: skip
+    real_step = _sigterm_at_update(monkeypatch, 2)
+    code, _, err = cli_main(monkeypatch, capsys, "--home", str(ws.home), "sweep", "work", "stop")
+    assert code == 130, err
+    assert "continue with `crmse sweep work stop`" in err
+    reg = Registry.open(ws)
+    [job] = reg.sweep_jobs("stop")
+    assert (job.state, job.owner_pid, job.attempts) == ("queued", None, 1)  # not `running` under a dead pid
+    assert reg.get_run(job.run_id).status == "interrupted"
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+    res = work(ws, "stop", registry=reg)
+    assert res.done == [job.run_id] and res.failed == []
+    assert [m.step for m in reg.metrics(job.run_id, name="loss")] == [1, 2, 3]  # resumed, none twice
