@@ -243,6 +243,25 @@ def test_budget_control_without_a_budget_is_refused_before_a_run_exists(tiny) ->
     assert len(reg.list_runs()) == before
 
 
+def test_budget_control_steers_lambda_by_the_validation_force_error(tiny) -> None:  # noqa: ANN001
+    from crmse_cli.stages.regularize import regularize
+    from crmse_cli.train.budget import BudgetConfig
+
+    ws, model = tiny
+    cfg = _cfg(4, lambda_control="budget", lambda_control_up=1.5, lambda_control_down=4.0)
+    budget = BudgetConfig(force_budget=0.1, budget_every=100, screen_replicas=1, screen_steps=2)
+    regularize(ws, model, replace(cfg, budget=budget), name="steered")
+    reg = Registry.open(ws)
+    run = reg.get_run("steered").id
+    parent = next(m.value for m in reg.metrics(run, name="budget_val_force_mae") if m.step == 0)
+    val = {m.step: m.value for m in reg.metrics(run, name="val_force_mae")}
+    lam = {m.step: m.value for m in reg.metrics(run, name="lambda_eff")}
+    expected = 0.015
+    for update in (1, 2, 3, 4):
+        assert lam[update] == pytest.approx(expected), update
+        expected *= 1.5 if val[update] <= 1.1 * parent else 0.25  # validated after the update
+
+
 def test_the_arm_options_reach_the_run_and_bad_ones_are_one_line(tiny, monkeypatch, capsys) -> None:  # noqa: ANN001
     ws, model = tiny
     monkeypatch.setenv("CRMSE_HOME", str(ws.home))
@@ -259,6 +278,8 @@ def test_the_arm_options_reach_the_run_and_bad_ones_are_one_line(tiny, monkeypat
     assert arms == ("data", "split", "fresh", 0.9)
     assert (c["lambda_decay_after"], c["lambda_decay_threshold"], c["lambda_decay_updates"]) == (5, 0.1, 7)
     assert c["lambda_control"] == "fixed"
+    code, out, _ = cli_main(monkeypatch, capsys, "show", "cli-arms")  # show lists the config whole
+    assert code == 0 and "contrastive.chain_source" in out and "contrastive.lambda_decay_after" in out
     one_line_error(cli_main(monkeypatch, capsys, *common, "--chain-source", "chains"), "--chain-source")
     one_line_error(cli_main(monkeypatch, capsys, *common, "--ema-decay", "1"), "--ema-decay")
 
