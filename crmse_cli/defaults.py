@@ -34,3 +34,10 @@ ENERGY_WEIGHT = 0.05
 
 FORCE_WEIGHT = 1.0
 """w_F of L_MSE, (kcal/mol/Å)^-2: pretraining's and CRMSE's."""
+
+PRETRAIN_N_VAL = 100
+"""Validation frames of pretraining: labelled frames of the split's training part it does not
+train on (issue 29: at least 100, so the best epoch is not picked on noise)."""
+
+PRETRAIN_MAX_EPOCHS = 1000
+"""Epochs of pretraining's cosine schedule (the measurement: ``PretrainConfig``'s docstring)."""

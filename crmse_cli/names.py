@@ -30,6 +30,8 @@ STABLE_FRACTION = "stable_fraction"  # 1, replicas that never left the physical 
 MEDIAN_LEAVE_TIME_PS = "median_leave_time_ps"  # ps
 CONFIG_TEMPERATURE_SAMPLE_K = "config_temperature_sample_K"  # K
 CONFIG_TEMPERATURE_REF_K = "config_temperature_ref_K"  # K
+STOPPED_BY_TIME_BUDGET = "stopped_by_time_budget"  # 1, pretrain: 1 when max_minutes cut the run short
+ETA_BETA_KMAX = "eta_beta_kmax"  # 1, regularize: the chains' eta * beta * k_max on a training frame
 
 
 def dihedral_profile_error(torsion: str) -> str:

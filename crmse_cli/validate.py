@@ -47,6 +47,7 @@ RANGES: dict[str, dict[str, str]] = {
     },
     "PretrainConfig": {
         "n_train": "[1, 1e12]",
+        "n_val": "[1, 1e12]",
         "val_fraction": "(0, 0.5]",
         "batch_size": "[1, 1e9]",
         "lr": "(0, 1e3]",

@@ -25,7 +25,7 @@ def test_every_exported_name_is_a_module_attribute() -> None:
 def test_the_docstring_pipeline_at_tiny_sizes(tmp_path: Path, synthetic_archive: Path) -> None:
     ws = api.Workspace.resolve(tmp_path / "crmse-work")
     api.fetch_rmd17(ws, "ethanol", from_path=synthetic_archive)
-    cfg = dataclasses.replace(api.preset_config("quick"), n_train=40, max_epochs=1, max_minutes=None)
+    cfg = dataclasses.replace(api.preset_config("quick"), n_train=40, n_val=20, max_epochs=1)
     model = api.pretrain(ws, dataset="ethanol", config=cfg, name="mse", progress=False)
     md = api.sample(ws, "mse", api.SampleConfig(replicas=2, steps=20, record_every=10))
     result = api.evaluate(ws, md.run_id)

@@ -27,7 +27,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, synthetic_archive: Path) -> 
     ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
     fetch_rmd17(ws, "ethanol", from_path=synthetic_archive)
     for name, seed in (("mse", 0), ("other", 1)):
-        cfg = preset_config("quick", {"n_train": 60, "max_epochs": 3, "max_minutes": 0.0, "seed": seed})
+        cfg = preset_config("quick", {"n_train": 60, "n_val": 20, "max_epochs": 3, "seed": seed})
         pretrain(ws, dataset="ethanol", split="01", config=cfg, name=name, progress=False)
         sample(ws, name, SampleConfig(replicas=4, steps=100, record_every=10, seed=1), name=f"s-{name}")
     return {"ws": ws, "reg": Registry.open(ws)}

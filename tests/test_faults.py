@@ -117,7 +117,7 @@ def test_ctrl_c_prints_the_run_and_how_to_resume(
     monkeypatch.setattr(PretrainTrainer, "run_epoch", interrupted)
     monkeypatch.setattr(
         sys, "argv", ["crmse", "--home", str(ws.home), "pretrain", "--dataset", "ethanol", "--name", "ctrlc",
-                      "--max-epochs", "2", "--n-train", "20"],
+                      "--max-epochs", "2", "--n-train", "20", "--n-val", "5"],
     )  # fmt: skip
     previous = signal.getsignal(signal.SIGTERM)
     try:
@@ -139,7 +139,7 @@ def test_a_second_resume_is_refused_and_sigterm_closes_the_run(ws: Workspace, tm
     """SIGTERM (a scheduler's stop) ends like Ctrl-C: run interrupted, checkpoints registered."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CRMSE_HOME": str(ws.home), "CRMSE_NO_PROGRESS": "1"}
     cmd = [sys.executable, "-m", "crmse_cli", "pretrain", "--dataset", "ethanol", "--name", "term",
-           "--n-train", "20", "--max-epochs", "100000", "--max-minutes", "0",
+           "--n-train", "20", "--n-val", "5", "--max-epochs", "100000",
            "--config", str(tmp_path / "c.toml")]  # fmt: skip
     (tmp_path / "c.toml").write_text(
         "batch_size = 10\nema_decay = 0.0\n[model]\nfeatures = 8\nlayers = 1\nn_rbf = 4\n"

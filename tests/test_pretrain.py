@@ -51,27 +51,31 @@ def ethanol(ethanol_npz: Path) -> Dataset:
 # -- frame selection and batching ----------------------------------------------------------------
 def test_select_frames_is_reproducible_and_nested() -> None:
     rows = np.arange(100, 1100)
-    train, val = select_frames(rows, 1000, 0.05, seed=3)
+    train, val = select_frames(rows, 1000, None, seed=3, val_fraction=0.05)  # the old rule
     assert (len(train), len(val)) == (950, 50)  # rMD17's usual split
     assert not set(train) & set(val) and set(train) | set(val) == set(rows)
-    again = select_frames(rows, 1000, 0.05, seed=3)
+    again = select_frames(rows, 1000, None, seed=3, val_fraction=0.05)
     assert np.array_equal(train, again[0]) and np.array_equal(val, again[1])
-    other = select_frames(rows, 1000, 0.05, seed=4)
+    other = select_frames(rows, 1000, None, seed=4, val_fraction=0.05)
     assert not np.array_equal(val, other[1])
-    small_t, small_v = select_frames(rows, 200, 0.05, seed=3)
+    small_t, small_v = select_frames(rows, 200, None, seed=3, val_fraction=0.05)
     assert (len(small_t), len(small_v)) == (190, 10)
     assert set(small_t) | set(small_v) <= set(rows)
     # A smaller draw is a subset of a larger one with the same seed.
-    big_t, big_v = select_frames(rows, 400, 0.05, seed=3)
+    big_t, big_v = select_frames(rows, 400, None, seed=3, val_fraction=0.05)
     assert set(small_t) | set(small_v) <= set(big_t) | set(big_v)
 
 
 def test_select_frames_refuses_impossible_requests() -> None:
     with pytest.raises(CrmseError, match="n_train"):
-        select_frames(np.arange(10), 11, 0.1, seed=0)
+        select_frames(np.arange(10), 11, None, seed=0, val_fraction=0.1)
     with pytest.raises(CrmseError, match="val_fraction"):
-        select_frames(np.arange(10), 10, 0.9, seed=0)
-    assert len(select_frames(np.arange(10), None, 0.1, seed=0)[1]) == 1
+        select_frames(np.arange(10), 10, None, seed=0, val_fraction=0.9)
+    assert len(select_frames(np.arange(10), None, None, seed=0, val_fraction=0.1)[1]) == 1
+    with pytest.raises(CrmseError, match=r"n_train 8 \+ n_val 3 = 11 frames.*holds 10.*at most 7"):
+        select_frames(np.arange(10), 8, 3, seed=0)
+    train, val = select_frames(np.arange(10), None, 3, seed=0)  # None: all but the validation frames
+    assert (len(train), len(val)) == (7, 3)
 
 
 def test_shuffled_batches_cover_every_frame_once() -> None:
@@ -85,11 +89,11 @@ def test_shuffled_batches_cover_every_frame_once() -> None:
 def test_cosine_schedule_runs_from_lr_to_lr_min() -> None:
     cfg = PretrainConfig(lr=1e-3, lr_min=1e-5, max_epochs=10, max_minutes=None)
     s = LRSchedule(cfg, steps_per_epoch=10)
-    assert s.on_step(0, 0.0) == pytest.approx(1e-3)
-    assert s.on_step(50, 0.0) == pytest.approx(0.5 * (1e-3 + 1e-5))
-    assert s.on_step(100, 0.0) == pytest.approx(1e-5)
+    assert s.on_step(0) == pytest.approx(1e-3)
+    assert s.on_step(50) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert s.on_step(100) == pytest.approx(1e-5)
     timed = LRSchedule(dataclasses.replace(cfg, max_minutes=1.0), steps_per_epoch=10)
-    assert timed.on_step(1, 60.0) == pytest.approx(1e-5)  # the time budget is spent
+    assert timed.on_step(50) == s.on_step(50)  # a time budget stops a run; it never moves the rate
 
 
 def test_plateau_schedule_cuts_after_patience() -> None:
@@ -97,9 +101,9 @@ def test_plateau_schedule_cuts_after_patience() -> None:
     s = LRSchedule(cfg, steps_per_epoch=1)
     for loss in (1.0, 0.5, 0.5, 0.5):
         s.on_epoch(loss)
-    assert s.on_step(4, 0.0) == pytest.approx(1e-3)
+    assert s.on_step(4) == pytest.approx(1e-3)
     s.on_epoch(0.5)  # third epoch without improvement
-    assert s.on_step(5, 0.0) == pytest.approx(5e-4)
+    assert s.on_step(5) == pytest.approx(5e-4)
 
 
 def test_weight_average_swaps_exactly() -> None:

@@ -42,7 +42,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, synthetic_archive: Path) -> 
 
     ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
     fetch_rmd17(ws, "ethanol", from_path=synthetic_archive)
-    cfg = preset_config("quick", {"n_train": 60, "max_epochs": 3, "max_minutes": 0.0})
+    cfg = preset_config("quick", {"n_train": 60, "n_val": 20, "max_epochs": 3})
     mse = pretrain(ws, dataset="ethanol", split="01", config=cfg, name="mse", progress=False).run_id
     c = ContrastiveConfig(n_chains=4, steps_per_update=5, n_updates=3, batch_size=8, warmup_updates=1, seed=7)
     rcfg = RegularizeConfig(contrastive=c, val_every=3, chains_every=3)

@@ -32,7 +32,7 @@ def _trained(tmp_path_factory: pytest.TempPathFactory, archive: Path) -> tuple[W
 
     ws = Workspace.resolve(tmp_path_factory.mktemp("ws"))
     fetch_rmd17(ws, "ethanol", from_path=archive)
-    cfg = preset_config("quick", {"n_train": 60, "max_epochs": 3, "max_minutes": 0.0})
+    cfg = preset_config("quick", {"n_train": 60, "n_val": 20, "max_epochs": 3})
     res = pretrain(ws, dataset="ethanol", split="01", config=cfg, name="tiny", progress=False)
     return ws, res.run_id
 

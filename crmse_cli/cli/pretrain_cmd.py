@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from crmse_cli.cli.common import RunNameOption, TrustCodeOption, emit_result, set_threads, state, workspace
+from crmse_cli.defaults import PRETRAIN_MAX_EPOCHS, PRETRAIN_N_VAL
 
 
 def pretrain_command(
@@ -17,11 +18,25 @@ def pretrain_command(
     n_train: int | None = typer.Option(
         None,
         "--n-train",
-        help="Frames drawn from the split's training part; 5% of them validate.",
+        help="Training frames drawn from the split's training part "
+        "\\[default: all but the validation frames].",
     ),
-    max_epochs: int | None = typer.Option(None, "--max-epochs", help="Most epochs to train."),
+    n_val: int | None = typer.Option(
+        None,
+        "--n-val",
+        help="Validation frames: others of the split's training part, not trained on "
+        f"\\[default: {PRETRAIN_N_VAL}].",
+    ),
+    max_epochs: int | None = typer.Option(
+        None,
+        "--max-epochs",
+        help=f"Epochs to train; the cosine schedule spans them \\[default: {PRETRAIN_MAX_EPOCHS}].",
+    ),
     max_minutes: float | None = typer.Option(
-        None, "--max-minutes", help="Wall-clock budget of training in minutes (0: none)."
+        None,
+        "--max-minutes",
+        help="Optional wall-clock budget in minutes: stops the run (recorded), never moves the schedule "
+        "\\[default: none].",
     ),
     config: Path | None = typer.Option(
         None,
@@ -58,6 +73,7 @@ def pretrain_command(
     set_threads(st.threads)
     overrides: dict[str, Any] = {
         "n_train": n_train,
+        "n_val": n_val,
         "max_epochs": max_epochs,
         "max_minutes": max_minutes,
         "seed": seed,

@@ -53,7 +53,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # About 10 minutes on one core of a 2-core machine with ethanol (see README).
     "quick": Preset(
-        pretrain={"max_minutes": 2.0},
+        pretrain={},  # the quick pretrain preset: 200 epochs, about a minute
         sample=SampleConfig(replicas=32, steps=4000, record_every=20),
         contrastive=ContrastiveConfig(n_chains=16, n_updates=40, steps_per_update=200, warmup_updates=10),
         control=False,
@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
     # Hidden: the quick pipeline at sizes that run in well under a minute, for the end-to-end
     # test (tests/test_reproduce.py). Its numbers mean nothing.
     "tiny": Preset(
-        pretrain={"n_train": 60, "max_epochs": 2, "max_minutes": 0.0},
+        pretrain={"n_train": 60, "n_val": 20, "max_epochs": 2},
         sample=SampleConfig(replicas=4, steps=60, record_every=10),
         contrastive=ContrastiveConfig(
             n_chains=4, n_updates=2, steps_per_update=5, warmup_updates=1, batch_size=8

@@ -7,6 +7,7 @@ device and batches are index selections, with no per-step copying from numpy.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -69,34 +70,75 @@ class FrameSet:
 
 
 def select_frames(
-    train_rows: np.ndarray, n_train: int | None, val_fraction: float, seed: int
+    train_rows: np.ndarray,
+    n_train: int | None,
+    n_val: int | None,
+    seed: int,
+    *,
+    val_fraction: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``n_train`` frames of a split's training part and hold out a validation share.
+    """Draw validation and training frames from a split's training part, disjoint.
 
-    One permutation of ``train_rows`` by ``numpy.random.default_rng(seed)``: its first
-    ``n_train`` entries are the frames used, the first ``round(val_fraction * n_train)`` of those
-    (at least 1 when ``val_fraction > 0``) are the validation set, the rest the training set. So
-    the same seed gives the same frames, and a smaller ``n_train`` draws a subset of a larger one.
-    ``n_train=1000`` with the default 0.05 gives the usual rMD17 950 / 50.
+    One permutation of ``train_rows`` by ``numpy.random.default_rng(seed)``: its first ``n_val``
+    entries validate, the next ``n_train`` train. So a seed keeps its validation frames whatever
+    ``n_train``, the same seed gives the same frames, and a smaller ``n_train`` trains on a
+    subset of a larger one. With ``val_fraction`` (the rule before 2026-12-07, for old run
+    configs) the first ``n_train`` entries are drawn and the first ``round(val_fraction *
+    n_train)`` of those (at least 1) validate, as before.
 
     Args:
         train_rows: (T,) dataset rows of the split's training part.
-        n_train: frames to use, training + validation (None: all T).
-        val_fraction: share of them held out for validation, in [0, 0.5].
+        n_train: training frames (None: all T but the validation frames; with ``val_fraction``:
+            training + validation frames).
+        n_val: validation frames (ignored with ``val_fraction``).
         seed: seed of the draw.
+        val_fraction: the old rule's validation share, in (0, 0.5]; None: ``n_val``.
 
     Returns:
         (training rows, validation rows), each sorted.
+
+    Raises:
+        CrmseError: when the training part is too small for the request (one line, both fixes).
     """
     rows = np.asarray(train_rows, dtype=np.int64)
-    n = len(rows) if n_train is None else int(n_train)
-    if n < 2 or n > len(rows):
-        raise CrmseError(f"n_train must lie in 2..{len(rows)} (the split's training frames), got {n_train}")
-    if not 0.0 <= val_fraction <= 0.5:
-        raise CrmseError(f"val_fraction must lie in [0, 0.5], got {val_fraction}")
-    chosen = np.random.default_rng(seed).permutation(rows)[:n]
-    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
+    order = np.random.default_rng(seed).permutation(rows)
+    if val_fraction is not None:
+        return _select_by_fraction(order, n_train, val_fraction)
+    if n_val is None or int(n_val) < 1:
+        raise CrmseError(f"n_val must be >= 1 (validation frames), got {n_val}")
+    v = int(n_val)
+    if v >= len(rows):
+        raise CrmseError(
+            f"n_val {v} leaves no training frames of the split's {len(rows)}; lower n_val (--n-val)"
+        )
+    t = len(rows) - v if n_train is None else int(n_train)
+    if t < 1 or v + t > len(rows):
+        raise CrmseError(
+            f"n_train {t} + n_val {v} = {t + v} frames, but the split's training part holds "
+            f"{len(rows)}; lower n_train (at most {len(rows) - v} beside {v} validation frames) "
+            "or n_val (--n-val)"
+        )
+    return np.sort(order[v : v + t]), np.sort(order[:v])
+
+
+def _select_by_fraction(
+    order: np.ndarray, n_train: int | None, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rule before 2026-12-07: ``n_train`` frames, a ``val_fraction`` of them validating."""
+    n = len(order) if n_train is None else int(n_train)
+    if n < 2 or n > len(order):
+        raise CrmseError(f"n_train must lie in 2..{len(order)} (the split's training frames), got {n_train}")
+    if not 0.0 < val_fraction <= 0.5:
+        raise CrmseError(f"val_fraction must lie in (0, 0.5], got {val_fraction}")
+    chosen = order[:n]
+    n_val = max(1, int(round(val_fraction * n)))
     return np.sort(chosen[n_val:]), np.sort(chosen[:n_val])
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """sha256 (16 hex digits) of dataset rows, sorted, as little-endian int64: names a frame set."""
+    blob = np.sort(np.asarray(rows, dtype="<i8")).tobytes()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def shuffled_batches(n_frames: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:

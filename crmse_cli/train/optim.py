@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 
 class LRSchedule:
-    """Learning rate of each step: cosine over the run's progress, plateau cuts, or constant."""
+    """Learning rate of each step: cosine over ``max_epochs``, plateau cuts, or constant.
+
+    The rate depends on the step count and validation losses only, never on the clock, so a run
+    is the same on a fast and a slow machine (issue 29).
+    """
 
     def __init__(self, config: PretrainConfig, steps_per_epoch: int) -> None:
         self.config = config
@@ -27,19 +31,15 @@ class LRSchedule:
         self.best = math.inf
         self.bad_epochs = 0
 
-    def progress(self, step: int, elapsed_s: float) -> float:
-        """Fraction of the run done, in [0, 1]: by steps, or by time if that is further."""
-        p = step / self.total_steps
-        budget = self.config.budget_s
-        if budget:
-            p = max(p, elapsed_s / budget)
-        return min(1.0, p)
+    def progress(self, step: int) -> float:
+        """Fraction of the run's steps done, in [0, 1]."""
+        return min(1.0, step / self.total_steps)
 
-    def on_step(self, step: int, elapsed_s: float) -> float:
+    def on_step(self, step: int) -> float:
         """The rate for the next step."""
         cfg = self.config
         if cfg.schedule == "cosine":
-            p = self.progress(step, elapsed_s)
+            p = self.progress(step)
             self.lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * p))
         return self.lr
 

@@ -1,20 +1,20 @@
 """MSE pretraining of a GNN potential on energies and forces, resumable to the bit.
 
-The loop (:class:`PretrainTrainer`) draws ``n_train`` frames of a split's training part, holds
-out a validation share, fits the potential's per-element shift and scale on the training frames,
+The loop (:class:`PretrainTrainer`) draws ``n_train`` training and ``n_val`` validation frames of a
+split's training part (disjoint), fits the potential's per-element shift and scale on the training frames,
 and runs Adam on L_MSE (``crmse_cli.train.losses``) with gradient clipping, a learning-rate
 schedule, an optional exponential moving average (EMA) of the weights, early stopping on the
-validation loss and a wall-clock budget. It yields one :class:`EpochRecord` per epoch and calls
+validation loss and an optional wall-clock budget. It yields one :class:`EpochRecord` per epoch and calls
 attached observers (checkpoint writing, registry logging, progress bars); it knows nothing of
 the registry.
 
-Schedule. ``cosine`` (the default) anneals the learning rate from ``lr`` to ``lr_min`` over the
-run's progress p = max(epochs done / max_epochs, time used / max_minutes), so a time-budgeted run
-still ends at the small learning rate that gives the last factor in accuracy. ``plateau`` halves
-the rate when the validation loss stalls (``plateau_factor``, ``plateau_patience``). The
-measurements behind the defaults are in ``PretrainConfig``'s docstring. With a time budget the
-cosine schedule depends on the machine's speed; runs without ``max_minutes`` are deterministic
-for a seed, resumed or not.
+Schedule. ``cosine`` (the default) anneals the learning rate from ``lr`` to ``lr_min`` over
+``max_epochs`` epochs of optimiser steps; ``plateau`` halves the rate when the validation loss
+stalls (``plateau_factor``, ``plateau_patience``). No schedule reads the clock, so a run is
+deterministic for a seed, data, code and thread count, resumed or not
+(``tests/test_pretrain_repro.py``). The optional ``max_minutes`` only stops a run (stop reason
+``time_budget``, before the cosine has annealed). The measurements behind the defaults are in
+``PretrainConfig``'s docstring.
 """
 
 from __future__ import annotations
@@ -98,9 +98,7 @@ class PretrainTrainer:
     ) -> None:
         self.dist = dist or DistContext()
         if len(val) == 0:
-            raise CrmseError(
-                "no validation frames: raise val_fraction above 0 (the best epoch is picked on them)"
-            )
+            raise CrmseError("no validation frames: set n_val >= 1 (the best epoch is picked on them)")
         self.potential = potential.train()
         self.train_set, self.val_set = train, val
         self.config = config
@@ -139,7 +137,7 @@ class PretrainTrainer:
         """A fresh trainer: draw frames, build the potential (seeded), fit shift and scale."""
         check_device(config.device)
         train_rows, val_rows = select_frames(
-            data.split(split)[0], config.n_train, config.val_fraction, config.seed
+            data.split(split)[0], config.n_train, config.n_val, config.seed, val_fraction=config.val_fraction
         )
         # Seeded without touching the caller's global generator.
         with torch.random.fork_rng(devices=[]):
@@ -242,8 +240,7 @@ class PretrainTrainer:
             # Every rank draws the same batches and takes its slice of each (DDP's sharding);
             # with even batches the averaged gradient is the single-process one.
             index = batch[rank::world]
-            lr = self.schedule.on_step(self.step, self.elapsed_s + time.perf_counter() - start)
-            lr = self.dist.reduce(lr, "max")  # time-based schedules: one rate on every rank
+            lr = self.schedule.on_step(self.step)  # counts steps: no clock
             if len(index) == 0:  # a last batch smaller than the world: this rank adds nothing
                 self.loop.apply(lr, grads=[None] * len(self.params))
                 self.step += 1

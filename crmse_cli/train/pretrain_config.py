@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from crmse_cli.config import read_config_file, to_dict
+from crmse_cli.defaults import PRETRAIN_MAX_EPOCHS, PRETRAIN_N_VAL
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.config import MACE_DEFAULTS, ModelConfig
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
 from crmse_cli.validate import check_config
 
 SCHEDULES = ("cosine", "plateau", "constant")
+N_VAL = PRETRAIN_N_VAL
+"""Validation frames by default: 100 labelled frames the run does not train on."""
+MAX_EPOCHS = PRETRAIN_MAX_EPOCHS
+"""Epochs of the default cosine schedule (the measurement: :class:`PretrainConfig`)."""
 
 
 @dataclass(frozen=True)
@@ -25,27 +30,53 @@ class PretrainConfig:
     min) the validation targets E MAE < 0.5 kcal/mol and F MAE < 1.0 kcal/mol/Å were first met
     at epoch 40 by cosine with EMA 0.99, at epoch 50 by plateau (factor 0.5, patience 5) and at
     epoch 60 by cosine alone; after the 100 epochs all three tested at E MAE 0.21-0.23 kcal/mol
-    and F MAE 0.79-0.84 kcal/mol/Å. Cosine with the EMA got there fastest, and cosine also ends
-    a time-budgeted run at a small rate, so it is the default. The 15-minute budget (~600 epochs)
-    leaves a wide margin; early stopping ends runs whose validation loss has stalled.
+    and F MAE 0.79-0.84 kcal/mol/Å. Cosine with the EMA got there fastest, so it is the default.
+
+    Reproducible parents (issue 29). The schedule counts epochs only: cosine over ``max_epochs``
+    steps, whatever the machine's speed, so the same seed, data, code and thread count give
+    bit-identical weights (``tests/test_pretrain_repro.py``). Before 2026-12-07 the cosine also
+    followed a 15-minute wall-clock budget and early stopping (patience 100 on 10 validation
+    frames) ended some runs at lr ~8e-4 and others fully annealed: seeds differed in regime.
+    ``max_minutes`` is now off by default; when given it only stops the run (the rate then has not
+    annealed), and the run records ``stopped_by_time_budget``. Early stopping is off by default
+    for the same reason (it is deterministic when on: epochs and validation loss only).
+    ``max_epochs`` = 1000: one epoch of 200 training + 100 validation frames took 1.3 s on one
+    thread (measured 2026-12-07, 8 epochs, a 2-core machine at load ~2.5; the 2026-12-06 parents
+    ran 0.31 s per epoch of 190 + 10 frames on a quieter one), so a 200-frame parent anneals in
+    5-22 min and a 900 + 100-frame parent (~4.5x the frames) in ~25 min on a quiet core. The
+    2026-12-01 1000-frame parents reached test F MAE 0.51 kcal/mol/Å after 538 epochs.
+
+    Validation. ``n_val`` labelled frames of the split's training part that the run does not
+    train on: one seeded permutation of the training part, whose first ``n_val`` rows validate
+    and next ``n_train`` rows train. A seed thus keeps its validation frames whatever ``n_train``
+    and a smaller ``n_train`` trains on a subset of a larger one. rMD17's training parts hold
+    1000 frames, so 1000 labelled frames are ``n_train = 900`` (the default preset); asking for
+    more than the training part holds is refused in one line naming both fixes. The run's config
+    records ``n_val_frames`` and ``val_frames_sha256`` (of the sorted dataset rows, int64).
 
     Attributes:
         model: the potential's :class:`ModelConfig` (its ``dtype`` is the training dtype).
-        n_train: frames drawn from the split's training part, validation included (None: all).
-        val_fraction: share of those held out for validation (0.05: rMD17's usual 950 / 50).
+        n_train: training frames drawn from the split's training part (None: all of it but the
+            validation frames).
+        n_val: validation frames, drawn from the split's training part besides the ``n_train``
+            (default 100). Unset (None) only with ``val_fraction``.
+        val_fraction: the rule before 2026-12-07, kept so old run configs read and rerun the same
+            frames: ``n_train`` frames are drawn and this share of them validates (0.05: 950 / 50).
+            None (default): ``n_val`` decides. Giving it replaces ``n_val``.
         batch_size: frames per optimiser step.
         lr: Adam's initial learning rate.
-        schedule: "cosine" (default; decays to ``lr_min`` over the run), "plateau" (multiply by
-            ``plateau_factor`` after ``plateau_patience`` epochs without a 1e-4 relative
-            improvement of the validation loss) or "constant".
+        schedule: "cosine" (default; decays to ``lr_min`` over ``max_epochs``), "plateau"
+            (multiply by ``plateau_factor`` after ``plateau_patience`` epochs without a 1e-4
+            relative improvement of the validation loss) or "constant".
         lr_min: the final rate of cosine and the floor of plateau.
         plateau_factor: learning-rate factor of the plateau schedule, in (0, 1).
         plateau_patience: epochs without improvement before the plateau schedule cuts the rate.
         early_stopping_patience: stop after this many epochs without a new best validation loss
-            (0: never).
-        max_epochs: the most epochs to train.
-        max_minutes: wall-clock budget of training in minutes, summed over resumes (0/None:
-            none). Checked after each epoch.
+            (0, the default: never; train the whole schedule).
+        max_epochs: epochs to train; the cosine schedule spans them.
+        max_minutes: optional wall-clock budget of training in minutes, summed over resumes
+            (None/0, the default: none). Checked after each epoch; it stops the run without
+            changing the schedule, and a run it stopped records ``stopped_by_time_budget`` = 1.
         grad_clip: clip the gradient's global norm to this (0/None: no clipping).
         ema_decay: decay of an exponential moving average of the weights, per step (0: off;
             0.99 averages over ~100 steps, ~3 epochs of 950 frames). When on, the EMA weights
@@ -58,16 +89,17 @@ class PretrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     n_train: int | None = None
-    val_fraction: float = 0.05
+    n_val: int | None = N_VAL
+    val_fraction: float | None = None
     batch_size: int = 32
     lr: float = 1e-3
     schedule: str = "cosine"
     lr_min: float = 1e-5
     plateau_factor: float = 0.5
     plateau_patience: int = 10
-    early_stopping_patience: int = 100
-    max_epochs: int = 2000
-    max_minutes: float | None = 15.0
+    early_stopping_patience: int = 0
+    max_epochs: int = MAX_EPOCHS
+    max_minutes: float | None = None
     grad_clip: float | None = 10.0
     ema_decay: float = 0.99
     energy_weight: float = DEFAULT_ENERGY_WEIGHT
@@ -84,8 +116,15 @@ class PretrainConfig:
                 raise CrmseError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and 0 <= self.lr_min <= self.lr):
             raise CrmseError(f"need lr > 0 and 0 <= lr_min <= lr, got lr {self.lr}, lr_min {self.lr_min}")
-        if not 0 < self.val_fraction <= 0.5:
-            raise CrmseError(f"val_fraction must lie in (0, 0.5], got {self.val_fraction}")
+        if self.val_fraction is not None:  # the rule before issue 29 (old run configs read)
+            if self.n_val not in (None, N_VAL):
+                raise CrmseError(
+                    f"give n_val ({self.n_val}) or val_fraction ({self.val_fraction}), not both; "
+                    "n_val is the rule since 2026-12-07"
+                )
+            object.__setattr__(self, "n_val", None)  # recorded as it is used
+        elif self.n_val is None:
+            raise CrmseError("n_val must be set (validation frames), or val_fraction for the old rule")
         if not 0 < self.plateau_factor < 1:
             raise CrmseError(f"plateau_factor must lie in (0, 1), got {self.plateau_factor}")
         if not 0 <= self.ema_decay < 1:
