@@ -148,6 +148,7 @@ class ContrastiveTrainer:
         self.config = config
         self.weights = config.weights
         self.beta = beta_of(config.temperature_K)
+        self.lc_scale = config.lc_scale  # beta (default) or 1/(energy unit): crmse_cli.train.readings
         self.positives = positive_positions
         self.loop: TrainingLoop[UpdateRecord] = TrainingLoop(
             parameters,
@@ -169,7 +170,7 @@ class ContrastiveTrainer:
             n_chains,
             self.generator,
             sampler=config.chain_sampler,
-            eta_A2=config.eta_A2,
+            eta_A2=config.eta_internal_A2,  # beta-scaled Å², whatever eta_units
             temperature_K=config.chain_T_K,
             fly_apart_A=config.fly_apart_A,
             reset_fraction=config.reset_fraction,
@@ -220,7 +221,7 @@ class ContrastiveTrainer:
             k_max = largest_curvature(self.energy_fn, self.x[0], iterations=30, seed=self.config.seed)
         except RuntimeError:  # models without double backward: no estimate
             return math.nan
-        value = self.config.eta_A2 * beta_of(self.config.chain_T_K) * k_max
+        value = self.config.eta_internal_A2 * beta_of(self.config.chain_T_K) * k_max
         if value > STIFF_WARN and self.config.chain_sampler == "ula":
             inflation = 1.0 / max(1e-9, 1.0 - value / 2.0)
             logger.warning(
@@ -297,7 +298,7 @@ class ContrastiveTrainer:
         energy_chains = self.energy_fn(self.chains.detach())
         # The data term: the L_MSE batch's energies, or a batch of the larger positive set.
         energy_pos = energy if self.positives is None else self.energy_fn(self._draw_positives(len(idx)))
-        loss_c = self.beta * (energy_pos.mean() - energy_chains.mean())
+        loss_c = self.lc_scale * (energy_pos.mean() - energy_chains.mean())
         factor = self.lambda_schedule.factor
         lam = cfg.lambda_internal * factor
         params = [p for p in self.parameters if p.requires_grad]

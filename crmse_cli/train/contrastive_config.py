@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crmse_cli.defaults import ENERGY_WEIGHT, ETA_A2, FORCE_WEIGHT, LAMBDA, TEMPERATURE_K
+from crmse_cli.train import readings
 from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
+from crmse_cli.train.readings import ETA_UNITS
 from crmse_cli.units import KCAL_PER_MOL_PER_EV
 from crmse_cli.validate import check_config
 
@@ -46,7 +48,14 @@ class ContrastiveConfig:
         lambda_units: "eV" (default; L_MSE read in eV and eV/Å, as the paper and the field's
             trainers: the effective weight against our kcal loss is 531.8 lambda) or "kcal"
             (lambda against L_MSE in kcal/mol and kcal/mol/Å, the 2026-12-01 study).
-        eta_A2: step size eta of the chains in Å^2 (paper: 0.0004).
+        lc_beta: True (default): L_C = beta (<U>_data - <U>_chains), dimensionless; False: L_C =
+            <U>_data - <U>_chains in the energy unit of ``lambda_units`` (eV or kcal/mol). In eV
+            the two readings of one lambda differ by beta = 23.2/eV at 500 K
+            (:mod:`crmse_cli.train.readings`).
+        eta_A2: step size eta of the chains (paper: 0.0004), read in ``eta_units``.
+        eta_units: "A2" (default): eta in Å² of the beta-scaled step x + eta beta F + sqrt(2 eta)
+            xi; "A2_per_eV": eta in Å²/eV of the unscaled step x - eta grad U + sqrt(2 eta kT) xi
+            (U, kT in eV), converted to eta kT[eV] beta-scaled Å² at the chain temperature.
         steps_per_update: K, chain steps before each parameter update (paper 200).
         n_chains: C, the number of persistent chains.
         n_updates: number of parameter updates.
@@ -100,7 +109,9 @@ class ContrastiveConfig:
 
     lambda_: float = LAMBDA
     lambda_units: str = "eV"
+    lc_beta: bool = True
     eta_A2: float = ETA_A2
+    eta_units: str = "A2"
     steps_per_update: int = 200
     n_chains: int = 64
     n_updates: int = 400
@@ -158,6 +169,7 @@ class ContrastiveConfig:
         if self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}")
         for name, allowed in (
+            ("eta_units", ETA_UNITS),
             ("chain_source", CHAIN_SOURCES),
             ("positives", POSITIVES),
             ("optimizer_init", OPTIMIZER_INITS),
@@ -174,6 +186,16 @@ class ContrastiveConfig:
     def lambda_internal(self) -> float:
         """Weight of L_C against L_MSE computed in kcal/mol and kcal/mol/Å."""
         return effective_lambda(self.lambda_, self.lambda_units)
+
+    @property
+    def eta_internal_A2(self) -> float:
+        """The chains' step in crmse's beta-scaled form, Å² (``eta_A2`` read in ``eta_units``)."""
+        return readings.eta_beta_scaled_A2(self.eta_A2, self.eta_units, self.chain_T_K)
+
+    @property
+    def lc_scale(self) -> float:
+        """Factor of (<U>_data - <U>_chains) in kcal/mol in L_C: beta, or 1/(energy unit)."""
+        return readings.lc_scale(self.lc_beta, self.lambda_units, self.temperature_K)
 
     @property
     def weights(self) -> LossWeights:
