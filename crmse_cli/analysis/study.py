@@ -1,4 +1,4 @@
-"""Study tables: metrics of several runs side by side, seed groups, pooled stability with Fisher's test.
+"""Study tables: metrics of runs side by side, seed groups, stability tests per seed, stratified and pooled.
 
 The registry-free part of the tables of ``docs/results.md`` (``benchmarks/study_table.py`` reads
 the registry and calls these). A run is a dict ``metric name -> value`` (final metrics of an
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from scipy.stats import fisher_exact
 
 from crmse_cli import names
+from crmse_cli.analysis.strata import cmh_test
 from crmse_cli.errors import CrmseError
 
 ROWS: tuple[str, ...] = (
@@ -91,8 +92,9 @@ def runs_table(columns: Mapping[str, Mapping[str, float]]) -> list[str]:
 def groups_table(groups: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
     """Markdown lines of a study table.
 
-    Per group, the mean ± half-range over its runs, then the pooled replicas that stayed
-    physical with Fisher's test of every group against the first.
+    Per group, the mean ± half-range over its runs; the tests of every group against the first
+    within seeds (:func:`stratified_rows`: the i-th run of each group is seed i); then the pooled
+    replicas that stayed physical with Fisher's test.
     """
     lines = [
         "| metric | " + " | ".join(f"{k} (n={len(v)})" for k, v in groups.items()) + " |",
@@ -109,6 +111,7 @@ def groups_table(groups: Mapping[str, Sequence[Mapping[str, float]]]) -> list[st
             mean, half = sum(xs) / len(xs), (max(xs) - min(xs)) / 2
             cells.append(f"{fmt(mean)} ± {fmt(half)}" if len(xs) > 1 else fmt(mean))
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines += stratified_rows(groups)  # the seeds' own tests, beside the pooled one below
     pooled = {label: pool_stability(runs) for label, runs in groups.items()}
     if all(p.n_replicas > 0 for p in pooled.values()):
         first = next(iter(pooled.values()))
@@ -120,3 +123,74 @@ def groups_table(groups: Mapping[str, Sequence[Mapping[str, float]]]) -> list[st
             cells.append(cell)
         lines.append("| stable replicas, pooled over seeds | " + " | ".join(cells) + " |")
     return lines
+
+
+def seed_tables(
+    first: Sequence[Mapping[str, float]], other: Sequence[Mapping[str, float]]
+) -> list[list[list[int]]] | None:
+    """One 2x2 table per seed, [[left, stayed] of ``other``, [left, stayed] of ``first``].
+
+    The i-th run of each group is seed i (list the seeds in the same order in every group).
+    None when the groups differ in length or a run has no replicas.
+    """
+    if len(first) != len(other) or not first:
+        return None
+    tables = []
+    for a, b in zip(first, other, strict=True):
+        pa, pb = pool_stability([a]), pool_stability([b])
+        if pa.n_replicas <= 0 or pb.n_replicas <= 0:
+            return None
+        tables.append([[pb.n_left, pb.n_stable], [pa.n_left, pa.n_stable]])
+    return tables
+
+
+def _odds(t: list[list[int]]) -> float:
+    (a, b), (c, d) = t
+    return a * d / (b * c) if b * c else (math.nan if a * d == 0 else math.inf)
+
+
+def stratified_rows(groups: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
+    """Rows of the per-seed tests of every group against the first.
+
+    Per seed: the replicas that left, the odds ratio of leaving against the first group's same
+    seed and Fisher's p. Over seeds: the Cochran-Mantel-Haenszel p with the Mantel-Haenszel odds
+    ratio and the Breslow-Day (Tarone) heterogeneity p (:mod:`crmse_cli.analysis.strata`).
+    Empty unless every group has the first group's number of runs (>= 2), each with replicas.
+    """
+    runs = list(groups.values())
+    tables = [seed_tables(runs[0], r) for r in runs[1:]]
+    if len(runs) < 2 or len(runs[0]) < 2 or any(t is None for t in tables):
+        return []
+    seeds = [", ".join(f"{int(r['n_left'])}/{int(r['n_replicas'])}" for r in runs[0])]
+    strata = [""]
+    for t in tables:
+        assert t is not None
+        seeds.append(", ".join(_seed_cell(x) for x in t))
+        strata.append(_cmh_cell(t))
+    return [
+        "| left per seed (odds ratio and Fisher p vs the first group's same seed) | "
+        + " | ".join(seeds)
+        + " |",
+        "| stratified by seed: CMH p (Mantel-Haenszel OR; Breslow-Day-Tarone p) | "
+        + " | ".join(strata)
+        + " |",
+    ]
+
+
+def _seed_cell(t: list[list[int]]) -> str:
+    (left, stayed), first = t
+    p = fisher_left(_pooled(first), _pooled(t[0]))
+    return f"{left}/{left + stayed} (OR {fmt(_odds(t))}, p = {p:.2g})"
+
+
+def _cmh_cell(t: list[list[int]]) -> str:
+    try:
+        r = cmh_test(t)
+    except CrmseError:  # nobody left, or everybody, in every seed: no test
+        return "-"
+    het = f"{r.heterogeneity_pvalue:.2g}" if math.isfinite(r.heterogeneity_pvalue) else "-"
+    return f"p = {r.pvalue:.2g} (OR {fmt(r.odds_ratio)}; heterogeneity p = {het})"
+
+
+def _pooled(row: list[int]) -> PooledStability:
+    return PooledStability(row[0] + row[1], row[0])

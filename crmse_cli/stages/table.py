@@ -3,7 +3,11 @@
 Columns are runs (any kind; evaluate runs carry the distribution and stability metrics), or
 groups of runs (seeds of one setting) shown as mean ± half-range with the replicas that stayed
 physical pooled over each group and Fisher's exact test of every group against the first
-(:mod:`crmse_cli.analysis.study`).
+(:mod:`crmse_cli.analysis.study`). Seeds are the unit of evidence, so beside the pooled test a
+group table shows per seed the replicas that left, the odds ratio and Fisher's p against the
+first group's same seed, and the Cochran-Mantel-Haenszel test stratified by seed with the
+Breslow-Day-Tarone heterogeneity p (:mod:`crmse_cli.analysis.strata`): list every group's runs
+in the same seed order.
 
 A study outlives the workspace it ran in only through what is committed: ``--export FILE`` writes
 the final metrics (with units), kind, dataset, seed and config of every run in the table to one
