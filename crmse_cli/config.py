@@ -45,13 +45,17 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
             f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML or JSON"
         ) from exc
     try:
-        if path.suffix == ".json":
-            return dict(json.loads(text))
-        return tomllib.loads(text)
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise CrmseError(
             f"config file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
         ) from exc
+    if not isinstance(data, dict):  # JSON's top level may be a list, a number, a string
+        raise CrmseError(
+            f"config file {path} holds a JSON {type(data).__name__}, not an object; write the "
+            'settings as {"key": value, ...}'
+        )
+    return data
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:

@@ -17,3 +17,20 @@ class DataError(CrmseError):
 
 class NetworkError(CrmseError):
     """A download failed (no network, HTTP error, truncated transfer)."""
+
+
+class DiskFullError(CrmseError):
+    """A write failed because its device is full (ENOSPC) or the user's quota is spent (EDQUOT).
+
+    Args:
+        path: the file being written.
+        then: what to do once space is freed (a resumable run says how to resume it).
+    """
+
+    def __init__(self, path: object, then: str = "run the same command again") -> None:
+        self.path, self.then = str(path), then
+        super().__init__(f"no space left on device writing {path}; free space there, then {then}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Crosses process boundaries (xTB workers): rebuild from (path, then), not from the message.
+        return (type(self), (self.path, self.then))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -11,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from crmse_cli.errors import DiskFullError
 
 NPZ_READ_ERRORS: tuple[type[BaseException], ...] = (
     KeyError,
@@ -32,6 +35,12 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def raise_if_disk_full(exc: BaseException, path: Path | str) -> None:
+    """Raise :class:`DiskFullError` naming ``path`` when ``exc`` is a full device or quota."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(path) from exc
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path`` (atomic on POSIX).
@@ -50,6 +59,9 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         # mkstemp creates 0600; give the file the mode a plain open() would (reports are shared)
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise_if_disk_full(exc, path)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

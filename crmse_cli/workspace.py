@@ -60,19 +60,32 @@ class Workspace:
         """Checkpoints and artifacts of one run."""
         return self.home / "runs" / run_id
 
+    def _folders(self) -> tuple[Path, ...]:
+        return (self.home, self.cache_dir, self.datasets_dir, self.home / "runs")
+
+    def blocker(self) -> str | None:
+        """Why the workspace cannot be used (a file where one of its folders goes), else None.
+
+        Creates nothing (``crmse doctor`` asks this of a workspace it must not change).
+        """
+        for d in self._folders():
+            found = next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), None)
+            if found is not None:
+                return (
+                    f"cannot use workspace {self.home}: {found} is a file, not a folder; "
+                    "point --home / CRMSE_HOME at a folder"
+                )
+        return None
+
     def ensure(self) -> Workspace:
         """Create the workspace folders; a one-line error when that is impossible."""
         from crmse_cli.errors import CrmseError
 
-        for d in (self.home, self.cache_dir, self.datasets_dir, self.home / "runs"):
+        for d in self._folders():
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
-                blocker = next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), d)
-                raise CrmseError(
-                    f"cannot use workspace {self.home}: {blocker} is a file, not a folder; "
-                    "point --home / CRMSE_HOME at a folder"
-                ) from exc
+                raise CrmseError(self.blocker() or f"cannot create {d}: {exc}") from exc
             except OSError as exc:
                 raise CrmseError(
                     f"cannot create {d} ({exc.strerror or exc}); the workspace {self.home} is not "

@@ -234,3 +234,26 @@ def test_a_budget_needs_validation_frames(tmp_path: Path) -> None:
     with pytest.raises(CrmseError, match="one process"):
         check_budget(BudgetConfig(force_budget=0.1), data, "01", np.arange(3), 2)
     check_budget(BudgetConfig(), data, "01", np.zeros(0, dtype=np.int64), 2)  # no budget: no checks
+
+
+def test_show_and_report_read_the_choice_from_the_metrics() -> None:
+    from types import SimpleNamespace
+
+    from crmse_cli.report.collect import _budget
+
+    config = {"budget": {"force_budget": 0.1, "screen_replicas": 32}}
+    finals = {
+        rule.CHOICE_UPDATE: (50.0, "1"), rule.CHOICE_LEFT: (2.0, "1"), rule.CHOICE_REL_FORCE: (0.06, "1"),
+        rule.N_WITHIN: (3.0, "1"), rule.N_CANDIDATES: (9.0, "1"), rule.PARENT_FALLBACK: (0.0, "1"),
+    }  # fmt: skip
+    model = SimpleNamespace(kind="regularize", config=config)
+    assert _budget(SimpleNamespace(model=model), finals) == (
+        "0.1: chose update 50, 2/32 left in the screen, validation force MAE +6.0% vs the parent; "
+        "3 of 9 candidates within budget"
+    )
+    fallback = {**finals, rule.CHOICE_UPDATE: (0.0, "1"), rule.PARENT_FALLBACK: (1.0, "1")}
+    assert "the parent (update 0)" in str(_budget(SimpleNamespace(model=model), fallback))
+    assert "no candidate after the parent" in str(_budget(SimpleNamespace(model=model), fallback))
+    no_budget = SimpleNamespace(kind="regularize", config={"budget": {"force_budget": None}})
+    assert _budget(SimpleNamespace(model=no_budget), finals) is None
+    assert _budget(SimpleNamespace(model=SimpleNamespace(kind="pretrain", config={})), {}) is None

@@ -21,7 +21,7 @@ from pathlib import Path
 from crmse_cli import __version__
 from crmse_cli.data.sources import RemoteFile
 from crmse_cli.errors import DataError, NetworkError
-from crmse_cli.fileio import sha256_file
+from crmse_cli.fileio import raise_if_disk_full, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ def _transfer(url: str, part: Path, progress: Progress | None, timeout_s: float)
         raise _Interrupted(f"connection dropped: {exc}") from exc
     except (http.client.HTTPException, TimeoutError, ConnectionError) as exc:
         raise _Interrupted(f"{type(exc).__name__}: {exc}") from exc
+    except OSError as exc:  # a full disk is not a network failure: say so, keep the .part
+        raise_if_disk_full(exc, part)
+        raise
     if total is not None and done < total:
         raise _Interrupted(f"stopped at {done} of {total} bytes")
 

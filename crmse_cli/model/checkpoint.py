@@ -80,8 +80,10 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
     }
     if isinstance(potential, ModulePotential):
         payload["module"] = {"adapter": potential.config.architecture, "bytes": potential.module_bytes()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a file object: a full disk then raises OSError (ENOSPC, which atomic_path names),
+    # where torch's own file writer raises "unexpected pos" RuntimeErrors.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return sha256_file(path)
 
 

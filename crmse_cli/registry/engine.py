@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, InterfaceError, OperationalError
 
 from crmse_cli.errors import CrmseError
 
@@ -71,6 +72,57 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages; works on unparsable URLs)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _create(url: str, **kwargs: Any) -> Engine:
+    """``create_engine`` with a one-line error for a URL that names no usable database."""
+    shown = masked_url(url)
+    try:
+        return create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:  # the dialect is known, its driver is not installed
+        raise CrmseError(
+            f"the driver of the registry URL {shown!r} is not installed ({exc}); install it "
+            "(PostgreSQL: `pip install 'crmse[postgres]'`, URL postgresql+psycopg://...)"
+        ) from exc
+    except ArgumentError as exc:  # NoSuchModuleError (unknown dialect) included
+        raise CrmseError(
+            f"the registry URL {shown!r} is not usable ({str(exc).splitlines()[0]}); set CRMSE_DB_URL to "
+            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB or sqlite:///PATH, or unset it"
+        ) from exc
+
+
+def server_error(exc: BaseException, url: str) -> CrmseError | None:
+    """A one-line error for a database server that cannot be reached or refuses us, else None.
+
+    Connection refused, a wrong port or host, a missing database, a failed login and a server
+    that went away mid-run are :class:`OperationalError` / :class:`InterfaceError`; deadlocks and
+    serialization failures (retried by callers) are not translated.
+    """
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+    if "deadlock" in reason.lower() or "serializ" in reason.lower():
+        return None
+    return CrmseError(
+        f"cannot use the registry database {masked_url(url)} ({reason}); check that the server is "
+        "running and CRMSE_DB_URL (host, port, database, user), then rerun"
+    )
+
+
+def sqlite_blocker(url: str) -> str | None:
+    """Why the SQLite file of ``url`` cannot be a registry (a folder in its place), else None."""
+    path = sqlite_path(url)
+    if path is not None and path.is_dir():
+        return (
+            f"the registry {path} is a folder, not a database file; move it away or point "
+            "--home / CRMSE_HOME at another workspace"
+        )
+    return None
+
+
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for ``url``; SQLite files get their folder created and the pragmas above.
 
@@ -79,11 +131,14 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     shared-memory file, the file is opened as immutable.
     """
     path = sqlite_path(url)
+    blocker = sqlite_blocker(url)
+    if blocker is not None:
+        raise CrmseError(blocker)
     if read_only and path is not None:
         shm = path.with_name(path.name + "-shm")
         immutable = not os.access(path.parent, os.W_OK) and not shm.exists()
         uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
-        engine = create_engine(
+        engine = _create(
             "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         )
         event.listen(engine, "connect", _sqlite_read_only_pragmas)
@@ -97,10 +152,10 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
                     f"cannot create the folder of the registry {path} ({exc.strerror or exc}); "
                     "point --home / CRMSE_HOME at a writable folder"
                 ) from exc
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = _create(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return _create(url, pool_pre_ping=True)
 
 
 def integrity_problems(engine: Engine, *, full: bool = False) -> list[str]:
@@ -144,10 +199,22 @@ def head_revision(engine: Engine) -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's revision; None for a database Alembic never touched."""
+    with engine.connect() as conn:
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    """The revision in ``alembic_version``; a one-line error when the table holds several."""
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    heads = MigrationContext.configure(conn).get_current_heads()
+    if len(heads) > 1:
+        raise CrmseError(
+            f"the registry database records {len(heads)} schema versions ({', '.join(sorted(heads))}) "
+            "in table alembic_version, which must hold one row; delete the stale rows (keep the "
+            "newest revision) or restore the database from a backup"
+        )
+    return heads[0] if heads else None
 
 
 @contextmanager
@@ -188,7 +255,6 @@ def upgrade(engine: Engine, *, read_only: bool = False) -> None:
     an advisory lock, so one process migrates and the others wait, then find the schema at head.
     """
     from alembic import command
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     cfg = alembic_config(engine)
@@ -207,7 +273,7 @@ def upgrade(engine: Engine, *, read_only: bool = False) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":  # DDL is transactional; released at commit
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-        current = MigrationContext.configure(conn).get_current_revision()
+        current = _revision(conn)
         known = {rev.revision for rev in script.walk_revisions()}
         if current is not None and current not in known:
             raise CrmseError(

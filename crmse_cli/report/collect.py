@@ -18,6 +18,7 @@ import numpy as np
 from crmse_cli import __version__, names
 from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS
+from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry, RunInfo
@@ -216,6 +217,13 @@ def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
     }
 
 
+def _budget(t: Target, model_metrics: dict[str, Value]) -> str | None:
+    """The force budget's choice of a regularize model run (``crmse show``'s line), else None."""
+    if t.model is None or t.model.kind != "regularize":
+        return None
+    return budget_summary(t.model.config, {k: v[0] for k, v in model_metrics.items()})
+
+
 def load_evaluation(reg: Registry, evaluate_id: str) -> dict[str, np.ndarray]:
     """The arrays of the latest ``evaluation`` artifact of an evaluate run."""
     arts = reg.artifacts(evaluate_id, kind=names.ARTIFACT_EVALUATION)
@@ -275,7 +283,7 @@ def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -
                 label=label,
                 target=t,
                 evaluate=t.evaluate,
-                settings=_settings(t, t.evaluate),
+                settings={**_settings(t, t.evaluate), "force budget": _budget(t, model_metrics)},
                 model_metrics=model_metrics,
                 metrics=metrics,
                 arrays=load_evaluation(reg, t.evaluate.id),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from crmse_cli.errors import CrmseError
+from crmse_cli.errors import CrmseError, DiskFullError
 from crmse_cli.runlock import RunLock
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def tracked(registry: Registry, run_id: str) -> Iterator[None]:
-    """Mark ``run_id`` completed when the block ends, interrupted on Ctrl-C, failed on errors.
+    """Close ``run_id``: completed, interrupted (Ctrl-C, a full disk) or failed (other errors).
 
     The exception is re-raised after the status is written, so the CLI still reports it. Work
     the block saved (checkpoints, artifacts) stays registered either way, and ``--resume`` can
@@ -32,6 +32,13 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
         # The CLI prints this line (crmse_cli.cli.app.main): what happened and what to do next.
         exc.crmse_message = f"run {run_id} interrupted; {_next_step(registry, run_id)}"  # type: ignore[attr-defined]
         raise
+    except DiskFullError as exc:  # not the run's fault: its saved work resumes once space is freed
+        then = f"{_next_step(registry, run_id)} (run {run_id} is marked interrupted)"
+        try:
+            registry.set_status(run_id, "interrupted", error=str(exc))
+        except CrmseError:  # the registry is on the full disk too: `crmse runs` reaps the run later
+            log.warning("could not mark run %s interrupted; `crmse runs` does once space is freed", run_id)
+        raise DiskFullError(exc.path, then=then) from exc
     except CrmseError as exc:
         registry.set_status(run_id, "failed", error=str(exc))
         raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crmse_cli.fileio import sha256_file
-from crmse_cli.registry.engine import integrity_problems, make_engine, sqlite_path
+from crmse_cli.registry.engine import integrity_problems, make_engine, masked_url, sqlite_blocker, sqlite_path
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -51,7 +51,10 @@ class DoctorReport:
 def doctor(ws: Workspace) -> DoctorReport:
     """Check the workspace ``ws`` (see the module docstring); never writes."""
     db = sqlite_path(ws.db_url)
-    where = str(db) if db is not None else ws.db_url
+    where = str(db) if db is not None else masked_url(ws.db_url)
+    blocker = ws.blocker() or sqlite_blocker(ws.db_url)  # what every other command refuses
+    if blocker is not None:
+        return DoctorReport(ws.home, where, [Finding("error", "workspace", blocker)])
     if db is not None and not db.is_file():
         return DoctorReport(ws.home, where, [Finding("warning", "registry", f"no registry at {db} yet")])
     engine = make_engine(ws.db_url, read_only=True)

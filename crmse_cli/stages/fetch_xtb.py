@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,14 @@ def _run(tasks: list[ReplicaTask], processes: int, in_process: bool) -> list[Rep
             steps[replica], kept[replica] = step, n_kept
             bar.update(task, completed=sum(steps.values()), info=f"{sum(kept.values())}/{frames} frames")
 
-        return run_replicas(tasks, processes, update, in_process=in_process)
+        try:
+            return run_replicas(tasks, processes, update, in_process=in_process)
+        except BrokenProcessPool as exc:  # a worker was killed (OOM killer, kill -9)
+            kept = Path(tasks[0].checkpoint).parent if tasks and tasks[0].checkpoint else "the cache"
+            raise CrmseError(
+                f"an xTB worker process died ({exc}); the replicas' checkpoints are kept in {kept}: "
+                "rerun the same command to continue"
+            ) from exc
 
 
 def _check(

@@ -40,7 +40,7 @@ def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) 
     """Where every grid point of sweep ``name`` stands (grid order)."""
     from crmse_cli.registry.store import Registry
 
-    reg = registry or Registry.open(ws.ensure())
+    reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     out = []
     for job in reg.sweep_jobs(name):
         run = reg.get_run(job.run_id)
@@ -50,12 +50,13 @@ def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) 
             "done" if ev else "evaluate" if smp else "sample" if run.status == "completed" else "regularize"
         )
         owner = f"{job.owner_host}:{job.owner_pid}" if job.owner_host else None
+        source, lambda_, seed = _params(name, job)
         out.append(
             JobStatus(
                 position=job.position,
-                source=job.params["source"],
-                lambda_=float(job.params["lambda"]),
-                seed=int(job.params["seed"]),
+                source=source,
+                lambda_=lambda_,
+                seed=seed,
                 state=job.state,
                 stage=stage,
                 run_id=run.id,
@@ -71,11 +72,24 @@ def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) 
     return out
 
 
+def _params(name: str, job: Any) -> tuple[str, float, int]:
+    """(source, lambda, seed) of a grid point; a one-line error when its row lacks them."""
+    params = job.params if isinstance(job.params, dict) else {}
+    try:
+        return str(params["source"]), float(params["lambda"]), int(params["seed"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CrmseError(
+            f"grid point {job.position} of sweep {name!r} has unusable params {params!r} (needs "
+            "source, lambda and seed; the row was changed outside crmse); recreate the sweep with "
+            "`crmse sweep create`"
+        ) from exc
+
+
 def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[dict[str, Any]]:
     """Every sweep: name, created (UTC) and the number of jobs per state."""
     from crmse_cli.registry.store import Registry
 
-    reg = registry or Registry.open(ws.ensure())
+    reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     out = []
     for s in reg.list_sweeps():
         states = [j.state for j in reg.sweep_jobs(s.name)]
@@ -94,7 +108,7 @@ def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) 
     """
     from crmse_cli.registry.store import Registry
 
-    reg = registry or Registry.open(ws.ensure())
+    reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     points = []
     for st in sweep_status(ws, name, registry=reg):
         if st.evaluate_run is None:
@@ -132,7 +146,7 @@ def write_report(ws: Workspace, name: str, out: Any, *, registry: Registry | Non
     from crmse_cli.registry.store import Registry
     from crmse_cli.report.sweep import markdown_table, render_page, summarize
 
-    reg = registry or Registry.open(ws.ensure())
+    reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     spec = reg.get_sweep(name)
     points = sweep_points(ws, name, registry=reg)
     if not points:

@@ -57,12 +57,30 @@ def load_exports(paths: list[Path]) -> dict[str, dict[str, Any]]:
         if not isinstance(runs, list) or doc.get("format") != EXPORT_FORMAT:
             raise DataError(f"--include {path}: not a crmse metrics export (format {EXPORT_FORMAT})")
         for rec in runs:
-            if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
-                raise DataError(f"--include {path}: a run without metrics")
+            _check_record(path, rec)
             for key in (rec.get("id"), rec.get("name")):
                 if key:
                     found[str(key)] = rec
     return found
+
+
+def _check_record(path: Path, rec: Any) -> None:
+    """A one-line DataError unless ``rec`` is a run of an export: an id, and [number, unit] metrics."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
+        raise DataError(f"--include {path}: a run without metrics")
+    run_id = rec.get("id")
+    if not isinstance(run_id, str) or not run_id:
+        raise DataError(
+            f"--include {path}: a run without an id (name {rec.get('name')!r}); export it again "
+            "with `crmse table --export`"
+        )
+    for key, pair in rec["metrics"].items():
+        number = isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int | float)
+        if not number or isinstance(pair[0], bool):
+            raise DataError(
+                f"--include {path}: metric {key!r} of run {run_id} is {pair!r}, not [number, unit]; "
+                "export it again with `crmse table --export`"
+            )
 
 
 def _record(reg: Registry, ref: str) -> dict[str, Any]:
@@ -117,7 +135,7 @@ def study_table(
             rec = exported[ref]
         else:
             if reg is None:
-                reg = Registry.open(ws)
+                reg = Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
             try:
                 rec = _record(reg, ref)
             except NotFoundError as exc:
