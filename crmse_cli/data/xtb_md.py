@@ -37,7 +37,7 @@ from ase.data import atomic_masses
 from crmse_cli.data.xtb import XtbForceField
 from crmse_cli.data.xtb_config import XtbMDConfig
 from crmse_cli.errors import DataError
-from crmse_cli.fileio import atomic_path
+from crmse_cli.fileio import NPZ_READ_ERRORS, atomic_path
 from crmse_cli.units import AMU_A2_FS2_PER_KCAL_PER_MOL, kT
 
 CHECKPOINT_FORMAT = 1
@@ -98,8 +98,12 @@ def _load(path: str, key: str, n_atoms: int) -> _State:
             meta = json.loads(str(z["meta"]))
             frames = {k: list(z[k]) if z[k].size else [] for k in _FRAME_KEYS}
             x, v, f = z["x"], z["v"], z["f"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"checkpoint {path} is unreadable ({exc}); delete it or pass --force") from exc
+    except NPZ_READ_ERRORS as exc:  # truncated by a full disk or a copy: refused, never guessed at
+        raise DataError(
+            f"xTB replica checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to "
+            "restart that replica from its first step (the other replicas keep theirs), or pass "
+            "--force to discard the whole generation"
+        ) from exc
     if meta.get("key") != key or meta.get("format") != CHECKPOINT_FORMAT or x.shape != (n_atoms, 3):
         raise DataError(f"checkpoint {path} belongs to another generation; pass --force to discard it")
     n = len(frames["energies"])

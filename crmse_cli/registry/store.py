@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
-from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.errors import CrmseError, DiskFullError, NotFoundError
 from crmse_cli.registry._values import config_hash, jsonable, now, pid_alive, to_info
-from crmse_cli.registry.engine import integrity_problems, make_engine, sqlite_path, upgrade
+from crmse_cli.registry.engine import integrity_problems, make_engine, server_error, sqlite_path, upgrade
 from crmse_cli.registry.entities import (
     RUN_KINDS,
     STATUSES,
@@ -106,7 +106,7 @@ class Registry(RecordStore, SweepStore):
         try:
             self.engine = make_engine(url, read_only=read_only)
             upgrade(self.engine, read_only=read_only)
-        except DatabaseError as exc:
+        except DBAPIError as exc:
             error = self._translate(exc)
             if error is None:
                 raise
@@ -147,25 +147,29 @@ class Registry(RecordStore, SweepStore):
         try:
             with self._sessions.begin() as session:
                 yield session
-        except DatabaseError as exc:
+        except DBAPIError as exc:
             error = self._translate(exc)
             if error is None:
                 raise
             raise error from exc
 
-    def _translate(self, exc: DatabaseError) -> CrmseError | None:
-        """A one-line error for a database that is corrupt, read-only or unreadable.
+    def _translate(self, exc: DBAPIError) -> CrmseError | None:
+        """A one-line error for a database that is corrupt, read-only, full or unreachable.
 
         None for what callers handle themselves: lock contention (retried) and constraint
         violations.
         """
-        if isinstance(exc, IntegrityError) or sqlite_path(self.url) is None:
-            return None  # other databases (PostgreSQL) report their own errors, retried by callers
+        if isinstance(exc, IntegrityError):
+            return None
+        if sqlite_path(self.url) is None:  # a server (PostgreSQL): gone, refused, no such database
+            return server_error(exc, self.url)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         low = reason.lower()
         where = sqlite_path(self.url) or "the registry database"
         if "locked" in low or "busy" in low:
             return None
+        if "disk is full" in low:  # SQLITE_FULL: "database or disk is full"
+            return DiskFullError(where)
         if "readonly" in low or "read-only" in low:
             return CrmseError(f"the registry {where} is read-only ({reason}); use a writable --home")
         if any(word in low for word in ("not a database", "malformed", "corrupt", "disk i/o")):

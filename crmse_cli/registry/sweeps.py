@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, select, update
+from sqlalchemy.exc import DBAPIError
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.tables import RunRow, SweepJobRow, SweepRow
@@ -104,6 +105,7 @@ class SweepStore:
     # provided by Registry
     def _write(self, fn: Any) -> Any: ...  # pragma: no cover
     def _session(self) -> Any: ...  # pragma: no cover
+    def _translate(self, exc: DBAPIError) -> CrmseError | None: ...  # pragma: no cover
 
     def create_sweep(self, *, name: str, config: dict[str, Any], jobs: list[dict[str, Any]]) -> SweepInfo:
         """Register sweep ``name`` and queue one ``regularize`` run per entry of ``jobs``.
@@ -192,6 +194,9 @@ class SweepStore:
                     return got
             except Exception as exc:  # SQLite: the busy timeout ran out under heavy contention
                 if "locked" not in str(exc).lower() or attempt == 19:
+                    error = self._translate(exc) if isinstance(exc, DBAPIError) else None
+                    if error is not None:  # a server gone away, a full disk: one line
+                        raise error from exc
                     raise
                 time.sleep(0.05 * (attempt + 1))
         return None  # pragma: no cover
