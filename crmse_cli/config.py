@@ -7,6 +7,7 @@ generic machinery so that every stage loads, records and hashes configs the same
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.validate import OPTION_NAMES
 
 T = TypeVar("T")
 
@@ -82,7 +84,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
             kwargs[key] = value
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, CrmseError) as exc:  # the checks of __post_init__
         raise CrmseError(f"{where}: {exc}") from exc
 
 
@@ -101,7 +103,9 @@ def load_config(
     path: Path | str | None = None,
     *,
     section: str | None = None,
+    siblings: tuple[str, ...] = (),
     aliases: dict[str, str] | None = None,
+    flags: dict[str, str] | None = None,
     **overrides: Any,
 ) -> T:
     """The one way every command builds its settings: defaults, then the file, then the options.
@@ -110,24 +114,88 @@ def load_config(
     ``path`` (its ``[section]`` table when it has one, else the whole file; file keys renamed by
     ``aliases``, e.g. ``{"lambda": "lambda_"}``), then by the non-None ``overrides``: the options
     the user gave (None = unset). Overrides use dotted keys for nested configs, written with
-    ``__``: ``model__cutoff_A=4.0``. Unknown keys and invalid values are a :class:`CrmseError`
-    naming the file or "options".
+    ``__``: ``model__cutoff_A=4.0``.
+
+    ``siblings`` names the other tables of the same file that the command reads with another call
+    (regularize: ``[contrastive]`` and ``[budget]``); they are left alone here.
+
+    Errors are a :class:`CrmseError` that blames what the user wrote: a key of the file outside
+    ``[section]`` or a table the command does not read names the file and where the key belongs;
+    a bad value of the file names the file; a bad option names the option as the user typed it
+    (``--lambda``: ``flags`` maps an override key to its option where that is not ``--`` plus the
+    key with dashes, e.g. ``{"n_chains": "--chains"}``).
     """
-    data: dict[str, Any] = read_config_file(path) if path else {}
-    if section is not None and isinstance(data.get(section), dict):
-        data = dict(data[section])
-    for old, new in (aliases or {}).items():
-        if old in data:
-            data[new] = data.pop(old)
-    for key, value in overrides.items():
-        if value is None:
-            continue
+    data: dict[str, Any] = _file_settings(cls, path, section, siblings, aliases or {}) if path else {}
+    if path:
+        from_dict(cls, copy.deepcopy(data), where=str(path))  # the file alone: its errors name it
+    given = {key: value for key, value in overrides.items() if value is not None}
+    for key, value in given.items():
         node = data
         parts = key.split("__")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return from_dict(cls, data, where=str(path) if path else "options")
+    try:
+        return from_dict(cls, data, where=str(path) if path else "options")
+    except CrmseError as exc:
+        raise _blame_option(exc, given, flags or {}, path) from exc
+
+
+def _file_settings(
+    cls: type, path: Path | str, section: str | None, siblings: tuple[str, ...], aliases: dict[str, str]
+) -> dict[str, Any]:
+    """The settings of the config file at ``path`` for ``cls``: its ``[section]`` table.
+
+    A file with none of the command's tables (``section`` and ``siblings``, the tables the command
+    reads elsewhere) is read whole. A file with one of them holds nothing else: a key above the
+    tables (TOML's top level) or a table the command does not read would otherwise be ignored
+    without a word (``lambda = 0.0`` above ``[contrastive]`` trained the default lambda).
+    """
+    data = read_config_file(path)
+    tables = (section, *siblings) if section is not None else ()
+    for name in tables:
+        if name in data and not isinstance(data[name], dict):
+            raise CrmseError(f"{path}: {name!r} must be the table [{name}], got {data[name]!r}")
+    if section is None or not any(name in data for name in tables):
+        table = data
+    else:
+        table = dict(data.get(section, {}))
+        names = {f.name for f in dataclasses.fields(cls)} | set(aliases)
+        for key, value in data.items():
+            if key in tables:
+                continue
+            if isinstance(value, dict):
+                reads = ", ".join(f"[{name}]" for name in tables)
+                raise CrmseError(
+                    f"{path}: table [{key}] is not read by this command, which reads {reads}; "
+                    f"move its settings under [{section}] or remove it"
+                )
+            if key in names:
+                raise CrmseError(f"{path}: key {key!r} is outside [{section}]; put it under [{section}]")
+            raise CrmseError(
+                f"{path}: key {key!r} is outside [{section}] and is not one of its settings; remove it"
+            )
+    for old, new in aliases.items():
+        if old in table:
+            table[new] = table.pop(old)
+    return table
+
+
+def _blame_option(
+    exc: CrmseError, given: dict[str, Any], flags: dict[str, str], path: Path | str | None
+) -> CrmseError:
+    """``exc`` (the settings with the options failed) as the user reads it: naming the option."""
+    if exc.__cause__ is None:  # from_dict's own message (unknown keys) already names its source
+        return exc
+    message = str(exc.__cause__)
+    for key in given:
+        parts = key.split("__")
+        shown = OPTION_NAMES.get(parts[-1], parts[-1])
+        for label in (".".join([*parts[:-1], shown]), shown, parts[-1]):  # as the checks name it
+            if message.startswith(label + " "):
+                flag = flags.get(key) or "--" + parts[-1].rstrip("_").replace("_", "-")
+                return CrmseError(flag + message[len(label) :])
+    return CrmseError(f"{path} and the options given: {message}" if path else message)
 
 
 def default_of(cls: type, name: str) -> Any:

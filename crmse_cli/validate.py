@@ -101,6 +101,15 @@ RANGES: dict[str, dict[str, str]] = {
         "screen_steps": "[1, 1e12]",
         "screen_temperature_K": f"(0, {MAX_TEMPERATURE_K}]",
     },
+    "DiagnoseConfig": {
+        "soft_modes": "[1, 1e6]",
+        "stiff_modes": "[1, 1e6]",
+        "temperature_K": f"(0, {MAX_TEMPERATURE_K}]",
+        "max_test_frames": "[1, 1e12]",
+        "max_collapsed_frames": "[1, 1e12]",
+        "fmax": "(0, 1e6]",
+        "seed": f"[0, {MAX_SEED}]",
+    },
     "SampleConfig": {
         "temperature_K": f"(0, {MAX_TEMPERATURE_K}]",
         "timestep_fs": "(0, 100]",

@@ -106,14 +106,14 @@ def test_bad_options_stop_before_a_run_row_exists(
     cfg = tmp_path / "c.toml"
     cfg.write_text("[contrastive]\nn_updates = 2.5\n")
     for args, text in [
-        (("regularize", "--from", "nothing", "--lambda", "nan"), "lambda"),
+        (("regularize", "--from", "nothing", "--lambda", "nan"), "--lambda must be a finite number"),
         (("regularize", "--from", "nothing", "--lambda", "inf"), "lambda"),
-        (("regularize", "--from", "nothing", "--temperature-K", "nan"), "temperature_K"),
-        (("regularize", "--from", "nothing", "--eta-A2", "nan"), "eta_A2"),
+        (("regularize", "--from", "nothing", "--temperature-K", "nan"), "--temperature-K"),
+        (("regularize", "--from", "nothing", "--eta-A2", "nan"), "--eta-A2"),
         (("regularize", "--from", "nothing", "--config", str(cfg)), "n_updates must be an integer"),
-        (("sample", "nothing", "--temperature-K", "1e300"), "temperature_K"),
-        (("pretrain", "--dataset", "nothing", "--max-minutes", "-1"), "max_minutes"),
-        (("pretrain", "--dataset", "nothing", "--max-minutes", "nan"), "max_minutes"),
+        (("sample", "nothing", "--temperature-K", "1e300"), "--temperature-K"),
+        (("pretrain", "--dataset", "nothing", "--max-minutes", "-1"), "--max-minutes"),
+        (("pretrain", "--dataset", "nothing", "--max-minutes", "nan"), "--max-minutes"),
     ]:
         one_line_error(cli_main(monkeypatch, capsys, "--home", str(home), *args), text)
     assert not (home / "crmse.db").exists()

@@ -61,4 +61,5 @@ def budget_options(
 def load_budget(path: Path | None, options: dict[str, Any]) -> BudgetConfig:
     """BudgetConfig from its defaults, the ``[budget]`` table of ``path`` (if it has one), the options."""
     has_table = path is not None and isinstance(read_config_file(path).get("budget"), dict)
-    return load_config(BudgetConfig, path if has_table else None, section="budget", **options)
+    path = path if has_table else None
+    return load_config(BudgetConfig, path, section="budget", siblings=("contrastive",), **options)

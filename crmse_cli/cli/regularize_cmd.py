@@ -173,7 +173,13 @@ def regularize_command(
     )
     # Defaults live in ContrastiveConfig alone: the file sets what it names, options override it.
     contrastive = load_config(
-        ContrastiveConfig, config, section="contrastive", aliases={"lambda": "lambda_"}, **options
+        ContrastiveConfig,
+        config,
+        section="contrastive",
+        siblings=("budget",),  # read by load_budget
+        aliases={"lambda": "lambda_"},
+        flags={"n_chains": "--chains", "n_updates": "--updates", "warmup_updates": "--warmup"},
+        **options,
     )
     budget = budget_options(force_budget, budget_every, screen_replicas, screen_steps, screen_temperature_K)
     cfg = RegularizeConfig(contrastive=contrastive, budget=load_budget(config, budget), device=device)

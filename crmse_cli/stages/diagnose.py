@@ -305,9 +305,7 @@ def diagnose(
     from crmse_cli.registry.store import Registry
 
     t0 = time.perf_counter()
-    cfg = config or DiagnoseConfig()
-    if cfg.soft_modes < 1 or cfg.stiff_modes < 1:
-        raise CrmseError("--soft-modes and --stiff-modes must be at least 1")
+    cfg = config or DiagnoseConfig()  # validated by construction: crmse_cli/validate.py RANGES
     reg = registry or Registry.open(ws.ensure())
     handle = _handle(reg, run, cfg.device, ws.trust_code)
     data = load_dataset(reg, handle.dataset)

@@ -56,12 +56,12 @@ class SampleConfig:
     def __post_init__(self) -> None:
         check_config(self)
         if self.integrator not in INTEGRATORS:
-            raise CrmseError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
+            raise CrmseError(f"integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
         if self.start not in STARTS:
-            raise CrmseError(f"--start must be one of {', '.join(STARTS)}, got {self.start!r}")
+            raise CrmseError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         for name in ("replicas", "steps", "record_every", "check_every"):
             if int(getattr(self, name)) < 1:
-                raise CrmseError(f"--{name.replace('_', '-')} must be a positive integer")
+                raise CrmseError(f"{name} must be a positive integer")
         for name in ("temperature_K", "timestep_fs", "eta_A2"):
             if not float(getattr(self, name)) > 0:
                 raise CrmseError(f"{name} must be positive")
