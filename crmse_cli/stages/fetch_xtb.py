@@ -149,9 +149,9 @@ def _run(tasks: list[ReplicaTask], processes: int, in_process: bool) -> list[Rep
         try:
             return run_replicas(tasks, processes, update, in_process=in_process)
         except BrokenProcessPool as exc:  # a worker was killed (OOM killer, kill -9)
-            kept = Path(tasks[0].checkpoint).parent if tasks and tasks[0].checkpoint else "the cache"
+            cache = Path(tasks[0].checkpoint).parent if tasks and tasks[0].checkpoint else "the cache"
             raise CrmseError(
-                f"an xTB worker process died ({exc}); the replicas' checkpoints are kept in {kept}: "
+                f"an xTB worker process died ({exc}); the replicas' checkpoints are kept in {cache}: "
                 "rerun the same command to continue"
             ) from exc
 
