@@ -202,7 +202,7 @@ def test_mse_polish_continues_a_regularize_run(tiny) -> None:  # noqa: ANN001
 
     ws, model = tiny
     reg = Registry.open(ws)
-    crmse = regularize(ws, model, _cfg(2, ema_decay=0.5), name="to-polish")
+    crmse = regularize(ws, model, _cfg(2, ema_decay=0.5, energy_weight=0.7), name="to-polish")
     polish = regularize(ws, "to-polish", _cfg(3, lambda_=0.0), name="polish")
     run = reg.get_run("polish")
     assert run.parent == reg.get_run("to-polish").id and run.status == "completed"
@@ -213,6 +213,15 @@ def test_mse_polish_continues_a_regularize_run(tiny) -> None:  # noqa: ANN001
     assert steps1 == {s + 3 for s in steps0}  # the CRMSE run's Adam moments, continued
     assert run.config["n_train"] == reg.get_run("to-polish").config["n_train"]
     assert all(m.value == 0.0 for m in reg.metrics(run.id, name="lambda_eff"))
+    assert run.config["contrastive"]["energy_weight"] == 0.7  # the loss it continues
+    # It starts from the CRMSE run's raw weights (not its EMA) and its Adam state.
+    from crmse_cli.stages._models import resolve_model
+    from crmse_cli.stages.regularize_state import pretrain_state
+
+    start = pretrain_state(reg, resolve_model(reg, "to-polish"))
+    assert start is not None and start["checkpoint"] == str(crmse.checkpoint)
+    for k, v in p0["extra"]["train_weights"].items():
+        torch.testing.assert_close(start["weights"][k], v, rtol=0, atol=0)
 
 
 def test_positive_pool_is_the_training_part_less_validation(tiny) -> None:  # noqa: ANN001

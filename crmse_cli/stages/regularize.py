@@ -105,8 +105,13 @@ def _frames(handle: ModelHandle, data: Dataset) -> tuple[np.ndarray, np.ndarray]
 
 
 def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> ContrastiveConfig:
-    """Fill unset w_E / w_F from the pretraining run (explicit values are honoured)."""
+    """Fill unset w_E / w_F from the source run (explicit values are honoured).
+
+    A pretrain run's, or a regularize run's own (an MSE polish keeps the loss it continues).
+    """
     source = handle.payload.get("extra", {}).get("config", {})
+    if handle.run is not None and handle.run.kind == "regularize":
+        source = handle.run.config.get("contrastive", {})
     source = source if isinstance(source, dict) else {}
     w_e = (
         cfg.energy_weight
