@@ -284,6 +284,24 @@ def test_a_full_disk_during_pretrain_interrupts_the_run_with_how_to_resume(
     assert Registry.open(ws).get_run(run.id).status == "completed"
 
 
+def test_a_full_disk_that_also_stops_the_registry_does_not_claim_the_run_was_marked() -> None:
+    from crmse_cli.stages._run import tracked
+
+    class FullRegistry:
+        def get_run(self, run_id: str) -> Any:
+            return type("Run", (), {"kind": "pretrain"})()
+
+        def set_status(self, *args: Any, **kwargs: Any) -> None:
+            raise DiskFullError("/home/crmse.db")
+
+    with pytest.raises(DiskFullError) as info, tracked(FullRegistry(), "abcd1234"):  # type: ignore[arg-type]
+        raise DiskFullError("/home/runs/abcd1234/checkpoints/last.pt")
+    message = str(info.value)
+    assert message.startswith("no space left on device writing /home/runs/abcd1234/checkpoints/last.pt")
+    assert "`crmse pretrain --resume abcd1234`" in message
+    assert "`crmse runs` marks run abcd1234 interrupted once this process has ended" in message
+
+
 def test_a_full_registry_disk_says_so(ws: Workspace) -> None:
     from sqlalchemy import event
 

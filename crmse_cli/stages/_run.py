@@ -33,12 +33,13 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
         exc.crmse_message = f"run {run_id} interrupted; {_next_step(registry, run_id)}"  # type: ignore[attr-defined]
         raise
     except DiskFullError as exc:  # not the run's fault: its saved work resumes once space is freed
-        then = f"{_next_step(registry, run_id)} (run {run_id} is marked interrupted)"
+        step = _next_step(registry, run_id)
         try:
             registry.set_status(run_id, "interrupted", error=str(exc))
+            marked = f"run {run_id} is marked interrupted"
         except CrmseError:  # the registry is on the full disk too: `crmse runs` reaps the run later
-            log.warning("could not mark run %s interrupted; `crmse runs` does once space is freed", run_id)
-        raise DiskFullError(exc.path, then=then) from exc
+            marked = f"`crmse runs` marks run {run_id} interrupted once this process has ended"
+        raise DiskFullError(exc.path, then=f"{step} ({marked})") from exc
     except CrmseError as exc:
         registry.set_status(run_id, "failed", error=str(exc))
         raise
