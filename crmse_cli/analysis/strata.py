@@ -28,6 +28,8 @@ from crmse_cli.errors import CrmseError
 
 Table = Sequence[Sequence[float]]
 """A 2x2 table [[a, b], [c, d]] of counts."""
+Tables = Sequence[Table] | np.ndarray
+"""One 2x2 table per stratum: a list of tables or a (K, 2, 2) array."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class StratifiedTest:
     n_strata: int
 
 
-def _tables(tables: Sequence[Table]) -> np.ndarray:
+def _tables(tables: Tables) -> np.ndarray:
     arr = np.asarray(tables, dtype=np.float64)
     if arr.ndim != 3 or arr.shape[1:] != (2, 2) or arr.shape[0] == 0:
         raise CrmseError(f"a stratified test needs 2x2 tables, one per stratum; got shape {arr.shape}")
@@ -61,7 +63,7 @@ def _tables(tables: Sequence[Table]) -> np.ndarray:
     return arr[arr.sum(axis=(1, 2)) > 1]  # a stratum of 0 or 1 observation carries no information
 
 
-def cmh_test(tables: Sequence[Table]) -> StratifiedTest:
+def cmh_test(tables: Tables) -> StratifiedTest:
     """Cochran-Mantel-Haenszel test of 2x2 tables (one per stratum), with Breslow-Day-Tarone.
 
     Raises:
@@ -91,7 +93,7 @@ def cmh_test(tables: Sequence[Table]) -> StratifiedTest:
     )
 
 
-def breslow_day(tables: Sequence[Table], odds_ratio: float) -> tuple[float, float]:
+def breslow_day(tables: Tables, odds_ratio: float) -> tuple[float, float]:
     """Breslow-Day statistic with Tarone's correction and its p value (K - 1 df) at ``odds_ratio``.
 
     For each stratum, the expected ``a`` under the common odds ratio is the root of

@@ -183,7 +183,7 @@ def _seed_cell(t: list[list[int]]) -> str:
     return f"{left}/{left + stayed} (OR {fmt(_odds(t))}, p = {p:.2g})"
 
 
-def _cmh_cell(t: list[list[int]]) -> str:
+def _cmh_cell(t: list[list[list[int]]]) -> str:
     try:
         r = cmh_test(t)
     except CrmseError:  # nobody left, or everybody, in every seed: no test

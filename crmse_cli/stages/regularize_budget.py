@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -232,7 +232,11 @@ class BudgetKeeper:
         out = self.ws.run_dir(self.run_id) / "artifacts" / "budget.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(record, indent=1).encode()
-        atomic_write(out, lambda fh: fh.write(text))
+
+        def write(fh: IO[bytes]) -> None:
+            fh.write(text)
+
+        atomic_write(out, write)
         self.reg.add_artifact(
             self.run_id,
             kind=ARTIFACT_BUDGET,
