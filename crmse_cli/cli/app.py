@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from crmse_cli import __version__
-from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console
+from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console, shown
 from crmse_cli.errors import CrmseError
 from crmse_cli.workspace import Workspace
 
@@ -135,30 +134,30 @@ def main() -> None:
         app(standalone_mode=True)
     except SystemExit as exc:
         if exc.code == 130:  # Typer swallowed a KeyboardInterrupt: say which run and what next
-            err_console.print(f"[yellow]{escape(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]{shown(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
         raise
     except CrmseError as exc:
         if debug:
             raise
-        # escape: messages hold paths and names, which rich would read as markup ("[/]" crashed)
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # shown: messages hold paths and names, which rich would read as markup ("[/]" crashed)
+        err_console.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
-        err_console.print(f"[yellow]{escape(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]{shown(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
         if debug:
             raise
         if _out_of_memory(exc):
             err_console.print(
-                f"[bold red]error:[/] out of memory ({escape(_first_line(exc))}); use fewer "
+                f"[bold red]error:[/] out of memory ({shown(_first_line(exc))}); use fewer "
                 "--replicas / --chains or a smaller --batch-size",
                 highlight=False,
                 soft_wrap=True,
             )
             sys.exit(1)
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(_first_line(exc))} "
+            f"[bold red]internal error:[/] {type(exc).__name__}: {shown(_first_line(exc))} "
             "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from crmse_cli.text import visible
 from crmse_cli.workspace import Workspace
 
 console = Console()
@@ -62,6 +64,16 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
+def shown(value: Any) -> str:
+    r"""A user-controlled value (a name, path, error) as literal terminal text.
+
+    Rich markup is escaped (``[red]x`` prints as is) and control characters are written as
+    escapes (``\x1b``: :func:`crmse_cli.text.visible`), so a name from a shared registry can
+    neither colour the terminal nor split a table row.
+    """
+    return escape(visible(str(value)))
+
+
 def set_threads(n: int) -> None:
     """Set torch's intra-op thread count (imported lazily: ``cli`` itself never needs torch)."""
     import torch
@@ -102,10 +114,10 @@ def print_metrics(
     table.add_column("value", justify="right")
     table.add_column("unit")
     for name, (value, unit) in metrics.items():
-        table.add_row(name, fmt_value(float(value)), unit)
+        table.add_row(shown(name), fmt_value(float(value)), shown(unit))
     console.print(table)
     for key, val in (extra or {}).items():
-        console.print(f"{key}: {val}", highlight=False)
+        console.print(f"{key}: {shown(val)}", highlight=False)
 
 
 def emit_result(

@@ -15,6 +15,7 @@ from crmse_cli.cli.common import (
     fmt_value,
     open_report,
     set_threads,
+    shown,
     state,
     workspace,
 )
@@ -55,14 +56,15 @@ def compare_command(
     table = Table(title=f"compare run {res.run_id}", title_justify="left")
     table.add_column("metric")
     for label in res.metrics:
-        table.add_column(label, justify="right")
+        table.add_column(shown(label), justify="right")
     names = list(dict.fromkeys(k for m in res.metrics.values() for k in m))
     for name in names:
-        table.add_row(name, *(fmt_value(m[name][0]) if name in m else "n/a" for m in res.metrics.values()))
+        cells = (fmt_value(m[name][0]) if name in m else "n/a" for m in res.metrics.values())
+        table.add_row(shown(name), *cells)
     console.print(table)
     if res.evaluated:
-        console.print(f"evaluated now: {', '.join(res.evaluated)}", highlight=False)
-    console.print(f"report: {res.path}", highlight=False, soft_wrap=True)
+        console.print(f"evaluated now: {shown(', '.join(res.evaluated))}", highlight=False)
+    console.print(f"report: {shown(res.path)}", highlight=False, soft_wrap=True)
     if open_:
         open_report(res.path)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from crmse_cli.cli.common import console, emit_json, state
+from crmse_cli.cli.common import console, emit_json, shown, state
 
 
 def doctor_command(ctx: typer.Context) -> None:
@@ -21,18 +20,18 @@ def doctor_command(ctx: typer.Context) -> None:
         emit_json({"ok": report.ok, **asdict(report)})
     elif not report.findings:
         console.print(
-            f"{escape(str(report.home))}: registry sound, {report.runs} runs, "
+            f"{shown(str(report.home))}: registry sound, {report.runs} runs, "
             f"{report.files} files match their checksums",
             highlight=False,
             soft_wrap=True,
         )
     else:
         table = Table(
-            "level", "what", "problem", title=f"doctor: {escape(report.database)}", title_justify="left"
+            "level", "what", "problem", title=f"doctor: {shown(report.database)}", title_justify="left"
         )
         for f in report.findings:
             style = "red" if f.level == "error" else "yellow"
-            table.add_row(f"[{style}]{f.level}[/]", escape(f.subject), escape(f.message))
+            table.add_row(f"[{style}]{f.level}[/]", shown(f.subject), shown(f.message))
         console.print(table)
     if not report.ok:
         raise typer.Exit(1)

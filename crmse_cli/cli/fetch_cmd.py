@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from crmse_cli.cli.common import console, emit_json, state
+from crmse_cli.cli.common import console, emit_json, shown, state
 from crmse_cli.config import load_config, with_default
 from crmse_cli.data.xtb_config import XtbMDConfig
 
@@ -34,12 +33,12 @@ def _print(ctx: typer.Context, result: Any) -> None:
         f"{k}: {v.get('train', 0)}/{v.get('test', 0)}" for k, v in sorted(data["splits"].items())
     )
     console.print(
-        f"[green]{what}[/] {escape(data['name'])}: {data['n_frames']} frames of "
+        f"[green]{what}[/] {shown(data['name'])}: {data['n_frames']} frames of "
         f"{data['n_atoms']} atoms, splits (train/test) {splits or 'none'}",
         highlight=False,
     )
     console.print(
-        f"  source {escape(str(data['origin']))}\n  file   {escape(str(data['path']))}", highlight=False
+        f"  source {shown(str(data['origin']))}\n  file   {shown(str(data['path']))}", highlight=False
     )
 
 

@@ -12,6 +12,7 @@ from crmse_cli.cli.common import (
     console,
     emit_result,
     set_threads,
+    shown,
     state,
     workspace,
 )
@@ -73,7 +74,7 @@ def export_command(
 
         emit_json({"path": str(path)})
     else:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {shown(path)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

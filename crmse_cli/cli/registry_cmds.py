@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from crmse_cli import names
-from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, state
+from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, shown, state
 from crmse_cli.describe import run_lines
 from crmse_cli.train.budget import budget_summary
 
@@ -47,8 +46,8 @@ def _registry(ctx: typer.Context) -> Registry:
 
 
 def _e(value: Any) -> str:
-    """A user-controlled value as literal table text (names and paths may hold "[...]")."""
-    return escape(str(value))
+    """A user-controlled value as literal table text (no markup, control characters escaped)."""
+    return shown(value)
 
 
 def _when(t: Any) -> str:
@@ -178,7 +177,7 @@ def show_command(
         mt = Table("metric", "value", "unit", "step", title="metrics (last value)", title_justify="left")
         for name in sorted(finals):
             m = finals[name]
-            mt.add_row(name, fmt_value(m.value), m.unit, "" if m.step is None else str(m.step))
+            mt.add_row(_e(name), fmt_value(m.value), _e(m.unit), "" if m.step is None else str(m.step))
         console.print(mt)
     if ckpts:
         ct = Table("tag", "step", "path", "sha256", title="checkpoints", title_justify="left")

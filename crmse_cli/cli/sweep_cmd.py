@@ -10,7 +10,6 @@ from typing import Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from crmse_cli.cli.common import (
@@ -19,6 +18,7 @@ from crmse_cli.cli.common import (
     emit_json,
     open_report,
     set_threads,
+    shown,
     state,
     workspace,
 )
@@ -107,8 +107,8 @@ def create_command(
         emit_json(asdict(res))
         return
     console.print(
-        f"sweep {escape(res.name)}: {len(res.run_ids)} runs queued; drain it with "
-        f"`crmse sweep work {escape(res.name)}` (any number of workers)",
+        f"sweep {shown(res.name)}: {len(res.run_ids)} runs queued; drain it with "
+        f"`crmse sweep work {shown(res.name)}` (any number of workers)",
         highlight=False,
         soft_wrap=True,
     )
@@ -141,8 +141,8 @@ def work_command(
         emit_json(asdict(res))
         return
     console.print(
-        f"sweep {escape(name)}: this worker finished {len(res.done)} runs, {len(res.failed)} failed, "
-        f"re-queued {len(res.requeued)} of dead workers; see `crmse sweep status {escape(name)}`",
+        f"sweep {shown(name)}: this worker finished {len(res.done)} runs, {len(res.failed)} failed, "
+        f"re-queued {len(res.requeued)} of dead workers; see `crmse sweep status {shown(name)}`",
         highlight=False,
         soft_wrap=True,
     )
@@ -160,13 +160,13 @@ def status_command(ctx: typer.Context, name: str = typer.Argument(..., help="The
         return
     counts = Counter(r.state for r in rows)
     title = f"sweep {name}: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "queued", "failed"))
-    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=shown(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker", "error"):
         table.add_column(col, overflow="fold", no_wrap=col not in ("run", "error"))
     for r in rows:
         table.add_row(
-            str(r.position), escape(r.run_name or r.run_id), f"{r.lambda_:g}", str(r.seed), r.state, r.stage,
-            r.run_status, str(r.attempts), escape(r.owner or ""), escape(r.error or ""),
+            str(r.position), shown(r.run_name or r.run_id), f"{r.lambda_:g}", str(r.seed), r.state, r.stage,
+            r.run_status, str(r.attempts), shown(r.owner or ""), shown(r.error or ""),
         )  # fmt: skip
     console.print(table)
 
@@ -188,8 +188,8 @@ def report_command(
         emit_json({"report": str(path), "markdown": table})
         return
     if markdown:
-        console.print(table, highlight=False, markup=False, soft_wrap=True)
-    console.print(f"report: {path}", highlight=False, soft_wrap=True)
+        console.print("\n".join(shown(line) for line in table.splitlines()), highlight=False, soft_wrap=True)
+    console.print(f"report: {shown(path)}", highlight=False, soft_wrap=True)
     if open_:
         open_report(path)
 
@@ -209,7 +209,7 @@ def list_command(ctx: typer.Context) -> None:
         table.add_column(col)
     for d in data:
         table.add_row(
-            *(escape(str(d[c])) for c in ("name", "created", "done", "running", "queued", "failed"))
+            *(shown(str(d[c])) for c in ("name", "created", "done", "running", "queued", "failed"))
         )
     console.print(table if data else "no sweeps yet: `crmse sweep create --help`")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from crmse_cli.cli.common import emit_json, state
+from crmse_cli.text import visible
 
 
 def table_command(
@@ -39,7 +40,7 @@ def table_command(
     if st.json:
         emit_json({"markdown": "\n".join(lines)})
     else:
-        typer.echo("\n".join(lines))
+        typer.echo("\n".join(visible(line) for line in lines))  # names may come from others' rows
 
 
 def register(app: typer.Typer) -> None:

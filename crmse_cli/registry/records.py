@@ -17,6 +17,7 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import jsonable, now, to_info
 from crmse_cli.registry.entities import ArtifactInfo, CheckpointInfo, DatasetInfo, MetricInfo
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow
+from crmse_cli.text import check_name
 
 
 class RecordStore:
@@ -42,6 +43,7 @@ class RecordStore:
         meta: dict[str, Any],
     ) -> DatasetInfo:
         """Register (or replace) dataset ``name``."""
+        check_name("dataset name", name)
         values = dict(
             source=source,
             sha256=sha256,

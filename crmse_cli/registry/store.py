@@ -37,6 +37,7 @@ from crmse_cli.registry.records import RecordStore
 from crmse_cli.registry.sweeps import SweepStore
 from crmse_cli.registry.tables import RunRow
 from crmse_cli.runlock import owner_alive as lock_owner_alive
+from crmse_cli.text import check_name
 from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,8 @@ class Registry(RecordStore, SweepStore):
         """A new run in status ``running``."""
         if kind not in RUN_KINDS:
             raise CrmseError(f"unknown run kind {kind!r}; one of {', '.join(RUN_KINDS)}")
+        if name is not None:
+            check_name("run name", name)  # no escape sequences onto other users' terminals
         if name is not None and (not name.strip() or all(c in "0123456789abcdef" for c in name)):
             raise CrmseError(
                 f"run name {name!r} must not be empty or look like a run id; add a letter beyond a-f"

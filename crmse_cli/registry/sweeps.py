@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry.tables import RunRow, SweepJobRow, SweepRow
+from crmse_cli.text import check_name
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -118,6 +119,10 @@ class SweepStore:
         from crmse_cli.registry._values import jsonable as _jsonable
         from crmse_cli.registry._values import now as _now
         from crmse_cli.registry.store import _new_run_row
+
+        check_name("sweep name", name)
+        for job in jobs:
+            check_name("run name", job["name"])
 
         def op(s: Session) -> SweepInfo:
             if s.get(SweepRow, name) is not None:

@@ -69,8 +69,15 @@ RENDER = """
 
 
 def _script_json(data: Any) -> str:
-    """JSON safe inside a <script> element (no ``</`` that could close it)."""
-    return data.replace("</", "<\\/") if isinstance(data, str) else json.dumps(data).replace("</", "<\\/")
+    r"""JSON (a JSON text, or data to dump) safe inside a <script> element.
+
+    Every ``<``, ``>`` and ``&`` becomes its ``\u`` escape, so no text from a run name can close
+    the element (``</script>``) or switch the HTML parser into its escaped states (``<!--<script>``
+    kept every later ``</script>`` from closing it: no plot was drawn). These characters occur in
+    JSON only inside strings, where the escape means the same character.
+    """
+    text = data if isinstance(data, str) else json.dumps(data)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def fmt(value: Any) -> str:
