@@ -309,3 +309,76 @@ def test_two_rank_pretraining_equals_single_process(tiny_model: Path, tmp_path: 
     for k, v in single.potential.state_dict().items():
         torch.testing.assert_close(r0["weights"][k], r1["weights"][k], rtol=0, atol=0)
         torch.testing.assert_close(v, r0["weights"][k], rtol=1e-4, atol=1e-6)
+
+
+# -- refusals of a torchrun job: before any run row, with crmse's line in torchrun's summary -------
+def test_check_shards_refuses_a_count_that_does_not_divide() -> None:
+    from crmse_cli.errors import CrmseError
+
+    DistContext().check_shards({"--chains": 3, "--batch-size": 5})  # one process: anything goes
+    DistContext(rank=0, world_size=2).check_shards({"--chains": 4, "--batch-size": 8})
+    with pytest.raises(CrmseError, match=r"--batch-size = 5 does not divide over 2 processes"):
+        DistContext(rank=1, world_size=2).check_shards({"--chains": 4, "--batch-size": 5})
+
+
+def _fake_world(monkeypatch: pytest.MonkeyPatch, world: int) -> None:
+    """``DistContext.from_env`` says rank 0 of ``world`` without a process group (nothing to join)."""
+    monkeypatch.setattr(
+        DistContext, "from_env", classmethod(lambda cls, device="cpu", **kw: cls(rank=0, world_size=world))
+    )
+
+
+def test_indivisible_chains_are_refused_before_the_run_row_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthetic import interrupted_regularize, make_workspace, tiny_pretrain
+
+    from crmse_cli.errors import CrmseError
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages.regularize import regularize
+
+    monkeypatch.setenv("CRMSE_NO_PROGRESS", "1")
+    ws = make_workspace(tmp_path / "home")
+    tiny_pretrain(ws)
+    cfg = interrupted_regularize(ws, monkeypatch)  # 2 chains, batches of 4; stopped at update 2
+    reg = Registry.open(ws)
+    before = [r.id for r in reg.list_runs(kind="regularize")]
+    _fake_world(monkeypatch, 3)
+    with pytest.raises(CrmseError, match=r"--chains = 2 does not divide over 3 processes; pick a multiple"):
+        regularize(ws, "tiny", cfg, name="odd")
+    assert [r.id for r in reg.list_runs(kind="regularize")] == before  # no row, not even a failed one
+    with pytest.raises(CrmseError, match=r"--chains = 2 does not divide over 3 processes"):
+        regularize(ws, None, cfg, resume="reg-cut")
+    assert reg.get_run("reg-cut").status == "interrupted"  # still resumable as it was
+
+
+def test_a_refused_rank_leaves_its_line_for_torchrun_s_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torchrun's ChildFailedError summary shows crmse's error line, not a link to torch's docs."""
+    from synthetic import cli_main, one_line_error
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    reply = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(reply))
+    line = one_line_error(cli_main(monkeypatch, capsys, "--home", str(tmp_path / "h"), "show", "nope"))
+    failure = ProcessFailure(local_rank=0, pid=1, exitcode=1, error_file=str(reply))
+    assert failure.message == line
+    summary = ChildFailedError("crmse_cli", {0: failure}).format_msg()
+    assert f"traceback : {line}" in summary and "To enable traceback" not in summary
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE")
+    reply.unlink()
+    one_line_error(cli_main(monkeypatch, capsys, "--home", str(tmp_path / "h"), "show", "nope"))
+    assert not reply.exists()  # outside torchrun nothing is written
+
+
+def test_torchrun_refuses_indivisible_chains_with_one_line_and_no_run(tiny_model: Path) -> None:
+    from crmse_cli.registry.store import Registry
+
+    job = _torchrun(tiny_model, "--chains", "3", "--updates", "2", "--name", "torchrun-odd")
+    out, _ = job.communicate(timeout=600)
+    text = out.decode()
+    assert job.returncode != 0, text[-2000:]
+    assert "error: --chains = 3 does not divide over 2 processes; pick a multiple" in text, text[-3000:]
+    assert "traceback : error: --chains = 3" in text, text[-3000:]  # torchrun's summary repeats it
+    assert "torchrun-odd" not in [r.name for r in Registry.open(Workspace.resolve(tiny_model)).list_runs()]

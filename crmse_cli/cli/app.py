@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -141,6 +144,7 @@ def main() -> None:
             raise
         # shown: messages hold paths and names, which rich would read as markup ("[/]" crashed)
         err_console.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, soft_wrap=True)
+        _tell_torchrun(f"error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         err_console.print(f"[yellow]{shown(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
@@ -163,6 +167,23 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(2)
+
+
+def _tell_torchrun(line: str) -> None:
+    """Under torchrun, leave crmse's error ``line`` where torchrun's failure summary shows it.
+
+    torchrun names a reply file per worker (``TORCHELASTIC_ERROR_FILE``); when a worker exits
+    non-zero, the summary under torchrun's own traceback shows the file's message as the
+    failure's "traceback" instead of a link to torch's docs. Best effort: nothing else depends on it.
+    """
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"message": line, "timestamp": int(time.time())}, fh)
+    except OSError:
+        pass
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

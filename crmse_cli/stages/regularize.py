@@ -164,6 +164,7 @@ def regularize(
             reg, run.config["source_checkpoint"], device=config.device, trust_code=ws.trust_code
         )
         config = _config_from_run(run.config, device=config.device)
+        dist.check_shards(_shards(config.contrastive))
         run_checkpoint(reg, run)  # checksum-verified: a corrupt last.pt refuses, the run stays as it was
         if dist.is_main:
             reg.set_status(run.id, "running")
@@ -171,6 +172,8 @@ def regularize(
     else:
         if source is None:
             raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
+        # torchrun: before the run row exists, so a refused split leaves no failed run behind.
+        dist.check_shards(_shards(config.contrastive))
         handle = resolve_model(reg, source, device=config.device, trust_code=ws.trust_code)
         config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
         # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
@@ -234,6 +237,11 @@ def regularize(
             )
     dist.finish()  # after rank 0 has written the run: the ranks leave the process group together
     return result
+
+
+def _shards(cfg: ContrastiveConfig) -> dict[str, int]:
+    """The counts a torchrun job splits over its processes, by the option that sets each."""
+    return {"--chains": cfg.n_chains, "--batch-size": cfg.batch_size}
 
 
 def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:

@@ -99,6 +99,15 @@ class DistContext:
             )
         return n // self.world_size
 
+    def check_shards(self, counts: dict[str, int]) -> None:
+        """Refuse any of ``counts`` (option -> value) that does not divide over the processes.
+
+        Called before a run row exists, so a torchrun job that cannot split its chains or
+        batches is refused with nothing registered.
+        """
+        for what, n in counts.items():
+            self.shard(n, what)
+
     # -- collectives (no-ops in a single process) -------------------------------------------------
     def mean_(self, tensors: list[torch.Tensor]) -> None:
         """All-reduce ``tensors`` in place to their mean over ranks."""
