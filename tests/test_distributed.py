@@ -366,6 +366,8 @@ def test_a_refused_rank_leaves_its_line_for_torchrun_s_summary(
     assert failure.message == line
     summary = ChildFailedError("crmse_cli", {0: failure}).format_msg()
     assert f"traceback : {line}" in summary and "To enable traceback" not in summary
+    cli_main(monkeypatch, capsys, "--home", str(tmp_path / "h"), "show", "nope\x1b[31m")
+    assert "\x1b" not in ProcessFailure(0, 1, 1, str(reply)).message  # torchrun prints it raw
     monkeypatch.delenv("TORCHELASTIC_ERROR_FILE")
     reply.unlink()
     one_line_error(cli_main(monkeypatch, capsys, "--home", str(tmp_path / "h"), "show", "nope"))

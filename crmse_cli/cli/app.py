@@ -13,6 +13,7 @@ import typer
 from crmse_cli import __version__
 from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console, shown
 from crmse_cli.errors import CrmseError
+from crmse_cli.text import visible
 from crmse_cli.workspace import Workspace
 
 app = typer.Typer(
@@ -144,7 +145,7 @@ def main() -> None:
             raise
         # shown: messages hold paths and names, which rich would read as markup ("[/]" crashed)
         err_console.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, soft_wrap=True)
-        _tell_torchrun(f"error: {exc}")
+        _tell_torchrun(f"error: {visible(str(exc))}")  # torchrun prints it: no raw control characters
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         err_console.print(f"[yellow]{shown(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
