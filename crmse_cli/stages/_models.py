@@ -16,7 +16,7 @@ from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.potential import Potential
 
 if TYPE_CHECKING:
-    from crmse_cli.registry.entities import ArtifactInfo
+    from crmse_cli.registry.entities import ArtifactInfo, DatasetInfo
     from crmse_cli.registry.store import Registry, RunInfo
 
 MODEL_KINDS = ("pretrain", "regularize")
@@ -77,6 +77,25 @@ def verify_artifact(artifact: ArtifactInfo) -> Path:
         raise DataError(
             f"{artifact.kind} file {path} of run {artifact.run_id} does not match its recorded checksum "
             "(truncated or changed); run that step again"
+        )
+    return path
+
+
+def verify_dataset(info: DatasetInfo) -> Path:
+    """The file of registered dataset ``info`` if it still has its recorded checksum, else refuse.
+
+    A dataset file changed after ``fetch`` (other energies in a valid npz) would otherwise train
+    and evaluate without a word; only ``crmse doctor`` noticed.
+    """
+    path = Path(info.path)
+    if not path.is_file():
+        raise NotFoundError(
+            f"dataset {info.name!r}: file {path} is missing; fetch it again (`crmse fetch ... --force`)"
+        )
+    if sha256_file(path) != info.sha256:
+        raise DataError(
+            f"dataset {info.name!r}: file {path} does not match the checksum recorded when it was "
+            "registered (changed or damaged); fetch it again with --force"
         )
     return path
 
@@ -198,7 +217,7 @@ def load_dataset(registry: Registry, name: str) -> Dataset:
     info = registry.find_dataset(name)
     if info is None:
         raise NotFoundError(f"dataset {name!r} is not in the registry; run `crmse fetch rmd17 {name}` first")
-    return Dataset.load(info.path)
+    return Dataset.load(verify_dataset(info))
 
 
 def _check_device(device: str) -> None:

@@ -109,7 +109,9 @@ def start_geometry(
         reg.close()
     if info is None:
         raise NotFoundError(f"--start-from {start_from!r} is neither a file nor a registered dataset")
-    data = Dataset.load(info.path)
+    from crmse_cli.stages._models import verify_dataset  # torch: only on this path
+
+    data = Dataset.load(verify_dataset(info))
     return data.species, data.positions[0], f"dataset:{info.name}"
 
 

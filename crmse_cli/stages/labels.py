@@ -46,6 +46,7 @@ def dataset_for_labels(ws: Workspace, reg: Registry, dataset: str, labels: str) 
         raise CrmseError(f"--labels must be one of {', '.join(LABELS)}, got {labels!r}")
     if labels == "rmd17" or dataset.endswith(SUFFIX):
         return dataset
+    from crmse_cli.stages._models import verify_dataset
     from crmse_cli.stages.fetch import _save_and_register
 
     base = reg.get_dataset(dataset)
@@ -53,7 +54,7 @@ def dataset_for_labels(ws: Workspace, reg: Registry, dataset: str, labels: str) 
     have = reg.find_dataset(name)
     if have is not None and have.meta.get("labels_from_sha256") == base.sha256 and Path(have.path).is_file():
         return name
-    data = Dataset.load(base.path).with_md17_labels()
+    data = Dataset.load(verify_dataset(base)).with_md17_labels()
     meta = {
         **base.meta,
         "kind": "md17-labels",
