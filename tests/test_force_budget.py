@@ -1,4 +1,4 @@
-"""`crmse regularize --force-budget`: the selection rule, the candidates a run keeps, the choice it records."""
+"""`crmse regularize --force-budget`: the rule, the candidates a run keeps, the choice it records."""
 
 from __future__ import annotations
 
@@ -221,12 +221,12 @@ def _runs(ws) -> list:  # noqa: ANN001
 
 
 def test_a_budget_needs_validation_frames(tmp_path: Path) -> None:
-    from crmse_cli.stages.regularize_budget import check_budget
-
     import numpy as np
 
-    w = make_workspace(tmp_path)
     from crmse_cli.data.dataset import Dataset
+    from crmse_cli.stages.regularize_budget import check_budget
+
+    w = make_workspace(tmp_path)
 
     data = Dataset.load(w.datasets_dir / "ethanol.npz")
     with pytest.raises(CrmseError, match="validation frames"):
@@ -257,3 +257,15 @@ def test_show_and_report_read_the_choice_from_the_metrics() -> None:
     no_budget = SimpleNamespace(kind="regularize", config={"budget": {"force_budget": None}})
     assert _budget(SimpleNamespace(model=no_budget), finals) is None
     assert _budget(SimpleNamespace(model=SimpleNamespace(kind="pretrain", config={})), {}) is None
+
+
+def test_a_sweep_sets_the_budget_by_field_name() -> None:
+    from crmse_cli.stages._grid import regularize_config
+
+    cfg = regularize_config(
+        {"force_budget": 0.1, "screen_steps": 50, "n_updates": 7}, lambda_=0.015, seed=2, device="cpu"
+    )
+    assert cfg.budget == BudgetConfig(force_budget=0.1, screen_steps=50) and cfg.contrastive.n_updates == 7
+    assert not regularize_config({}, lambda_=0.015, seed=2, device="cpu").budget.on
+    with pytest.raises(CrmseError, match="force_budget"):
+        regularize_config({"force_budget": 0.0}, lambda_=0.015, seed=2, device="cpu")

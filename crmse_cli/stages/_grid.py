@@ -29,33 +29,42 @@ def _fields(cls: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(ContrastiveConfig fields, other RegularizeConfig fields) of ``options``; ``lambda`` -> lambda_.
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(ContrastiveConfig, BudgetConfig, other RegularizeConfig fields) of ``options``.
 
-    Unknown names are an error that lists the valid ones.
+    ``lambda`` is read as lambda_. Unknown names are an error that lists the valid ones.
     """
     from crmse_cli.stages.regularize import RegularizeConfig
+    from crmse_cli.train.budget import BudgetConfig
     from crmse_cli.train.contrastive import ContrastiveConfig
 
     opts = {("lambda_" if k == "lambda" else k): v for k, v in options.items()}
-    c_names = _fields(ContrastiveConfig)
-    r_names = _fields(RegularizeConfig) - {"contrastive", "device"}
-    unknown = sorted(set(opts) - c_names - r_names)
+    c_names, b_names = _fields(ContrastiveConfig), _fields(BudgetConfig)
+    r_names = _fields(RegularizeConfig) - {"contrastive", "budget", "device"}
+    unknown = sorted(set(opts) - c_names - b_names - r_names)
     if unknown:
-        valid = ", ".join(sorted(c_names | r_names))
+        valid = ", ".join(sorted(c_names | b_names | r_names))
         raise CrmseError(f"unknown regularize option(s) {', '.join(unknown)}; valid: {valid}")
-    return {k: v for k, v in opts.items() if k in c_names}, {k: v for k, v in opts.items() if k in r_names}
+
+    def pick(names: set[str]) -> dict[str, Any]:
+        return {k: v for k, v in opts.items() if k in names}
+
+    return pick(c_names), pick(b_names), pick(r_names)
 
 
 def regularize_config(options: dict[str, Any], *, lambda_: float, seed: int, device: str) -> Any:
     """The RegularizeConfig of one grid point: defaults, replaced by ``options``, lambda and seed."""
     from crmse_cli.stages.regularize import RegularizeConfig
+    from crmse_cli.train.budget import BudgetConfig
     from crmse_cli.train.contrastive import ContrastiveConfig
 
-    c_opts, r_opts = split_options(options)
+    c_opts, b_opts, r_opts = split_options(options)
     try:
         contrastive = dataclasses.replace(ContrastiveConfig(), **{**c_opts, "lambda_": lambda_, "seed": seed})
-        return dataclasses.replace(RegularizeConfig(), contrastive=contrastive, device=device, **r_opts)
+        budget = BudgetConfig(**b_opts)  # --set force_budget=0.1: the rule in every grid point
+        return dataclasses.replace(
+            RegularizeConfig(), contrastive=contrastive, budget=budget, device=device, **r_opts
+        )
     except (TypeError, ValueError) as exc:
         raise CrmseError(f"invalid regularize option: {exc}") from exc
 
