@@ -252,6 +252,19 @@ def test_a_full_disk_during_fetch_is_one_line_and_registers_nothing(
     assert sorted(p.name for p in ws.datasets_dir.iterdir()) == ["ethanol.npz"]  # no temp file left
 
 
+def test_a_full_disk_in_a_write_no_stage_names_is_still_one_line(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(ws.cache_dir / "scratch"))
+
+    monkeypatch.setattr("crmse_cli.stages.fetch.read_xyz", full)
+    (tmp_path / "a.xyz").write_text("1\nenergy=1.0\nH 0 0 0\n")
+    cmd = ("fetch", "xyz", str(tmp_path / "a.xyz"), "--name", "a", "--energy-unit", "eV")
+    one_line_error(_crmse(monkeypatch, capsys, ws, *cmd), f"no space left on device writing {ws.cache_dir}")
+    assert Registry.open(ws).find_dataset("a") is None
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
 def test_a_full_disk_during_a_download_is_not_a_network_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import io

@@ -13,6 +13,7 @@ import typer
 from crmse_cli import __version__
 from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console, shown
 from crmse_cli.errors import CrmseError
+from crmse_cli.fileio import disk_full
 from crmse_cli.text import visible
 from crmse_cli.workspace import Workspace
 
@@ -153,6 +154,10 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
         if debug:
             raise
+        full = disk_full(exc)  # a write no stage named (a folder, a small file): still one line
+        if full is not None:
+            err_console.print(f"[bold red]error:[/] {shown(full)}", highlight=False, soft_wrap=True)
+            sys.exit(full.exit_code)
         if _out_of_memory(exc):
             err_console.print(
                 f"[bold red]error:[/] out of memory ({shown(_first_line(exc))}); use fewer "
