@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from crmse_cli.errors import DiskFullError
+from crmse_cli.errors import CrmseError, DiskFullError
 
 NPZ_READ_ERRORS: tuple[type[BaseException], ...] = (
     KeyError,
@@ -54,13 +55,42 @@ def raise_if_disk_full(exc: BaseException, path: Path | str) -> None:
         raise full from exc
 
 
+def check_output_path(path: Path | str) -> None:
+    """Refuse to write ``path`` unless it is a regular file or does not exist yet.
+
+    crmse writes a file by renaming a finished temporary file over it, which would replace a
+    symbolic link by a file (not write through it), a device such as ``/dev/full`` by a JSON file
+    (as root), and fail on a folder. Such targets are refused in one line instead.
+
+    Raises:
+        CrmseError: ``path`` is a symbolic link, a folder, a device, a FIFO or a socket.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a new path (a file on the way is refused when its folder is made)
+    if stat.S_ISREG(mode):
+        return
+    kind = (
+        "a symbolic link" if stat.S_ISLNK(mode)
+        else "a folder" if stat.S_ISDIR(mode)
+        else "a device, FIFO or socket"
+    )  # fmt: skip
+    raise CrmseError(
+        f"{path} is {kind}, not a regular file: crmse replaces the files it writes, so name a "
+        "regular file or a new path"
+    )
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path`` (atomic on POSIX).
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. ``path`` must
+    be a regular file or a new path (:func:`check_output_path`).
     """
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmse_cli import names
 from crmse_cli.errors import CrmseError
-from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.fileio import atomic_path, check_output_path, sha256_file
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
 
@@ -49,6 +49,7 @@ def check_writable(out: Path) -> Path:
     out = Path(out).expanduser().absolute()
     if out.is_dir():
         raise CrmseError(f"--out {out} is a folder; give a file name such as {out / 'report.html'}")
+    check_output_path(out)  # a link or a device: refused before any run exists
     if out.exists() and not os.access(out, os.W_OK):
         raise CrmseError(f"--out {out} exists and is not writable; choose another path")
     folder = out.parent

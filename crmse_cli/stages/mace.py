@@ -19,7 +19,7 @@ import numpy as np
 
 from crmse_cli.config import to_dict
 from crmse_cli.errors import CrmseError
-from crmse_cli.fileio import sha256_file
+from crmse_cli.fileio import check_output_path, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, save_checkpoint
 from crmse_cli.stages._models import load_dataset, resolve_model, run_checkpoint
 from crmse_cli.stages._run import tracked
@@ -165,6 +165,7 @@ def export_model(ws: Workspace, ref: str, path: Path | str, *, registry: Registr
     from crmse_cli.model.mace_adapter import export_mace, is_mace
     from crmse_cli.registry.store import Registry
 
+    check_output_path(path)  # before the model loads: a link or a device is never replaced
     reg = registry or Registry.open(ws.ensure())
     handle = resolve_model(reg, ref, trust_code=ws.trust_code)
     if not is_mace(handle.potential):
