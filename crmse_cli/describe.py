@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crmse_cli.defaults import TEMPERATURE_K
+from crmse_cli.names import ETA_BETA_KMAX, STOPPED_BY_TIME_BUDGET
 from crmse_cli.train import readings
 from crmse_cli.units import beta
 
@@ -29,7 +31,7 @@ def frames_line(config: dict[str, Any]) -> str:
 
 def stop_line(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
     """How a pretrain run ended when a wall-clock budget cut it short, else None."""
-    if metrics.get("stopped_by_time_budget") != 1.0:
+    if metrics.get(STOPPED_BY_TIME_BUDGET) != 1.0:
         return None
     return (
         f"time budget (max_minutes {config.get('max_minutes'):g}) before max_epochs "
@@ -53,7 +55,7 @@ def run_lines(kind: str, config: dict[str, Any], metrics: dict[str, float]) -> l
         if stop:
             rows.append(("stopped by", stop))
     if kind == "regularize" and "eta_A2" in config:
-        rows.append(("chain step", chain_step_line(config, metrics.get("eta_beta_kmax"))))
+        rows.append(("chain step", chain_step_line(config, metrics.get(ETA_BETA_KMAX))))
         rows.append(("L_C", lc_line(config)))
     return rows
 
@@ -61,11 +63,12 @@ def run_lines(kind: str, config: dict[str, Any], metrics: dict[str, float]) -> l
 def _contrastive(config: dict[str, Any]) -> dict[str, Any]:
     """A regularize run's settings; keys it predates read as the defaults of today's behaviour."""
     c = dict(config.get("contrastive") or {})
-    t = float(c.get("temperature_K", 500.0))
+    t = float(c.get("temperature_K") or TEMPERATURE_K)
     return {
-        "eta_A2": float(config.get("eta_A2", c.get("eta_A2", 0.0))),
+        "eta_A2": float(config.get("eta_A2") or c.get("eta_A2") or 0.0),
         "eta_units": c.get("eta_units", "A2"),
         "lc_beta": bool(c.get("lc_beta", True)),
+        # runs before 2026-12-02 used the kcal loss (as registry_cmds.lambda_line reads them)
         "lambda_units": config.get("lambda_units", c.get("lambda_units", "kcal")),
         "temperature_K": t,
         "chain_T_K": float(c.get("chain_temperature_K") or t),
