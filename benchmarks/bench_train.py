@@ -85,7 +85,8 @@ def main() -> None:
         data, source = molecule(name, n_total)
         cfg = PretrainConfig(
             model=model,
-            n_train=len(data.energies),
+            n_train=None,  # all but the validation frames (~5%, as before)
+            n_val=max(1, len(data.energies) - args.frames),
             batch_size=args.batch_size,
             max_epochs=args.epochs + 1,
             max_minutes=None,
