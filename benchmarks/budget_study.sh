@@ -13,6 +13,7 @@
 #   pol15   c15 then an MSE-only polish (lambda 0, 100 updates, from c15's raw weights and Adam)
 #   c1e3    CRMSE, lambda 1e-3 eV
 #   b10     --force-budget 0.10 at lambda 0.015 (candidates every 25 updates, 32-replica 1 ps screens)
+# EPOCHS (default 400) sets the parents' cosine length in epochs (reproducible: no clock in it).
 # Paths: the code at $REPO (default: this script's checkout), registry at $CRMSE_HOME.
 REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$REPO"
@@ -33,7 +34,7 @@ has() { [[ $arms == *" $1 "* ]]; }
 sample_eval() { step $tag-md-$1-s$2 -- sample $tag-$1-s$2 $SAMPLE --seed $2; step $tag-eval-$1-s$2 -- evaluate $tag-md-$1-s$2; }
 for s in $seeds; do
   if [ "$phase" != sample ]; then
-    step $tag-mse-s$s -- pretrain --dataset "$ds" --split 1 --config examples/default.toml --n-train 200 --seed $s
+    step $tag-mse-s$s -- pretrain --dataset "$ds" --split 1 --config examples/default.toml --n-train 200 --max-epochs ${EPOCHS:-400} --seed $s
     has l0 && step $tag-l0-s$s -- regularize --from $tag-mse-s$s --lambda 0 $REG --seed $s
     has c15 || has pol15 && step $tag-c15-s$s -- regularize --from $tag-mse-s$s --lambda 0.015 $REG --seed $s
     has null15 && step $tag-null15-s$s -- regularize --from $tag-mse-s$s --lambda 0.015 --chain-source data $REG --seed $s
