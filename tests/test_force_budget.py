@@ -269,3 +269,23 @@ def test_a_sweep_sets_the_budget_by_field_name() -> None:
     assert not regularize_config({}, lambda_=0.015, seed=2, device="cpu").budget.on
     with pytest.raises(CrmseError, match="force_budget"):
         regularize_config({"force_budget": 0.0}, lambda_=0.015, seed=2, device="cpu")
+
+
+def test_with_an_ema_the_candidates_are_the_averaged_weights(ws) -> None:  # noqa: ANN001
+    import dataclasses
+
+    from crmse_cli.model.checkpoint import load_checkpoint
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages.regularize import regularize
+
+    cfg = _config(0.1)
+    cfg = dataclasses.replace(cfg, contrastive=dataclasses.replace(cfg.contrastive, ema_decay=0.5, lr=1e-3))
+    res = regularize(ws, "tiny", cfg, name="budget-ema")
+    tags = {c.tag: c.path for c in Registry.open(ws).checkpoints(res.run_id)}
+    candidate, _ = load_checkpoint(tags["candidate-4"])
+    last, payload = load_checkpoint(tags["last"])  # update 4: the EMA as the model, the live weights aside
+    live = payload["extra"]["train_weights"]
+    averaged, raw = candidate.state_dict(), last.state_dict()
+    for k, v in averaged.items():
+        torch.testing.assert_close(v, raw[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(v, live[k]) for k, v in averaged.items())
