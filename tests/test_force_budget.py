@@ -289,3 +289,23 @@ def test_with_an_ema_the_candidates_are_the_averaged_weights(ws) -> None:  # noq
     for k, v in averaged.items():
         torch.testing.assert_close(v, raw[k], rtol=0, atol=0, msg=k)
     assert any(not torch.equal(v, live[k]) for k, v in averaged.items())
+
+
+def test_the_screen_judges_its_last_step(ws) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages._models import load_dataset, resolve_model
+    from crmse_cli.stages.regularize_budget import BudgetKeeper
+
+    reg = Registry.open(ws)
+    handle = resolve_model(reg, "tiny")
+    data = load_dataset(reg, handle.dataset)
+    run_id = reg.get_run("tiny").id  # any run: the screen writes nothing
+    budget = BudgetConfig(force_budget=0.1, screen_replicas=2, screen_steps=13)  # not a multiple of 10
+    keeper = BudgetKeeper(
+        ws, reg, run_id, handle, data, handle.payload["extra"]["val_indices"], budget,
+        temperature_K=500.0, seed=0, trainer=SimpleNamespace(loop=SimpleNamespace(ema=None)),  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert 0 <= keeper.screen(handle) <= 2
+    assert keeper.monitor.last_step == 13

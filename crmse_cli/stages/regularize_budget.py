@@ -164,6 +164,9 @@ class BudgetKeeper:
         state = sampler.init_state(torch.as_tensor(start, dtype=pot.dtype, device=device))
         for _ in sampler.irun(state, cfg.steps):  # Ctrl-C propagates: the run is interrupted
             pass
+        last = sampler.last_state
+        if last is not None and last.step % cfg.check_every:  # the end is always judged
+            monitor.update(last.positions, last.step, last.time_fs)
         return int(monitor.left.sum())
 
     def _log(self, candidate: Candidate) -> None:
