@@ -126,7 +126,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = root / "home"
     ws = Workspace.resolve(home)
     fetch_rmd17(ws, "ethanol", from_path=archive)
-    cfg = preset_config("quick", {"n_train": 20, "n_val": 10, "max_epochs": 2})
+    cfg = preset_config("quick", {"n_train": 19, "n_val": 1, "max_epochs": 2})
     pretrain(ws, dataset="ethanol", split="01", config=cfg, name="tiny", progress=False)
     return home
 
@@ -277,7 +277,7 @@ def _pretrain_config() -> Any:
     from crmse_cli.stages.pretrain import preset_config
 
     # 17 frames -> 16 training + 1 validation: batches of 8 split evenly over 2 ranks.
-    return preset_config("quick", {"n_train": 17, "n_val": 10, "max_epochs": 2, "batch_size": 8})
+    return preset_config("quick", {"n_train": 16, "n_val": 1, "max_epochs": 2, "batch_size": 8})
 
 
 def _pretrain_worker(rank: int, world: int, port: int, home: str, out: str) -> None:
