@@ -72,6 +72,34 @@ def _energy_forces(
         raise DataError(f"{path}: frame {i} has forces that are not numbers; fix its forces column") from exc
 
 
+def _check_supported(atoms: Any, i: int, path: Path, first: Any) -> None:
+    """Refuse what crmse cannot model: a periodic cell, or frames of another molecule than frame 0.
+
+    crmse's potentials and samplers treat a frame as an isolated molecule (no cell, no periodic
+    images), and a dataset as one molecule (same atoms in the same order in every frame).
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any():
+        axes = "".join(a for a, p in zip("xyz", pbc, strict=True) if p)
+        raise DataError(
+            f"{path}: frame {i} is periodic (pbc true along {axes}, cell {_cell_text(atoms)}); periodic "
+            'cells are not supported, crmse models isolated molecules: write the frames with pbc="F F F"'
+        )
+    if not np.array_equal(atoms.numbers, first.numbers):
+        this, that = atoms.get_chemical_formula(), first.get_chemical_formula()
+        what = f"{this}, frame 0 is {that}" if this != that else f"{this} in another atom order than frame 0"
+        raise DataError(
+            f"{path}: frame {i} is {what}; files mixing compositions (or atom orders) are not "
+            "supported, a dataset holds one molecule: split the file by molecule"
+        )
+
+
+def _cell_text(atoms: Any) -> str:
+    """The cell's lengths in Å, e.g. ``12 x 12 x 12 Å``."""
+    lengths = np.asarray(atoms.cell.lengths(), dtype=np.float64)
+    return " x ".join(f"{v:.4g}" for v in lengths) + " Å"
+
+
 def random_split(n_frames: int, test_fraction: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """One split ``"01"``: a seeded random ``test_fraction`` of rows is the test part, the rest train."""
     check_option("--split-seed", seed)
@@ -100,7 +128,8 @@ def read_xyz(
     """All frames of an extended-XYZ file as a :class:`Dataset` in kcal/mol and kcal/mol/Å.
 
     Args:
-        path: the extended-XYZ file (one molecule, same atoms in the same order in every frame).
+        path: the extended-XYZ file (one molecule, same atoms in the same order in every frame,
+            not periodic: a frame with ``pbc`` true on any axis is refused).
         name: dataset name.
         energy_unit: the file's energy unit, ``"eV"`` or ``"kcal/mol"`` (forces per Å).
         test_fraction: with ``split_seed``: share of frames in split 01's test part. When both
@@ -127,11 +156,7 @@ def read_xyz(
     factor = ENERGY_UNITS[energy_unit]  # file unit -> kcal/mol
     positions, energies, forces = [], [], []
     for i, atoms in enumerate(frames):
-        if not np.array_equal(atoms.numbers, species):
-            raise DataError(
-                f"{path}: frame {i} has other atoms (or another order) than frame 0; "
-                "a dataset holds one molecule"
-            )
+        _check_supported(atoms, i, path, frames[0])
         energy, frame_forces = _energy_forces(atoms, i, path, energy_key, forces_key)
         if frame_forces.shape != (len(species), 3):
             raise DataError(
