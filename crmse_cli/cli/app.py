@@ -73,6 +73,7 @@ COMMAND_MODULES = (
     "table_cmd",
     "sweep_cmd",  # sweep create / work / status / report / list
     "mace_cmd",  # mace import / mace export
+    "stabilize_cmd",
     "doctor_cmd",
 )
 

@@ -256,6 +256,26 @@ def fetch_rmd17(
         reg.close()
 
 
+XYZ_IDENTITY = (
+    "kind",
+    "source_sha256",
+    "energy_unit_in_file",
+    "test_fraction",
+    "split_seed",
+    "energy_key",
+    "forces_key",
+)
+"""The meta fields of an extended-XYZ dataset that make two imports the same dataset."""
+
+
+def same_xyz(info: DatasetInfo, meta: dict[str, Any]) -> bool:
+    """Whether registered dataset ``info`` is the import that ``meta`` describes.
+
+    Same file content, units, keys and split: the fields of :data:`XYZ_IDENTITY`.
+    """
+    return all(info.meta.get(k) == meta.get(k) for k in XYZ_IDENTITY)
+
+
 def fetch_xyz(
     ws: Workspace,
     path: Path | str,
@@ -304,19 +324,7 @@ def fetch_xyz(
     try:
         info = None if force else _existing(reg, name)
         if info is not None:
-            same = all(
-                info.meta.get(k) == meta[k]
-                for k in (
-                    "kind",
-                    "source_sha256",
-                    "energy_unit_in_file",
-                    "test_fraction",
-                    "split_seed",
-                    "energy_key",
-                    "forces_key",
-                )
-            )
-            if not same:
+            if not same_xyz(info, meta):
                 raise CrmseError(
                     f"dataset {name!r} is registered already (from {info.source}); "
                     "pick another --name or pass --force to replace it"

@@ -51,7 +51,7 @@ def _dataset_name(path: Path) -> str:
 def import_mace(
     ws: Workspace,
     model_path: Path | str,
-    data_path: Path | str,
+    data_path: Path | str | None,
     *,
     dataset: str | None = None,
     energy_unit: str = "eV",
@@ -59,6 +59,7 @@ def import_mace(
     forces_key: str | None = None,
     test_fraction: float = IMPORT_TEST_FRACTION,
     split_seed: int = 0,
+    val_fraction: float = 0.0,
     name: str | None = None,
     registry: Registry | None = None,
 ) -> ImportResult:
@@ -68,7 +69,7 @@ def import_mace(
         ws: the workspace.
         model_path: the ``.model`` file (``torch.save(model)`` as mace-torch writes it).
         data_path: its extended-XYZ training file (one molecule; energies and forces in
-            ``energy_unit`` and per Å).
+            ``energy_unit`` and per Å); None: ``dataset`` names a registered dataset.
         dataset: the dataset name (default: the file's stem); an identical import is reused.
         energy_unit: "eV" (MACE's) or "kcal/mol".
         energy_key: the file's energy key, e.g. ``REF_energy``.
@@ -76,6 +77,8 @@ def import_mace(
         test_fraction: share of frames in the test part of the random split 01 (the train part
             is CRMSE's data).
         split_seed: seed of that split.
+        val_fraction: share of the train part kept out of CRMSE's data as validation frames
+            (what ``regularize --force-budget`` scores candidates on; seeded by ``split_seed``).
         name: a unique run name; without one, a completed import of the same file (sha256) on
             the same dataset is reused.
         registry: an open Registry (default: ``Registry.open(ws)``).
@@ -88,20 +91,23 @@ def import_mace(
     from crmse_cli.stages.evaluate import test_metrics
     from crmse_cli.stages.fetch import fetch_xyz
 
-    model_path, data_path = Path(model_path).expanduser().resolve(), Path(data_path).expanduser()
+    model_path = Path(model_path).expanduser().resolve()
+    if data_path is None and dataset is None:
+        raise CrmseError("pass the extended-XYZ training file or the name of a registered dataset")
     potential = mace_potential(load_mace_model(model_path, trust_code=ws.trust_code))
-    data_name = dataset or _dataset_name(data_path)
+    data_name = dataset or _dataset_name(Path(str(data_path)))
     model_sha = sha256_file(model_path)
-    fetch_xyz(
-        ws,
-        data_path,
-        name=data_name,
-        energy_unit=energy_unit,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        energy_key=energy_key,
-        forces_key=forces_key,
-    )
+    if data_path is not None:
+        fetch_xyz(
+            ws,
+            Path(data_path).expanduser(),
+            name=data_name,
+            energy_unit=energy_unit,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            energy_key=energy_key,
+            forces_key=forces_key,
+        )
     reg = registry or Registry.open(ws.ensure())
     data = load_dataset(reg, data_name)
     missing = sorted(set(data.species.tolist()) - set(potential.species))
@@ -110,10 +116,11 @@ def import_mace(
             f"dataset {data_name!r} has atomic number(s) {missing} that the MACE model does not know "
             f"(its z table: {potential.species}); pass the file the model was trained on"
         )
-    train, _ = data.split("01")
+    train, val = _train_val(data, val_fraction, split_seed)
     if name is None:
         for old in reg.list_runs(kind="pretrain"):  # the same file on the same data: reuse its run
             same = old.config.get("imported_sha256") == model_sha and old.dataset == data_name
+            same = same and float(old.config.get("val_fraction", 0.0)) == val_fraction
             if same and old.status == "completed":
                 metrics = {k: (m.value, m.unit) for k, m in reg.final_metrics(old.id).items()}
                 return ImportResult(old.id, data_name, Path(run_checkpoint(reg, old)), metrics)
@@ -125,6 +132,7 @@ def import_mace(
         "n_train": int(len(train)),
         "imported_from": str(model_path),
         "imported_sha256": model_sha,
+        "val_fraction": val_fraction,
     }
     run = reg.create_run(kind="pretrain", name=name, dataset=data_name, config=config, seed=None)
     with tracked(reg, run.id):
@@ -134,7 +142,7 @@ def import_mace(
             "split": "01",
             "species": data.species.tolist(),
             "train_indices": np.asarray(train, dtype=np.int64).tolist(),
-            "val_indices": [],
+            "val_indices": np.asarray(val, dtype=np.int64).tolist(),
             "imported_from": str(model_path),
         }
         sha = save_checkpoint(path, potential, extra=extra)
@@ -147,6 +155,21 @@ def import_mace(
             run.id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
         )
     return ImportResult(run.id, data_name, path, metrics)
+
+
+def _train_val(data: Any, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split 01's train part into (training rows, validation rows): a seeded ``val_fraction``."""
+    train, _ = data.split("01")
+    if not 0.0 <= val_fraction < 1.0:
+        raise CrmseError(f"the validation fraction must lie in [0, 1), got {val_fraction}")
+    n_val = int(round(val_fraction * len(train)))
+    if val_fraction > 0 and not 1 <= n_val < len(train):
+        raise CrmseError(
+            f"{len(train)} training frames cannot spare {val_fraction:g} of them for validation; "
+            "pass a file with more frames"
+        )
+    order = np.random.default_rng(seed).permutation(len(train))
+    return np.sort(train[order[n_val:]]), np.sort(train[order[:n_val]])
 
 
 def save_native(ws: Workspace, reg: Registry, run_id: str, potential: Any) -> Path | None:

@@ -1,0 +1,172 @@
+"""`crmse stabilize`: the whole journey in one resumable command, and its verdict block.
+
+A fresh synthetic workspace (tests/synthetic.py) with a tiny pretrained crmse model; tiny screens,
+a CRMSE run of a few updates with the force budget. The numbers mean nothing: the tests check
+that every step is a registry run, that the verdict says what the runs' metrics say, and that
+Ctrl-C then a rerun reuses the finished steps and resumes CRMSE.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from synthetic import make_workspace, one_line_error, tiny_pretrain
+
+from crmse_cli.errors import CrmseError
+from crmse_cli.registry.store import Registry
+from crmse_cli.report.verdict import Evidence, diagnosis_line, stability_line, verdict_lines
+from crmse_cli.stages.stabilize_config import StabilizeConfig
+
+pytestmark = pytest.mark.slow
+
+TINY = StabilizeConfig(
+    replicas=4, steps=40, record_every=10, budget_every=1, screen_replicas=2, screen_steps=20, seed=1
+)
+STEPS = ("before", "before-eval", "crmse", "after", "after-eval", "diagnose", "compare")
+
+
+def tiny_regularize() -> Any:
+    """CRMSE settings of seconds with the force budget (candidates every update)."""
+    from crmse_cli.stages.regularize import RegularizeConfig
+    from crmse_cli.train.budget import BudgetConfig
+    from crmse_cli.train.contrastive import ContrastiveConfig
+
+    c = ContrastiveConfig(n_chains=2, steps_per_update=2, n_updates=3, batch_size=4, warmup_updates=1, seed=1)
+    budget = BudgetConfig(force_budget=0.1, budget_every=1, screen_replicas=2, screen_steps=20)
+    return RegularizeConfig(contrastive=c, budget=budget, val_every=1, checkpoint_every=1, chains_every=2)
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> None:
+    os.environ["CRMSE_NO_PROGRESS"] = "1"
+
+
+def _finals(reg: Registry, run_id: str) -> dict[str, float]:
+    return {k: m.value for k, m in reg.final_metrics(run_id).items()}
+
+
+def test_stabilize_a_crmse_run_end_to_end(tmp_path: Path) -> None:
+    from crmse_cli.stages.stabilize import stabilize
+
+    ws = make_workspace(tmp_path / "home")
+    tiny_pretrain(ws, name="mine")
+    res = stabilize(ws, "mine", config=TINY, regularize=tiny_regularize())
+    reg = Registry.open(ws)
+    assert set(STEPS) <= set(res.runs) and res.reused == []
+    for step in STEPS[:-1]:
+        run = reg.get_run(res.runs[step])
+        assert run.name == f"mine-{step}" and run.status == "completed"
+    model = reg.get_run("mine").id
+    assert reg.get_run(res.runs["before"]).parent == model
+    assert reg.get_run(res.runs["crmse"]).parent == model
+    assert reg.get_run(res.runs["after"]).parent == res.runs["crmse"]
+    assert reg.get_run(res.runs["crmse"]).config["budget"]["force_budget"] == 0.1
+    assert res.report is not None and res.report.is_file()
+
+    # The verdict block is the pure function of the stored metrics, and says what they say.
+    before, after = _finals(reg, res.runs["before"]), _finals(reg, res.runs["after"])
+    ev_b, ev_a = _finals(reg, res.runs["before-eval"]), _finals(reg, res.runs["after-eval"])
+    counts = f"{int(before['n_left'])}/4 -> {int(after['n_left'])}/4"
+    assert counts in res.verdict[0]
+    mae = 100 * (ev_a["test_force_mae"] / ev_b["test_force_mae"] - 1)
+    errors = next(line for line in res.verdict if line.startswith("test force MAE"))
+    assert errors.startswith(f"test force MAE {mae:+.1f}% (RMSE ")
+    budget = _finals(reg, res.runs["crmse"])
+    kept = budget["budget_choice_update"] == 0  # the force budget returned the parent
+    assert ("kept the original model" in " ".join(res.verdict)) == kept
+    assert res.verdict[-1] == f"stabilized checkpoint: {res.model}"
+    assert res.model is not None and res.model.is_file()
+    assert res.verdict[:-1] == verdict_lines(
+        Evidence(int(before["n_left"]), 4, ev_b),
+        Evidence(int(after["n_left"]), 4, ev_a),
+        diagnosis=_finals(reg, res.runs["diagnose"]),
+        budget=budget,
+    )
+
+    # A rerun repeats nothing.
+    again = stabilize(ws, "mine", config=TINY, regularize=tiny_regularize())
+    assert again.runs == res.runs and set(again.reused) == set(STEPS)
+
+
+def test_ctrl_c_in_crmse_then_rerun_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmse_cli.stages.stabilize import stabilize
+    from crmse_cli.train import contrastive
+
+    ws = make_workspace(tmp_path / "home")
+    tiny_pretrain(ws, name="mine")
+    real_step = contrastive.ContrastiveTrainer.step
+    calls = {"n": 0}
+
+    def interrupting_step(self: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        stabilize(ws, "mine", config=TINY, regularize=tiny_regularize())
+    monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
+    reg = Registry.open(ws)
+    cut = reg.get_run("mine-crmse")
+    assert cut.status == "interrupted"
+    first = {s: reg.get_run(f"mine-{s}").id for s in ("before", "before-eval")}
+    res = stabilize(ws, "mine", config=TINY, regularize=tiny_regularize())
+    assert {s: res.runs[s] for s in first} == first and {"before", "before-eval"} <= set(res.reused)
+    assert res.runs["crmse"] == cut.id and reg.get_run(cut.id).status == "completed"  # resumed, not redone
+    assert [r.name for r in reg.list_runs(kind="sample")].count("mine-before") == 1
+    assert not [r for r in reg.list_runs() if (r.name or "").startswith("mine-crmse~")]
+
+
+def test_refusals_name_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    from synthetic import cli_main
+
+    from crmse_cli.stages.stabilize import stabilize
+
+    ws = make_workspace(tmp_path / "home")
+    tiny_pretrain(ws, name="mine")
+    with pytest.raises(CrmseError, match="comes with its dataset"):
+        stabilize(ws, "mine", data="other", config=TINY)
+    xyz = tmp_path / "ethanol.xyz"
+    xyz.write_text("not used\n")
+    model = tmp_path / "m.model"
+    model.write_bytes(b"pickle")
+    home = str(tmp_path / "home")
+    # A dataset named like the file but holding other frames: one line naming --dataset-name.
+    result = cli_main(monkeypatch, capsys, "--home", home, "stabilize", str(model), "--data", str(xyz),
+                      "--trust-code")  # fmt: skip
+    one_line_error(result, "ethanol", "--dataset-name")
+    # Without --trust-code a pickle is refused before anything is registered.
+    result = cli_main(monkeypatch, capsys, "--home", home, "stabilize", str(model), "--data", str(xyz))
+    one_line_error(result, "--trust-code")
+    assert [r.name for r in Registry.open(ws).list_runs()] == ["mine"]
+
+
+def test_verdict_lines_say_plainly_when_it_did_not_help() -> None:
+    nothing = stability_line(Evidence(0, 64), Evidence(0, 64))
+    assert nothing.startswith("no replica left the basin before (0/64 -> 0/64): nothing to repair")
+    worse = stability_line(Evidence(2, 64), Evidence(5, 64))
+    assert "2/64 -> 5/64" in worse and worse.endswith("not more stable")
+    better = stability_line(Evidence(16, 64), Evidence(2, 64))
+    assert better.startswith("left the basin: 16/64 -> 2/64 (Fisher p = ") and "not" not in better
+    errs = {"test_force_mae": 1.0, "test_force_rmse": 2.0, "test_energy_mae": 0.5, "test_energy_rmse": 1.0}
+    after = {
+        "test_force_mae": 1.04,
+        "test_force_rmse": 2.04,
+        "test_energy_mae": 0.45,
+        "test_energy_rmse": 1.0,
+    }
+    fallback = {"budget_choice_update": 0.0, "budget_parent_fallback": 1.0}
+    lines = verdict_lines(Evidence(16, 64, errs), Evidence(2, 64, after), budget=fallback, wrote="x.model")
+    assert lines[1] == "no candidate within the force budget: kept the original model"
+    assert lines[2] == "test force MAE +4.0% (RMSE +2.0%); energy MAE -10.0% (RMSE +0.0%)"
+    assert lines[-1] == "wrote x.model"
+    repair = diagnosis_line({"hessian_ratio_soft": 1.0, "hessian_ratio_stiff": 1.0, "collapse_lift_kT": 9.2})
+    assert repair is not None and repair.startswith("repair, not softening (torsions 1.00, stiff modes 1.00")
+    assert "collapsed frames lifted 9 kT" in repair
+    soft = diagnosis_line({"hessian_ratio_soft": 0.5, "collapse_lift_kT": math.nan})
+    assert soft is not None and soft.startswith("softening, not repair (torsions 0.50")
