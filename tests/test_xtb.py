@@ -268,7 +268,7 @@ def test_reproduce_ethanol_xtb_end_to_end_without_shared_data(
     from crmse_cli.train.contrastive import ContrastiveConfig
 
     monkeypatch.setitem(reproduce.XTB_REFERENCES, "ethanol-xtb", ("ethanol", _cfg(frames=40, replicas=2)))
-    tiny_model = {"model": {"features": 8, "layers": 1, "n_rbf": 8}, "max_epochs": 2, "n_val": 10}
+    tiny_model = {"model": {"features": 8, "layers": 1, "n_rbf": 8}, "max_epochs": 2, "n_val": 1}
     monkeypatch.setitem(pretrain.PRESETS, "tiny", {**tiny_model, "early_stopping_patience": 0})
     monkeypatch.setitem(
         reproduce.PRESETS,
