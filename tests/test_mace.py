@@ -248,7 +248,8 @@ def test_pretrain_architecture_mace_fits_e0s_and_exports(tmp_path: Path) -> None
     ws = Workspace.resolve(tmp_path / "home")
     fetch_xyz(ws, xyz, name="eth", energy_unit="eV", test_fraction=0.2, split_seed=0)
     model = {"architecture": "mace", "features": 8, "layers": 1, "n_rbf": 4, "envelope_p": 5}
-    cfg = from_dict(PretrainConfig, {"model": model, "n_train": 20, "n_val": 4, "max_epochs": 2, "batch_size": 8})
+    settings = {"model": model, "n_train": 20, "n_val": 4, "max_epochs": 2, "batch_size": 8}
+    cfg = from_dict(PretrainConfig, settings)
     res = pretrain(ws, dataset="eth", config=cfg, name="mace-tiny", progress=False)
     reg = Registry.open(ws)
     assert reg.get_run("mace-tiny").status == "completed"
