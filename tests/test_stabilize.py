@@ -170,3 +170,50 @@ def test_verdict_lines_say_plainly_when_it_did_not_help() -> None:
     assert "collapsed frames lifted 9 kT" in repair
     soft = diagnosis_line({"hessian_ratio_soft": 0.5, "collapse_lift_kT": math.nan})
     assert soft is not None and soft.startswith("softening, not repair (torsions 0.50")
+
+
+def test_stabilize_a_mace_model_exports_a_mace_model(tmp_path: Path) -> None:
+    pytest.importorskip("mace", reason="mace-torch is not installed (the optional 'mace' extra)")
+    import numpy as np
+    import torch
+    from test_mace import calculator_results, ethanol_frames, small_mace, write_training_xyz
+
+    from crmse_cli.model.checkpoint import load_checkpoint
+    from crmse_cli.model.forces import energy_and_forces
+    from crmse_cli.stages._models import run_checkpoint
+    from crmse_cli.stages.stabilize import HELDOUT, stabilize
+    from crmse_cli.units import KCAL_PER_MOL_PER_EV
+    from crmse_cli.workspace import Workspace
+
+    model = small_mace()
+    model_path, xyz, test_xyz = tmp_path / "my.model", tmp_path / "train.xyz", tmp_path / "held.xyz"
+    torch.save(model, model_path)
+    write_training_xyz(xyz, model)
+    write_training_xyz(test_xyz, model, n=6)
+    ws = Workspace.resolve(tmp_path / "home", trust_code=True)  # my.model is a pickle: vouch for it
+    keys = {"energy_key": "REF_energy", "forces_key": "REF_forces"}
+    res = stabilize(
+        ws, str(model_path), data=str(xyz), test=test_xyz, config=TINY, regularize=tiny_regularize(), **keys
+    )
+    reg = Registry.open(ws)
+    imported = reg.get_run(res.runs["import"])
+    assert imported.name == "my-import" and imported.config["architecture"] == "mace"
+    assert imported.config["val_fraction"] == 0.1  # the force budget's validation frames
+    assert reg.get_run(res.runs["crmse"]).parent == imported.id
+    assert res.model == tmp_path / "my-stable.model" and res.verdict[-1] == f"wrote {res.model}"
+    # Held-out errors: the --test file's frames, on both evaluate runs, named in the verdict.
+    for step in ("before-eval", "after-eval"):
+        assert f"{HELDOUT}_force_mae" in _finals(reg, res.runs[step])
+    assert any(line.startswith("held-out (held.xyz) force MAE") for line in res.verdict)
+
+    # The exported file loads in mace-torch and gives the stabilized model's energies.
+    stable, _ = load_checkpoint(run_checkpoint(reg, reg.get_run(res.runs["crmse"])), trust_code=True)
+    species, pos = ethanol_frames(3, seed=9)
+    want = energy_and_forces(stable, torch.as_tensor(pos), torch.as_tensor(species))[0].detach().numpy()
+    got, _ = calculator_results(res.model, species, pos, "float64")
+    np.testing.assert_allclose(got * KCAL_PER_MOL_PER_EV, want, rtol=0, atol=1e-6)
+
+    # A rerun reuses the import and every finished step, without --trust-code.
+    plain = Workspace.resolve(tmp_path / "home")
+    again = stabilize(plain, str(model_path), data=str(xyz), test=test_xyz, config=TINY, **keys)
+    assert again.runs == res.runs and "import" in again.reused
