@@ -26,6 +26,9 @@ from crmse_cli.workspace import Workspace
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
+LEAD_ORDER = ("verdict", "plot-survival", "plot-tradeoff", "failures", "plot-energy", "metrics-table",
+              "tconf-ref", "header-table")  # fmt: skip
+"""Page elements in the order the report shows them: the answer first, reference material last."""
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +128,28 @@ def test_report_numbers_are_the_registry_and_artifact_numbers(setup: dict[str, A
         np.testing.assert_allclose(dens[r.label], counts / (len(e) * np.diff(edges)))
         np.testing.assert_allclose(ref, np.histogram(e_ref, bins=edges)[0] / (len(e_ref) * np.diff(edges)))
     figs = {f.id: f.figure for f in build_figures(report)}
-    assert list(figs) == ["energy", "hr", "pairs", "dihedrals", "dihedral2d", "learning", "survival"]
+    assert list(figs) == [
+        "survival",
+        "tradeoff",
+        "energy",
+        "hr",
+        "pairs",
+        "dihedrals",
+        "dihedral2d",
+        "learning",
+    ]
     assert [t.name for t in figs["energy"].data] == ["DFT reference", "mse", "s-crmse"]
     np.testing.assert_allclose(figs["energy"].data[1].y[:-1], dens["mse"])
     arrays = report.runs[1].arrays
     np.testing.assert_array_equal(figs["hr"].data[2].y, arrays["hr_sample"])
     np.testing.assert_array_equal(figs["hr"].data[0].y, report.reference["hr_ref"])
     np.testing.assert_array_equal(figs["survival"].data[1].y, arrays["survival_fraction"])
+    # Accuracy against stability: each run's model force MAE and stable fraction, as stored.
+    for trace, r, model in zip(figs["tradeoff"].data, report.runs, ("mse", "crmse"), strict=True):
+        assert (
+            trace.name == r.label and trace.y[0] == reg.final_metrics(r.evaluate.id)["stable_fraction"].value
+        )
+        assert trace.x[0] == reg.final_metrics(setup[model])["test_force_mae"].value
     hydroxyl = [t for t in figs["dihedrals"].data if t.xaxis == "x"]
     f_ref = report.reference["dihedral_F_ref.hydroxyl"]
     assert [v if v is not None else np.inf for v in hydroxyl[0].y] == pytest.approx(list(f_ref))
@@ -151,6 +169,42 @@ def test_report_numbers_are_the_registry_and_artifact_numbers(setup: dict[str, A
         assert any(want in t for t in pair_titles), want
 
 
+def test_report_leads_with_the_answer(setup: dict[str, Any], compared: Any) -> None:
+    import html as html_lib
+
+    from crmse_cli.report.verdict import Evidence, verdict_lines
+
+    reg = setup["reg"]
+    page = compared.path.read_text()
+    order = [page.index(f'id="{m}"') for m in LEAD_ORDER]
+    assert order == sorted(order), order
+    # The verdict: s-crmse against the baseline mse, the pure function of the stored metrics.
+    ev = {r: reg.get_run(compared.sample_runs[r]) for r in ("mse", "s-crmse")}
+    stab = {r: {k: m.value for k, m in reg.final_metrics(s.id).items()} for r, s in ev.items()}
+    errors = {r: {k: m.value for k, m in reg.final_metrics(setup[m]).items()} for r, m in
+              (("mse", "mse"), ("s-crmse", "crmse"))}  # fmt: skip
+    lines = verdict_lines(
+        Evidence(int(stab["mse"]["n_left"]), 4, errors["mse"]),
+        Evidence(int(stab["s-crmse"]["n_left"]), 4, errors["s-crmse"]),
+        budget=errors["s-crmse"],
+    )
+    verdict = page[page.index('id="verdict"') : page.index('id="plot-survival"')]
+    for line in lines:
+        assert f"<li>{html_lib.escape(line)}</li>" in verdict, line
+    counts = f"{int(stab['mse']['n_left'])}/4 -> {int(stab['s-crmse']['n_left'])}/4"
+    assert html_lib.escape(counts) in verdict
+    # Failures: one row per replica that left, from the samples files' stability records.
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    for label, sample in ev.items():
+        with np.load(reg.artifacts(sample.id, kind="samples")[0].path) as z:
+            left = sorted(np.flatnonzero(z["stability_left"]).tolist())
+            reasons = z["stability_reason"]
+        rows = [f for f in data["failures"] if f["run"] == label]
+        assert sorted(f["replica"] for f in rows) == left
+        assert all(f["reason"] == reasons[f["replica"]] for f in rows)
+    assert page.count("<tr><td>") >= min(len(data["failures"]), 60)
+
+
 def test_page_is_self_contained(compared: Any) -> None:
     html = compared.path.read_text()
     assert not re.search(r"<script[^>]*\ssrc\s*=", html, re.I)
@@ -158,7 +212,7 @@ def test_page_is_self_contained(compared: Any) -> None:
     assert not re.search(r"@import|url\(\s*[\"']?https?:", html.split("<script", 1)[0], re.I)  # CSS part
     assert html.count("plotly.js v") == 1 and html.count("Plotly, Inc.") == 1
     assert "mathjax" not in html.split('<script type="text/javascript">', 1)[0].lower()
-    assert html.count('class="crmse-plot"') == 7
+    assert html.count('class="crmse-plot"') == 8
     assert 'id="js-errors"' in html and 'id="plots-done"' in html
 
 
@@ -250,11 +304,15 @@ def test_report_renders_in_headless_chromium(compared: Any, tmp_path: Path) -> N
     errors = re.search(r'<pre id="js-errors">(.*?)</pre>', html, re.S)
     assert errors is not None and errors.group(1).strip() == "", errors.group(1) if errors else html[:500]
     ids = re.findall(r'<div class="crmse-plot[^"]*" id="(plot-[a-z0-9]+)"', html)
-    assert len(ids) == 7
+    assert len(ids) == 8
     starts = [html.index(f'id="{i}"') for i in ids] + [html.index('id="plots-done"')]
     for name, a, b in zip(ids, starts, starts[1:], strict=False):
         assert 'class="main-svg"' in html[a:b], f"{name} was not drawn"
-    assert re.search(r'id="plots-done" data-rendered="7"', html), "render marker missing"
+    assert re.search(r'id="plots-done" data-rendered="8"', html), "render marker missing"
+    # The answer leads: the verdict, then the survival curves and the trade-off plot, before the
+    # distributions; the temperature callout and the run metadata come last.
+    order = [html.index(f'id="{m}"') for m in LEAD_ORDER]
+    assert order == sorted(order), order
     shot = tmp_path / "report.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1400,4000", page.as_uri()],
                    capture_output=True, timeout=120, check=False)  # fmt: skip

@@ -158,6 +158,7 @@ class ReportData:
     created: str
     runs: list[RunData]
     diagnoses: list[Any] = field(default_factory=list)  # report.instruments.Diagnosis per diagnosed run
+    failures: list[Any] = field(default_factory=list)  # report.lead.Failure per replica that left
     reference_name: str = "DFT reference"  # what the reference frames are (see reference_names)
     reference_short: str = "DFT"  # the method that labelled them, as in "samples vs DFT"
 
@@ -293,6 +294,7 @@ def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -
     from dataclasses import replace
 
     from crmse_cli.report.instruments import find_diagnoses
+    from crmse_cli.report.lead import find_failures
 
     labels = ", ".join(r.label for r in runs)
     info = reg.find_dataset(dataset)
@@ -308,7 +310,7 @@ def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -
         reference_name=ref_name,
         reference_short=ref_short,
     )
-    return replace(report, diagnoses=find_diagnoses(reg, report))
+    return replace(report, diagnoses=find_diagnoses(reg, report), failures=find_failures(reg, report))
 
 
 @dataclass(frozen=True)

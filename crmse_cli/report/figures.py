@@ -32,6 +32,8 @@ from crmse_cli.report.structure_figures import (
 )
 
 ENERGY_BINS = 60
+LEAD_FIGURES = ("survival", "tradeoff")
+"""Figures shown on the first screen, right after the verdict."""
 CURVES = (
     ("loss_mse", "L_MSE (energy + force loss)"),
     ("loss_c", "L_C (contrastive loss)"),
@@ -154,9 +156,29 @@ def survival_figure(report: ReportData) -> go.Figure:
 
 
 def build_figures(report: ReportData) -> list[FigureSpec]:
-    """Every figure of the report, in page order (figures without data are left out)."""
+    """Every figure of the report, in page order (figures without data are left out).
+
+    The answer first (survival, accuracy against stability: :data:`LEAD_FIGURES`), then the
+    distributions, the learning curves and the instruments.
+    """
+    from crmse_cli.report.lead import tradeoff_figure  # it imports collect, as this module does
+
     ref = report.reference_short
     specs = [
+        (
+            "survival",
+            "Replica survival",
+            "Share of replicas that never left the physical basin "
+            "(bond stretched > 0.5 Å or a pair closer than its minimum over the reference frames - 0.3 Å).",
+            survival_figure,
+        ),
+        (
+            "tradeoff",
+            "Accuracy against stability",
+            "Every compared run: test force MAE (its model's) against the share of replicas that stayed "
+            "physical. Down-right is worse on both; a repair moves up at little cost to the right.",
+            tradeoff_figure,
+        ),
         (
             "energy",
             "Energy distributions",
@@ -197,13 +219,6 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
             "CRMSE learning curves",
             "Per-update rows of the regularize runs behind the samples.",
             learning_figure,
-        ),
-        (
-            "survival",
-            "Replica survival",
-            "Share of replicas that never left the physical basin "
-            "(bond stretched > 0.5 Å or a pair closer than its minimum over the reference frames - 0.3 Å).",
-            survival_figure,
         ),
     ]
     out = []

@@ -15,8 +15,9 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from crmse_cli.report.collect import MetricRow, ReportData, metric_table, reference_tconf
-from crmse_cli.report.figures import FigureSpec, run_color
+from crmse_cli.report.figures import LEAD_FIGURES, FigureSpec, run_color
 from crmse_cli.report.instruments import instruments_section
+from crmse_cli.report.lead import failures_data, failures_table, verdict_section
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "typesetMath": False}
 
@@ -32,6 +33,8 @@ td.ref, th.ref { background: #f0f0f0; font-weight: 600; }
 .callout { border-left: 6px solid #444; background: #f6f6f6; padding: 10px 16px; margin: 12px 0 20px;
            font-size: 16px; }
 .callout b { font-size: 20px; }
+.verdict ul { margin: 6px 0 0; padding-left: 20px; } .verdict li { margin: 2px 0; }
+.lead { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 0 16px; }
 .caption { color: #555; font-size: 14px; margin: 0 0 6px; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; }
 #js-errors:empty { display: none; }
@@ -194,29 +197,51 @@ def render(report: ReportData, figures: list[FigureSpec]) -> str:
             {"key": m.key, "unit": m.unit, "reference": m.reference, "values": m.values} for m in rows
         ],
         "figures": [f.id for f in figures],
+        **failures_data(report),
     }
     t = html.escape(report.title)
-    body = f"""<p class="sub">dataset {html.escape(report.dataset)} · crmse {html.escape(report.version)} ·
+    lead = f"""<p class="sub">dataset {html.escape(report.dataset)} · crmse {html.escape(report.version)} ·
 generated {html.escape(report.created)}</p>
-{_callout(report)}
-<h2>Runs</h2>
-{header_table(report)}
-<h2>Metrics</h2>
+{verdict_section(report)}
+"""
+    tail = f"""<h2>Metrics</h2>
 <p class="caption">Accuracy from the model runs' test frames; distribution metrics from the evaluate runs.</p>
 {metrics_table(report, rows)}
 {instruments_section(report.diagnoses)}
+<h2>Temperatures</h2>
+{_callout(report)}
+<h2>Runs</h2>
+{header_table(report)}
 """
-    return page(t, body, figures, machine)
+    n_lead = sum(1 for f in figures[: len(LEAD_FIGURES)] if f.id in LEAD_FIGURES)
+    return page(
+        t, failures_table(report.failures), figures, machine, lead=lead, lead_figures=n_lead, tail=tail
+    )
 
 
-def page(title: str, body: str, figures: list[FigureSpec], machine: dict[str, Any]) -> str:
+def page(
+    title: str,
+    body: str,
+    figures: list[FigureSpec],
+    machine: dict[str, Any],
+    *,
+    lead: str = "",
+    lead_figures: int = 0,
+    tail: str = "",
+) -> str:
     """A complete self-contained page (a few MB: plotly.js is embedded), the shell of every report.
+
+    Order: heading, ``lead``, the first ``lead_figures`` figures (side by side on a wide
+    screen), ``body``, the other figures, ``tail``.
 
     Args:
         title: the page's title and heading, already HTML-escaped.
-        body: HTML between the heading and the figures, ending in a newline.
+        body: HTML between the lead figures and the other figures, ending in a newline.
         figures: one section each, in order, drawn into ``plot-<id>``; an empty caption is left out.
         machine: JSON-ready data for readers of the page, in ``#report-data``.
+        lead: HTML right under the heading (the answer).
+        lead_figures: how many of ``figures`` come right after ``lead``.
+        tail: HTML after every figure (reference material).
 
     Returns:
         The HTML document.
@@ -229,12 +254,14 @@ def page(title: str, body: str, figures: list[FigureSpec], machine: dict[str, An
         )
         + "]"
     )
-    sections = "".join(
+    sections = [
         f"<section><h2>{html.escape(f.title)}</h2>"
         + (f'<p class="caption">{html.escape(f.caption)}</p>' if f.caption else "")
         + f'<div class="crmse-plot" id="plot-{f.id}"></div></section>'
         for f in figures
-    )
+    ]
+    first = "".join(sections[:lead_figures])
+    first = f'<div class="lead">{first}</div>\n' if first else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
@@ -242,8 +269,8 @@ def page(title: str, body: str, figures: list[FigureSpec], machine: dict[str, An
 <pre id="js-errors"></pre>
 <script>{ERROR_HANDLER}</script>
 <h1>{title}</h1>
-{body}{sections}
-<p id="plots-done" data-rendered="0" class="caption"></p>
+{lead}{first}{body}{"".join(sections[lead_figures:])}
+{tail}<p id="plots-done" data-rendered="0" class="caption"></p>
 <script type="application/json" id="report-data">{_script_json(machine)}</script>
 <script type="application/json" id="plot-config">{_script_json(PLOT_CONFIG)}</script>
 <script type="application/json" id="figure-data">{_script_json(fig_json)}</script>

@@ -1,0 +1,212 @@
+"""The first screen of a comparison report: the answer, then how the replicas failed.
+
+The verdict (replicas that left the basin before and after with Fisher's p, the change of the
+force and energy errors by MAE and RMSE, repair or softening from ``crmse diagnose``) is
+:func:`crmse_cli.report.verdict.verdict_lines` of the stored metrics, the same lines
+``crmse stabilize`` prints. The force-error-against-stability plot puts every compared run on
+one trade-off. The failures table lists each replica that left: when, how (collapse or broken
+bond), its closest pair at that moment and where the frame lies in the samples file. No torch.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import plotly.graph_objects as go
+from ase.data import chemical_symbols
+
+from crmse_cli import names
+from crmse_cli.fileio import NPZ_READ_ERRORS
+from crmse_cli.report.collect import ReportData, RunData
+from crmse_cli.report.plotting import color, layout
+from crmse_cli.report.verdict import Evidence, evidence, verdict_lines
+
+if TYPE_CHECKING:
+    from crmse_cli.registry.store import Registry
+
+MAX_FAILURE_ROWS = 60
+"""Rows of the failures table (the first replicas to leave, over all runs); the rest are counted."""
+HOW = {
+    "collapse": "collapse: a pair closer than its reference minimum - 0.3 Å",
+    "bond": "broken bond: a bond stretched > 0.5 Å",
+    "nonfinite": "non-finite positions or energy",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One replica that left the physical basin.
+
+    Attributes:
+        label: the compared run's label.
+        replica: replica index in the samples file.
+        time_ps: when the monitor first saw it outside, ps (NaN without physical time: ULA).
+        step: that sampler step.
+        reason: "collapse", "bond" or "nonfinite".
+        frame: index of the last recorded frame at or before ``step`` (``positions[frame, replica]``).
+        pair: the closest pair of that frame, e.g. ``H4-H7``.
+        distance_A: its distance, Å.
+        samples: the samples file.
+    """
+
+    label: str
+    replica: int
+    time_ps: float
+    step: int
+    reason: str
+    frame: int
+    pair: str
+    distance_A: float
+    samples: str
+
+
+def _closest_pair(species: np.ndarray, x: np.ndarray) -> tuple[str, float]:
+    d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    d[np.diag_indices(len(x))] = np.inf
+    i, j = np.unravel_index(int(np.nanargmin(d)), d.shape)
+    i, j = sorted((int(i), int(j)))
+    sym = [chemical_symbols[int(z)] for z in species]
+    return f"{sym[i]}{i}-{sym[j]}{j}", float(d[i, j])
+
+
+def run_failures(label: str, path: Path) -> list[Failure]:
+    """The replicas of one samples file that left the basin, first to leave first."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "stability_left" not in z.files:
+                return []
+            left = np.flatnonzero(z["stability_left"])
+            first = z["stability_first_step"]
+            time_fs, reason, steps = z["stability_time_fs"], z["stability_reason"], z["steps"]
+            positions, species = z["positions"], z["species"]
+    except (OSError, *NPZ_READ_ERRORS):
+        return []
+    out = []
+    for r in left:
+        frame = max(int(np.searchsorted(steps, first[r], side="right")) - 1, 0)
+        x = np.asarray(positions[frame, r], dtype=np.float64)
+        pair, dist = _closest_pair(species, x) if np.isfinite(x).all() else ("-", math.nan)
+        t = float(time_fs[r]) / 1000.0
+        out.append(Failure(label, int(r), t, int(first[r]), str(reason[r]), frame, pair, dist, str(path)))
+    return sorted(out, key=lambda f: (f.step, f.replica))
+
+
+def find_failures(reg: Registry, report: ReportData) -> list[Failure]:
+    """Every compared run's failed replicas, read from its samples file (missing files: none)."""
+    out: list[Failure] = []
+    for r in report.runs:
+        arts = reg.artifacts(r.target.sample.id, kind=names.ARTIFACT_SAMPLES)
+        if arts and Path(arts[-1].path).is_file():
+            out += run_failures(r.label, Path(arts[-1].path))
+    return out
+
+
+def _errors(run: RunData) -> dict[str, float]:
+    """Test errors from the model run's own rows first, then the evaluate run's; every other metric."""
+    merged = {**{k: v[0] for k, v in run.metrics.items()}, **{k: v[0] for k, v in run.model_metrics.items()}}
+    return merged
+
+
+def _evidence(run: RunData) -> Evidence:
+    return evidence({k: v[0] for k, v in run.metrics.items()}, _errors(run))
+
+
+def verdict_section(report: ReportData) -> str:
+    """HTML of the verdict: each run against the first (the baseline), one fact a line."""
+    base = report.runs[0]
+    diagnoses = {d.label: {k: v[0] for k, v in d.metrics.items()} for d in report.diagnoses}
+    blocks = []
+    for run in report.runs[1:]:
+        lines = verdict_lines(
+            _evidence(base),
+            _evidence(run),
+            diagnosis=diagnoses.get(run.label),
+            budget={k: v[0] for k, v in run.model_metrics.items()},
+        )
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        title = f"{run.label} against {base.label}"
+        blocks.append(f'<div class="callout verdict"><b>{html.escape(title)}</b><ul>{items}</ul></div>')
+    if not blocks:  # one run: its own stability
+        e = _evidence(base)
+        line = f"left the basin: {e.left}/{e.replicas}" if e.left is not None else "not sampled"
+        blocks.append(
+            f'<div class="callout verdict"><b>{html.escape(base.label)}</b> {html.escape(line)}</div>'
+        )
+    return (
+        '<section id="verdict"><h2>Verdict</h2><p class="caption">Replicas that left the physical basin '
+        "(Fisher's exact test), the change of the test errors (relative, by MAE and RMSE) and, where "
+        "<code>crmse diagnose</code> ran, whether the change is a repair or a softening.</p>"
+        + "".join(blocks)
+        + "</section>"
+    )
+
+
+def tradeoff_figure(report: ReportData) -> go.Figure | None:
+    """Test force MAE (kcal/mol/Å) against the share of replicas that stayed physical, per run."""
+    fig = go.Figure()
+    for i, r in enumerate(report.runs):
+        mae = _errors(r).get(names.TEST_FORCE_MAE)
+        stable = r.metrics.get(names.STABLE_FRACTION)
+        if mae is None or stable is None:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[mae],
+                y=[stable[0]],
+                name=r.label,
+                mode="markers+text",
+                text=[r.label],
+                textposition="top center",
+                marker=dict(size=14, color=color(i)),
+            )  # fmt: skip
+        )
+    if not fig.data:
+        return None
+    fig.update_xaxes(title_text=names.metric_title(names.TEST_FORCE_MAE), rangemode="tozero")
+    fig.update_yaxes(title_text="fraction of replicas still physical", range=[-0.05, 1.1])
+    return layout(fig, height=400)
+
+
+def _fmt(v: float, digits: str = ".3g") -> str:
+    return "n/a" if not math.isfinite(v) else format(v, digits)
+
+
+def failures_table(failures: list[Failure]) -> str:
+    """HTML of the per-replica failures (empty list: a line saying none left)."""
+    if not failures:
+        none = '<p class="caption">No replica left the basin.</p>'
+        return f'<section id="failures"><h2>Failures</h2>{none}</section>'
+    shown = sorted(failures, key=lambda f: (f.step, f.label, f.replica))[:MAX_FAILURE_ROWS]
+    rows = "".join(
+        f"<tr><td>{html.escape(f.label)}</td><td>{f.replica}</td><td>{_fmt(f.time_ps, '.3f')}</td>"
+        f"<td>{f.step}</td><td>{html.escape(HOW.get(f.reason, f.reason))}</td><td>{html.escape(f.pair)}</td>"
+        f"<td>{_fmt(f.distance_A)}</td>"
+        f'<td><a href="{html.escape(Path(f.samples).as_uri())}">{html.escape(Path(f.samples).name)}</a> '
+        f"positions[{f.frame}, {f.replica}]</td></tr>"
+        for f in shown
+    )
+    more = len(failures) - len(shown)
+    note = f'<p class="caption">and {more} more replicas that left later.</p>' if more > 0 else ""
+    return (
+        '<section id="failures"><h2>Failures</h2><p class="caption">Each replica that left the physical '
+        "basin, first to leave first: when the monitor saw it, how, the closest pair of the last frame "
+        "recorded by then, and that frame in the samples file.</p>"
+        '<table id="failures-table"><thead><tr><th>run</th><th>replica</th><th>left at (ps)</th>'
+        "<th>step</th><th>how</th><th>closest pair</th><th>distance (Å)</th><th>frame</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{note}</section>"
+    )
+
+
+def failures_data(report: ReportData) -> dict[str, Any]:
+    """The failures, machine-readable, for ``#report-data``."""
+    return {
+        "failures": [
+            {"run": f.label, "replica": f.replica, "time_ps": f.time_ps, "reason": f.reason, "frame": f.frame}
+            for f in report.failures
+        ]
+    }
