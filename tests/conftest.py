@@ -15,6 +15,7 @@ import io
 import os
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -251,19 +252,41 @@ def mini_archive() -> Path:
 
 PG_URL_ENV = "CRMSE_TEST_PG_URL"
 """A PostgreSQL server URL (``postgresql+psycopg://user@host:port/postgres``) the tests may create
-databases on; `.ci/postgres.sh` starts a throwaway server and sets it. Unset: PostgreSQL tests skip."""
+databases on (`.ci/postgres.sh` starts a server and sets it). Unset: the session starts a throwaway
+server from the PostgreSQL binaries on the machine (tests/pg_server.py); without them the
+PostgreSQL tests skip, naming what to install."""
 
 
-def fresh_pg_database() -> tuple[str, object]:
-    """(URL of a new empty PostgreSQL database, a callable that drops it); skips without a server."""
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server for this session: ``CRMSE_TEST_PG_URL``, else a throwaway one.
+
+    The throwaway server starts when the first PostgreSQL test asks for it and stops at the end of
+    the session. Skips (saying what to install) when there is neither.
+    """
+    base = os.environ.get(PG_URL_ENV)
+    if base:
+        yield base
+        return
+    import pg_server as throwaway
+
+    try:
+        server = throwaway.start()
+    except throwaway.NoServer as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def fresh_pg_database(base: str) -> tuple[str, object]:
+    """(URL of a new empty database on the server at ``base``, a callable that drops it)."""
     import secrets
 
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    base = os.environ.get(PG_URL_ENV)
-    if not base:
-        pytest.skip(f"no PostgreSQL server: set {PG_URL_ENV} (source .ci/postgres.sh && pg_start)")
     name = f"crmse_test_{secrets.token_hex(6)}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:  # FILE_COPY (PostgreSQL 15+) is the faster way on a tiny template
@@ -289,6 +312,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'crmse.db'}"
         return
-    url, drop = fresh_pg_database()
+    url, drop = fresh_pg_database(request.getfixturevalue("pg_server"))
     yield url
     drop()  # type: ignore[operator]

@@ -193,16 +193,11 @@ def test_an_unusable_registry_url_is_one_line_with_the_password_masked(
 
 
 def test_a_missing_postgresql_database_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pg_server: str
 ) -> None:
-    import os
-
     from sqlalchemy.engine import make_url
 
-    base = os.environ.get("CRMSE_TEST_PG_URL")  # set by .ci/postgres.sh (see conftest.py)
-    if not base:
-        pytest.skip("no PostgreSQL server: set CRMSE_TEST_PG_URL")
-    url = make_url(base).set(database="crmse_no_such_database").render_as_string(hide_password=False)
+    url = make_url(pg_server).set(database="crmse_no_such_database").render_as_string(hide_password=False)
     monkeypatch.setenv("CRMSE_DB_URL", url)
     result = cli_main(monkeypatch, capsys, "--home", str(tmp_path / "h"), "runs")
     one_line_error(result, "crmse_no_such_database", "does not exist", "CRMSE_DB_URL")

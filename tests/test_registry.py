@@ -1,8 +1,9 @@
 """The registry: schema = models, migrations, refusal of unknown schemas, SQLite settings,
 concurrent writers, run lookup and metric validation. No torch needed.
 
-Tests taking ``db_url`` run on SQLite and on PostgreSQL (a fresh database each; skipped with a
-reason when ``CRMSE_TEST_PG_URL`` is unset, which `.ci/run` sets after starting a server)."""
+Tests taking ``db_url`` run on SQLite and on PostgreSQL (a fresh database each, on the server of
+``CRMSE_TEST_PG_URL`` or on one the session starts from the machine's PostgreSQL binaries; skipped,
+saying what to install, without either: see conftest.py)."""
 
 from __future__ import annotations
 
@@ -382,11 +383,11 @@ def test_crmse_db_url_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     reg.close()
 
 
-def test_the_command_line_uses_a_postgresql_crmse_db_url(tmp_path: Path) -> None:
+def test_the_command_line_uses_a_postgresql_crmse_db_url(tmp_path: Path, pg_server: str) -> None:
     """Every command opens the registry through CRMSE_DB_URL; `crmse runs` and `crmse show` here."""
     from conftest import fresh_pg_database
 
-    url, drop = fresh_pg_database()
+    url, drop = fresh_pg_database(pg_server)
     try:
         reg = Registry(url)
         run = reg.create_run(kind="pretrain", name="on-postgres", config={"dataset": "x"}, seed=0)

@@ -2,7 +2,7 @@
 
 Synthetic data (no ../shared): jittered copies of a hand-built ethanol with harmonic-bond labels,
 a one-epoch PaiNN of 8 features, CRMSE and sampling of a few steps. Tests taking ``db_url`` run
-on both backends (PostgreSQL skips without ``CRMSE_TEST_PG_URL``, see `.ci/postgres.sh`).
+on both backends (PostgreSQL: see conftest.py's ``pg_server``).
 """
 
 from __future__ import annotations
