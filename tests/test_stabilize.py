@@ -217,3 +217,33 @@ def test_stabilize_a_mace_model_exports_a_mace_model(tmp_path: Path) -> None:
     plain = Workspace.resolve(tmp_path / "home")
     again = stabilize(plain, str(model_path), data=str(xyz), test=test_xyz, config=TINY, **keys)
     assert again.runs == res.runs and "import" in again.reused
+
+
+def test_the_command_prints_the_verdict_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from synthetic import cli_main
+
+    ws = make_workspace(tmp_path / "home")
+    tiny_pretrain(ws, name="mine")
+    sizes = ["--replicas", "2", "--steps", "20", "--updates", "1", "--budget-every", "1",
+             "--screen-replicas", "2", "--screen-steps", "10", "--temperature-K", "400"]  # fmt: skip
+    code, out, err = cli_main(
+        monkeypatch, capsys, "--home", str(tmp_path / "home"), "stabilize", "mine", *sizes
+    )
+    assert code == 0, err
+    reg = Registry.open(ws)
+    crmse = reg.get_run("mine-crmse")
+    assert crmse.config["budget"]["force_budget"] == 0.1  # the default force budget
+    assert crmse.config["budget"]["screen_temperature_K"] == 400.0
+    assert reg.get_run("mine-before").config["temperature_K"] == 400.0
+    block = out[out.index("verdict (mine):") :].splitlines()[1:]
+    assert block[0].strip().startswith(("left the basin: ", "no replica left the basin before"))
+    assert block[-1].strip() == f"stabilized checkpoint: {ws.run_dir(crmse.id) / 'checkpoints' / 'final.pt'}"
+    # An option out of range is refused before any run exists.
+    home = str(tmp_path / "home")
+    bad = cli_main(
+        monkeypatch, capsys, "--home", home, "stabilize", "mine", "--force-budget", "0", "--name", "other"
+    )
+    one_line_error(bad, "--force-budget", "(0, 10]")
+    assert not [r for r in reg.list_runs() if (r.name or "").startswith("other-")]

@@ -68,8 +68,8 @@ class Failure:
 def _closest_pair(species: np.ndarray, x: np.ndarray) -> tuple[str, float]:
     d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
     d[np.diag_indices(len(x))] = np.inf
-    i, j = np.unravel_index(int(np.nanargmin(d)), d.shape)
-    i, j = sorted((int(i), int(j)))
+    a, b = np.unravel_index(int(np.nanargmin(d)), d.shape)
+    i, j = sorted((int(a), int(b)))
     sym = [chemical_symbols[int(z)] for z in species]
     return f"{sym[i]}{i}-{sym[j]}{j}", float(d[i, j])
 
@@ -84,7 +84,7 @@ def run_failures(label: str, path: Path) -> list[Failure]:
             first = z["stability_first_step"]
             time_fs, reason, steps = z["stability_time_fs"], z["stability_reason"], z["steps"]
             positions, species = z["positions"], z["species"]
-    except (OSError, *NPZ_READ_ERRORS):
+    except NPZ_READ_ERRORS:  # OSError among them
         return []
     out = []
     for r in left:
