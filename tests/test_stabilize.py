@@ -108,8 +108,9 @@ def test_ctrl_c_in_crmse_then_rerun_continues(tmp_path: Path, monkeypatch: pytes
         return real_step(self)
 
     monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         stabilize(ws, "mine", config=TINY, regularize=tiny_regularize())
+    assert "run the same `crmse stabilize` command again" in stopped.value.crmse_message  # type: ignore[attr-defined]
     monkeypatch.setattr(contrastive.ContrastiveTrainer, "step", real_step)
     reg = Registry.open(ws)
     cut = reg.get_run("mine-crmse")

@@ -147,7 +147,15 @@ def stabilize(
         energy_unit=energy_unit, energy_key=energy_key, forces_key=forces_key,
     )  # fmt: skip
     res = StabilizeResult(name=p.name)
-    _run_steps(ws, reg, p, cfg, regularize or regularize_config(cfg), res)
+    try:
+        _run_steps(ws, reg, p, cfg, regularize or regularize_config(cfg), res)
+    except KeyboardInterrupt as exc:  # the CLI prints this line instead of the step's own hint
+        where = getattr(exc, "crmse_message", "interrupted")
+        exc.crmse_message = (  # type: ignore[attr-defined]
+            f"stabilize {p.name}: {where}; run the same `crmse stabilize` command again to continue "
+            "(finished steps are reused, CRMSE resumes)"
+        )
+        raise
     res.verdict = verdict(reg, p, res)
     return res
 
