@@ -289,3 +289,46 @@ def test_cli_regularize_from_model_and_export(tmp_path: Path) -> None:
     final, _ = load_checkpoint(result["checkpoint"], trust_code=True)
     want = energy_and_forces(final, torch.as_tensor(pos), torch.as_tensor(species))[0].numpy()
     np.testing.assert_allclose(back * KCAL_PER_MOL_PER_EV, want, rtol=0, atol=1e-8)
+
+
+def test_mace_checkpoint_rebuilds_from_plain_values_without_running_its_pickle(tmp_path: Path) -> None:
+    """Issue 28 #1: a MACE checkpoint stores the architecture as plain values (mace_spec); it loads
+    without --trust-code and never unpickles ``module.bytes``, even when they were crafted."""
+    from test_trust import Marker, _pickle
+
+    from crmse_cli.errors import CrmseError
+
+    pot = mace_potential(small_mace())
+    with torch.no_grad():  # weights that differ from the construction: they come from the state dict
+        next(pot.module.model.readouts.parameters()).add_(0.1)
+    species, pos = ethanol_frames(3, seed=2)
+    x, sp = torch.as_tensor(pos), torch.as_tensor(species)
+    want = energy_and_forces(pot, x, sp)[0]
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, pot, extra={})
+    payload = torch.load(path, weights_only=True)
+    assert payload["module"]["spec"]["class"] == "ScaleShiftMACE"
+    loaded, _ = load_checkpoint(path)  # no trust_code: nothing is unpickled
+    assert is_mace(loaded)
+    torch.testing.assert_close(energy_and_forces(loaded, x, sp)[0], want, rtol=0, atol=1e-9)
+
+    marker = tmp_path / "pwned"
+    payload["module"]["bytes"] = _pickle(Marker(marker))  # the pickle is never read
+    torch.save(payload, path)
+    load_checkpoint(path)
+    assert not marker.exists()
+    for bad in ({"class": "os.system"}, None):  # an unknown name, or no spec: the pickle, so refused
+        spec = payload["module"]["spec"]
+        crafted = dict(payload, module={"adapter": "mace", "bytes": payload["module"]["bytes"]})
+        if bad is not None:
+            kwargs = {**spec["kwargs"], "interaction_cls": bad}
+            crafted["module"]["spec"] = {**spec, "kwargs": kwargs}
+        torch.save(crafted, path)
+        with pytest.raises(CrmseError, match="--trust-code"):
+            load_checkpoint(path)
+        assert not marker.exists()
+    other = dict(payload, module={**payload["module"], "spec": {**spec, "mace_version": "0.0.1"}})
+    torch.save(other, path)
+    with pytest.raises(CrmseError, match="mace-torch 0.0.1"):
+        load_checkpoint(path)
+    assert not marker.exists()

@@ -11,6 +11,8 @@ rebuilding the module from its bytes unpickles it (as mace-torch loads its ``.mo
 runs code from the file. ``load_checkpoint`` therefore refuses such a checkpoint unless the caller
 says the file is trusted (``trust_code=True``: the user's ``--trust-code``, or a registered file
 crmse wrote in this workspace, see ``stages._models``); it refuses before the bytes are touched.
+A MACE entry also holds ``spec``, the architecture as plain values (:mod:`crmse_cli.model.mace_spec`):
+such a model is rebuilt from it and the state dict, never unpickled, and needs no trust.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
         "extra": extra or {},
     }
     if isinstance(potential, ModulePotential):
-        payload["module"] = {"adapter": potential.config.architecture, "bytes": potential.module_bytes()}
+        entry = {"adapter": potential.config.architecture, "bytes": potential.module_bytes()}
+        spec = potential.module_spec()  # MACE: rebuilt from plain values, no --trust-code needed
+        payload["module"] = entry if spec is None else {**entry, "spec": spec}
     # Through a file object: a full disk then raises OSError (ENOSPC, which atomic_path names),
     # where torch's own file writer raises "unexpected pos" RuntimeErrors.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -87,12 +91,32 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
     return sha256_file(path)
 
 
-def _module_potential(payload: dict[str, Any], config: ModelConfig, device: str | torch.device) -> Potential:
-    """Rebuild a wrapped module from the payload's ``module`` entry (format 2)."""
+def _module_potential(
+    path: Path, payload: dict[str, Any], config: ModelConfig, device: str | torch.device, trust_code: bool
+) -> Potential:
+    """Rebuild a wrapped module from the payload's ``module`` entry (format 2).
+
+    A MACE model with a ``spec`` is built from those plain values (:mod:`crmse_cli.model.mace_spec`)
+    and needs no trust; otherwise the module's bytes are unpickled, only when ``trust_code``.
+    """
     entry = payload.get("module")
-    if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), bytes):
+    if not isinstance(entry, dict):
         raise DataError(f"a {config.architecture!r} checkpoint without its module; re-create it")
     module: torch.nn.Module
+    if entry.get("adapter") == "mace" and isinstance(entry.get("spec"), dict):
+        from crmse_cli.model.mace_adapter import MACEEnergy
+        from crmse_cli.model.mace_spec import Unsupported
+
+        try:
+            module = MACEEnergy.from_spec(entry["spec"], dtype=config.torch_dtype, device=device)
+            return ModulePotential(module, config, payload["species"])
+        except Unsupported as exc:
+            if not trust_code:
+                raise refuse_untrusted(path, f"a MACE model stored as a pickle ({exc})") from exc
+    if not trust_code:
+        raise refuse_untrusted(path, f"a {config.architecture!r} model stored as a pickle")
+    if not isinstance(entry.get("bytes"), bytes):
+        raise DataError(f"a {config.architecture!r} checkpoint without its module; re-create it")
     if entry.get("adapter") == "mace":
         from crmse_cli.model.mace_adapter import MACEEnergy
 
@@ -156,9 +180,7 @@ def load_checkpoint(
         # The random initialisation is overwritten at once; fork the RNG so that loading does
         # not advance the global generator (a resumed run restores its own RNG state).
         if config.architecture in CODE_ARCHITECTURES:
-            if not trust_code:
-                raise refuse_untrusted(path, f"a {config.architecture!r} model stored as a pickle")
-            potential = _module_potential(payload, config, device)
+            potential = _module_potential(path, payload, config, device, trust_code)
         else:
             with torch.random.fork_rng(devices=[]):
                 potential = build_potential(config, payload["species"])

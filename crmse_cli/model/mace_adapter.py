@@ -106,6 +106,8 @@ class MACEEnergy(nn.Module):
         table = torch.full((119,), -1, dtype=torch.long)
         table[torch.tensor(self.zs)] = torch.arange(len(self.zs))
         self.register_buffer("z_index", table, persistent=False)
+        self._spec: dict[str, Any] | None = None
+        self._spec_done = False  # spec() worked out (it may still be None)
 
     def forward(self, positions: Tensor, species: Tensor) -> Tensor:
         """(B,) energies in kcal/mol of B replicas ``positions`` (B, N, 3) Å of molecule ``species``."""
@@ -196,6 +198,53 @@ class MACEEnergy(nn.Module):
         with quiet():
             model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
         return cls(model)
+
+    def spec(self) -> dict[str, Any] | None:
+        """The model's architecture as plain values (:mod:`crmse_cli.model.mace_spec`), or None.
+
+        Worked out once per model: None when plain values cannot describe it, or when the model
+        rebuilt from them (with these weights) gives other energies than this one.
+        """
+        if not self._spec_done:
+            from crmse_cli.model.mace_spec import Unsupported, build_model, model_spec
+
+            try:
+                spec = model_spec(self.model)
+                rebuilt = build_model(spec, self.model_dtype).to(self.z_index.device)
+                rebuilt.load_state_dict(self.model.state_dict())
+                self._spec = spec if self._same_energies(rebuilt.eval()) else None
+            except (Unsupported, RuntimeError) as exc:
+                log.debug("MACE model kept as a pickle only: %s", exc)
+            self._spec_done = True
+        return self._spec
+
+    @classmethod
+    def from_spec(cls, spec: Any, *, dtype: torch.dtype, device: str | torch.device = "cpu") -> MACEEnergy:
+        """A model of the architecture ``spec`` describes (weights: load the state dict after).
+
+        Raises:
+            mace_spec.Unsupported: the spec cannot be rebuilt here (another mace-torch, unknown names).
+        """
+        from crmse_cli.model.mace_spec import build_model
+
+        require_mace()
+        return cls(build_model(spec, dtype).to(device))
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """The dtype of the wrapped model's weights."""
+        return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+
+    def _same_energies(self, rebuilt: Any) -> bool:
+        """Whether ``rebuilt`` gives this model's energies on a small probe geometry."""
+        zs = self.zs if len(self.zs) > 1 else self.zs * 3
+        i = torch.arange(len(zs), dtype=self.model_dtype)
+        probe = torch.stack([1.1 * i, 0.3 * (i % 2), 0.2 * (i % 3)], dim=-1)[None].to(self.z_index.device)
+        data = self.inputs(probe, torch.tensor(zs, device=self.z_index.device))
+        with torch.no_grad(), quiet():  # neither model's train/eval mode is touched
+            mine = self.model(dict(data), training=False, compute_force=False)["energy"]
+            theirs = rebuilt(dict(data), training=False, compute_force=False)["energy"]
+        return bool(torch.allclose(mine, theirs, rtol=1e-6, atol=1e-6))
 
 
 def mace_config(model: Any) -> ModelConfig:

@@ -131,6 +131,16 @@ class ModulePotential(Potential):
         return buffer.getvalue()
 
 
+    def module_spec(self) -> dict[str, Any] | None:
+        """The module's architecture as plain values (``module.spec()``, MACE's), if it has one.
+
+        A checkpoint rebuilds a module from its spec without unpickling anything, so it loads
+        without ``--trust-code`` (see ``model/checkpoint.py``).
+        """
+        spec = getattr(self.module, "spec", None) if self.config.architecture == "mace" else None
+        return spec() if callable(spec) else None
+
+
 def module_from_bytes(data: bytes, device: str | torch.device = "cpu") -> nn.Module:
     """A module pickled by :meth:`ModulePotential.module_bytes` (unpickling runs the module's code)."""
     module = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
