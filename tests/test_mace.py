@@ -317,12 +317,16 @@ def test_mace_checkpoint_rebuilds_from_plain_values_without_running_its_pickle(t
     torch.save(payload, path)
     load_checkpoint(path)
     assert not marker.exists()
-    for bad in ({"class": "os.system"}, None):  # an unknown name, or no spec: the pickle, so refused
-        spec = payload["module"]["spec"]
+    spec = payload["module"]["spec"]
+    # An unknown name, a value mace-torch cannot take, or no spec: only the pickle is left, refused.
+    for key, bad in (
+        ("interaction_cls", {"class": "os.system"}),
+        ("atomic_numbers", {"tensor": [[1], []]}),
+        (None, None),
+    ):
         crafted = dict(payload, module={"adapter": "mace", "bytes": payload["module"]["bytes"]})
-        if bad is not None:
-            kwargs = {**spec["kwargs"], "interaction_cls": bad}
-            crafted["module"]["spec"] = {**spec, "kwargs": kwargs}
+        if key is not None:
+            crafted["module"]["spec"] = {**spec, "kwargs": {**spec["kwargs"], key: bad}}
         torch.save(crafted, path)
         with pytest.raises(CrmseError, match="--trust-code"):
             load_checkpoint(path)

@@ -123,11 +123,13 @@ def build_model(spec: Any, dtype: torch.dtype) -> Any:
     if not isinstance(kwargs, dict):
         raise Unsupported("the checkpoint's MACE description has no settings")
     classes, gates = _tables()
-    decoded = {str(k): _decode(v, classes, gates) for k, v in kwargs.items()}
     cls = getattr(modules, spec["class"])
     try:
+        decoded = {str(k): _decode(v, classes, gates) for k, v in kwargs.items()}
         with _default_dtype(dtype), quiet(), torch.random.fork_rng(devices=[]):
             model = cls(**decoded)
-    except (TypeError, ValueError, KeyError, RuntimeError, AssertionError) as exc:
+    except Unsupported:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any value mace-torch cannot build from: not this way
         raise Unsupported(f"mace-torch cannot build the described model ({type(exc).__name__})") from exc
     return model.to(dtype)
