@@ -289,7 +289,8 @@ def test_the_arm_options_reach_the_run_and_bad_ones_are_one_line(tiny, monkeypat
     assert c["lambda_control"] == "fixed"
     code, out, _ = cli_main(monkeypatch, capsys, "show", "cli-arms")  # show lists the config whole
     assert code == 0 and "contrastive.chain_source" in out and "contrastive.lambda_decay_after" in out
-    one_line_error(cli_main(monkeypatch, capsys, *common, "--chain-source", "chains"), "--chain-source")
+    code, _, err = cli_main(monkeypatch, capsys, *common, "--chain-source", "chains")  # a usage error
+    assert code == 2 and "'chains' is not one of model, data" in err
     one_line_error(cli_main(monkeypatch, capsys, *common, "--ema-decay", "1"), "--ema-decay")
 
 

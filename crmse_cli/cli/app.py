@@ -12,6 +12,7 @@ import typer
 
 from crmse_cli import __version__
 from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console, shown
+from crmse_cli.cli.conventions import use_click_metavars
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import disk_full
 from crmse_cli.text import visible
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+use_click_metavars()  # `--json`, not `--json <bool>`: click's value names in every --help
 
 
 def _version(value: bool) -> None:

@@ -10,17 +10,33 @@ from typing import Annotated, Any
 
 import typer
 
+from crmse_cli.cli.conventions import choice
 from crmse_cli.config import with_default
-from crmse_cli.train.contrastive_config import ContrastiveConfig
+from crmse_cli.train.contrastive_config import CHAIN_SOURCES, OPTIMIZER_INITS, POSITIVES, ContrastiveConfig
+from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
+
+PANEL = "Study arms"
+"""The ``--help`` panel that lists these options."""
 
 
 def _h(text: str, field: str) -> str:
     return with_default(text, ContrastiveConfig, field)
 
 
+def _option(*param_decls: str, help: str) -> Any:
+    """A study-arm option that takes a number, listed in the "Study arms" panel."""
+    return typer.Option(*param_decls, help=help, rich_help_panel=PANEL)
+
+
+def _choice(values: tuple[str, ...], *param_decls: str, help: str) -> Any:
+    """A study-arm option that takes one of ``values``, listed in the "Study arms" panel."""
+    return choice(values, *param_decls, help=help, rich_help_panel=PANEL, annotated=True)
+
+
 ChainSourceOption = Annotated[
     str | None,
-    typer.Option(
+    _choice(
+        CHAIN_SOURCES,
         "--chain-source",
         help=_h(
             "model: persistent chains sampled from the model; data: the null arm, fresh random "
@@ -31,7 +47,8 @@ ChainSourceOption = Annotated[
 ]
 PositivesOption = Annotated[
     str | None,
-    typer.Option(
+    _choice(
+        POSITIVES,
         "--positives",
         help=_h(
             "Data term of L_C: labelled (the L_MSE frames) or split (every position of the split's "
@@ -42,21 +59,22 @@ PositivesOption = Annotated[
 ]
 OptimizerInitOption = Annotated[
     str | None,
-    typer.Option(
+    _choice(
+        OPTIMIZER_INITS,
         "--optimizer-init",
         help=_h("With --init raw: inherit the parent's Adam moments, or a fresh Adam.", "optimizer_init"),
     ),
 ]
 EmaDecayOption = Annotated[
     float | None,
-    typer.Option(
+    _option(
         "--ema-decay",
         help=_h("EMA of the weights (0 = off); validation, test and saved models use it.", "ema_decay"),
     ),
 ]
 LambdaDecayAfterOption = Annotated[
     int | None,
-    typer.Option(
+    _option(
         "--lambda-decay-after",
         help=_h(
             "Decay lambda linearly to 0 once chains_outside stayed <= --lambda-decay-threshold for "
@@ -67,20 +85,21 @@ LambdaDecayAfterOption = Annotated[
 ]
 LambdaDecayThresholdOption = Annotated[
     float | None,
-    typer.Option(
+    _option(
         "--lambda-decay-threshold",
         help=_h("Outside-support share counted as repaired.", "lambda_decay_threshold"),
     ),
 ]
 LambdaDecayUpdatesOption = Annotated[
     int | None,
-    typer.Option(
+    _option(
         "--lambda-decay-updates", help=_h("Updates of the linear decay to 0.", "lambda_decay_updates")
     ),
 ]
 LambdaControlOption = Annotated[
     str | None,
-    typer.Option(
+    _choice(
+        LAMBDA_CONTROLS,
         "--lambda-control",
         help=_h(
             "fixed, or budget: after each validation lambda goes up while the validation force MAE "
@@ -91,17 +110,17 @@ LambdaControlOption = Annotated[
 ]
 LambdaControlUpOption = Annotated[
     float | None,
-    typer.Option("--lambda-control-up", help=_h("Budget mode: factor under budget.", "lambda_control_up")),
+    _option("--lambda-control-up", help=_h("Budget mode: factor under budget.", "lambda_control_up")),
 ]
 LambdaControlDownOption = Annotated[
     float | None,
-    typer.Option(
+    _option(
         "--lambda-control-down", help=_h("Budget mode: divisor over budget.", "lambda_control_down")
     ),
 ]
 LambdaControlRangeOption = Annotated[
     float | None,
-    typer.Option(
+    _option(
         "--lambda-control-range",
         help=_h("Budget mode: lambda stays within this factor of --lambda.", "lambda_control_range"),
     ),

@@ -10,14 +10,22 @@ import typer
 from crmse_cli.config import load_config, read_config_file, with_default
 from crmse_cli.train.budget import BudgetConfig
 
+PANEL = "Force budget"
+"""The ``--help`` panel that lists these options."""
+
 
 def _h(text: str, field: str) -> str:
     return with_default(text, BudgetConfig, field)
 
 
+def _option(*param_decls: str, help: str) -> Any:
+    """A force-budget option, listed in the "Force budget" panel."""
+    return typer.Option(*param_decls, help=help, rich_help_panel=PANEL)
+
+
 ForceBudgetOption = Annotated[
     float | None,
-    typer.Option(
+    _option(
         "--force-budget",
         help="Keep candidate checkpoints along the run, score each on the validation frames and a "
         "short stability screen, and return the most stable one whose validation force MAE is at most "
@@ -25,19 +33,19 @@ ForceBudgetOption = Annotated[
     ),
 ]
 BudgetEveryOption = Annotated[
-    int | None, typer.Option("--budget-every", help=_h("Updates between candidates.", "budget_every"))
+    int | None, _option("--budget-every", help=_h("Updates between candidates.", "budget_every"))
 ]
 ScreenReplicasOption = Annotated[
     int | None,
-    typer.Option("--screen-replicas", help=_h("Replicas of each candidate's screen.", "screen_replicas")),
+    _option("--screen-replicas", help=_h("Replicas of each candidate's screen.", "screen_replicas")),
 ]
 ScreenStepsOption = Annotated[
     int | None,
-    typer.Option("--screen-steps", help=_h("BAOAB steps of the screen (0.5 fs each).", "screen_steps")),
+    _option("--screen-steps", help=_h("BAOAB steps of the screen (0.5 fs each).", "screen_steps")),
 ]
 ScreenTemperatureOption = Annotated[
     float | None,
-    typer.Option("--screen-temperature-K", help="Temperature of the screen \\[default: --temperature-K]."),
+    _option("--screen-temperature-K", help="Temperature of the screen \\[default: --temperature-K]."),
 ]
 
 

@@ -11,13 +11,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from crmse_cli.cli.conventions import DEVICE_CHOICES, choice
 from crmse_cli.text import visible
 from crmse_cli.workspace import Workspace
 
 console = Console()
 err_console = Console(stderr=True)
 
-DeviceOption = Annotated[str, typer.Option(help="cpu or cuda.")]
+DeviceOption = Annotated[
+    str, choice(DEVICE_CHOICES, help="cpu, cuda (the current GPU) or cuda:N (GPU N).", annotated=True)
+]
 """``--device`` of the commands that run a model: ``device: DeviceOption = "cpu"``."""
 RunNameOption = Annotated[str | None, typer.Option(help="A unique name for the run.")]
 """``--name`` of the run a command creates: ``name: RunNameOption = None``."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from crmse_cli.cli.common import (
     OpenOption,
     TrustCodeOption,
     console,
     emit_json,
-    fmt_value,
     open_report,
     set_threads,
     shown,
@@ -53,15 +51,11 @@ def compare_command(
             }
         )
         return
-    table = Table(title=f"compare run {res.run_id}", title_justify="left")
-    table.add_column("metric")
-    for label in res.metrics:
-        table.add_column(shown(label), justify="right")
+    from crmse_cli.cli.tables import metrics_tables
+
     names = list(dict.fromkeys(k for m in res.metrics.values() for k in m))
-    for name in names:
-        cells = (fmt_value(m[name][0]) if name in m else "n/a" for m in res.metrics.values())
-        table.add_row(shown(name), *cells)
-    console.print(table)
+    for table in metrics_tables(f"compare run {res.run_id}", res.metrics, names, width=console.width):
+        console.print(table)
     if res.evaluated:
         console.print(f"evaluated now: {shown(', '.join(res.evaluated))}", highlight=False)
     console.print(f"report: {shown(res.path)}", highlight=False, soft_wrap=True)

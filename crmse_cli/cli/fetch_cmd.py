@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from crmse_cli.cli.common import console, emit_json, shown, state
+from crmse_cli.cli.conventions import choice
 from crmse_cli.config import load_config, with_default
 from crmse_cli.data.xtb_config import XtbMDConfig
+from crmse_cli.data.xyz import XYZ_ENERGY_UNITS
 
 fetch_app = typer.Typer(help="Get a dataset into the workspace and register it.", no_args_is_help=True)
-
-
-class EnergyUnit(StrEnum):
-    """Energy units an xyz file may use."""
-
-    eV = "eV"
-    kcal_mol = "kcal/mol"
 
 
 def _print(ctx: typer.Context, result: Any) -> None:
@@ -78,8 +72,11 @@ def xyz_command(
         ..., help="Extended-XYZ file: energy= on each comment line, forces per atom."
     ),
     name: str = typer.Option(..., "--name", help="Dataset name to register."),
-    energy_unit: EnergyUnit = typer.Option(
-        ..., "--energy-unit", help="Energy unit of the file (forces: the same per Å); converted to kcal/mol."
+    energy_unit: str = choice(
+        XYZ_ENERGY_UNITS,
+        "--energy-unit",
+        default=...,
+        help="Energy unit of the file (forces: the same per Å); converted to kcal/mol.",
     ),
     test_fraction: float | None = typer.Option(
         None,
@@ -105,7 +102,7 @@ def xyz_command(
             state(ctx).workspace,
             path,
             name=name,
-            energy_unit=energy_unit.value,
+            energy_unit=energy_unit,
             test_fraction=test_fraction,
             split_seed=split_seed,
             force=force,

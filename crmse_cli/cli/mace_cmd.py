@@ -16,6 +16,8 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
+from crmse_cli.cli.conventions import choice
+from crmse_cli.data.xyz import XYZ_ENERGY_UNITS
 
 mace_app = typer.Typer(help="Bring a mace-torch model in as a model run; write MACE runs back out.")
 
@@ -26,7 +28,12 @@ def import_command(
     model: Path = typer.Argument(..., help="The mace-torch .model file."),
     data: Path = typer.Option(..., "--data", help="Its extended-XYZ training file (one molecule)."),
     dataset: str | None = typer.Option(None, "--dataset", help="Dataset name (default: the file's stem)."),
-    energy_unit: str = typer.Option("eV", "--energy-unit", help="eV (MACE's) or kcal/mol."),
+    energy_unit: str = choice(
+        XYZ_ENERGY_UNITS,
+        "--energy-unit",
+        default="eV",
+        help="The file's energy unit (MACE's: eV); forces per Å.",
+    ),
     energy_key: str | None = typer.Option(None, "--energy-key", help="Energy key, e.g. REF_energy."),
     forces_key: str | None = typer.Option(None, "--forces-key", help="Forces column, e.g. REF_forces."),
     name: RunNameOption = None,

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from crmse_cli.cli.common import RunNameOption, TrustCodeOption, emit_result, set_threads, state, workspace
+from crmse_cli.cli.conventions import DEVICE_CHOICES, DTYPE_CHOICES, choice
 from crmse_cli.defaults import PRETRAIN_MAX_EPOCHS, PRETRAIN_N_VAL
 
 
@@ -45,8 +46,8 @@ def pretrain_command(
     ),
     name: RunNameOption = None,
     seed: int | None = typer.Option(None, help="Seed of the frame draw, initialisation and batch order."),
-    device: str | None = typer.Option(None, help="cpu or cuda."),
-    dtype: str | None = typer.Option(None, help="float32 or float64 (the model's dtype)."),
+    device: str | None = choice(DEVICE_CHOICES, help="cpu, cuda (the current GPU) or cuda:N (GPU N)."),
+    dtype: str | None = choice(DTYPE_CHOICES, help="The model's dtype."),
     labels: str = typer.Option(
         "rmd17",
         "--labels",

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from crmse_cli import names
 from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, shown, state
+from crmse_cli.cli.conventions import choice
 from crmse_cli.describe import run_lines
+from crmse_cli.registry.entities import RUN_KINDS
 from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ def _when(t: Any) -> str:
 
 def runs_command(
     ctx: typer.Context,
-    kind: str | None = typer.Option(None, help="Only runs of this kind (pretrain, regularize, sample, ...)."),
+    kind: str | None = choice(RUN_KINDS, help="Only runs of this kind."),
 ) -> None:
     """List runs: id, name, kind, status, dataset, parent, start time and key metrics."""
     reg = _registry(ctx)
@@ -99,9 +101,12 @@ def runs_command(
             "key metrics": key,
         }
         table.add_row(*(cells[c] for c in cols))
-    console.print(
-        table if runs else "no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`"
-    )
+    if runs:
+        console.print(table)
+    elif kind is not None:
+        console.print(f"no {kind} runs yet (`crmse runs` lists all)", highlight=False)
+    else:
+        console.print("no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`")
 
 
 def lambda_line(config: dict[str, Any]) -> str:

@@ -25,8 +25,14 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
+from crmse_cli.cli.conventions import choice
 from crmse_cli.config import load_config, with_default
-from crmse_cli.train.contrastive_config import ContrastiveConfig
+from crmse_cli.train.contrastive_config import CHAIN_SAMPLERS, INITS, LAMBDA_UNITS, ContrastiveConfig
+from crmse_cli.train.readings import ETA_UNITS
+
+TERM, CHAINS, OPTIMIZER = "Contrastive term", "Chains", "Optimizer"
+"""``--help`` panels; the run's own options (source, config, device, name) stay under "Options",
+the study arms and the force budget have theirs (arm_options.py, budget_options.py)."""
 
 
 def _h(text: str, field: str) -> str:
@@ -37,65 +43,103 @@ def regularize_command(
     ctx: typer.Context,
     source: str | None = typer.Option(None, "--from", help="Pretrain run (id or name) or checkpoint file."),
     lambda_: float | None = typer.Option(
-        None, "--lambda", help=_h("Weight of the contrastive term (0: the control).", "lambda_")
-    ),
-    lambda_units: str | None = typer.Option(
         None,
+        "--lambda",
+        help=_h("Weight of the contrastive term (0: the control).", "lambda_"),
+        rich_help_panel=TERM,
+    ),
+    lambda_units: str | None = choice(
+        LAMBDA_UNITS,
         "--lambda-units",
+        rich_help_panel=TERM,
         help="eV: lambda weighs L_C against L_MSE in eV, eV/Å (the paper's; 531.8x our kcal loss); "
         "kcal: against L_MSE in kcal/mol, kcal/mol/Å." + _h("", "lambda_units"),
     ),
     lc_beta: bool | None = typer.Option(
         None,
         "--lc-beta/--no-lc-beta",
+        rich_help_panel=TERM,
         help="L_C = beta (<U>_data - <U>_chains), dimensionless; --no-lc-beta: without beta, in the "
         "--lambda-units energy (23x less weight per eV at 500 K)." + _h("", "lc_beta"),
     ),
     eta_A2: float | None = typer.Option(
-        None, "--eta-A2", help=_h("Chain step size, read in --eta-units.", "eta_A2")
-    ),
-    eta_units: str | None = typer.Option(
         None,
+        "--eta-A2",
+        help=_h("Chain step size, read in --eta-units.", "eta_A2"),
+        rich_help_panel=CHAINS,
+    ),
+    eta_units: str | None = choice(
+        ETA_UNITS,
         "--eta-units",
+        rich_help_panel=CHAINS,
         help="A2: Å² of the beta-scaled step x + eta beta F + sqrt(2 eta) xi; A2_per_eV: Å²/eV of "
         "x - eta grad U + sqrt(2 eta kT) xi (U, kT in eV; 4e-4 is 1.72e-5 Å² at 500 K)."
         + _h("", "eta_units"),
     ),
     steps_per_update: int | None = typer.Option(
-        None, "--steps-per-update", help=_h("K: chain steps per parameter update.", "steps_per_update")
+        None,
+        "--steps-per-update",
+        help=_h("K: chain steps per parameter update.", "steps_per_update"),
+        rich_help_panel=CHAINS,
     ),
-    chains: int | None = typer.Option(None, help=_h("C: number of persistent chains.", "n_chains")),
-    updates: int | None = typer.Option(None, help=_h("Number of parameter updates.", "n_updates")),
+    chains: int | None = typer.Option(
+        None, help=_h("C: number of persistent chains.", "n_chains"), rich_help_panel=CHAINS
+    ),
+    updates: int | None = typer.Option(
+        None, help=_h("Number of parameter updates.", "n_updates"), rich_help_panel=OPTIMIZER
+    ),
     temperature_K: float | None = typer.Option(
-        None, "--temperature-K", help=_h("Temperature of the Boltzmann term.", "temperature_K")
+        None,
+        "--temperature-K",
+        help=_h("Temperature of the Boltzmann term.", "temperature_K"),
+        rich_help_panel=TERM,
     ),
     chain_temperature_K: float | None = typer.Option(
-        None, "--chain-temperature-K", help="Temperature the chains sample at \\[default: --temperature-K]."
-    ),
-    chain_sampler: str | None = typer.Option(
         None,
+        "--chain-temperature-K",
+        help="Temperature the chains sample at \\[default: --temperature-K].",
+        rich_help_panel=CHAINS,
+    ),
+    chain_sampler: str | None = choice(
+        CHAIN_SAMPLERS,
         "--chain-sampler",
         help=_h("ula (the paper's) or mala (Metropolis-adjusted, exact).", "chain_sampler"),
+        rich_help_panel=CHAINS,
     ),
-    init: str | None = typer.Option(
-        None,
+    init: str | None = choice(
+        INITS,
+        rich_help_panel=OPTIMIZER,
         help="raw: the pretrain run's raw weights and Adam moments (the paper's); "
         "ema: its best EMA weights and a fresh Adam." + _h("", "init"),
     ),
-    lr: float | None = typer.Option(None, help=_h("Adam learning rate after warm-up.", "lr")),
+    lr: float | None = typer.Option(
+        None, help=_h("Adam learning rate after warm-up.", "lr"), rich_help_panel=OPTIMIZER
+    ),
     warmup: int | None = typer.Option(
-        None, help=_h("Linear learning-rate warm-up, in updates.", "warmup_updates")
+        None,
+        help=_h("Linear learning-rate warm-up, in updates.", "warmup_updates"),
+        rich_help_panel=OPTIMIZER,
     ),
-    batch_size: int | None = typer.Option(None, help=_h("Training frames per update.", "batch_size")),
+    batch_size: int | None = typer.Option(
+        None, help=_h("Training frames per update.", "batch_size"), rich_help_panel=OPTIMIZER
+    ),
     reset_fraction: float | None = typer.Option(
-        None, help=_h("Share of chains reset to training frames each update.", "reset_fraction")
+        None,
+        help=_h("Share of chains reset to training frames each update.", "reset_fraction"),
+        rich_help_panel=CHAINS,
     ),
-    grad_clip: float | None = typer.Option(None, help=_h("Gradient-norm clip, 0 = off.", "grad_clip")),
+    grad_clip: float | None = typer.Option(
+        None, help=_h("Gradient-norm clip, 0 = off.", "grad_clip"), rich_help_panel=OPTIMIZER
+    ),
     energy_weight: float | None = typer.Option(
-        None, help="w_E of L_MSE, (kcal/mol)^-2 \\[default: the pretrain run's]."
+        None,
+        help="w_E of L_MSE, (kcal/mol)^-2 \\[default: the pretrain run's].",
+        rich_help_panel=OPTIMIZER,
     ),
     force_weight: float | None = typer.Option(
-        None, help="w_F of L_MSE, (kcal/mol/Å)^-2 \\[default: the pretrain run's]."
+        None,
+        help="w_F of L_MSE, (kcal/mol/Å)^-2 \\[default: the pretrain run's].",
+        rich_help_panel=OPTIMIZER,
     ),
     seed: int | None = typer.Option(None, help=_h("Seed of chains, batches and resets.", "seed")),
     chain_source: arm.ChainSourceOption = None,

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from crmse_cli import names
-from crmse_cli.cli.common import OpenOption, console, emit_json, fmt_value, open_report, set_threads, state
+from crmse_cli.cli.common import OpenOption, console, emit_json, open_report, set_threads, state
+from crmse_cli.cli.conventions import choice
+
+PRESET_CHOICES = ("quick", "paper")
+"""The presets ``--preset`` lists: the keys of :data:`crmse_cli.stages.reproduce.PRESETS` that are not
+hidden (that module imports torch; tests/test_cli_conventions.py checks they agree)."""
+HIDDEN_PRESETS = ("tiny",)
+"""Presets ``--preset`` takes without listing them (test sizes)."""
 
 HEADLINE = (
     *names.CORE_METRICS,
@@ -31,7 +37,12 @@ def reproduce_command(
         help="rMD17 molecule (e.g. ethanol: the paper's path) or ethanol-xtb (an exact 500 K GFN2-xTB "
         "reference generated here: no download).",
     ),
-    preset: str = typer.Option("quick", help="quick (~10 min on one core) or paper (the paper's sizes)."),
+    preset: str = choice(
+        PRESET_CHOICES,
+        hidden=HIDDEN_PRESETS,
+        default="quick",
+        help="quick (~10 min on one core) or paper (the paper's sizes).",
+    ),
     from_path: Path | None = typer.Option(None, "--from", help="Local rMD17 archive (offline machines)."),
     n_train: int | None = typer.Option(None, help="Training frames (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed of every step."),
@@ -71,21 +82,12 @@ def reproduce_command(
             }
         )
         return
-    table = Table(title=f"{molecule}: MSE vs CRMSE ({preset}, seed {seed})", title_justify="left")
-    table.add_column("metric")
-    labels = list(res.metrics)
-    for label in labels:
-        table.add_column(label, justify="right")
-    for key in HEADLINE:
-        if any(key in res.metrics[label] for label in labels):
-            table.add_row(
-                names.metric_title(key),
-                *(
-                    fmt_value(res.metrics[label][key][0]) if key in res.metrics[label] else "n/a"
-                    for label in labels
-                ),
-            )
-    console.print(table)
+    from crmse_cli.cli.tables import metrics_tables
+
+    title = f"{molecule}: MSE vs CRMSE ({preset}, seed {seed})"
+    tables = metrics_tables(title, res.metrics, HEADLINE, width=console.width, key_title=names.metric_title)
+    for table in tables:
+        console.print(table)
     if res.reference_check:
         from crmse_cli.stages.fetch_xtb import check_summary
 

@@ -15,9 +15,10 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
+from crmse_cli.cli.conventions import DTYPE_CHOICES, choice
 from crmse_cli.config import load_config
 from crmse_cli.config import with_default as _d
-from crmse_cli.stages.sample_config import SampleConfig
+from crmse_cli.stages.sample_config import INTEGRATORS, STARTS, SampleConfig
 
 
 def _h(text: str, field: str) -> str:
@@ -27,8 +28,8 @@ def _h(text: str, field: str) -> str:
 def sample_command(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A pretrain/regularize run (id or name) or a checkpoint file."),
-    integrator: str | None = typer.Option(
-        None,
+    integrator: str | None = choice(
+        INTEGRATORS,
         help=_h(
             "langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
             "integrator",
@@ -49,12 +50,12 @@ def sample_command(
     record_every: int | None = typer.Option(
         None, help=_h("Record a frame of every replica every N steps.", "record_every")
     ),
-    start: str | None = typer.Option(
-        None, help=_h("Start frames: test, reference or train frames of the split.", "start")
+    start: str | None = choice(
+        STARTS, help=_h("Start frames: test, reference or train frames of the split.", "start")
     ),
     seed: int | None = typer.Option(None, help=_h("Seed of start frames, velocities and noise.", "seed")),
     device: DeviceOption = "cpu",
-    dtype: str | None = typer.Option(None, help=_h("float32 or float64.", "dtype")),
+    dtype: str | None = choice(DTYPE_CHOICES, help=_h("The model's dtype.", "dtype")),
     processes: int | None = typer.Option(
         None,
         help=_h(

@@ -22,6 +22,7 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
+from crmse_cli.cli.conventions import DEVICE_CHOICES, choice
 from crmse_cli.errors import CrmseError
 
 sweep_app = typer.Typer(
@@ -84,7 +85,7 @@ def create_command(
     sample_temperature_K: float | None = typer.Option(
         None, "--sample-temperature-K", help="Sampling temperature in K."
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda, for every stage."),
+    device: str = choice(DEVICE_CHOICES, default="cpu", help="cpu, cuda or cuda:N, for every stage."),
 ) -> None:
     """Queue one regularize run (then sample and evaluate) per (model, lambda, seed); nothing runs yet."""
     from crmse_cli.stages.sweep import create_sweep

@@ -137,10 +137,11 @@ def _save_and_register(
     return _result(info, already=False)
 
 
-def _check_readable(path: Path) -> Path:
+def _check_readable(path: Path, check: str = "the path given to --from") -> Path:
+    """``path`` resolved, or a one-line refusal saying what to ``check`` (where the path came from)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise NotFoundError(f"cannot read {path}: no such file or folder; check the path given to --from")
+        raise NotFoundError(f"cannot read {path}: no such file or folder; check {check}")
     if not os.access(path, os.R_OK):
         raise CrmseError(f"cannot read {path}: permission denied; make it readable or copy it elsewhere")
     return path.resolve()
@@ -287,6 +288,7 @@ def fetch_xyz(
     force: bool = False,
     energy_key: str | None = None,
     forces_key: str | None = None,
+    taken_hint: str = "pick another --name or pass --force to replace it",
 ) -> FetchResult:
     """Import an extended-XYZ file as dataset ``name`` (energies and forces converted to kcal/mol).
 
@@ -302,12 +304,14 @@ def fetch_xyz(
         energy_key: the file's energy key (e.g. MACE's ``REF_energy``); None: found as
             ``read_xyz`` says.
         forces_key: the file's forces column (e.g. ``REF_forces``); None: as ``read_xyz`` says.
+        taken_hint: what the refusal of a name registered with other content tells the user to
+            do, in the options of the command that called (``mace import`` has no ``--force``).
     """
     from crmse_cli.registry.store import Registry
 
     if not _NAME_RE.match(name):
         raise CrmseError(f"--name {name!r} is not a valid dataset name; use letters, digits, '_', '.', '-'")
-    src = _check_readable(Path(path))
+    src = _check_readable(Path(path), check="the file's path")
     file_sha = sha256_file(src) if src.is_file() else ""
     meta: dict[str, Any] = {
         "kind": "xyz",
@@ -326,8 +330,7 @@ def fetch_xyz(
         if info is not None:
             if not same_xyz(info, meta):
                 raise CrmseError(
-                    f"dataset {name!r} is registered already (from {info.source}); "
-                    "pick another --name or pass --force to replace it"
+                    f"dataset {name!r} is registered already (from {info.source}); {taken_hint}"
                 )
             return _result(info, already=True)
         data = read_xyz(

@@ -62,6 +62,7 @@ def import_mace(
     val_fraction: float = 0.0,
     name: str | None = None,
     registry: Registry | None = None,
+    taken_hint: str = "pass --dataset NAME to import the file under another name",
 ) -> ImportResult:
     """Register a mace-torch model and the extended-XYZ file it was trained on as a model run.
 
@@ -82,6 +83,8 @@ def import_mace(
         name: a unique run name; without one, a completed import of the same file (sha256) on
             the same dataset is reused.
         registry: an open Registry (default: ``Registry.open(ws)``).
+        taken_hint: what to do when ``dataset`` is registered with other frames or settings, in
+            the caller's options (``mace import --dataset`` by default).
 
     Returns:
         The completed run (kind ``pretrain``, ``architecture: mace``) and its test metrics.
@@ -107,6 +110,7 @@ def import_mace(
             split_seed=split_seed,
             energy_key=energy_key,
             forces_key=forces_key,
+            taken_hint=taken_hint,
         )
     reg = registry or Registry.open(ws.ensure())
     data = load_dataset(reg, data_name)
@@ -209,4 +213,10 @@ def import_from_options(
         raise CrmseError("pass either --from RUN_OR_CHECKPOINT or --from-model FILE --data XYZ, not both")
     if data_path is None:
         raise CrmseError("--from-model needs --data TRAIN.xyz, the extended-XYZ file the model was fitted to")
-    return import_mace(ws, model_path, data_path, energy_key=energy_key, forces_key=forces_key).run_id
+    taken = (
+        "import the file under another name first (crmse mace import MODEL --data FILE --dataset NAME), "
+        "then pass --from RUN"
+    )
+    return import_mace(
+        ws, model_path, data_path, energy_key=energy_key, forces_key=forces_key, taken_hint=taken
+    ).run_id

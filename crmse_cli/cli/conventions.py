@@ -1,0 +1,106 @@
+"""The command-line conventions a click/Typer user expects, set in one place.
+
+* ``--help`` shows click's value names: nothing after a flag (``--json``, not ``--json <bool>``),
+  ``FLOAT``, ``INTEGER``, ``TEXT``, ``PATH`` after an option that takes a value, and
+  ``[a|b|c]`` after an option with a fixed set of values. Typer 0.29's rich help prints a
+  ``<type>`` after every parameter, flags included, which reads as if ``--json`` took a value
+  (``crmse --json true runs`` then fails); :func:`use_click_metavars` replaces that display.
+* An option with a fixed set of values is declared with :func:`choice`, from the tuple that
+  defines the values (``CHAIN_SAMPLERS``...): shown ``[ula|mala]``, and any other value is a
+  usage error (exit 2) naming the valid ones. Its default stays None (unset), so the config
+  file or the config dataclass decides (:func:`crmse_cli.config.load_config`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import typer
+
+_LABELS = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOLEAN"}
+
+DEVICE_CHOICES = ("cpu", "cuda", "cuda:N")
+"""What ``--device`` takes: the CPU, the current CUDA device, or CUDA device N."""
+_CUDA_N = re.compile(r"cuda:\d+")
+DTYPE_CHOICES = ("float32", "float64")
+"""What ``--dtype`` takes: the keys of :data:`crmse_cli.model.config.DTYPES` (which imports torch,
+so the CLI cannot read them; tests/test_cli_conventions.py checks they agree)."""
+
+
+def _display_type(param: Any, ctx: Any) -> str | None:
+    """Click's value name of ``param`` (None for a flag): ``FLOAT``, ``PATH``, ``[a|b]``..."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return None
+    if param.param_type_name == "option" and param.metavar is not None:
+        return str(param.metavar)  # arguments use metavar as their name; options as their value
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:  # pragma: no cover - a parameter Typer did not build
+        return None
+    if desc.is_choice:
+        from typer._param_types import choice_as_str
+
+        label = "[" + "|".join(choice_as_str(c) for c in desc.choices or ()) + "]"
+    elif desc.is_path:
+        label = "PATH"
+    else:
+        annotation = desc.annotation
+        if desc.is_list:
+            annotation = (getattr(annotation, "__args__", None) or (str,))[0]
+        label = _LABELS.get(annotation, getattr(annotation, "__name__", "VALUE").upper())
+    return f"{label}..." if param.nargs != 1 or desc.is_list else label
+
+
+def use_click_metavars() -> None:
+    """Show click's value names in every ``--help`` (see the module's docstring).
+
+    Typer has no setting for it, so this replaces the one method its help (rich and plain) asks
+    for the text after a parameter's name. Idempotent; called when the app is built.
+    """
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        cls.display_type_rich = _display_type  # type: ignore[method-assign,assignment]
+
+
+def choice(
+    values: Iterable[str],
+    *param_decls: str,
+    help: str,
+    hidden: Iterable[str] = (),
+    default: Any = None,
+    rich_help_panel: str | None = None,
+    annotated: bool = False,
+) -> Any:
+    """A ``typer.Option`` taking one of ``values``: shown ``[a|b|c]``, others refused with exit 2.
+
+    Args:
+        values: the valid values, in the order the help lists them (the tuple that defines them).
+        param_decls: the option's names, e.g. ``"--chain-sampler"`` (default: the parameter's).
+        help: the help text.
+        hidden: values accepted but not listed (test presets).
+        default: the value when the option is not given; None (unset) lets the config decide,
+            ``...`` makes the option required.
+        rich_help_panel: the ``--help`` panel the option is listed in.
+        annotated: for ``Annotated[str | None, choice(...)]``, where the parameter's ``= value``
+            is the default (``default`` is then ignored).
+    """
+    shown = tuple(values)
+    valid = shown + tuple(hidden)
+    patterns = [_CUDA_N] if "cuda:N" in shown else []
+
+    def parse(value: str) -> str:
+        if value in valid or any(p.fullmatch(value) for p in patterns):
+            return value
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(shown)}")
+
+    first: tuple[Any, ...] = () if annotated else (default,)
+    return typer.Option(
+        *first,
+        *param_decls,
+        parser=parse,
+        metavar="[" + "|".join(shown) + "]",
+        help=help,
+        rich_help_panel=rich_help_panel,
+    )

@@ -1,0 +1,227 @@
+"""What a click/Typer user expects of `crmse`: value names in --help, choices, exit codes, tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from test_cli import _command_paths
+from typer.testing import CliRunner
+
+from crmse_cli.cli import app as app_module
+from crmse_cli.cli.tables import metrics_tables, short_labels
+from crmse_cli.registry.entities import RUN_KINDS
+from crmse_cli.registry.store import Registry
+from crmse_cli.stages.sample_config import INTEGRATORS, STARTS
+from crmse_cli.train.contrastive_config import (
+    CHAIN_SAMPLERS,
+    CHAIN_SOURCES,
+    INITS,
+    LAMBDA_UNITS,
+    OPTIMIZER_INITS,
+    POSITIVES,
+)
+from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
+from crmse_cli.train.readings import ETA_UNITS
+from crmse_cli.workspace import Workspace
+
+TYPER_METAVAR = re.compile(r"<(bool|str|int|float|path|int range|float range)>")
+
+
+def invoke(home: Path, *args: str, columns: int = 200) -> tuple[int, str]:
+    """Run the app in this process (as `crmse --home HOME ARGS`); exit code and all output."""
+    app_module._register()
+    env = {"COLUMNS": str(columns), "CRMSE_NO_PROGRESS": "1", "TERM": "dumb"}
+    res = CliRunner().invoke(app_module.app, ["--home", str(home), *args], env=env)
+    return res.exit_code, res.output
+
+
+def test_help_shows_click_value_names_and_no_typer_metavars(tmp_path: Path) -> None:
+    paths = _command_paths()
+    assert len(paths) > 15
+    for path in paths:
+        code, out = invoke(tmp_path, *path, "--help", columns=100)
+        assert code == 0, (path, out)
+        assert not TYPER_METAVAR.search(out), (path, TYPER_METAVAR.findall(out))
+    code, out = invoke(tmp_path, "--help")
+    json_line = next(line for line in out.splitlines() if "--json" in line)
+    assert "BOOL" not in json_line.upper().replace("--JSON", "")  # a flag: no value after it
+    assert re.search(r"--threads\s+INTEGER", out)
+
+
+def test_regularize_help_groups_its_options_in_panels(tmp_path: Path) -> None:
+    code, out = invoke(tmp_path, "regularize", "--help", columns=120)
+    assert code == 0
+    for panel in ("Contrastive term", "Chains", "Optimizer", "Study arms", "Force budget"):
+        assert f"─ {panel} ─" in out, panel
+    chains = out.split("─ Chains ─")[1].split("╰")[0]
+    assert "--chain-sampler" in chains and "[ula|mala]" in chains
+
+
+DEVICES = ("cpu", "cuda", "cuda:N")
+DTYPES = ("float32", "float64")
+SWEEP = ("--name", "s", "--from", "r")
+CHOICES = [  # (command, its other arguments, option, the choices it names)
+    (("sample",), ("m",), "--integrator", INTEGRATORS),
+    (("sample",), ("m",), "--start", STARTS),
+    (("sample",), ("m",), "--dtype", DTYPES),
+    (("sample",), ("m",), "--device", DEVICES),
+    (("pretrain",), (), "--device", DEVICES),
+    (("pretrain",), (), "--dtype", DTYPES),
+    (("regularize",), (), "--chain-sampler", CHAIN_SAMPLERS),
+    (("regularize",), (), "--init", INITS),
+    (("regularize",), (), "--lambda-units", tuple(LAMBDA_UNITS)),
+    (("regularize",), (), "--eta-units", ETA_UNITS),
+    (("regularize",), (), "--chain-source", CHAIN_SOURCES),
+    (("regularize",), (), "--positives", POSITIVES),
+    (("regularize",), (), "--optimizer-init", OPTIMIZER_INITS),
+    (("regularize",), (), "--lambda-control", LAMBDA_CONTROLS),
+    (("regularize",), (), "--device", DEVICES),
+    (("reproduce",), ("ethanol",), "--preset", ("quick", "paper")),
+    (("mace", "import"), ("m.model", "--data", "x.xyz"), "--energy-unit", ("eV", "kcal/mol")),
+    (("fetch", "xyz"), ("x.xyz", "--name", "x"), "--energy-unit", ("eV", "kcal/mol")),
+    (("runs",), (), "--kind", RUN_KINDS),
+    (("sweep", "create"), SWEEP, "--device", DEVICES),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "option", "values"), CHOICES, ids=[f"{c[0]} {o}" for c, _, o, _ in CHOICES]
+)
+def test_an_invalid_choice_exits_2_naming_the_choices(
+    tmp_path: Path, command: tuple[str, ...], args: tuple[str, ...], option: str, values: tuple[str, ...]
+) -> None:
+    code, out = invoke(tmp_path, *command, *args, option, "bogus")
+    assert code == 2, out
+    assert f"'bogus' is not one of {', '.join(values)}" in out
+    assert "Traceback" not in out
+    _, help_out = invoke(tmp_path, *command, "--help", columns=200)
+    line = next(line for line in help_out.splitlines() if f" {option} " in line)
+    assert "[" + "|".join(values) + "]" in line, line
+
+
+def test_valid_choices_pass_and_hidden_ones_too(tmp_path: Path) -> None:
+    from crmse_cli.cli.conventions import choice
+
+    option = choice(("quick", "paper"), hidden=("tiny",), help="h")
+    assert option.parser("tiny") == "tiny" and option.parser("paper") == "paper"
+    device = choice(("cpu", "cuda", "cuda:N"), help="h")
+    assert device.parser("cuda:1") == "cuda:1"
+    with pytest.raises(Exception, match="not one of"):
+        device.parser("cuda:x")
+
+
+def test_choice_tuples_agree_with_the_modules_that_import_torch() -> None:
+    from crmse_cli.cli.conventions import DTYPE_CHOICES
+    from crmse_cli.cli.reproduce_cmd import HIDDEN_PRESETS, PRESET_CHOICES
+    from crmse_cli.model.config import DTYPES
+    from crmse_cli.stages.reproduce import PRESETS
+
+    assert DTYPE_CHOICES == tuple(DTYPES)
+    assert PRESET_CHOICES == tuple(k for k, p in PRESETS.items() if not p.hidden)
+    assert HIDDEN_PRESETS == tuple(k for k, p in PRESETS.items() if p.hidden)
+
+
+def test_runs_kind_bogus_is_a_usage_error_and_an_empty_kind_says_so(tmp_path: Path) -> None:
+    reg = Registry.open(Workspace.resolve(tmp_path))
+    reg.create_run(kind="pretrain", name="p0", config={}, seed=0)
+    reg.close()
+    code, out = invoke(tmp_path, "runs", "--kind", "bogus")
+    assert code == 2 and "no runs yet" not in out and "pretrain" in out
+    code, out = invoke(tmp_path, "runs", "--kind", "sample")
+    assert code == 0 and "no sample runs yet" in out and "no runs yet" not in out
+
+
+def test_fetch_xyz_missing_file_does_not_point_at_from(tmp_path: Path) -> None:
+    from test_cli import crmse
+
+    proc = crmse(
+        tmp_path, "fetch", "xyz", str(tmp_path / "missing.xyz"), "--name", "m", "--energy-unit", "eV"
+    )
+    assert proc.returncode == 1 and "no such file" in proc.stderr, proc.stderr
+    assert "--from" not in proc.stderr  # a positional argument, not --from (fetch rmd17's option)
+
+
+@pytest.mark.slow
+def test_a_taken_dataset_name_hints_at_options_the_command_has(tmp_path: Path) -> None:
+    """`mace import` and `regularize --from-model` have no --force: their refusal names what they have."""
+    pytest.importorskip("mace", reason="mace-torch is not installed (the optional 'mace' extra)")
+    import torch
+    from test_cli import crmse
+    from test_mace import small_mace
+    from test_unsupported_xyz import _frames, _write
+
+    model = tmp_path / "my.model"
+    torch.save(small_mace(), model)
+    data = _write(tmp_path / "train.xyz", _frames(6))
+    home = tmp_path / "home"
+    fetched = crmse(home, "fetch", "xyz", str(data), "--name", "train", "--energy-unit", "kcal/mol")
+    assert fetched.returncode == 0, fetched.stderr  # "train" is taken by the file read in kcal/mol
+    proc = crmse(home, "mace", "import", str(model), "--data", str(data), "--trust-code")
+    assert proc.returncode == 1 and "registered already" in proc.stderr, proc.stderr
+    assert "--dataset" in proc.stderr and "--force" not in proc.stderr
+    proc = crmse(home, "regularize", "--from-model", str(model), "--data", str(data), "--trust-code")
+    assert proc.returncode == 1 and "registered already" in proc.stderr, proc.stderr
+    assert "crmse mace import" in proc.stderr and "--force" not in proc.stderr
+
+
+LONG = {
+    f"repro-ethanol-xtb-quick-{tag}": {
+        "test_force_mae": (0.123456 * (i + 1), "kcal/mol/Å"),
+        "energy_total": (-97123.456 - i, "kcal/mol"),
+        "stable_fraction": (0.96875, ""),
+    }
+    for i, tag in enumerate(["mse", "crmse-lambda0.015-seed0", "crmse-lambda0.1-seed1", "control-seed2"])
+}
+
+
+def test_tables_at_80_columns_keep_numbers_whole_and_names_apart() -> None:
+    console = Console(width=80, record=True, force_terminal=False)
+    for table in metrics_tables(
+        "compare run abc", LONG, ["test_force_mae", "energy_total", "stable_fraction"], width=80
+    ):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    numbers = {
+        "0.1235",
+        "0.2469",
+        "0.3704",
+        "0.4938",
+        "-97123.46",
+        "-97124.46",
+        "-97125.46",
+        "-97126.46",
+        "0.9688",
+    }
+    for number in numbers:
+        assert number in text, (number, text)
+    assert "repro-ethanol-xtb-quick-…" in text  # the shared prefix, once, in the title
+    header = text.split("┏")[1].split("┡")[0]
+    assert "…" not in header  # no name cut to the shared prefix (they were all "repro-ethanol-xtb-quic…")
+    assert "mse" in header and "control" in header
+
+
+def test_many_runs_split_over_tables_instead_of_running_off_the_screen() -> None:
+    runs = {f"run-{i}": {"energy_total": (-97123.456 + i, "kcal/mol")} for i in range(9)}
+    console = Console(width=80, record=True, force_terminal=False)
+    tables = metrics_tables("t", runs, ["energy_total"], width=80)
+    assert len(tables) > 1
+    for table in tables:
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for i in range(9):
+        assert f"run-{i}" in text and f"{-97123.456 + i:.2f}" in text
+
+
+def test_short_labels() -> None:
+    assert short_labels(["repro-eth-quick-mse", "repro-eth-quick-crmse"]) == (
+        "repro-eth-quick-",
+        ["mse", "crmse"],
+    )
+    assert short_labels(["a-1", "a-2"]) == ("", ["a-1", "a-2"])  # too short a prefix to bother
+    assert short_labels(["same-name-x", "same-name-x"])[0] == ""
+    assert short_labels(["only-one-run"]) == ("", ["only-one-run"])
