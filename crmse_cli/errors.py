@@ -7,6 +7,12 @@ class CrmseError(Exception):
     exit_code: int = 1
 
 
+class UsageError(CrmseError):
+    """Options that cannot go together, or one missing its partner: exit 2, as click's usage errors."""
+
+    exit_code = 2
+
+
 class NotFoundError(CrmseError):
     """A run, dataset, checkpoint or file that was asked for does not exist."""
 

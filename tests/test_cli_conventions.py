@@ -144,6 +144,23 @@ def test_fetch_xyz_missing_file_does_not_point_at_from(tmp_path: Path) -> None:
     assert "--from" not in proc.stderr  # a positional argument, not --from (fetch rmd17's option)
 
 
+def test_options_that_cannot_go_together_are_usage_errors(tmp_path: Path) -> None:
+    """Exit 2 like click's usage errors (runtime errors exit 1), one line, nothing registered."""
+    from test_cli import crmse
+
+    config = tmp_path / "c.toml"
+    config.write_text("[contrastive]\nlambda = 0.1\n")
+    for args, text in (
+        (("regularize", "--resume", "r", "--config", str(config)), "drop --config"),
+        (("regularize", "--from", "r", "--from-model", str(tmp_path / "m.model")), "not both"),
+        (("table",), "give runs, or --group"),
+    ):
+        proc = crmse(tmp_path, *args)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and text in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.slow
 def test_a_taken_dataset_name_hints_at_options_the_command_has(tmp_path: Path) -> None:
     """`mace import` and `regularize --from-model` have no --force: their refusal names what they have."""

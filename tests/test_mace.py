@@ -281,7 +281,7 @@ def test_cli_regularize_from_model_and_export(tmp_path: Path) -> None:
     result = json.loads(out.stdout)  # stdout is JSON only (mace-torch's import notice is kept out)
     assert result["metrics"]["test_force_mae"]["unit"] == "kcal/mol/A"
     bad = crmse(home, "regularize", "--from-model", str(model_path), *tiny)
-    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --from-model needs --data")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --from-model needs --data")
     exported = crmse(home, "--json", "mace", "export", "r", str(tmp_path / "back.model"))
     assert exported.returncode == 0, exported.stderr
     species, pos = ethanol_frames(2, seed=5)

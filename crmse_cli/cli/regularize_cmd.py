@@ -228,14 +228,14 @@ def regularize_command(
     budget = budget_options(force_budget, budget_every, screen_replicas, screen_steps, screen_temperature_K)
     cfg = RegularizeConfig(contrastive=contrastive, budget=load_budget(config, budget), device=device)
     given = {k: v for k, v in {**options, **budget}.items() if v is not None}
+    if resume is not None and config is not None:
+        from crmse_cli.errors import UsageError
+
+        raise UsageError("--resume continues the run with its own settings; drop --config")
     if from_model is not None:  # bring your own MACE model: resolves to an imported model run
         from crmse_cli.stages.mace import import_from_options
 
         source = import_from_options(ws, from_model, data_file, source, energy_key, forces_key)
-    if resume is not None and config is not None:
-        from crmse_cli.errors import CrmseError
-
-        raise CrmseError("--resume continues the run with its own settings; drop --config")
     res = regularize(ws, source, cfg, name=name, resume=resume, settings=given)
     emit_result(
         st,

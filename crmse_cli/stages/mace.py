@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crmse_cli.config import to_dict
-from crmse_cli.errors import CrmseError
+from crmse_cli.errors import CrmseError, UsageError
 from crmse_cli.fileio import check_output_path, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, save_checkpoint
 from crmse_cli.stages._models import load_dataset, resolve_model, run_checkpoint
@@ -210,9 +210,9 @@ def import_from_options(
 ) -> str:
     """``regularize --from-model M --data X``: import (or reuse) M with X; return the run id."""
     if source is not None:
-        raise CrmseError("pass either --from RUN_OR_CHECKPOINT or --from-model FILE --data XYZ, not both")
+        raise UsageError("pass either --from RUN_OR_CHECKPOINT or --from-model FILE --data XYZ, not both")
     if data_path is None:
-        raise CrmseError("--from-model needs --data TRAIN.xyz, the extended-XYZ file the model was fitted to")
+        raise UsageError("--from-model needs --data TRAIN.xyz, the extended-XYZ file the model was fitted to")
     taken = (
         "import the file under another name first (crmse mace import MODEL --data FILE --dataset NAME), "
         "then pass --from RUN"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crmse_cli.analysis.study import groups_table, runs_table
-from crmse_cli.errors import CrmseError, DataError, NotFoundError
+from crmse_cli.errors import CrmseError, DataError, NotFoundError, UsageError
 from crmse_cli.fileio import atomic_path
 from crmse_cli.workspace import Workspace
 
@@ -124,7 +124,7 @@ def study_table(
     from crmse_cli.registry.store import Registry
 
     if bool(runs) == bool(groups):
-        raise CrmseError("give runs, or --group LABEL=RUN,RUN,... options, not both")
+        raise UsageError("give runs, or --group LABEL=RUN,RUN,... options, not both")
     exported = load_exports(include or [])
     reg = registry
     records: dict[str, dict[str, Any]] = {}
