@@ -234,6 +234,22 @@ def test_many_runs_split_over_tables_instead_of_running_off_the_screen() -> None
         assert f"run-{i}" in text and f"{-97123.456 + i:.2f}" in text
 
 
+def test_datasets_table_at_80_columns_keeps_names_and_numbers(tmp_path: Path) -> None:
+    from test_cli import crmse
+    from test_unsupported_xyz import _frames, _write
+
+    data = _write(tmp_path / "frames.xyz", _frames(12))
+    name = "ethanol-xtb-500K-n2000-seed0-long-name"
+    fetched = crmse(tmp_path, "fetch", "xyz", str(data), "--name", name, "--energy-unit", "eV")
+    assert fetched.returncode == 0, fetched.stderr
+    out = crmse(tmp_path, "datasets", columns=80).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out  # nothing cut: long names and paths wrap
+    flat = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+    assert name in flat
+    assert re.search(r"│ 12 +│ 9 +│", out), out  # frames and atoms whole
+
+
 def test_short_labels() -> None:
     assert short_labels(["repro-eth-quick-mse", "repro-eth-quick-crmse"]) == (
         "repro-eth-quick-",

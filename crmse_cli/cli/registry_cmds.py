@@ -217,9 +217,9 @@ def datasets_command(ctx: typer.Context) -> None:
     if state(ctx).json:
         emit_json([asdict(d) for d in sets])
         return
-    table = Table(
-        "name", "frames", "atoms", "splits", "source", "path", title="datasets", title_justify="left"
-    )
+    table = Table(title="datasets", title_justify="left")
+    for col in ("name", "frames", "atoms", "splits", "source", "path"):  # names wrap, numbers never do
+        table.add_column(col, overflow="fold", no_wrap=col in ("frames", "atoms"))
     for d in sets:
         table.add_row(
             _e(d.name), str(d.n_frames), str(d.n_atoms), _splits(d.splits), _e(d.source), _e(d.path)

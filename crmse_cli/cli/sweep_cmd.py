@@ -162,13 +162,21 @@ def status_command(ctx: typer.Context, name: str = typer.Argument(..., help="The
     counts = Counter(r.state for r in rows)
     title = f"sweep {name}: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "queued", "failed"))
     table = Table(title=shown(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker", "error"):
-        table.add_column(col, overflow="fold", no_wrap=col not in ("run", "error"))
-    for r in rows:
-        table.add_row(
+    cells = [
+        [
             str(r.position), shown(r.run_name or r.run_id), f"{r.lambda_:g}", str(r.seed), r.state, r.stage,
             r.run_status, str(r.attempts), shown(r.owner or ""), shown(r.error or ""),
-        )  # fmt: skip
+        ]
+        for r in rows
+    ]  # fmt: skip
+    columns = ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker", "error")
+    for i, col in enumerate(columns):
+        # Names and errors wrap; a number or a state keeps its whole width, never folded.
+        whole = col not in ("run", "worker", "error")
+        widest = max((len(row[i]) for row in cells), default=1) if whole else None
+        table.add_column(col, overflow="fold", no_wrap=whole, min_width=widest)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 
