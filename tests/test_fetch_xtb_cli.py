@@ -7,8 +7,14 @@ SIGTERM and Ctrl-C did not reach the workers, and SIGKILL of the parent left the
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from synthetic import cli_main, one_line_error
 
@@ -87,3 +93,110 @@ def test_the_library_refuses_the_same_settings(tmp_path: Path) -> None:
         with pytest.raises(CrmseError, match="--processes must be in"):
             fetch_xtb(ws, "ethanol", cfg, processes=processes)
     assert not ws.home.exists()
+
+
+# -- signals (issue 28 #3) --------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+needs_tblite_on_linux = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tblite") is None or not Path("/proc/self/stat").exists(),
+    reason="needs tblite (the xtb extra) and Linux's /proc",
+)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the workers and multiprocessing's resource tracker)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _endless_generation(home: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A `fetch xtb` of 4 replicas on 2 processes that would run for hours; returns it once both
+    workers have written a checkpoint, with its child processes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CRMSE_HOME": str(home), "CRMSE_NO_PROGRESS": "1",
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env.pop("CRMSE_DB_URL", None)
+    cmd = [sys.executable, "-m", "crmse_cli", "fetch", "xtb", "ethanol", "--frames", "400000",
+           "--replicas", "4", "--processes", "2", "--stride", "5", "--equilibration-ps", "0.005",
+           "--name", "endless"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it: Ctrl-C reaches all
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    folder = home / "cache" / "xtb" / "endless"
+    deadline = time.monotonic() + 300
+    while not all((folder / f"replica-{k:03d}.npz").is_file() for k in (0, 1)):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the workers never wrote a checkpoint"
+        time.sleep(0.2)
+    return proc, _children(proc.pid)
+
+
+def _gone(pids: list[int], within_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.slow
+@needs_tblite_on_linux
+@pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C to its process group"])
+def test_a_signal_stops_the_workers_at_once_and_the_rerun_continues(tmp_path: Path, how: str) -> None:
+    home = tmp_path / "home"
+    proc, children = _endless_generation(home)
+    workers = [p for p in children if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    try:
+        assert len(workers) == 2, children
+        if how.startswith("SIGTERM"):
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        # Before the fix the workers never heard of it and ran every remaining frame (hours).
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "rerun the same command to continue" in err and "Traceback" not in err
+    assert _gone(children)
+    folder = home / "cache" / "xtb" / "endless"
+    assert sorted(p.name for p in folder.glob("replica-*.npz")) == ["replica-000.npz", "replica-001.npz"]
+    for k in (0, 1):  # the pre-queued replicas 2 and 3 never started; 0 and 1 kept their work
+        with np.load(folder / f"replica-{k:03d}.npz") as z:
+            assert len(z["energies"]) > 0
+
+
+@pytest.mark.slow
+@needs_tblite_on_linux
+def test_the_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    proc, children = _endless_generation(tmp_path / "home")
+    try:
+        assert len(children) >= 2
+        proc.kill()
+        proc.wait(timeout=30)
+        assert _gone(children), [p for p in children if _alive(p)]  # no orphan keeps computing
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

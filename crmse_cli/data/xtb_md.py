@@ -26,14 +26,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
 from ase.data import atomic_masses
 
+from crmse_cli import workers
 from crmse_cli.data.xtb import XtbForceField
 from crmse_cli.data.xtb_config import XtbMDConfig
 from crmse_cli.errors import DataError
@@ -195,19 +199,40 @@ def run_replica(
     )
 
 
-def _init_worker() -> None:
-    # Before tblite is imported in this process: OpenMP reads its thread count when it loads.
-    os.environ["OMP_NUM_THREADS"] = "1"
+def _stop_here(signum: int, frame: Any) -> None:
+    """SIGTERM in a replica's process: stop where it is; the replica keeps its last boundary."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the checkpoint
+    raise KeyboardInterrupt
 
 
-def _worker(task: ReplicaTask, queue: Any) -> ReplicaResult:
+def _replica_worker(task: ReplicaTask, conn: Connection) -> None:
+    """Entry point of one replica's process: a message per boundary, then the result.
+
+    Stopped (SIGTERM, from the parent or from the kernel when the parent died): the replica
+    writes its checkpoint once and the process exits. Any other failure goes to the parent.
+    """
+    os.environ["OMP_NUM_THREADS"] = "1"  # before tblite is imported: OpenMP reads it when it loads
+    workers.die_with_parent()
+    signal.signal(signal.SIGTERM, _stop_here)
+
     def report(replica: int, step: int, kept: int) -> None:
-        try:
-            queue.put((replica, step, kept))
-        except Exception:  # the progress channel is gone (Ctrl-C reached the manager): keep working
-            pass
+        conn.send(("boundary", replica, step, kept))  # parent gone: BrokenPipeError stops the replica
 
-    return run_replica(task, report)
+    try:
+        conn.send(("done", run_replica(task, report)))
+    except KeyboardInterrupt:  # stopped: the checkpoint is written, the parent knows why
+        raise SystemExit(1) from None
+    except BaseException as exc:  # noqa: BLE001 - the parent raises it (DataError, ...)
+        try:
+            conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 - the parent is gone, or exc does not pickle
+            try:
+                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            except Exception:  # noqa: BLE001
+                pass
+        raise SystemExit(1) from None
+    finally:
+        conn.close()
 
 
 def run_replicas(
@@ -217,42 +242,81 @@ def run_replicas(
     *,
     in_process: bool = False,
 ) -> list[ReplicaResult]:
-    """Run replicas in ``processes`` worker processes of one OpenMP thread each.
+    """Run replicas in up to ``processes`` worker processes of one OpenMP thread each.
 
-    Workers are spawned (not forked) with ``OMP_NUM_THREADS=1`` set before tblite loads; the
-    calling process only collects progress. On Ctrl-C every worker writes its checkpoint before
-    this function re-raises. ``in_process=True`` runs the replicas one after the other in this
+    One spawned process per replica (:mod:`crmse_cli.workers`), at most ``processes`` at a
+    time, with ``OMP_NUM_THREADS=1`` set before tblite loads; the calling process only collects
+    progress. A replica that waits for a free process is never handed to one in advance, so a
+    stop starts nothing more. Ctrl-C or SIGTERM here stops every worker at once: each writes its
+    checkpoint (SIGTERM) and exits, then this function re-raises. Workers die with this process,
+    even when it is SIGKILLed. ``in_process=True`` runs the replicas one after the other in this
     process instead (tests; the caller's thread settings then apply).
 
     Returns:
         The results in replica order.
+
+    Raises:
+        BrokenProcessPool: a worker died without a word (killed); the others were stopped.
+        Exception: what a worker raised (a DataError of a bad checkpoint, ...).
     """
     if in_process:
         return [run_replica(t, on_boundary) for t in tasks]
     import multiprocessing as mp
-    import queue as queue_mod
-    from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        q = manager.Queue()
-        pool = ProcessPoolExecutor(
-            max(1, min(processes, len(tasks))), mp_context=ctx, initializer=_init_worker
-        )
+    slots = max(1, min(processes, len(tasks)))
+    waiting = list(tasks)
+    live: dict[Connection, tuple[int, BaseProcess]] = {}  # reader -> (replica, its process)
+    procs: list[BaseProcess] = []
+    results: dict[int, ReplicaResult] = {}
+    try:
+        while waiting or live:
+            while waiting and len(live) < slots:
+                task = waiting.pop(0)
+                reader, writer = ctx.Pipe(duplex=False)
+                proc = workers.start(ctx, _replica_worker, (task, writer), f"crmse-xtb-{task.replica}")
+                writer.close()  # the worker holds the only write end: its death closes the pipe
+                live[reader] = (task.replica, proc)
+                procs.append(proc)
+            _serve(live, results, on_boundary)
+    finally:
+        workers.stop(procs)
+        for conn in live:
+            conn.close()
+    return [results[k] for k in sorted(results)]
+
+
+def _serve(
+    live: dict[Connection, tuple[int, BaseProcess]],
+    results: dict[int, ReplicaResult],
+    on_boundary: Callable[[int, int, int], None] | None,
+) -> None:
+    """Wait (at most a second) for the workers; read what they sent; drop the finished ones."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    sentinels = {proc.sentinel: conn for conn, (_, proc) in live.items()}
+    for ready in wait([*live, *sentinels], timeout=1.0):
+        conn = sentinels[ready] if isinstance(ready, int) else ready
+        if conn not in live:
+            continue  # read with the other end of this process already
+        replica, proc = live[conn]
         try:
-            futures = [pool.submit(_worker, t, q) for t in tasks]
-            while not all(fu.done() for fu in futures):
-                try:
-                    msg = q.get(timeout=0.2)
-                except queue_mod.Empty:
-                    continue
-                if on_boundary is not None:
-                    on_boundary(*msg)
-            while on_boundary is not None and not q.empty():  # the last reports of each worker
-                on_boundary(*q.get())
-            results = [fu.result() for fu in futures]
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # let the workers write their checkpoints
-            raise
-        pool.shutdown(wait=True)
-    return sorted(results, key=lambda r: r.replica)
+            while conn.poll():
+                msg = conn.recv()
+                if msg[0] == "boundary" and on_boundary is not None:
+                    on_boundary(*msg[1:])
+                elif msg[0] == "done":
+                    results[replica] = msg[1]
+                elif msg[0] == "error":
+                    raise msg[1]
+        except EOFError:
+            pass
+        else:
+            if not isinstance(ready, int) and replica not in results:
+                continue  # more to come
+        del live[conn]
+        conn.close()
+        if replica not in results:
+            raise BrokenProcessPool(
+                f"the worker of replica {replica} (pid {proc.pid}) died ({workers.how_it_ended(proc)})"
+            )

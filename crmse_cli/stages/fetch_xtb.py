@@ -233,7 +233,14 @@ def fetch_xtb(
             for k in range(cfg.replicas)
         ]
         t0 = time.perf_counter()
-        results = _run(tasks, processes, in_process)
+        try:
+            results = _run(tasks, processes, in_process)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every started replica wrote its checkpoint
+            exc.crmse_message = (  # type: ignore[attr-defined]  # the CLI's last line
+                f"generation of {name} stopped; its replica checkpoints are kept in {folder}: "
+                "rerun the same command to continue"
+            )
+            raise
         gen_s = time.perf_counter() - t0
         calls = sum(r.force_calls for r in results)
         check = _check(results, species, cfg.label, cfg, sampling=False)

@@ -16,7 +16,8 @@ dies (an exception, or SIGKILL) is noticed within a second; the other workers ar
 SIGTERM in the parent stops the workers the same way and the run is marked ``interrupted``
 (workers ignore SIGINT: the terminal's Ctrl-C reaches the whole process group, and only the parent
 decides). A sharded run keeps no partial samples: ``sample`` has no resume, it is started again.
-A worker whose parent vanished dies on its next message (broken pipe).
+A worker dies with its parent, even a SIGKILLed one. Starting, stopping and the death of the
+parent are :mod:`crmse_cli.workers`, shared with ``fetch xtb --processes``.
 
 The registry is touched by the parent only; the workers never open it.
 """
@@ -36,13 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from crmse_cli import workers
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.shard import ReplicaRows, split_rows
 from crmse_cli.stages.sample import Report, SampleConfig, report_interval
 
-STOP_TIMEOUT_S = 10.0
-"""How long a stopped worker may take to exit on SIGTERM before it is killed."""
 EXIT_GRACE_S = 2.0
 """How long a worker that reported ``done`` may take to exit before it is stopped (its shard is
 written; the interpreter's teardown of torch can take seconds on a busy machine)."""
@@ -128,8 +128,7 @@ def sample_in_processes(
         for job in jobs:
             reader, writer = ctx.Pipe(duplex=False)
             name = f"crmse-sample-{job.rank}"
-            proc = ctx.Process(target=_worker, args=(job, writer), name=name, daemon=True)
-            proc.start()
+            proc = workers.start(ctx, _worker, (job, writer), name)
             writer.close()  # the worker holds the only write end: its death closes the pipe
             procs.append(proc)
             conns.append(reader)
@@ -137,7 +136,7 @@ def sample_in_processes(
         for ended in procs:  # each sent "done" after its shard was written: a moment to exit on its own
             ended.join(timeout=EXIT_GRACE_S)
     finally:
-        _stop(procs)
+        workers.stop(procs)
         for conn in conns:
             conn.close()
     return [Path(job.out) for job in jobs]
@@ -196,31 +195,11 @@ def _drain(rank: int, live: dict[int, Connection], handle: Callable[[int, tuple[
 
 
 def _death(proc: BaseProcess, rank: int, n: int, step: int) -> str:
-    proc.join(timeout=1.0)
-    code = proc.exitcode
-    if code is not None and code < 0:
-        try:
-            how = f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            how = f"killed by signal {-code}"
-    else:
-        how = f"exit code {code}"
+    how = workers.how_it_ended(proc)
     return (
         f"sample worker {rank} of {n} (pid {proc.pid}) died ({how}) after step {step}; the other workers "
         "were stopped and no samples were kept: start the sample again"
     )
-
-
-def _stop(procs: list[BaseProcess]) -> None:
-    """End every worker still running: SIGTERM, then SIGKILL after STOP_TIMEOUT_S."""
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in procs:
-        proc.join(timeout=STOP_TIMEOUT_S)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
 
 
 def remove_shards(folder: Path) -> None:
@@ -234,6 +213,7 @@ def remove_shards(folder: Path) -> None:
 def _worker(job: ShardJob, conn: Connection) -> None:
     """Entry point of a worker: run the shard, then say ``done`` (or ``error`` and exit 1)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group; the parent decides
+    workers.die_with_parent()
     try:
         _run_shard(job, conn)
         conn.send(("done",))
