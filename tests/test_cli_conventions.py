@@ -234,6 +234,20 @@ def test_many_runs_split_over_tables_instead_of_running_off_the_screen() -> None
         assert f"run-{i}" in text and f"{-97123.456 + i:.2f}" in text
 
 
+def _column(out: str, title: str, header: str) -> str:
+    """The text of column ``header`` of the table titled ``title`` in ``out``, lines joined."""
+    lines = out.split(title, 1)[1].splitlines()
+    heads = [cell.strip() for cell in next(line for line in lines if line.startswith("┃")).split("┃")]
+    index = heads.index(header)
+    body = lines[next(i for i, line in enumerate(lines) if line.startswith("┡")) + 1 :]
+    cells = []
+    for line in body:
+        if not line.startswith("│"):
+            break
+        cells.append(line.split("│")[index].strip())
+    return "".join(cells)
+
+
 def test_datasets_table_at_80_columns_keeps_names_and_numbers(tmp_path: Path) -> None:
     from test_cli import crmse
     from test_unsupported_xyz import _frames, _write
@@ -245,9 +259,26 @@ def test_datasets_table_at_80_columns_keeps_names_and_numbers(tmp_path: Path) ->
     out = crmse(tmp_path, "datasets", columns=80).stdout
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "…" not in out  # nothing cut: long names and paths wrap
-    flat = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
-    assert name in flat
-    assert re.search(r"│ 12 +│ 9 +│", out), out  # frames and atoms whole
+    assert _column(out, "datasets", "name") == name  # wrapped, whole when joined
+    assert (_column(out, "datasets", "frames"), _column(out, "datasets", "atoms")) == ("12", "9")
+
+
+def test_show_at_80_columns_folds_paths_and_keeps_numbers(tmp_path: Path) -> None:
+    from test_cli import crmse
+
+    reg = Registry.open(Workspace.resolve(tmp_path))
+    run = reg.create_run(kind="pretrain", name="p-long", config={"dataset": "x"}, seed=0)
+    path = str(tmp_path / "runs" / run.id / "checkpoints" / "a-rather-long-checkpoint-file-name-final.pt")
+    reg.add_checkpoint(run.id, path=path, sha256="ab" * 32, step=123456, format_version=1, tag="final")
+    name = "configurational_temperature_of_the_samples_K"
+    reg.log_metric(run.id, name=name, value=-97123.456, unit="K", split="test", step=123456)
+    reg.close()
+    out = crmse(tmp_path, "show", "p-long", columns=80).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    assert path in _column(out, "checkpoints", "path")  # folded over lines, whole when joined
+    assert name in _column(out, "metrics (last value)", "metric")
+    assert "-97123.46" in out and "123456" in out
 
 
 def test_short_labels() -> None:

@@ -72,5 +72,5 @@ def test_reproduce_end_to_end_through_the_cli(tmp_path: Path, synthetic_archive:
 
 def test_hidden_preset_stays_out_of_the_error_message(tmp_path: Path) -> None:
     proc = crmse(tmp_path / "home", "reproduce", "ethanol", "--preset", "nope")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error, as click's
     assert "quick, paper" in proc.stderr and "tiny" not in proc.stderr

@@ -149,7 +149,10 @@ def show_command(
             }
         )
         return
-    head = Table(show_header=False, title=f"run {info.id}", title_justify="left")
+    from crmse_cli.cli.tables import wrapping_table
+
+    head = wrapping_table("field", "value", title=f"run {info.id}")
+    head.show_header = False
     for field in (
         "name",
         "kind",
@@ -174,23 +177,25 @@ def show_command(
     if info.kind == "regularize" and budget:
         head.add_row("force budget", _e(budget))
     console.print(head)
-    cfg = Table("config", "value", title="config", title_justify="left")
+    cfg = wrapping_table("config", "value", title="config")
     for key, value in _flatten(info.config):
         cfg.add_row(_e(key), _e(value))
     console.print(cfg)
     if finals:
-        mt = Table("metric", "value", "unit", "step", title="metrics (last value)", title_justify="left")
+        mt = wrapping_table(
+            "metric", "value", "unit", "step", title="metrics (last value)", numbers=("value", "step")
+        )
         for name in sorted(finals):
             m = finals[name]
             mt.add_row(_e(name), fmt_value(m.value), _e(m.unit), "" if m.step is None else str(m.step))
         console.print(mt)
     if ckpts:
-        ct = Table("tag", "step", "path", "sha256", title="checkpoints", title_justify="left")
+        ct = wrapping_table("tag", "step", "path", "sha256", title="checkpoints", numbers=("step", "sha256"))
         for c in ckpts:
             ct.add_row(c.tag, str(c.step), _e(c.path) + _gone(c.path, missing), c.sha256[:12])
         console.print(ct)
     if arts:
-        at = Table("kind", "path", "sha256", title="artifacts", title_justify="left")
+        at = wrapping_table("kind", "path", "sha256", title="artifacts", numbers=("sha256",))
         for a in arts:
             at.add_row(a.kind, _e(a.path) + _gone(a.path, missing), a.sha256[:12])
         console.print(at)
@@ -217,9 +222,10 @@ def datasets_command(ctx: typer.Context) -> None:
     if state(ctx).json:
         emit_json([asdict(d) for d in sets])
         return
-    table = Table(title="datasets", title_justify="left")
-    for col in ("name", "frames", "atoms", "splits", "source", "path"):  # names wrap, numbers never do
-        table.add_column(col, overflow="fold", no_wrap=col in ("frames", "atoms"))
+    from crmse_cli.cli.tables import wrapping_table
+
+    columns = ("name", "frames", "atoms", "splits", "source", "path")
+    table = wrapping_table(*columns, title="datasets", numbers=("frames", "atoms"))
     for d in sets:
         table.add_row(
             _e(d.name), str(d.n_frames), str(d.n_atoms), _splits(d.splits), _e(d.source), _e(d.path)

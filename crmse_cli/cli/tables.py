@@ -21,6 +21,20 @@ _NAME_MIN = 8
 """Characters of a name kept on one line before it wraps (when deciding how many runs fit)."""
 
 
+def wrapping_table(*headers: str, title: str, numbers: Iterable[str] = ()) -> Table:
+    """A table whose text columns wrap and whose ``numbers`` columns never do.
+
+    A long path or name is folded over lines, never cut with "…"; a number stays whole.
+    """
+    whole = set(numbers)
+    table = Table(title=title, title_justify="left")
+    for header in headers:
+        table.add_column(
+            header, overflow="fold", no_wrap=header in whole, justify="right" if header in whole else "left"
+        )
+    return table
+
+
 def short_labels(labels: Sequence[str]) -> tuple[str, list[str]]:
     """The prefix that all ``labels`` share (cut after a separator) and each label without it.
 
