@@ -28,7 +28,7 @@ from scipy.stats import fisher_exact
 
 from crmse_cli.analysis.strata import cmh_test
 
-ARMS = ("l0", "c15", "null15", "pol15", "c1e3", "b10")
+ARMS = ("l0", "c15", "null15", "pol15", "c1e3", "b10", "b1e3")
 TITLES = {
     "mse": "MSE parent",
     "l0": "λ = 0 control",
@@ -37,6 +37,7 @@ TITLES = {
     "pol15": "CRMSE 0.015 + MSE polish",
     "c1e3": "CRMSE 1e-3 eV",
     "b10": "--force-budget 0.10 (λ 0.015 eV)",
+    "b1e3": "--force-budget 0.10 (λ 1e-3 eV)",
 }
 
 

@@ -13,6 +13,7 @@
 #   pol15   c15 then an MSE-only polish (lambda 0, 100 updates, from c15's raw weights and Adam)
 #   c1e3    CRMSE, lambda 1e-3 eV
 #   b10     --force-budget 0.10 at lambda 0.015 (candidates every 25 updates, 32-replica 1 ps screens)
+#   b1e3    --force-budget 0.10 at lambda 1e-3
 # EPOCHS (default 400) sets the parents' cosine length in epochs (reproducible: no clock in it).
 # Paths: the code at $REPO (default: this script's checkout), registry at $CRMSE_HOME.
 REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -41,9 +42,10 @@ for s in $seeds; do
     has pol15 && step $tag-pol15-s$s -- regularize --from $tag-c15-s$s --lambda 0 --chain-source data --chains 32 --updates 100 --warmup 0 --temperature-K 500 --seed $s
     has c1e3 && step $tag-c1e3-s$s -- regularize --from $tag-mse-s$s --lambda 0.001 $REG --seed $s
     has b10 && step $tag-b10-s$s -- regularize --from $tag-mse-s$s --lambda 0.015 --force-budget 0.10 $REG --seed $s
+    has b1e3 && step $tag-b1e3-s$s -- regularize --from $tag-mse-s$s --lambda 0.001 --force-budget 0.10 $REG --seed $s
   fi
   if [ "$phase" != train ]; then
     sample_eval mse $s
-    for a in c15 pol15 b10 l0 c1e3 null15; do has $a && sample_eval $a $s; done
+    for a in c15 pol15 b10 b1e3 l0 c1e3 null15; do has $a && sample_eval $a $s; done
   fi
 done
