@@ -20,8 +20,8 @@ from crmse_cli.cli.common import (
 )
 from crmse_cli.cli.conventions import choice
 from crmse_cli.config import load_config, with_default
-from crmse_cli.data.xyz import XYZ_ENERGY_UNITS
 from crmse_cli.stages.stabilize_config import StabilizeConfig
+from crmse_cli.units import XYZ_ENERGY_UNITS
 
 
 def _h(text: str, field: str) -> str:
@@ -84,8 +84,7 @@ def stabilize_command(
 ) -> None:
     """Import, screen, CRMSE with a force budget, screen again, diagnose, report, export: one verdict.
 
-    Every step is a registry run named NAME-<step> (`crmse runs`); rerun the same command after
-    Ctrl-C and it continues where it stopped.
+    Every step is a registry run named NAME-<step>; after Ctrl-C the same command continues.
     """
     from crmse_cli.stages.stabilize import stabilize
 
