@@ -35,6 +35,9 @@ TIME_UNIT = "fs"
 MASS_UNIT = "amu"
 TEMPERATURE_UNIT = "K"
 
+XYZ_ENERGY_UNITS = ("eV", "kcal/mol")
+"""Energy units an extended-XYZ file may use (forces: the same unit per Å); keys of ENERGY_UNITS."""
+
 ENERGY_UNITS: dict[str, float] = {
     "kcal/mol": 1.0,
     "eV": KCAL_PER_MOL_PER_EV,

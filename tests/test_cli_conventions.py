@@ -102,6 +102,19 @@ def test_an_invalid_choice_exits_2_naming_the_choices(
     assert "[" + "|".join(values) + "]" in line, line
 
 
+def test_the_choices_cost_the_command_line_no_heavy_import() -> None:
+    """The tuples behind the choices come from light modules: `crmse --help` loads no numpy or torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crmse_cli.cli import app; app._register(); "
+        "print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_valid_choices_pass_and_hidden_ones_too(tmp_path: Path) -> None:
     from crmse_cli.cli.conventions import choice
 

@@ -11,8 +11,9 @@ import typer
 from crmse_cli.cli.common import console, emit_json, shown, state
 from crmse_cli.cli.conventions import choice
 from crmse_cli.config import load_config, with_default
+from crmse_cli.data.sources import SOURCES
 from crmse_cli.data.xtb_config import XtbMDConfig
-from crmse_cli.data.xyz import XYZ_ENERGY_UNITS
+from crmse_cli.units import XYZ_ENERGY_UNITS
 
 fetch_app = typer.Typer(help="Get a dataset into the workspace and register it.", no_args_is_help=True)
 
@@ -44,9 +45,10 @@ def rmd17_command(
         help="aspirin, azobenzene, benzene, ethanol, malonaldehyde, naphthalene, paracetamol, salicylic, "
         "toluene or uracil.",
     ),
-    source: str = typer.Option(
-        "figshare",
+    source: str = choice(
+        SOURCES,
         "--source",
+        default="figshare",
         help="figshare: the official 1 GB archive, downloaded once for all molecules (Materials Cloud as "
         "mirror). andersx: the ten 1000-frame split files of github.com/andersx/rmd17-npz "
         "(ethanol, aspirin).",

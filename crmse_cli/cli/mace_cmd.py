@@ -17,7 +17,7 @@ from crmse_cli.cli.common import (
     workspace,
 )
 from crmse_cli.cli.conventions import choice
-from crmse_cli.data.xyz import XYZ_ENERGY_UNITS
+from crmse_cli.units import XYZ_ENERGY_UNITS
 
 mace_app = typer.Typer(help="Bring a mace-torch model in as a model run; write MACE runs back out.")
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from crmse_cli.errors import CrmseError, DataError
 
+SOURCES = ("figshare", "andersx")
+"""``figshare``: the official archive (Materials Cloud as mirror); ``andersx``: the split files."""
+
 MOLECULES: tuple[str, ...] = (
     "aspirin",
     "azobenzene",

@@ -15,13 +15,11 @@ import numpy as np
 
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
-from crmse_cli.units import ENERGY_UNITS
+from crmse_cli.units import ENERGY_UNITS, XYZ_ENERGY_UNITS
 from crmse_cli.validate import check_option
 
 log = logging.getLogger(__name__)
 
-XYZ_ENERGY_UNITS = ("eV", "kcal/mol")
-"""Energy units an xyz file may use (forces: the same unit per Å)."""
 DEFAULT_TEST_FRACTION = 0.2
 """Share of frames held out as split 01's test part when only a split seed is given."""
 

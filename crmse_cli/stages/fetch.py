@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("figshare", "andersx")
-"""``figshare``: the official archive (Materials Cloud as mirror); ``andersx``: the split files."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -235,8 +233,8 @@ def fetch_rmd17(
     from crmse_cli.registry.store import Registry
 
     sources.check_molecule(molecule)
-    if source not in SOURCES:
-        raise CrmseError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source not in sources.SOURCES:
+        raise CrmseError(f"--source must be one of {', '.join(sources.SOURCES)}, got {source!r}")
     if source == "andersx" and from_path is None:
         sources.andersx_files(molecule)  # refuses molecules without pinned checksums, before any work
     path = _check_readable(Path(from_path)) if from_path is not None else None
