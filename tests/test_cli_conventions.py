@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from crmse_cli.cli import app as app_module
 from crmse_cli.cli.tables import metrics_tables, short_labels
+from crmse_cli.data.sources import SOURCES
 from crmse_cli.registry.entities import RUN_KINDS
 from crmse_cli.registry.store import Registry
 from crmse_cli.stages.sample_config import INTEGRATORS, STARTS
@@ -83,6 +84,7 @@ CHOICES = [  # (command, its other arguments, option, the choices it names)
     (("mace", "import"), ("m.model", "--data", "x.xyz"), "--energy-unit", ("eV", "kcal/mol")),
     (("fetch", "xyz"), ("x.xyz", "--name", "x"), "--energy-unit", ("eV", "kcal/mol")),
     (("runs",), (), "--kind", RUN_KINDS),
+    (("fetch", "rmd17"), ("ethanol",), "--source", SOURCES),
     (("sweep", "create"), SWEEP, "--device", DEVICES),
 ]
 
