@@ -296,6 +296,37 @@ def test_show_at_80_columns_folds_paths_and_keeps_numbers(tmp_path: Path) -> Non
     assert "-97123.46" in out and "123456" in out
 
 
+def test_sweep_status_at_80_columns_keeps_numbers_and_whole_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import crmse_cli.stages.sweep_status as status
+    from crmse_cli.cli import sweep_cmd
+
+    error = "error: out of memory in the sampler, use fewer replicas"
+    rows = [
+        SimpleNamespace(
+            position=i, run_name=f"grid.mse-parent-run.lam0.015.s{i}", run_id="x", lambda_=0.015,
+            seed=1000 + i, state="failed", stage="regularize", run_status="failed", attempts=12,
+            owner="host-a:1234", error=error,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    monkeypatch.setattr(status, "sweep_status", lambda ws, name: rows)
+    console = Console(width=80, record=True, force_terminal=False)
+    monkeypatch.setattr(sweep_cmd, "console", console)
+    code, _ = invoke(tmp_path, "sweep", "status", "grid")
+    text = console.export_text()
+    assert code == 0 and max(len(line) for line in text.splitlines()) <= 80
+    assert all(f" {1000 + i} " in text for i in range(2)) and " 0.015 " in text and " 12 " in text
+    lines = text.splitlines()  # the name folds over two lines, nothing cut
+    assert any(
+        "grid.mse-parent-run" in a and ".lam0.015.s0" in b for a, b in zip(lines[:-1], lines[1:], strict=True)
+    )
+    assert "fewer replicas" in text and "…" not in text
+
+
 def test_short_labels() -> None:
     assert short_labels(["repro-eth-quick-mse", "repro-eth-quick-crmse"]) == (
         "repro-eth-quick-",

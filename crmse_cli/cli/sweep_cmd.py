@@ -161,22 +161,26 @@ def status_command(ctx: typer.Context, name: str = typer.Argument(..., help="The
         return
     counts = Counter(r.state for r in rows)
     title = f"sweep {name}: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "queued", "failed"))
+    columns = ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker", "error")
+    if console.width < 110:  # narrow terminals: the run's name gets the room (--json has everything)
+        columns = tuple(c for c in columns if c not in ("stage", "status", "worker"))
+        title += " (widen the terminal for stage, run status and worker)"
     table = Table(title=shown(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     cells = [
-        [
-            str(r.position), shown(r.run_name or r.run_id), f"{r.lambda_:g}", str(r.seed), r.state, r.stage,
-            r.run_status, str(r.attempts), shown(r.owner or ""), shown(r.error or ""),
-        ]
+        {
+            "#": str(r.position), "run": shown(r.run_name or r.run_id), "λ": f"{r.lambda_:g}",
+            "seed": str(r.seed), "state": r.state, "stage": r.stage, "status": r.run_status,
+            "tries": str(r.attempts), "worker": shown(r.owner or ""), "error": shown(r.error or ""),
+        }
         for r in rows
     ]  # fmt: skip
-    columns = ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker", "error")
-    for i, col in enumerate(columns):
+    for col in columns:
         # Names and errors wrap; a number or a state keeps its whole width, never folded.
         whole = col not in ("run", "worker", "error")
-        widest = max((len(row[i]) for row in cells), default=1) if whole else None
-        table.add_column(col, overflow="fold", no_wrap=whole, min_width=widest)
+        least = max((len(row[col]) for row in cells), default=1) if whole else None
+        table.add_column(col, overflow="fold", no_wrap=whole, min_width=least)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(row[c] for c in columns))
     console.print(table)
 
 
