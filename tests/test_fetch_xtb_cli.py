@@ -60,6 +60,20 @@ def test_bad_settings_are_one_line_and_leave_no_folder(
     assert not home.exists()  # no cache folder, no registry
 
 
+@pytest.mark.parametrize("processes", ["0", "-3", "5000"])
+def test_reproduce_refuses_bad_processes_before_anything(
+    tmp_path: Path, processes: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CRMSE_DB_URL", raising=False)
+    home = tmp_path / "home"
+    res = cli_main(
+        monkeypatch, capsys, "--home", str(home), "reproduce", "ethanol-xtb", "--processes", processes
+    )
+    assert res[0] == 1
+    one_line_error(res, "--processes must be in [1, 1024]")
+    assert not home.exists()
+
+
 def test_frames_written_as_a_float_are_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,7 @@ from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
 from crmse_cli.stages.sample import SampleConfig
 from crmse_cli.train.contrastive import ContrastiveConfig
+from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -183,6 +184,7 @@ def reproduce(
     if preset not in PRESETS:
         shown = ", ".join(k for k, v in PRESETS.items() if not v.hidden)
         raise CrmseError(f"--preset must be one of {shown}, got {preset!r}")
+    check_option("--processes", processes)  # before any run, also when no xTB reference is generated
     t0 = time.perf_counter()
     p = PRESETS[preset]
     reg = registry or Registry.open(ws.ensure())
