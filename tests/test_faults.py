@@ -74,6 +74,38 @@ def test_resuming_a_run_whose_owner_is_alive_is_refused(ws: Workspace, kind: str
     assert "being run by" not in str(err.value)
 
 
+def test_resuming_a_run_that_predates_a_setting_refuses_another_value_of_it(ws: Workspace) -> None:
+    """A setting the stored run lacks reads as its default: another value given is refused."""
+    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+
+    reg = Registry.open(ws)
+    old = {"lambda_": 0.015, "lambda_units": "eV", "n_chains": 64}  # before eta_units, arms, budget
+    run = reg.create_run(
+        kind="regularize",
+        name="old",
+        dataset="ethanol",
+        config={"dataset": "ethanol", "source_checkpoint": "/no/such.pt", "contrastive": old},
+        seed=0,
+    )
+    reg.set_status(run.id, "interrupted")
+    refused = {
+        "eta_units": ("A2_per_eV", "'A2'"),
+        "chain_source": ("data", "'model'"),
+        "ema_decay": (0.99, "0.0"),
+        "force_budget": (0.1, "None"),
+    }
+    for key, (value, default) in refused.items():
+        with pytest.raises(CrmseError, match=rf"started with {key} = {default}, not"):
+            regularize(ws, None, RegularizeConfig(), resume="old", settings={key: value})
+    # The defaults themselves, and what the run stored, are the run's own: the resume goes on (to
+    # the checkpoint this bare row does not have).
+    same = {"eta_units": "A2", "chain_source": "model", "ema_decay": 0.0, "force_budget": None, **old}
+    with pytest.raises(CrmseError) as err:
+        regularize(ws, None, RegularizeConfig(), resume="old", settings=same)
+    assert "started with" not in str(err.value)
+    assert reg.get_run("old").status == "interrupted"
+
+
 def test_a_live_owner_keeps_its_run_running_even_if_the_pid_looks_dead(ws: Workspace) -> None:
     """``crmse runs`` marks a run interrupted only when its lock is free, not by pid alone."""
     reg = Registry.open(ws)

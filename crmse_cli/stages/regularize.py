@@ -157,13 +157,15 @@ def regularize(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
-        stored = {**asdict(BudgetConfig()), **run.config.get("budget", {}), **run.config["contrastive"]}
-        check_unchanged(run.id, stored, settings or {})
+        # What the resume runs with: settings the run predates read as their defaults, so one given
+        # with another value is refused rather than silently dropped.
+        resumed = _config_from_run(run.config, device=config.device)
+        check_unchanged(run.id, {**asdict(resumed.budget), **asdict(resumed.contrastive)}, settings or {})
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(
             reg, run.config["source_checkpoint"], device=config.device, trust_code=ws.trust_code
         )
-        config = _config_from_run(run.config, device=config.device)
+        config = resumed
         dist.check_shards(_shards(config.contrastive))
         run_checkpoint(reg, run)  # checksum-verified: a corrupt last.pt refuses, the run stays as it was
         if dist.is_main:
@@ -252,7 +254,7 @@ def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
     """The run's RegularizeConfig back from its stored config (older runs: defaults of newer settings)."""
     known = {f.name for f in fields(ContrastiveConfig)}
-    c = {k: v for k, v in dict(cfg["contrastive"]).items() if k in known}
+    c = {k: v for k, v in dict(cfg.get("contrastive") or {}).items() if k in known}
     if c.get("grad_clip") is None:  # runs before 2026-12-02 stored None for "off"
         c["grad_clip"] = 0.0
     c.setdefault("lambda_units", "kcal")  # ... and lambda against the kcal loss

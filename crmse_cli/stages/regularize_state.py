@@ -129,7 +129,14 @@ def save_chains(ws: Workspace, reg: Registry, run_id: str, trainer: ContrastiveT
 
 
 def check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) -> None:
-    """Refuse a setting given with ``--resume`` that differs from what the run was started with."""
+    """Refuse a setting given with ``--resume`` that differs from what the run was started with.
+
+    Args:
+        run_id: the resumed run.
+        stored: every setting the resume runs with, those the run predates at their defaults (see
+            ``regularize._config_from_run``); a key missing here is not checked.
+        given: the settings the user gave explicitly.
+    """
     for key, value in given.items():
         if key in stored and stored[key] != value:
             raise CrmseError(
