@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_cli import crmse
 
 ETHANOL = "CH3CH2OH"
@@ -81,7 +80,9 @@ def test_fetch_xyz_refuses_a_periodic_box_and_a_mixed_file(tmp_path: Path) -> No
     line = _refused(crmse(home, "fetch", "xyz", str(box), "--name", "box", "--energy-unit", "eV"), "periodic")
     assert "12 x 12 x 12 Å" in line and "pbc" in line
     mixed = _write(tmp_path / "mixed.xyz", _frames(4, mixed=True))
-    _refused(crmse(home, "fetch", "xyz", str(mixed), "--name", "m", "--energy-unit", "eV"), "mixing compositions")
+    _refused(
+        crmse(home, "fetch", "xyz", str(mixed), "--name", "m", "--energy-unit", "eV"), "mixing compositions"
+    )
     _nothing_registered(home)
 
 

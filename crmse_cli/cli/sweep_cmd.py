@@ -161,7 +161,8 @@ def status_command(ctx: typer.Context, name: str = typer.Argument(..., help="The
         return
     counts = Counter(r.state for r in rows)
     title = f"sweep {name}: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "running", "queued", "failed"))
-    columns = ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker", "error")
+    columns: tuple[str, ...] = ("#", "run", "λ", "seed", "state", "stage", "status", "tries", "worker")
+    columns += ("error",)
     if console.width < 110:  # narrow terminals: the run's name gets the room (--json has everything)
         columns = tuple(c for c in columns if c not in ("stage", "status", "worker"))
         title += " (widen the terminal for stage, run status and worker)"
