@@ -16,6 +16,7 @@ from test_cli import crmse
 
 from crmse_cli.cli.common import fmt_value
 from crmse_cli.registry.store import Registry
+from crmse_cli.stages.reproduce import QUICK_CAVEAT, verdict
 from crmse_cli.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,7 @@ STEPS = {
     "sample-CRMSE",
     "evaluate-MSE",
     "evaluate-CRMSE",
+    "diagnose-CRMSE",
     "compare",
 }
 
@@ -53,10 +55,20 @@ def test_reproduce_end_to_end_through_the_cli(tmp_path: Path, synthetic_archive:
             row = next(line for line in text.splitlines() if title in line)
             assert fmt_value(finals[key].value) in row, (label, key, row)
 
-    # The report: the file named by --out, registered on the compare run, self-contained.
+    # The last lines: the verdict block, the verdict_lines of the runs, then what the numbers are worth.
+    lines = text.rstrip().splitlines()
+    start = lines.index("verdict (CRMSE against MSE):")
+    block = [line.strip() for line in lines[start + 1 :]]
+    assert all(line.startswith("  ") for line in lines[start + 1 :]), lines[start:]
+    assert block == [*verdict(reg, runs), QUICK_CAVEAT + "; tiny test sizes, the numbers mean nothing"]
+    assert "left the basin" in block[0] and any(line.startswith("test force MAE") for line in block)
+
+    # The report: the file named by --out, registered on the compare run, self-contained; its
+    # title (the first thing on the page) says what the numbers are worth.
     assert f"report: {out}" in text.replace("\n", "")
     html = out.read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "CRMSE reproduction: ethanol" in html
+    assert f"<h1>CRMSE reproduction: ethanol ({QUICK_CAVEAT}" in html
     [artifact] = reg.artifacts(runs["compare"], kind="report")
     assert Path(artifact.path) == out
 
@@ -68,6 +80,7 @@ def test_reproduce_end_to_end_through_the_cli(tmp_path: Path, synthetic_archive:
         k: v for k, v in runs.items() if k != "compare"
     }
     assert result["report"] == str(out) and set(result["metrics"]) == {"MSE", "CRMSE"}
+    assert result["verdict"] == block[:-1] and result["caveat"] == block[-1]
 
 
 def test_hidden_preset_stays_out_of_the_error_message(tmp_path: Path) -> None:

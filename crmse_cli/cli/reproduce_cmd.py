@@ -54,7 +54,11 @@ def reproduce_command(
     open_: OpenOption = False,
     processes: int = typer.Option(1, "--processes", help="Worker processes for generating an xTB reference."),
 ) -> None:
-    """Fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> compare, reusing finished steps."""
+    """Fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> diagnose -> compare -> verdict.
+
+    Finished steps are reused. The last lines are the verdict: CRMSE against the MSE model it
+    started from (replicas that left the basin, test error change, repair or softening).
+    """
     from crmse_cli.stages.reproduce import reproduce
 
     st = state(ctx)
@@ -78,6 +82,8 @@ def reproduce_command(
                 "report": str(res.report),
                 "wall_s": res.wall_s,
                 "reference_check": res.reference_check,
+                "verdict": res.verdict,
+                "caveat": res.caveat,
                 "metrics": {k: {n: v for n, (v, _) in m.items()} for k, m in res.metrics.items()},
             }
         )
@@ -92,8 +98,12 @@ def reproduce_command(
         from crmse_cli.stages.fetch_xtb import check_summary
 
         console.print(f"reference: {check_summary(res.reference_check)}", highlight=False)
-    console.print(f"runs: {', '.join(f'{k}={v}' for k, v in res.runs.items())}", highlight=False)
+    runs = ", ".join(f"{k}={v}" for k, v in res.runs.items())
+    console.print(f"runs: {runs}", highlight=False, soft_wrap=True)  # one line: tests and scripts read it
     console.print(f"report: {res.report}  ({res.wall_s / 60:.1f} min)", highlight=False)
+    console.print("\nverdict (CRMSE against MSE):", highlight=False)
+    for line in [*res.verdict, *([res.caveat] if res.caveat else [])]:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
     if open_:
         open_report(res.report)
 
