@@ -41,10 +41,11 @@ def reproduce_command(
         PRESET_CHOICES,
         hidden=HIDDEN_PRESETS,
         default="quick",
-        help="quick (~10 min on one core) or paper (the paper's sizes).",
+        help="quick (about 6 min: its CPU time on one core, the wall time of an idle machine; longer "
+        "when other jobs share the cores; one seed, not converged) or paper (the paper's sizes).",
     ),
     from_path: Path | None = typer.Option(None, "--from", help="Local rMD17 archive (offline machines)."),
-    n_train: int | None = typer.Option(None, help="Training frames (default: the preset's)."),
+    n_train: int | None = typer.Option(None, help="Training frames (default: the preset's; quick: 200)."),
     seed: int = typer.Option(0, help="Seed of every step."),
     lambda_: float | None = typer.Option(None, "--lambda", help="Contrastive weight (default 0.015)."),
     temperature_K: float | None = typer.Option(

@@ -61,7 +61,7 @@ QUICK_CAVEAT = "quick: one seed, not converged"
 """What the quick preset's numbers are worth: the last line of its verdict, and its report's title."""
 
 PRESETS: dict[str, Preset] = {
-    # QUICK_TIME in crmse_cli/cli/reproduce_cmd.py (and the README) says how long it takes. A model
+    # How long it takes: --preset's help (crmse_cli/cli/reproduce_cmd.py) and the README. A model
     # that fails where it is run: the quick pretrain preset (200 epochs) on only 200 training
     # frames leaves the basin at 500 K (README: what the quick run shows).
     "quick": Preset(
