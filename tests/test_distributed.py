@@ -249,7 +249,7 @@ def test_torchrun_cli_and_a_crashed_rank_fails_the_run(tiny_model: Path) -> None
         except Exception:  # noqa: BLE001 - not created yet
             continue
         if reg.metrics(found.id, name="loss"):  # training has started on both ranks
-            victim = _rank_pid(1)
+            victim = _rank_pid(1, crash.pid)
     assert victim is not None, "the 2-rank run never started"
     os.kill(victim, signal.SIGKILL)
     out, _ = crash.communicate(timeout=300)  # torchrun stops the survivors: no hang
@@ -258,7 +258,27 @@ def test_torchrun_cli_and_a_crashed_rank_fails_the_run(tiny_model: Path) -> None
     assert status.status == "failed", (status, out.decode()[-3000:])
 
 
-def _rank_pid(rank: int) -> int | None:
+def _parent_pid(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: ppid
+
+
+def _descends_from(pid: int, root: int) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        pid = _parent_pid(pid)
+    return False
+
+
+def _rank_pid(rank: int, root: int) -> int | None:
+    """The pid of rank ``rank`` among the descendants of the torchrun process ``root``.
+
+    Only descendants count: another test session's ranks on the same machine are never touched.
+    """
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -268,7 +288,8 @@ def _rank_pid(rank: int) -> int | None:
         except OSError:
             continue
         if b"crmse_cli" in cmd and f"RANK={rank}".encode() in env and b"torch.distributed.run" not in cmd:
-            return int(entry.name)
+            if _descends_from(int(entry.name), root):
+                return int(entry.name)
     return None
 
 
