@@ -14,6 +14,8 @@
 #   c1e3    CRMSE, lambda 1e-3 eV
 #   b10     --force-budget 0.10 at lambda 0.015 (candidates every 25 updates, 32-replica 1 ps screens)
 #   b1e3    --force-budget 0.10 at lambda 1e-3
+# SAMPLE_ORDER (default "mse c15 pol15 b10 b1e3 l0 c1e3 null15") orders the sample phase; "mse" (the
+# parent) is sampled only when it is listed there.
 # EPOCHS (default 400) sets the parents' cosine length in epochs (reproducible: no clock in it).
 # Paths: the code at $REPO (default: this script's checkout), registry at $CRMSE_HOME.
 REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -45,7 +47,8 @@ for s in $seeds; do
     has b1e3 && step $tag-b1e3-s$s -- regularize --from $tag-mse-s$s --lambda 0.001 --force-budget 0.10 $REG --seed $s
   fi
   if [ "$phase" != train ]; then
-    sample_eval mse $s
-    for a in c15 pol15 b10 b1e3 l0 c1e3 null15; do has $a && sample_eval $a $s; done
+    for a in ${SAMPLE_ORDER:-mse c15 pol15 b10 b1e3 l0 c1e3 null15}; do
+      if [ "$a" = mse ] || has "$a"; then sample_eval "$a" "$s"; fi
+    done
   fi
 done
