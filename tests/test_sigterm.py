@@ -101,3 +101,58 @@ def test_sigterm_requeues_the_job_of_a_sweep_worker(
     res = work(ws, "stop", registry=reg)
     assert res.done == [job.run_id] and res.failed == []
     assert [m.step for m in reg.metrics(job.run_id, name="loss")] == [1, 2, 3]  # resumed, none twice
+
+
+class _SignalledRegistry:
+    """A registry whose closing write is hit by SIGTERM half-way (torchrun's stop, mid-write)."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # lands inside the write, before it commits
+        signal.getsignal(signal.SIGTERM)  # a bytecode boundary: a Python handler would run here
+        self.status[run_id] = status
+
+
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("gloo: connection closed by peer"), SystemExit("terminated")]
+)
+def test_a_sigterm_during_the_closing_write_does_not_lose_the_failed_status(failure: BaseException) -> None:
+    """The crashed-rank race of 2026-12-07: the collective fails, then torchrun's SIGTERM lands in
+    the write of ``failed``; the CLI's handler turned it into KeyboardInterrupt, the write was lost
+    and the dead run was later reaped as ``interrupted``."""
+    from crmse_cli.cli.app import _terminate
+    from crmse_cli.stages._run import tracked
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    reg = _SignalledRegistry()
+    caught: BaseException | None = None
+    try:
+        with tracked(reg, "abcd1234"):  # type: ignore[arg-type]
+            raise failure
+    except BaseException as exc:  # noqa: BLE001 - a KeyboardInterrupt here is the bug, not a stop
+        caught = exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert reg.status == {"abcd1234": "failed"}
+    assert caught is failure  # the run's own error reaches the CLI, not the held signal
+
+
+def test_a_sigterm_during_the_completed_write_still_stops_the_command() -> None:
+    """On success the held signal is delivered after the write: the command still stops."""
+    from crmse_cli.cli.app import _terminate
+    from crmse_cli.stages._run import tracked
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    reg = _SignalledRegistry()
+    caught: BaseException | None = None
+    try:
+        with tracked(reg, "abcd1234"):  # type: ignore[arg-type]
+            pass
+    except BaseException as exc:  # noqa: BLE001 - the delivered signal, caught to check it
+        caught = exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert reg.status == {"abcd1234": "completed"}
+    assert isinstance(caught, KeyboardInterrupt)

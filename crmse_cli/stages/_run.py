@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -28,26 +30,63 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as exc:
-        registry.set_status(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
+        with closing_write():
+            registry.set_status(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
         # The CLI prints this line (crmse_cli.cli.app.main): what happened and what to do next.
         exc.crmse_message = f"run {run_id} interrupted; {_next_step(registry, run_id)}"  # type: ignore[attr-defined]
         raise
     except DiskFullError as exc:  # not the run's fault: its saved work resumes once space is freed
         step = _next_step(registry, run_id)
         try:
-            registry.set_status(run_id, "interrupted", error=str(exc))
+            with closing_write():
+                registry.set_status(run_id, "interrupted", error=str(exc))
             marked = f"run {run_id} is marked interrupted"
         except CrmseError:  # the registry is on the full disk too: `crmse runs` reaps the run later
             marked = f"`crmse runs` marks run {run_id} interrupted once this process has ended"
         raise DiskFullError(exc.path, then=f"{step} ({marked})") from exc
     except CrmseError as exc:
-        registry.set_status(run_id, "failed", error=str(exc))
+        with closing_write():
+            registry.set_status(run_id, "failed", error=str(exc))
         raise
     except BaseException as exc:
-        registry.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        with closing_write():
+            registry.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     else:
-        registry.set_status(run_id, "completed")
+        with closing_write(redeliver=True):
+            registry.set_status(run_id, "completed")
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def closing_write(*, redeliver: bool = False) -> Iterator[None]:
+    """Hold SIGTERM and Ctrl-C while a run's closing status is written.
+
+    A stop signal that lands inside the write would abort it and leave the run ``running`` (then
+    reaped as ``interrupted``): torchrun sends SIGTERM to the survivors of a crashed rank at about
+    the moment their collective fails, so a run whose rank died ended ``interrupted`` instead of
+    ``failed`` now and then. Held signals are dropped when the block runs on an error path (the
+    process is already ending with that error) and delivered after it otherwise
+    (``redeliver=True``). Python handlers only run in the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if redeliver and held:
+            signal.raise_signal(held[0])
 
 
 def _next_step(registry: Registry, run_id: str) -> str:

@@ -233,7 +233,7 @@ def regularize(
         # leaves SIGTERM to the CLI, where it is Ctrl-C: the run ends interrupted and resumable.
         on_term = terminated_as_failure(lambda why: _mark_failed(ws, run_id, why))
         term = on_term if dist.enabled else nullcontext()
-        with lock, tracked(reg, run_id), term:
+        with lock, term, tracked(reg, run_id):  # term outside: it also covers the closing write
             result = _train(
                 ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
             )
