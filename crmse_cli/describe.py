@@ -11,6 +11,7 @@ from typing import Any
 
 from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.names import ETA_BETA_KMAX, STOPPED_BY_TIME_BUDGET
+from crmse_cli.registry import compat
 from crmse_cli.train import readings
 from crmse_cli.units import beta
 
@@ -40,10 +41,13 @@ def stop_line(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
     )
 
 
-def run_lines(kind: str, config: dict[str, Any], metrics: dict[str, float]) -> list[tuple[str, str]]:
+def run_lines(
+    run_id: str, kind: str, config: dict[str, Any], metrics: dict[str, float]
+) -> list[tuple[str, str]]:
     """(label, line) rows that ``crmse show`` prints for a run of ``kind``.
 
     Args:
+        run_id: the run (named by an error about its config).
         kind: the run's kind ("pretrain", "regularize", ...).
         config: its recorded config.
         metrics: its final metric values by name.
@@ -56,7 +60,7 @@ def run_lines(kind: str, config: dict[str, Any], metrics: dict[str, float]) -> l
             rows.append(("stopped by", stop))
     if kind == "regularize" and "eta_A2" in config:
         rows.append(("chain step", chain_step_line(config, metrics.get(ETA_BETA_KMAX))))
-        rows.append(("L_C", lc_line(config)))
+        rows.append(("L_C", lc_line(run_id, config)))
     return rows
 
 
@@ -68,8 +72,7 @@ def _contrastive(config: dict[str, Any]) -> dict[str, Any]:
         "eta_A2": float(config.get("eta_A2") or c.get("eta_A2") or 0.0),
         "eta_units": c.get("eta_units", "A2"),
         "lc_beta": bool(c.get("lc_beta", True)),
-        # runs before 2026-12-02 used the kcal loss (as registry_cmds.lambda_line reads them)
-        "lambda_units": config.get("lambda_units", c.get("lambda_units", "kcal")),
+        "lambda_units": compat.regularize_contrastive(config)["lambda_units"],
         "temperature_K": t,
         "chain_T_K": float(c.get("chain_temperature_K") or t),
     }
@@ -94,10 +97,10 @@ def chain_step_line(config: dict[str, Any], eta_beta_kmax: float | None = None) 
     return line
 
 
-def lc_line(config: dict[str, Any]) -> str:
-    """How a regularize run weighs L_C: its reading and the weight per kcal/mol of energy gap."""
+def lc_line(run_id: str, config: dict[str, Any]) -> str:
+    """How regularize run ``run_id`` weighs L_C: its reading and the weight per kcal/mol of energy gap."""
     c = _contrastive(config)
-    internal = float(config.get("lambda_internal", config.get("lambda", 0.0)))
+    internal = compat.lambda_setting(run_id, config).internal
     per_kcal = internal * readings.lc_scale(c["lc_beta"], c["lambda_units"], c["temperature_K"])
     return (
         f"{readings.lc_reading(c['lc_beta'], c['lambda_units'])}; weight against L_MSE[kcal] "

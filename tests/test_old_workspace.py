@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic import cli_main
+from synthetic import cli_main, one_line_error
 
 from crmse_cli.analysis.study import fmt as study_fmt
 from crmse_cli.cli.common import fmt_value
@@ -163,3 +163,39 @@ def test_old_checkpoints_load(step: str, home: Path) -> None:
     potential, extra = load_checkpoint(Path(path), device="cpu")
     assert sum(p.numel() for p in potential.parameters()) > 0
     assert extra
+
+
+def test_a_report_without_the_sampling_temperature_names_the_run(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Profiled at 500 K without a word before: now one line naming the evaluate run and the metric."""
+    run_id = RUNS["evaluate-CRMSE"]
+    with sqlite3.connect(home / "crmse.db") as con:
+        con.execute("DELETE FROM metrics WHERE run_id = ? AND name = 'sampling_temperature_K'", (run_id,))
+    con.close()
+    result = cli_main(monkeypatch, capsys, "compare", run_id, "--out", str(tmp_path / "report.html"))
+    one_line_error(result, f"evaluate run {run_id}", "'sampling_temperature_K'")
+
+
+def test_samples_without_their_temperature_name_the_run(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A samples file without ``temperature_K`` was evaluated at 500 K without a word."""
+    import numpy as np
+
+    from crmse_cli.fileio import sha256_file
+
+    run_id = RUNS["sample-CRMSE"]
+    [(path,)] = old_rows(home, "SELECT path FROM artifacts WHERE run_id = ? AND kind = 'samples'", run_id)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["temperature_K"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with sqlite3.connect(home / "crmse.db") as con:
+        con.execute("UPDATE artifacts SET sha256 = ? WHERE path = ?", (sha256_file(Path(path)), path))
+    con.close()
+    result = cli_main(monkeypatch, capsys, "evaluate", run_id)
+    one_line_error(result, f"sample run {run_id}'s samples", "'temperature_K'")

@@ -14,7 +14,8 @@ from crmse_cli import names
 from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, shown, state
 from crmse_cli.cli.conventions import choice
 from crmse_cli.describe import run_lines
-from crmse_cli.registry.entities import RUN_KINDS
+from crmse_cli.registry import compat
+from crmse_cli.registry.entities import RUN_KINDS, RunInfo
 from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
@@ -109,14 +110,13 @@ def runs_command(
         console.print("no runs yet: start with `crmse fetch rmd17 ethanol` and `crmse pretrain`")
 
 
-def lambda_line(config: dict[str, Any]) -> str:
-    """lambda, its convention and its weight against the internal (kcal/mol) L_MSE."""
-    units = config.get("lambda_units", "kcal")  # runs before 2026-12-02 used the kcal loss
-    internal = config.get("lambda_internal", config["lambda"])
-    loss_units = "eV, eV/Å" if units == "eV" else "kcal/mol, kcal/mol/Å"
+def lambda_line(run: RunInfo) -> str:
+    """The lambda of regularize ``run``: its convention and its weight against the kcal/mol L_MSE."""
+    lam = compat.lambda_setting(run.id, run.config)
+    loss_units = "eV, eV/Å" if lam.units == "eV" else "kcal/mol, kcal/mol/Å"
     return (
-        f"{config['lambda']:g} ({units} convention: L_MSE in {loss_units}); "
-        f"effective weight against the kcal/mol loss {internal:.4g}"
+        f"{lam.value:g} ({lam.units} convention: L_MSE in {loss_units}); "
+        f"effective weight against the kcal/mol loss {lam.internal:.4g}"
     )
 
 
@@ -169,10 +169,10 @@ def show_command(
         value = getattr(info, field)
         if value not in (None, ""):
             head.add_row(field, _e(value))
-    for label, line in run_lines(info.kind, info.config, {k: m.value for k, m in finals.items()}):
+    for label, line in run_lines(info.id, info.kind, info.config, {k: m.value for k, m in finals.items()}):
         head.add_row(label, _e(line))  # frames, a time-budget cut, the units' readings
     if info.kind == "regularize" and "lambda" in info.config:
-        head.add_row("lambda", _e(lambda_line(info.config)))
+        head.add_row("lambda", _e(lambda_line(info)))
     budget = budget_summary(info.config, {k: m.value for k, m in finals.items()})
     if info.kind == "regularize" and budget:
         head.add_row("force budget", _e(budget))

@@ -18,6 +18,7 @@ import numpy as np
 from crmse_cli import __version__, names
 from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS
+from crmse_cli.registry import compat
 from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
         "split": s.get("split"),
         "architecture": arch.get("architecture") if isinstance(arch, dict) else None,
         "n_train": m.get("n_train"),
-        "lambda": m.get("lambda") if reg else None,
+        "lambda": compat.lambda_setting(t.model.id, m).value if t.model is not None and reg else None,
         "eta (Å²)": m.get("eta_A2") if reg else None,
         "K steps per update": m.get("steps_per_update") if reg else None,
         "chains": m.get("n_chains") if reg else None,

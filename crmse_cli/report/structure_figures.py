@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from crmse_cli import names
-from crmse_cli.defaults import TEMPERATURE_K
+from crmse_cli.registry import compat
 from crmse_cli.report.collect import ReportData
 from crmse_cli.report.plotting import REF_COLOR, bin_centers, color, gaps, layout
 from crmse_cli.units import kT
@@ -193,7 +193,7 @@ def dihedral2d_figure(report: ReportData) -> go.Figure | None:
     a, b = (str(x) for x in ref["dihedral2d_names"])
     panels: list[tuple[str, np.ndarray, float]] = []
     for r in report.runs:
-        temp = float(r.metrics.get("sampling_temperature_K", (TEMPERATURE_K, "K"))[0])
+        temp = compat.evaluated_temperature_K(r.evaluate.id, r.metrics)
         if not panels:  # the reference at the first run's sampling temperature
             panels.append((report.reference_name, ref["dihedral2d_ref"], temp))
         if "dihedral2d_sample" in r.arrays:

@@ -23,11 +23,11 @@ from crmse_cli.analysis.metrics import distribution_metrics
 from crmse_cli.analysis.observables import finite_frames, min_pair_distance_per_frame
 from crmse_cli.analysis.stats import configurational_temperature, virial_temperature_error
 from crmse_cli.data.dataset import Dataset
-from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
+from crmse_cli.registry import compat
 from crmse_cli.sampling.trajectory import load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
 from crmse_cli.stages._run import tracked
@@ -172,10 +172,14 @@ def distribution_part(
     *,
     burn_in_fraction: float = BURN_IN_FRACTION,
     seed: int = 0,
+    samples_of: str = "the samples file",
 ) -> tuple[dict[str, tuple[float, str]], dict[str, np.ndarray]]:
-    """Every distribution metric of a sample artifact against the DFT reference frames."""
+    """Every distribution metric of a sample artifact against the DFT reference frames.
+
+    ``samples_of`` names the file's owner in errors (``sample run 1a2b3c4d's samples``).
+    """
     traj = load_trajectory(samples_path)
-    temperature = float(traj.meta.get("temperature_K", TEMPERATURE_K))
+    temperature = compat.samples_temperature_K(samples_of, traj.meta)
     n_t = traj.positions.shape[0]
     first = min(int(math.floor(burn_in_fraction * n_t)), n_t - 1)
     pos = traj.positions[first:].reshape(-1, data.n_atoms, 3).astype(np.float64)
@@ -203,7 +207,7 @@ def distribution_part(
     metrics.update(
         virial_metrics(handle, data.species, _virial_sample_frames(traj, first), None, "sample", seed=seed)
     )
-    metrics["sampling_temperature_K"] = (temperature, "K")
+    metrics[compat.SAMPLING_TEMPERATURE_K] = (temperature, "K")
     metrics["n_sample_frames"] = (float(len(pos)), "1")
     metrics["n_ref_frames"] = (float(len(ref_idx)), "1")
     time_axis = traj.time_fs if np.isfinite(traj.time_fs).all() else traj.steps.astype(np.float64)
@@ -240,7 +244,7 @@ def evaluate(
     handle = resolve_model(reg, (sample_run or target).id, device=device, trust_code=ws.trust_code)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
-    samples_path = None
+    samples_path, samples_of = None, ""
     if sample_run is not None:
         arts = reg.artifacts(sample_run.id, kind=names.ARTIFACT_SAMPLES)
         if not arts:
@@ -248,6 +252,7 @@ def evaluate(
                 f"sample run {sample_run.id} has no samples ({sample_run.status}); sample again"
             )
         samples_path = Path(arts[-1].path)
+        samples_of = f"sample run {sample_run.id}'s samples ({samples_path})"
         verify_artifact(arts[-1])  # before the run exists: a damaged file leaves no failed run
     run = reg.create_run(
         kind="evaluate",
@@ -283,7 +288,7 @@ def evaluate(
             bar.update(task, advance=1, info="distributions")
             evaluation = None
             if samples_path is not None:
-                dist, arrays = distribution_part(handle, data, samples_path, seed=seed)
+                dist, arrays = distribution_part(handle, data, samples_path, seed=seed, samples_of=samples_of)
                 metrics.update(dist)
                 if sample_run is not None:
                     metrics.update(

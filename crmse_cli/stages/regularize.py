@@ -25,6 +25,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
+from crmse_cli.registry import compat
 from crmse_cli.stages import regularize_arms as arms
 from crmse_cli.stages._models import (
     ModelHandle,
@@ -252,16 +253,12 @@ def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
 
 
 def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
-    """The run's RegularizeConfig back from its stored config (older runs: defaults of newer settings)."""
+    """The run's RegularizeConfig back from its stored config (older runs: ``registry.compat``)."""
     known = {f.name for f in fields(ContrastiveConfig)}
-    c = {k: v for k, v in dict(cfg.get("contrastive") or {}).items() if k in known}
-    if c.get("grad_clip") is None:  # runs before 2026-12-02 stored None for "off"
-        c["grad_clip"] = 0.0
-    c.setdefault("lambda_units", "kcal")  # ... and lambda against the kcal loss
-    c.setdefault("init", "ema")
+    c = {k: v for k, v in compat.regularize_contrastive(cfg).items() if k in known}
     rest = {k: cfg[k] for k in _PLAIN if k in cfg}
     rest["device"] = device
-    budget = BudgetConfig(**(cfg.get("budget") or {}))  # runs before the force budget: off
+    budget = BudgetConfig(**compat.regularize_budget(cfg))
     return RegularizeConfig(contrastive=ContrastiveConfig(**c), budget=budget, **rest)
 
 

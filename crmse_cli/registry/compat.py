@@ -1,0 +1,107 @@
+"""Runs written by older crmse, read as today's code reads them: every fix-up in one place.
+
+A run's recorded config, metrics and sample meta are read through this module wherever a key may
+be absent from older runs. Each fix-up is dated and says what the code of that time did, so an
+old run reads as it ran; a key that no fix-up explains is an error naming the run and the key,
+never a silent default (a samples file without its temperature was once profiled at 500 K).
+Torch-free and free of the stages: it works on the recorded JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crmse_cli.errors import CrmseError
+
+SAMPLING_TEMPERATURE_K = "sampling_temperature_K"
+"""The evaluate run's metric that records the temperature its samples were drawn at (K)."""
+
+
+def required(owner: str, data: Mapping[str, Any], key: str) -> Any:
+    """``data[key]``, or a one-line error naming ``owner`` (e.g. ``run 1a2b3c4d's config``) and the key."""
+    value = data.get(key)
+    if value is None:
+        raise CrmseError(
+            f"{owner} has no {key!r}: it was written by a crmse that did not record it, or edited; "
+            "run the step again"
+        )
+    return value
+
+
+def regularize_contrastive(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``contrastive`` settings of a regularize run's config, as today's ContrastiveConfig reads them.
+
+    Settings a run predates are absent and take ContrastiveConfig's defaults, each of which is the
+    behaviour the run had before the setting existed, except these, whose default changed:
+
+    - ``grad_clip``: runs before 2026-12-02 stored None for "off" (today 0.0).
+    - ``lambda_units``: runs before 2026-12-02 weighed lambda against the kcal/mol loss ("kcal";
+      today's default is "eV"). Read from the run's top level first, where it was also recorded.
+    - ``init``: before 2026-12-02 CRMSE started from the pretrain run's EMA weights ("ema"; today
+      "raw").
+    """
+    c = dict(config.get("contrastive") or {})
+    if c.get("grad_clip") is None:
+        c["grad_clip"] = 0.0
+    c.setdefault("lambda_units", config.get("lambda_units") or "kcal")
+    c.setdefault("init", "ema")
+    return c
+
+
+def regularize_budget(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``budget`` settings of a regularize run's config (runs before the force budget: none, off)."""
+    return dict(config.get("budget") or {})
+
+
+@dataclass(frozen=True)
+class LambdaSetting:
+    """A regularize run's lambda: as given, its convention, and its weight against the kcal loss.
+
+    Attributes:
+        value: lambda as the user gave it, in the convention ``units``.
+        units: "eV" (L_MSE read in eV, eV/Å) or "kcal" (in kcal/mol, kcal/mol/Å).
+        internal: the weight of L_C against L_MSE computed in kcal/mol and kcal/mol/Å.
+    """
+
+    value: float
+    units: str
+    internal: float
+
+
+def lambda_setting(run_id: str, config: Mapping[str, Any]) -> LambdaSetting:
+    """The lambda of regularize run ``run_id`` from its recorded ``config``: the one reader of it."""
+    owner = f"regularize run {run_id}'s config"
+    value = float(required(owner, config, "lambda"))
+    units = str(regularize_contrastive(config)["lambda_units"])
+    if "lambda_internal" in config:
+        internal = float(config["lambda_internal"])
+    elif units == "kcal":  # runs before 2026-12-02 recorded no internal weight: it was lambda itself
+        internal = value
+    else:
+        internal = float(required(owner, config, "lambda_internal"))
+    return LambdaSetting(value=value, units=units, internal=internal)
+
+
+def samples_temperature_K(owner: str, meta: Mapping[str, Any]) -> float:
+    """The temperature (K) a samples file's frames were drawn at, from its meta; an error without it."""
+    return float(required(owner, meta, "temperature_K"))
+
+
+def evaluated_temperature_K(run_id: str, metrics: Mapping[str, tuple[float, str]]) -> float:
+    """The sampling temperature (K) an evaluate run profiled its samples at (its final metrics)."""
+    value = required(f"evaluate run {run_id}'s metrics", metrics, SAMPLING_TEMPERATURE_K)
+    return float(value[0])
+
+
+__all__ = [
+    "SAMPLING_TEMPERATURE_K",
+    "LambdaSetting",
+    "evaluated_temperature_K",
+    "lambda_setting",
+    "regularize_budget",
+    "regularize_contrastive",
+    "required",
+    "samples_temperature_K",
+]
