@@ -39,6 +39,14 @@ def dihedral_profile_error(torsion: str) -> str:
     return f"{DIHEDRAL_PROFILE_ERROR}.{torsion}"
 
 
+DIHEDRAL_PROFILE_FLOOR = "dihedral_profile_floor"  # kcal/mol, one per torsion: reference half vs half
+
+
+def dihedral_profile_floor(torsion: str) -> str:
+    """One torsion's profile noise floor (reference half vs half), e.g. ``dihedral_profile_floor.ester``."""
+    return f"{DIHEDRAL_PROFILE_FLOOR}.{torsion}"
+
+
 CORE_METRICS = (TEST_ENERGY_MAE, TEST_FORCE_MAE, ENERGY_KS, HR_MAE)
 """The accuracy and distribution metrics every summary table starts with."""
 
@@ -72,7 +80,8 @@ TITLES: dict[str, tuple[str, str]] = {
     "n_sample_frames": ("frames compared", ""),
 }
 """metric -> (title, unit shown in tables); ``{ref}`` names the reference (``reference`` by default).
-Per-torsion metrics (``dihedral_profile_error.<torsion>``, ``dihedral_js.<torsion>``) are titled by
+Per-torsion metrics (``dihedral_profile_error.<torsion>``, ``dihedral_profile_floor.<torsion>``,
+``dihedral_js.<torsion>``) are titled by
 :func:`metric_title` from the torsion's name."""
 
 
@@ -81,6 +90,8 @@ def metric_title(key: str, *, ref: str = "reference", unit: bool = True) -> str:
     family, _, torsion = key.partition(".")
     if family == DIHEDRAL_PROFILE_ERROR and torsion:
         title, u = f"{torsion} profile error", "kcal/mol"
+    elif family == DIHEDRAL_PROFILE_FLOOR and torsion:
+        title, u = f"{torsion} profile noise floor ({{ref}} half vs half)", "kcal/mol"
     elif family == DIHEDRAL_JS and torsion:
         title, u = f"{torsion} dihedral JS divergence", ""
     else:

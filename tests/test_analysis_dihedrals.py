@@ -15,12 +15,11 @@ from crmse_cli.analysis.dihedrals import (
     free_energy_profile,
     hill_formula,
     js_divergence,
-    named_dihedral_sets,
-    named_dihedrals,
     profile_error,
     proper_dihedrals,
     ring_atoms,
 )
+from crmse_cli.analysis.rotors import named_dihedral_sets, named_dihedrals
 from crmse_cli.data.graph import bond_graph
 from crmse_cli.units import kT
 
@@ -82,13 +81,19 @@ def test_aspirin_torsions_are_found_and_follow_a_relabelling(aspirin_npz: Path) 
     assert (cc, cd) == (cb, ca)  # the two substituted ortho ring carbons, in reverse order
     bond_set = {tuple(b) for b in bonds.tolist()}
     assert any(z[k] == 1 and (min(o_h, k), max(o_h, k)) in bond_set for k in range(len(z)))
-    assert got == {"ester": (5, 6, 12, 11), "carboxylic_acid": (6, 5, 10, 9)}
+    assert got == {
+        "ester": (5, 6, 12, 11),
+        "carboxylic_acid": (6, 5, 10, 9),
+        "acid_hydroxyl": (13, 9, 10, 5),  # H-O(acid)-C(acid)-C(ring)
+        "ester_acyl": (6, 12, 11, 4),  # C(ring)-O(ester)-C(acyl)-C(methyl): cis/trans ester
+        "acetyl_methyl": (18, 4, 11, 12),  # its three H pooled; the first H-C-C(acyl)-O(ester)
+    }
     # Relabel the atoms: the same chemical atoms must be found under their new indices.
     perm = np.random.default_rng(7).permutation(len(z))  # new atom k is old atom perm[k]
     inverse = np.argsort(perm)
-    moved = named_dihedrals(z[perm], x[:, perm])
-    for name, quad in got.items():
-        assert moved[name] == tuple(int(inverse[i]) for i in quad)
+    moved = named_dihedral_sets(z[perm], x[:, perm])
+    for name, quads in named_dihedral_sets(z, x).items():  # a pooled methyl: the same set of three
+        assert {tuple(q) for q in moved[name].tolist()} == {tuple(int(inverse[i]) for i in q) for q in quads}
 
 
 def test_unknown_molecule_has_no_named_torsions() -> None:

@@ -7,9 +7,8 @@ import pytest
 from ase import Atoms
 from ase.build import molecule
 
-from crmse_cli.analysis.dihedrals import named_dihedral_sets
 from crmse_cli.analysis.metrics import distribution_metrics
-from crmse_cli.analysis.rotors import dihedral_sets, ring_bonds, rotor_dihedral_sets
+from crmse_cli.analysis.rotors import dihedral_sets, named_dihedral_sets, ring_bonds, rotor_dihedral_sets
 from crmse_cli.data.graph import bond_graph
 
 

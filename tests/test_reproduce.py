@@ -54,6 +54,9 @@ def test_reproduce_end_to_end_through_the_cli(tmp_path: Path, synthetic_archive:
                            ("test_force_mae", "force MAE (kcal/mol/Å)")):  # fmt: skip
             row = next(line for line in text.splitlines() if title in line)
             assert fmt_value(finals[key].value) in row, (label, key, row)
+    # Every torsion's profile error is a row, and its noise floor (reference halves) is printed.
+    assert any("hydroxyl profile error" in line for line in text.splitlines())
+    assert "profile noise floors (reference half vs half): hydroxyl " in text
 
     # The last lines: the verdict block, the verdict_lines of the runs, then what the numbers are worth.
     lines = text.rstrip().splitlines()

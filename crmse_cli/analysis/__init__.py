@@ -11,8 +11,6 @@ from crmse_cli.analysis.dihedrals import (
     dihedral_density_2d,
     free_energy_profile,
     js_divergence,
-    named_dihedral_sets,
-    named_dihedrals,
     profile_error,
     proper_dihedrals,
 )
@@ -26,7 +24,7 @@ from crmse_cli.analysis.observables import (
     pair_histograms,
     pairs_that_matter,
 )
-from crmse_cli.analysis.rotors import dihedral_sets, rotor_dihedral_sets
+from crmse_cli.analysis.rotors import dihedral_sets, named_dihedral_sets, named_dihedrals, rotor_dihedral_sets
 from crmse_cli.analysis.stats import (
     EnsembleCheck,
     StabilityStats,

@@ -5,18 +5,10 @@ a-b must turn clockwise (by less than 180 degrees) to eclipse c-d. Angles lie in
 degrees. The atoms of every torsion come from the bond graph of the reference frames
 (:func:`crmse_cli.data.graph.bond_graph`), never from hard-coded indices.
 
-Named torsions (METHOD.md, "Observables and metrics"), recognised by the molecular formula:
-
-- ethanol (C2H6O): ``hydroxyl`` H-O-C-C (the H on O, O, the C bonded to O, the other C) and
-  ``methyl`` H-C-C-O (a methyl H, the methyl C, the C bonded to O, O). The three methyl H are
-  equivalent, so the methyl set holds all three torsions and profiles pool them (three angles per
-  frame, 120 degrees apart): this uses all the data and gives the same answer for any labelling
-  of the H. The canonical single torsion (:func:`named_dihedrals`) uses the lowest-index H.
-- aspirin (C9H8O4), ring carbons C1 (bearing the acid) and C2 (bearing the ester O):
-  ``ester`` C1-C2-O-C(=O), the rotation of the acetyl group about the ring C2-O(ester) bond;
-  ``carboxylic_acid`` C2-C1-C(=O)-O(H), the rotation of the acid group about the ring
-  C1-C(acid) bond, ending on the hydroxyl O. The second ring atom is the ortho carbon bearing the
-  other substituent, so both torsions are defined by the substituents and not by ring H.
+Named torsions (METHOD.md, "Observables and metrics": ethanol's ``hydroxyl`` and ``methyl``,
+aspirin's ``ester`` and ``carboxylic_acid``...) are rotors of
+:func:`crmse_cli.analysis.rotors.rotor_dihedral_sets` that match a chemistry pattern of
+:mod:`crmse_cli.analysis.rotor_patterns` (:func:`crmse_cli.analysis.rotors.named_dihedral_sets`).
 
 Free energy: F(phi) = -kT ln p(phi), shifted to min 0, on periodic bins (default 36 of 10
 degrees, the first starting at -180); bins never visited have F = +inf.
@@ -24,7 +16,6 @@ degrees, the first starting at -180); bins never visited have F = +inf.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from typing import NamedTuple
 
@@ -32,11 +23,8 @@ import numpy as np
 from ase.data import chemical_symbols
 from scipy.special import rel_entr
 
-from crmse_cli.data.graph import bond_graph
 from crmse_cli.errors import DataError
 from crmse_cli.units import kT
-
-log = logging.getLogger(__name__)
 
 DIHEDRAL_BINS = 36
 """Default number of periodic bins over 360 degrees (10 degrees each)."""
@@ -137,111 +125,6 @@ def hill_formula(species: np.ndarray) -> str:
     order = ["C", "H"] if "C" in counts else []
     order += sorted(s for s in counts if s not in order)
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
-
-
-def _one(candidates: list[int], what: str, formula: str) -> int:
-    if len(candidates) != 1:
-        raise DataError(
-            f"{formula}: expected one {what} in the reference bond graph, found {len(candidates)}; "
-            "check that the reference frames are intact molecules"
-        )
-    return candidates[0]
-
-
-def _ethanol(z: np.ndarray, nbrs: list[list[int]]) -> dict[str, np.ndarray]:
-    f = "C2H6O"
-    o = _one([i for i in range(len(z)) if z[i] == 8], "O", f)
-    h_o = _one([i for i in nbrs[o] if z[i] == 1], "H bonded to O", f)
-    c_o = _one([i for i in nbrs[o] if z[i] == 6], "C bonded to O", f)
-    c_m = _one([i for i in nbrs[c_o] if z[i] == 6], "C-C bond", f)
-    h_m = [i for i in nbrs[c_m] if z[i] == 1]
-    if len(h_m) != 3:
-        raise DataError(f"{f}: the methyl C{c_m} has {len(h_m)} H in the reference bond graph, expected 3")
-    return {
-        "hydroxyl": np.array([[h_o, o, c_o, c_m]], dtype=np.int64),
-        "methyl": np.array([[h, c_m, c_o, o] for h in h_m], dtype=np.int64),
-    }
-
-
-def _ortho(first: int, ring_nbrs: list[int], prefer: int) -> int:
-    """The ring neighbour of ``first`` to use as the torsion's outer atom (``prefer`` if adjacent)."""
-    if not ring_nbrs:
-        raise DataError(f"aspirin: ring atom {first} has no ring neighbours in the reference bond graph")
-    return prefer if prefer in ring_nbrs else ring_nbrs[0]
-
-
-def _aspirin(z: np.ndarray, nbrs: list[list[int]], ring: set[int]) -> dict[str, np.ndarray]:
-    f = "C9H8O4"
-    n = len(z)
-    ring_c = {i for i in ring if z[i] == 6}
-    o_ester = _one(
-        [
-            i
-            for i in range(n)
-            if z[i] == 8
-            and len(nbrs[i]) == 2
-            and all(z[j] == 6 for j in nbrs[i])
-            and len(ring_c.intersection(nbrs[i])) == 1
-        ],
-        "ester O (bonded to a ring C and an acyl C)",
-        f,
-    )
-    c2 = _one([j for j in nbrs[o_ester] if j in ring_c], "ring C bonded to the ester O", f)
-    c_acyl = _one([j for j in nbrs[o_ester] if j not in ring_c], "acyl C bonded to the ester O", f)
-    c_acid = _one(
-        [
-            i
-            for i in range(n)
-            if z[i] == 6
-            and i not in ring
-            and sum(z[j] == 8 for j in nbrs[i]) == 2
-            and ring_c.intersection(nbrs[i])
-        ],
-        "carboxylic C (two O and a ring C)",
-        f,
-    )
-    c1 = _one([j for j in nbrs[c_acid] if j in ring_c], "ring C bearing the acid", f)
-    o_h = _one([j for j in nbrs[c_acid] if z[j] == 8 and any(z[k] == 1 for k in nbrs[j])], "acid O-H", f)
-    c1_out = _ortho(c2, [j for j in nbrs[c2] if j in ring_c], prefer=c1)
-    c2_out = _ortho(c1, [j for j in nbrs[c1] if j in ring_c], prefer=c2)
-    return {
-        "ester": np.array([[c1_out, c2, o_ester, c_acyl]], dtype=np.int64),
-        "carboxylic_acid": np.array([[c2_out, c1, c_acid, o_h]], dtype=np.int64),
-    }
-
-
-def named_dihedral_sets(species: np.ndarray, positions_ref: np.ndarray) -> dict[str, np.ndarray]:
-    """The named torsions of a known molecule, each as the set of its equivalent atom quadruples.
-
-    Args:
-        species: (N,) atomic numbers.
-        positions_ref: (F, N, 3) or (N, 3) Å, reference frames for the bond graph.
-
-    Returns:
-        name -> (Q, 4) int64 quadruples (Q = 3 for ethanol's methyl, else 1); empty for a
-        molecule without named torsions (use :func:`proper_dihedrals` for those).
-
-    Raises:
-        DataError: the formula is known but the bond graph does not show the expected groups.
-    """
-    z = np.asarray(species, dtype=np.int64)
-    bonds = bond_graph(z, positions_ref)
-    nbrs = neighbours(bonds, len(z))
-    formula = hill_formula(z)
-    if formula == "C2H6O":
-        return _ethanol(z, nbrs)
-    if formula == "C9H8O4":
-        return _aspirin(z, nbrs, ring_atoms(bonds, len(z)))
-    log.info("no named torsions for %s; rotor_dihedral_sets names its rotors by their atoms", formula)
-    return {}
-
-
-def named_dihedrals(species: np.ndarray, positions_ref: np.ndarray) -> dict[str, tuple[int, int, int, int]]:
-    """One canonical quadruple (i, j, k, l) per named torsion (the first of each equivalent set)."""
-    return {
-        name: (int(q[0, 0]), int(q[0, 1]), int(q[0, 2]), int(q[0, 3]))
-        for name, q in named_dihedral_sets(species, positions_ref).items()
-    }
 
 
 class Profile(NamedTuple):

@@ -82,6 +82,30 @@ def _energy_part(
     arrays["energy_hist_ref"] = np.histogram(e_ref, bins=edges, density=True)[0]
 
 
+def profile_floor(phi_ref_deg: np.ndarray, temperature_K: float, n_bins: int = DIHEDRAL_BINS) -> float:
+    """The noise floor of a profile error: the reference's first half of frames against its second.
+
+    A sampler's profile cannot be judged closer to the reference than the reference is to itself
+    on half its frames (``benchmarks/dft_floor.py``'s trajectory-order halves: for a generated
+    xTB reference, different replicas). NaN with fewer than 2 frames.
+
+    Args:
+        phi_ref_deg: (F,) or (F, Q) degrees, the reference frames' angles in their stored order.
+        temperature_K: kT of the profiles, K.
+        n_bins: periodic bins over 360 degrees.
+
+    Returns:
+        kcal/mol, as :func:`~crmse_cli.analysis.dihedrals.profile_error`.
+    """
+    phi = np.asarray(phi_ref_deg, dtype=np.float64)
+    if len(phi) < 2:
+        return float("nan")
+    half = len(phi) // 2
+    first = free_energy_profile(phi[:half], temperature_K, n_bins)
+    second = free_energy_profile(phi[half:], temperature_K, n_bins)
+    return profile_error(first.free_energy, second.free_energy)
+
+
 def _dihedral_part(
     sets: dict[str, np.ndarray],
     sample: np.ndarray,
@@ -102,6 +126,8 @@ def _dihedral_part(
             "kcal/mol",
         )
         metrics[f"{names.DIHEDRAL_JS}.{name}"] = (js_divergence(prof_s.prob, prof_r.prob), "1")
+        floor = profile_floor(phi_r, temperature_K, n_bins)
+        metrics[names.dihedral_profile_floor(name)] = (floor, "kcal/mol")
         arrays["dihedral_edges"] = prof_r.edges
         arrays[f"dihedral_atoms.{name}"] = quads
         arrays[f"dihedral_F_sample.{name}"] = prof_s.free_energy
@@ -190,7 +216,8 @@ def distribution_metrics(
     Returns:
         :class:`DistributionComparison` ``(metrics, arrays)``. Metric names: ``energy_ks``,
         ``energy_mean_sample_minus_ref``, ``energy_std_sample``, ``energy_std_ref``, ``hr_mae``,
-        ``dihedral_profile_error.<torsion>``, ``dihedral_js.<torsion>``, ``pair_hist_mae.<pair>``
+        ``dihedral_profile_error.<torsion>``, ``dihedral_js.<torsion>``,
+        ``dihedral_profile_floor.<torsion>`` (:func:`profile_floor`), ``pair_hist_mae.<pair>``
         (e.g. ``pair_hist_mae.C0-H3``), ``pair_hist_mae_mean``, ``pair_hist_mae_max``,
         ``share_outside_support``, ``min_pair_distance_sample``, ``min_pair_distance_ref``,
         ``share_nonfinite``, ``n_sample_frames``, ``n_ref_frames``.

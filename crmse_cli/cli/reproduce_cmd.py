@@ -18,24 +18,45 @@ HIDDEN_PRESETS = ("tiny",)
 
 HEADLINE = (
     *names.CORE_METRICS,
-    names.dihedral_profile_error("hydroxyl"),
-    names.dihedral_profile_error("methyl"),
-    names.dihedral_profile_error("ester"),
-    names.dihedral_profile_error("carboxylic_acid"),
     names.STABLE_FRACTION,
     names.MEDIAN_LEAVE_TIME_PS,
     names.CONFIG_TEMPERATURE_SAMPLE_K,
     names.CONFIG_TEMPERATURE_REF_K,
 )
-"""Metrics of the summary table, in display order (titles: :func:`crmse_cli.names.metric_title`)."""
+"""Metrics of the summary table, in display order (titles: :func:`crmse_cli.names.metric_title`);
+every torsion's profile error follows the core metrics (:func:`headline`)."""
+
+
+def headline(metrics: dict[str, dict[str, tuple[float, str]]]) -> list[str]:
+    """The summary table's rows: :data:`HEADLINE` with every torsion's profile error after the core metrics.
+
+    The torsions are the evaluate runs' (named by chemistry, e.g. aspirin's ``ester``, or by their
+    atoms), in the order the first run recorded them.
+    """
+    prefix = names.DIHEDRAL_PROFILE_ERROR + "."
+    torsions = list(dict.fromkeys(k for m in metrics.values() for k in m if k.startswith(prefix)))
+    core = len(names.CORE_METRICS)
+    return [*HEADLINE[:core], *torsions, *HEADLINE[core:]]
+
+
+def floors_line(metrics: dict[str, dict[str, tuple[float, str]]]) -> str | None:
+    """``noise floors (reference half vs half): ester 0.21, ... kcal/mol``, or None without torsions."""
+    prefix = names.DIHEDRAL_PROFILE_FLOOR + "."
+    floors = {
+        k[len(prefix) :]: v for m in metrics.values() for k, (v, _) in m.items() if k.startswith(prefix)
+    }
+    if not floors:
+        return None
+    shown = ", ".join(f"{t} {v:.2f}" for t, v in floors.items())
+    return f"profile noise floors (reference half vs half): {shown} kcal/mol"
 
 
 def reproduce_command(
     ctx: typer.Context,
     molecule: str = typer.Argument(
         ...,
-        help="rMD17 molecule (e.g. ethanol: the paper's path) or ethanol-xtb (an exact 500 K GFN2-xTB "
-        "reference generated here: no download).",
+        help="rMD17 molecule (ethanol, aspirin: the paper's path) or ethanol-xtb, aspirin-xtb (an exact "
+        "500 K GFN2-xTB reference generated here: no download).",
     ),
     preset: str = choice(
         PRESET_CHOICES,
@@ -92,9 +113,14 @@ def reproduce_command(
     from crmse_cli.cli.tables import metrics_tables
 
     title = f"{molecule}: MSE vs CRMSE ({preset}, seed {seed})"
-    tables = metrics_tables(title, res.metrics, HEADLINE, width=console.width, key_title=names.metric_title)
+    tables = metrics_tables(
+        title, res.metrics, headline(res.metrics), width=console.width, key_title=names.metric_title
+    )
     for table in tables:
         console.print(table)
+    floors = floors_line(res.metrics)
+    if floors:
+        console.print(floors, highlight=False, soft_wrap=True)
     if res.reference_check:
         from crmse_cli.stages.fetch_xtb import check_summary
 

@@ -345,6 +345,11 @@ def metric_table(report: ReportData) -> list[MetricRow]:
         names.CONFIG_TEMPERATURE_SAMPLE_K: reference_tconf(report),
         "min_pair_distance_sample": _first(report, "min_pair_distance_ref"),
         "n_sample_frames": _first(report, "n_ref_frames"),
+        # The reference against itself: its first half of frames against its second (the floor).
+        **{
+            names.dihedral_profile_error(n): _first(report, names.dihedral_profile_floor(n))
+            for n in torsions
+        },
     }
     spec: list[str] = [
         names.TEST_ENERGY_MAE,

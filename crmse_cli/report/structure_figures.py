@@ -131,13 +131,20 @@ def dihedral_names(report: ReportData) -> list[str]:
     return [k.split(".", 1)[1] for k in report.reference if k.startswith("dihedral_F_ref.")]
 
 
+def _torsion_title(report: ReportData, torsion: str) -> str:
+    """``<torsion> torsion``, with the noise floor of its profile error when a run recorded it."""
+    key = names.dihedral_profile_floor(torsion)
+    floor = next((r.metrics[key][0] for r in report.runs if key in r.metrics), None)
+    return f"{torsion} torsion" + ("" if floor is None else f" (floor {floor:.2f} kcal/mol)")
+
+
 def dihedral_figure(report: ReportData) -> go.Figure | None:
     """Free-energy profiles F(φ) (kcal/mol) of the named torsions; None without torsions."""
     names = dihedral_names(report)
     if not names:
         return None
     ref = report.reference
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{n} torsion" for n in names])
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[_torsion_title(report, n) for n in names])
     x = bin_centers(ref["dihedral_edges"])
     for k, n in enumerate(names):
         fig.add_trace(

@@ -24,6 +24,7 @@ import numpy as np
 
 from crmse_cli.analysis.stats import ensemble_check
 from crmse_cli.data.dataset import Dataset, random_splits
+from crmse_cli.data.geometries import builtin_geometry
 from crmse_cli.data.xtb import hutchinson_laplacians, require_tblite, tblite_version
 from crmse_cli.data.xtb_md import ReplicaResult, ReplicaTask, XtbMDConfig, run_replicas
 from crmse_cli.errors import CrmseError, NotFoundError
@@ -78,8 +79,12 @@ def start_geometry(
     """(species (N,), positions (N, 3) Å, origin) of the first frame of every replica.
 
     ``start_from`` is an xyz (or any ASE-readable) file, or a registered dataset (its frame 0);
-    without it, ``molecule`` is looked up in ASE's molecule collection.
+    without it, ``molecule`` is a built-in geometry (:mod:`crmse_cli.data.geometries`: aspirin)
+    or looked up in ASE's molecule collection.
     """
+    builtin = builtin_geometry(molecule) if start_from is None else None
+    if builtin is not None:
+        return builtin[0], builtin[1], f"builtin:{molecule}"
     if start_from is None:
         from ase.build import molecule as ase_molecule
 

@@ -3,8 +3,9 @@
 fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate -> diagnose ->
 compare -> the verdict (:func:`crmse_cli.report.verdict.verdict_lines`, the lines ``crmse stabilize``
 ends with).
-``reproduce ethanol`` runs on rMD17 (the paper's path); ``reproduce ethanol-xtb`` generates an
-exact 500 K GFN2-xTB reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
+``reproduce ethanol`` and ``reproduce aspirin`` run on rMD17 (the paper's path);
+``reproduce ethanol-xtb`` and ``reproduce aspirin-xtb`` generate an exact 500 K GFN2-xTB
+reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
 
 Every step is an ordinary registry run named ``repro-<molecule>-<preset>-n<n_train>-s<seed>-<step>``
 (``n_train`` the training frames, the preset's unless ``--n-train`` is given),
@@ -94,6 +95,25 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+MOLECULE_PRESETS: dict[str, dict[str, Preset]] = {
+    # Aspirin (21 atoms) costs ~4.5x ethanol per replica-step (docs/results.md, sampler rates), so
+    # its quick preset halves the pretrain epochs, the sampled time (1 ps) and the CRMSE chain
+    # steps to stay near ethanol's quick wall time; still 200 training frames, so MSE is tested
+    # where it is thin.
+    "aspirin": {
+        "quick": Preset(
+            pretrain={"n_train": 200, "max_epochs": 100},
+            sample=SampleConfig(replicas=32, steps=2000, record_every=20),
+            contrastive=ContrastiveConfig(n_chains=16, n_updates=30, steps_per_update=100, warmup_updates=10),
+            control=False,
+            caveat=QUICK_CAVEAT,
+        ),
+    },
+}
+"""Per-molecule sizes that replace a preset of :data:`PRESETS` (key: the molecule of an xTB
+reference, else the dataset name)."""
+
+
 XTB_REFERENCES: dict[str, tuple[str, XtbMDConfig]] = {
     # 2000 frames (splits of 500 train / 500 test / 1000 reference) from 4 replicas of 5 ps after
     # 1 ps of equilibration, every 10 fs: 48,000 GFN2 force calls, about a minute on one core.
@@ -103,8 +123,37 @@ XTB_REFERENCES: dict[str, tuple[str, XtbMDConfig]] = {
             temperature_K=TEMPERATURE_K, frames=2000, stride=20, replicas=4, equilibration_ps=1.0, seed=0
         ),
     ),
+    # The paper preset's: 4000 frames (splits of 1000 train / 1000 test / 2000 reference, so 950
+    # + 50 training frames as the paper) from 8 replicas of 10 ps after 1 ps, every 10 fs:
+    # 96,000 GFN2 force calls at ~19 ms of CPU each for aspirin (~9x ethanol's; docs/results.md),
+    # ~30 min of CPU (`--processes` runs the replicas side by side).
+    "aspirin-xtb": (
+        "aspirin",
+        XtbMDConfig(
+            temperature_K=TEMPERATURE_K, frames=4000, stride=20, replicas=8, equilibration_ps=1.0, seed=0
+        ),
+    ),
+    # The quick preset's: 1200 frames (300 train / 300 test / 600 reference) from 4 replicas of
+    # 1.5 ps after 0.5 ps, every 5 fs: 16,000 force calls, ~5 min of CPU (2.5 min with
+    # --processes 2). Its profile noise floors are the evaluate runs' dihedral_profile_floor rows.
+    "aspirin-xtb-quick": (
+        "aspirin",
+        XtbMDConfig(
+            temperature_K=TEMPERATURE_K, frames=1200, stride=10, replicas=4, equilibration_ps=0.5, seed=0
+        ),
+    ),
 }
 """Dataset names that ``reproduce`` generates when they are not registered: (molecule, settings)."""
+
+PRESET_DATASETS: dict[tuple[str, str], str] = {("aspirin-xtb", "quick"): "aspirin-xtb-quick"}
+"""(molecule argument, preset) -> the dataset it runs on, where a preset needs its own reference
+size (aspirin's xTB force calls are too dear for a paper-sized reference in the quick preset)."""
+
+
+def preset_for(preset: str, dataset: str) -> Preset:
+    """The sizes of ``preset`` on ``dataset``: its molecule's (:data:`MOLECULE_PRESETS`) or PRESETS'."""
+    molecule = XTB_REFERENCES[dataset][0] if dataset in XTB_REFERENCES else dataset
+    return MOLECULE_PRESETS.get(molecule, {}).get(preset, PRESETS[preset])
 
 
 def ensure_dataset(
@@ -187,7 +236,9 @@ def reproduce(
     """Run the whole pipeline on one molecule; return run ids, metrics and the report path.
 
     ``molecule`` is an rMD17 molecule, a name of :data:`XTB_REFERENCES` (generated with
-    ``processes`` worker processes when not registered) or any registered dataset.
+    ``processes`` worker processes when not registered) or any registered dataset. A preset may
+    run on its own reference size (:data:`PRESET_DATASETS`: ``aspirin-xtb`` quick) and with its
+    molecule's own sizes (:data:`MOLECULE_PRESETS`: aspirin quick).
     """
     from crmse_cli.registry.store import Registry
     from crmse_cli.stages import compare as compare_stage
@@ -202,10 +253,11 @@ def reproduce(
         raise CrmseError(f"--preset must be one of {shown}, got {preset!r}")
     check_option("--processes", processes)  # before any run, also when no xTB reference is generated
     t0 = time.perf_counter()
-    p = PRESETS[preset]
+    dataset = PRESET_DATASETS.get((molecule, preset), molecule)
+    p = preset_for(preset, dataset)
     reg = registry or Registry.open(ws.ensure())
-    ensure_dataset(ws, reg, molecule, from_path, processes)
-    res_check = reg.get_dataset(molecule).meta.get("ensemble_check")
+    ensure_dataset(ws, reg, dataset, from_path, processes)
+    res_check = reg.get_dataset(dataset).meta.get("ensemble_check")
     res = ReproduceResult(reference_check=res_check)
     sample_cfg = replace(p.sample, seed=seed, temperature_K=temperature_K or p.sample.temperature_K)
     contrastive = replace(
@@ -219,10 +271,10 @@ def reproduce(
         reg,
         f"{tag}-pretrain",
         start=lambda name: (
-            pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, name=name).run_id
+            pretrain_stage.pretrain(ws, dataset=dataset, split=split, config=pre_cfg, name=name).run_id
         ),
         resume=lambda rid: (
-            pretrain_stage.pretrain(ws, dataset=molecule, split=split, config=pre_cfg, resume=rid).run_id
+            pretrain_stage.pretrain(ws, dataset=dataset, split=split, config=pre_cfg, resume=rid).run_id
         ),
     )
     models = {"MSE": res.runs["pretrain"]}
