@@ -33,6 +33,9 @@ SHOW = (
     "dihedral_profile_error.methyl",
     "dihedral_profile_error.ester",
     "dihedral_profile_error.carboxylic_acid",
+    "dihedral_profile_error.acid_hydroxyl",
+    "dihedral_profile_error.ester_acyl",
+    "dihedral_profile_error.acetyl_methyl",
     "pair_hist_mae_mean",
 )
 
