@@ -82,8 +82,7 @@ def _datasets(args: argparse.Namespace) -> Iterator[tuple[str, Dataset]]:
             yield name, load_dataset(reg, name)
         return
     for mol in args.molecules:
-        arrays, splits = rmd17.read_archive(args.archive, mol)
-        yield mol, rmd17.to_dataset(mol, arrays, splits, {})
+        yield mol, rmd17.to_dataset(mol, rmd17.read_archive(args.archive, mol), {})
 
 
 if __name__ == "__main__":
