@@ -17,8 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from crmse_cli import settings
 from crmse_cli.errors import CrmseError
-from crmse_cli.validate import OPTION_NAMES
 
 T = TypeVar("T")
 
@@ -63,17 +63,21 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; nested dataclasses are built recursively.
 
-    Unknown keys are an error (a typo must not be silently ignored).
+    A setting is named by its key (``lambda``, :func:`crmse_cli.settings.key`) or its field name
+    (``lambda_``, as :func:`to_dict` records it). Unknown keys are an error (a typo must not be
+    silently ignored).
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(cls)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(k for k in data if settings.field_name(cls, k) is None)
     if unknown:
-        raise CrmseError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        valid = sorted(settings.key(f.name) for f in dataclasses.fields(cls))
+        raise CrmseError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
+    for written, value in data.items():
+        key = settings.field_name(cls, written)
+        assert key is not None  # checked above
         hint = hints[key]
         sub = _dataclass_in(hint)
         if sub is not None and isinstance(value, dict):
@@ -104,17 +108,15 @@ def load_config(
     *,
     section: str | None = None,
     siblings: tuple[str, ...] = (),
-    aliases: dict[str, str] | None = None,
-    flags: dict[str, str] | None = None,
     **overrides: Any,
 ) -> T:
     """The one way every command builds its settings: defaults, then the file, then the options.
 
     ``cls``'s defaults (declared once, in the dataclass) are updated by the TOML/JSON file at
-    ``path`` (its ``[section]`` table when it has one, else the whole file; file keys renamed by
-    ``aliases``, e.g. ``{"lambda": "lambda_"}``), then by the non-None ``overrides``: the options
-    the user gave (None = unset). Overrides use dotted keys for nested configs, written with
-    ``__``: ``model__cutoff_A=4.0``.
+    ``path`` (its ``[section]`` table when it has one, else the whole file; keys as
+    :func:`crmse_cli.settings.key` spells them, ``lambda`` for ``lambda_``), then by the non-None
+    ``overrides``: the options the user gave (None = unset), by field name, with dotted keys for
+    nested configs written with ``__``: ``model__cutoff_A=4.0``.
 
     ``siblings`` names the other tables of the same file that the command reads with another call
     (regularize: ``[contrastive]`` and ``[budget]``); they are left alone here.
@@ -122,10 +124,9 @@ def load_config(
     Errors are a :class:`CrmseError` that blames what the user wrote: a key of the file outside
     ``[section]`` or a table the command does not read names the file and where the key belongs;
     a bad value of the file names the file; a bad option names the option as the user typed it
-    (``--lambda``: ``flags`` maps an override key to its option where that is not ``--`` plus the
-    key with dashes, e.g. ``{"n_chains": "--chains"}``).
+    (its field's :func:`crmse_cli.settings.flag`: ``--lambda``, ``--chains``).
     """
-    data: dict[str, Any] = _file_settings(cls, path, section, siblings, aliases or {}) if path else {}
+    data: dict[str, Any] = _file_settings(cls, path, section, siblings) if path else {}
     if path:
         from_dict(cls, copy.deepcopy(data), where=str(path))  # the file alone: its errors name it
     given = {key: value for key, value in overrides.items() if value is not None}
@@ -138,11 +139,11 @@ def load_config(
     try:
         return from_dict(cls, data, where=str(path) if path else "options")
     except CrmseError as exc:
-        raise _blame_option(exc, given, flags or {}, path) from exc
+        raise _blame_option(exc, cls, given, path) from exc
 
 
 def _file_settings(
-    cls: type, path: Path | str, section: str | None, siblings: tuple[str, ...], aliases: dict[str, str]
+    cls: type, path: Path | str, section: str | None, siblings: tuple[str, ...]
 ) -> dict[str, Any]:
     """The settings of the config file at ``path`` for ``cls``: its ``[section]`` table.
 
@@ -160,7 +161,6 @@ def _file_settings(
         table = data
     else:
         table = dict(data.get(section, {}))
-        names = {f.name for f in dataclasses.fields(cls)} | set(aliases)
         for key, value in data.items():
             if key in tables:
                 continue
@@ -170,48 +170,41 @@ def _file_settings(
                     f"{path}: table [{key}] is not read by this command, which reads {reads}; "
                     f"move its settings under [{section}] or remove it"
                 )
-            if key in names:
+            if settings.field_name(cls, key) is not None:
                 raise CrmseError(f"{path}: key {key!r} is outside [{section}]; put it under [{section}]")
             raise CrmseError(
                 f"{path}: key {key!r} is outside [{section}] and is not one of its settings; remove it"
             )
-    for old, new in aliases.items():
-        if old in table:
-            table[new] = table.pop(old)
     return table
 
 
-def _blame_option(
-    exc: CrmseError, given: dict[str, Any], flags: dict[str, str], path: Path | str | None
-) -> CrmseError:
+def _blame_option(exc: CrmseError, cls: type, given: dict[str, Any], path: Path | str | None) -> CrmseError:
     """``exc`` (the settings with the options failed) as the user reads it: naming the option."""
     if exc.__cause__ is None:  # from_dict's own message (unknown keys) already names its source
         return exc
+    shown = {}
+    for name in given:
+        owner, parts = cls, name.split("__")
+        for part in parts[:-1]:  # model__dtype: the field dtype of the table model
+            owner = typing.get_type_hints(owner)[part]
+        shown[tuple(parts)] = settings.flag(owner, parts[-1])
+    blamed = name_the_option(str(exc.__cause__), shown)
+    if blamed is not None:
+        return CrmseError(blamed)
     message = str(exc.__cause__)
-    for key in given:
-        parts = key.split("__")
-        shown = OPTION_NAMES.get(parts[-1], parts[-1])
-        for label in (".".join([*parts[:-1], shown]), shown, parts[-1]):  # as the checks name it
-            if message.startswith(label + " "):
-                flag = flags.get(key) or "--" + parts[-1].rstrip("_").replace("_", "-")
-                return CrmseError(flag + message[len(label) :])
     return CrmseError(f"{path} and the options given: {message}" if path else message)
 
 
-def default_of(cls: type, name: str) -> Any:
-    """The default of dataclass ``cls``'s field ``name`` (for help texts: declared once, read here)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            if f.default_factory is not dataclasses.MISSING:
-                return f.default_factory()
-            raise KeyError(f"{cls.__name__}.{name} has no default")
-    raise KeyError(f"{cls.__name__} has no field {name!r}")
+def name_the_option(message: str, shown: dict[tuple[str, ...], str]) -> str | None:
+    """``message`` of a check with the setting it names replaced by the user's spelling, or None.
 
-
-def with_default(text: str, cls: type, name: str) -> str:
-    """``text`` followed by ``[default: X]``, X read from ``cls``'s field ``name``."""
-    value = default_of(cls, name)
-    shown = f"{value:g}" if isinstance(value, float) else ("unset" if value is None else str(value))
-    return f"{text} \\[default: {shown}]"  # escaped: Typer reads help as rich markup
+    ``shown`` maps a setting's path of field names (``("model", "dtype")``) to what the user
+    typed for it (``--dtype``, ``--set n_updates``). The checks name a setting by its key, with
+    the table in front for a nested one (``model.dtype must be ...``).
+    """
+    for parts, spelt in shown.items():
+        key = settings.key(parts[-1])
+        for label in (".".join([*parts[:-1], key]), key, parts[-1]):
+            if message.startswith(label + " "):
+                return spelt + message[len(label) :]
+    return None

@@ -10,9 +10,10 @@ import typer
 from synthetic import cli_main, interrupted_regularize, make_workspace, one_line_error, tiny_pretrain
 
 from crmse_cli import defaults
-from crmse_cli.config import load_config, with_default
+from crmse_cli.config import load_config
 from crmse_cli.data.xtb_config import XtbMDConfig
 from crmse_cli.errors import CrmseError
+from crmse_cli.settings import help_text
 from crmse_cli.stages.diagnose_config import DiagnoseConfig
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
@@ -30,9 +31,7 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 
 def test_the_examples_spell_the_defaults() -> None:
     assert load_config(SampleConfig, EXAMPLES / "sample.toml", section="sample") == SampleConfig()
-    got = load_config(
-        ContrastiveConfig, EXAMPLES / "regularize.toml", section="contrastive", aliases={"lambda": "lambda_"}
-    )
+    got = load_config(ContrastiveConfig, EXAMPLES / "regularize.toml", section="contrastive")
     assert got == ContrastiveConfig()
 
 
@@ -52,7 +51,7 @@ def test_a_file_sets_what_it_names_and_options_override_it(tmp_path: Path) -> No
     assert (cfg.replicas, cfg.integrator, cfg.seed) == (3, "mala", SampleConfig().seed)
     flat = tmp_path / "flat.toml"  # a file without the table is read whole
     flat.write_text("lambda = 0.1\nn_chains = 8\n", encoding="utf-8")
-    c = load_config(ContrastiveConfig, flat, section="contrastive", aliases={"lambda": "lambda_"})
+    c = load_config(ContrastiveConfig, flat, section="contrastive")
     assert (c.lambda_, c.n_chains) == (0.1, 8)
     bad = tmp_path / "bad.toml"
     bad.write_text("[sample]\nreplica = 7\n", encoding="utf-8")
@@ -80,16 +79,15 @@ def test_options_that_are_settings_default_to_unset(command: list[str], cls: typ
     for word in command:
         cmd = cmd.commands[word]  # type: ignore[attr-defined]
     fields = {f.name for f in dataclasses.fields(cls)} - {"device"}
-    aliases = {"chains": "n_chains", "updates": "n_updates", "warmup": "warmup_updates"}
     seen = set()
     for p in cmd.params:
-        name = aliases.get(p.name, p.name)
+        name = str(p.name)  # a settings parameter is named as its field
         if name in fields:
             seen.add(name)
             assert p.default is None, f"{' '.join(command)} --{p.name} has default {p.default!r}"
             default = dataclasses.asdict(cls())[name]
             if default is not None and "\\[default:" in (p.help or ""):
-                assert p.help.endswith(with_default("", cls, name).strip()), p.help
+                assert p.help == help_text(cls, name), p.help
     assert len(seen) >= 5, seen
 
 
@@ -131,7 +129,7 @@ def test_resume_with_a_changed_setting_is_refused_naming_it(
 
 
 # -- a key the command does not read is refused, naming where it belongs (issue 28, item 4) ------
-CONTRASTIVE = {"section": "contrastive", "aliases": {"lambda": "lambda_"}}
+CONTRASTIVE = {"section": "contrastive"}
 
 
 @pytest.mark.parametrize(
@@ -248,9 +246,8 @@ def test_a_bad_option_is_blamed_on_the_option_and_a_bad_file_value_on_the_file(t
     with pytest.raises(CrmseError, match=r"^--lambda must be in \[0, 1000000\], got -1") as caught:
         load_config(ContrastiveConfig, good, lambda_=-1.0, **CONTRASTIVE)  # type: ignore[arg-type]
     assert "good.toml" not in str(caught.value)
-    flags = {"n_chains": "--chains"}
-    with pytest.raises(CrmseError, match=r"^--chains must be in \[1, 1000000\], got 0"):
-        load_config(ContrastiveConfig, good, flags=flags, n_chains=0, **CONTRASTIVE)  # type: ignore[arg-type]
+    with pytest.raises(CrmseError, match=r"^--chains must be in \[1, 1000000\], got 0"):  # its recorded flag
+        load_config(ContrastiveConfig, good, n_chains=0, **CONTRASTIVE)  # type: ignore[arg-type]
     with pytest.raises(CrmseError, match=r"^--temperature-K must be a finite number, got nan"):
         load_config(SampleConfig, None, temperature_K=float("nan"))
     bad = tmp_path / "bad.toml"
@@ -292,13 +289,12 @@ def test_regularize_names_the_option_not_the_config_file_beside_it(
 
 
 def test_every_settings_option_is_named_as_the_user_typed_it() -> None:
-    """The option an error names (``--`` + the field with dashes, or regularize's ``flags``) exists."""
+    """The option an error names (the field's flag: ``--`` + its key with dashes, or its alias) exists."""
     from crmse_cli.cli import app as app_module
+    from crmse_cli.settings import flag
 
     app_module._register()
     root = typer.main.get_command(app_module.app)
-    fields_of = {"chains": "n_chains", "updates": "n_updates", "warmup": "warmup_updates"}
-    renamed = {"n_chains": "--chains", "n_updates": "--updates", "warmup_updates": "--warmup"}
     for command, cls in (
         ("sample", SampleConfig),
         ("regularize", ContrastiveConfig),
@@ -307,10 +303,10 @@ def test_every_settings_option_is_named_as_the_user_typed_it() -> None:
         names = {f.name for f in dataclasses.fields(cls)}
         seen = 0
         for p in root.commands[command].params:  # type: ignore[attr-defined]
-            field = fields_of.get(str(p.name), str(p.name))
+            field = str(p.name)
             if field in names:
                 seen += 1
-                assert (renamed.get(field) or "--" + field.rstrip("_").replace("_", "-")) in p.opts, p.opts
+                assert flag(cls, field) in p.opts, p.opts
         assert seen >= 5, command
 
 

@@ -104,3 +104,31 @@ def choice(
         help=help,
         rich_help_panel=rich_help_panel,
     )
+
+
+def setting_option(cls: type, name: str, *, annotated: bool = False) -> Any:
+    """The ``typer.Option`` of config ``cls``'s field ``name``, read from its declaration.
+
+    Its flag (:func:`crmse_cli.settings.flag`), help with the dataclass's default, ``--help``
+    panel and, for a word with fixed values, :func:`choice`. The default stays None (unset), so
+    the config file or the dataclass decides.
+    """
+    from crmse_cli import settings
+
+    s = settings.spec(cls, name)
+    decl, text = settings.declaration(cls, name), settings.help_text(cls, name)
+    if s.choices is not None:
+        return choice(s.choices, decl, help=text, rich_help_panel=s.panel, annotated=annotated)
+    first: tuple[Any, ...] = () if annotated else (None,)
+    return typer.Option(*first, decl, help=text, rich_help_panel=s.panel)
+
+
+def settings_given(params: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The settings of ``cls`` among a command's parameters (``ctx.params``), by field name.
+
+    A command names each settings parameter as its field, so the options reach ``load_config``
+    without a hand-built dict; unset ones are None.
+    """
+    import dataclasses
+
+    return {f.name: params[f.name] for f in dataclasses.fields(cls) if f.name in params}

@@ -9,12 +9,11 @@ from __future__ import annotations
 import typer
 
 from crmse_cli.cli.common import DeviceOption, TrustCodeOption, emit_result, set_threads, state, workspace
-from crmse_cli.config import load_config, with_default
+from crmse_cli.cli.conventions import setting_option, settings_given
+from crmse_cli.config import load_config
 from crmse_cli.stages.diagnose_config import DiagnoseConfig
 
-
-def _h(text: str, field: str) -> str:
-    return with_default(text, DiagnoseConfig, field)
+D = DiagnoseConfig
 
 
 def diagnose_command(
@@ -28,22 +27,14 @@ def diagnose_command(
         help="Sample runs of the MSE model whose collapsed frames are lifted (repeatable); "
         "default: all of its completed sample runs.",
     ),
-    soft_modes: int | None = typer.Option(
-        None, "--soft-modes", help=_h("Softest MSE modes summarised (torsions).", "soft_modes")
-    ),
-    stiff_modes: int | None = typer.Option(
-        None, "--stiff-modes", help=_h("Stiffest MSE modes summarised.", "stiff_modes")
-    ),
-    mass_weighted: bool | None = typer.Option(
-        None, "--mass-weighted", help="Modes in mass-weighted coordinates (default: plain Cartesian)."
-    ),
-    temperature_K: float | None = typer.Option(
-        None, "--temperature-K", help="kT unit of the collapse lift (default: the samples' temperature)."
-    ),
-    max_test_frames: int | None = typer.Option(
-        None, "--max-test-frames", help=_h("Test frames for the force slopes.", "max_test_frames")
-    ),
-    seed: int | None = typer.Option(None, help=_h("Seed of the frame picks.", "seed")),
+    soft_modes: int | None = setting_option(D, "soft_modes"),
+    stiff_modes: int | None = setting_option(D, "stiff_modes"),
+    mass_weighted: bool | None = setting_option(D, "mass_weighted"),
+    temperature_K: float | None = setting_option(D, "temperature_K"),
+    max_test_frames: int | None = setting_option(D, "max_test_frames"),
+    max_collapsed_frames: int | None = setting_option(D, "max_collapsed_frames"),
+    fmax: float | None = setting_option(D, "fmax"),
+    seed: int | None = setting_option(D, "seed"),
     device: DeviceOption = "cpu",
     name: str | None = typer.Option(None, help="A unique name for the diagnose run."),
     trust_code: TrustCodeOption = False,
@@ -53,16 +44,7 @@ def diagnose_command(
 
     st = state(ctx)
     set_threads(st.threads)
-    cfg = load_config(
-        DiagnoseConfig,
-        soft_modes=soft_modes,
-        stiff_modes=stiff_modes,
-        mass_weighted=mass_weighted,
-        temperature_K=temperature_K,
-        max_test_frames=max_test_frames,
-        seed=seed,
-        device=device,
-    )
+    cfg = load_config(DiagnoseConfig, **settings_given(ctx.params, D))
     res = diagnose(
         workspace(st, trust_code=trust_code),
         run,

@@ -9,8 +9,8 @@ from typing import Any
 import typer
 
 from crmse_cli.cli.common import console, emit_json, shown, state
-from crmse_cli.cli.conventions import choice
-from crmse_cli.config import load_config, with_default
+from crmse_cli.cli.conventions import choice, setting_option, settings_given
+from crmse_cli.config import load_config
 from crmse_cli.data.sources import SOURCES
 from crmse_cli.data.xtb_config import XtbMDConfig
 from crmse_cli.units import XYZ_ENERGY_UNITS
@@ -114,8 +114,7 @@ def xyz_command(
     )
 
 
-def _h(text: str, field: str) -> str:
-    return with_default(text, XtbMDConfig, field)
+X = XtbMDConfig
 
 
 @fetch_app.command("xtb")
@@ -127,52 +126,25 @@ def xtb_command(
     start_from: str | None = typer.Option(
         None, "--start-from", help="Start geometry: a registered dataset (its frame 0) or an xyz file."
     ),
-    temperature_K: float | None = typer.Option(
-        None, "--temperature-K", help=_h("Thermostat temperature, K.", "temperature_K")
-    ),
-    frames: int | None = typer.Option(
-        None, "--frames", help=_h("Frames kept over all replicas (3 to 1000000).", "frames")
-    ),
-    method: str | None = typer.Option(
-        None, "--method", help=_h("xTB method of the dynamics: gfn2 or gfn1.", "method")
-    ),
-    label_method: str | None = typer.Option(
-        None, "--label-method", help="xTB method of the labels (default --method; gfn1: relabelled control)."
-    ),
-    timestep_fs: float | None = typer.Option(
-        None, "--timestep-fs", help=_h("BAOAB time step, fs.", "timestep_fs")
-    ),
-    friction_per_fs: float | None = typer.Option(
-        None, "--friction-per-fs", help=_h("Langevin friction, 1/fs.", "friction_per_fs")
-    ),
-    equilibration_ps: float | None = typer.Option(
-        None, "--equilibration-ps", help=_h("Discarded start, ps.", "equilibration_ps")
-    ),
-    stride: int | None = typer.Option(None, "--stride", help=_h("Steps between kept frames.", "stride")),
-    replicas: int | None = typer.Option(None, "--replicas", help=_h("Independent trajectories.", "replicas")),
+    temperature_K: float | None = setting_option(X, "temperature_K"),
+    frames: int | None = setting_option(X, "frames"),
+    method: str | None = setting_option(X, "method"),
+    label_method: str | None = setting_option(X, "label_method"),
+    timestep_fs: float | None = setting_option(X, "timestep_fs"),
+    friction_per_fs: float | None = setting_option(X, "friction_per_fs"),
+    equilibration_ps: float | None = setting_option(X, "equilibration_ps"),
+    stride: int | None = setting_option(X, "stride"),
+    replicas: int | None = setting_option(X, "replicas"),
     processes: int = typer.Option(1, "--processes", help="Worker processes (one thread each; 1 to 1024)."),
-    seed: int | None = typer.Option(
-        None, "--seed", help=_h("Seed of the velocities, the noise and the splits.", "seed")
-    ),
+    seed: int | None = setting_option(X, "seed"),
+    checkpoint_every_s: float | None = setting_option(X, "checkpoint_every_s"),
     name: str | None = typer.Option(None, "--name", help="Dataset name (default <molecule>-xtb[-...])."),
     force: bool = typer.Option(False, "--force", help="Discard a cached generation with other settings."),
 ) -> None:
     """Generate an exact-temperature GFN-xTB reference by Langevin dynamics (rerun to resume)."""
     from crmse_cli.stages.fetch_xtb import fetch_xtb
 
-    cfg = load_config(
-        XtbMDConfig,
-        temperature_K=temperature_K,
-        frames=frames,
-        method=method,
-        label_method=label_method,
-        timestep_fs=timestep_fs,
-        friction_per_fs=friction_per_fs,
-        equilibration_ps=equilibration_ps,
-        stride=stride,
-        replicas=replicas,
-        seed=seed,
-    )
+    cfg = load_config(XtbMDConfig, **settings_given(ctx.params, X))
     ws = state(ctx).workspace
     res = fetch_xtb(ws, molecule, cfg, start_from=start_from, name=name, processes=processes, force=force)
     if state(ctx).json:

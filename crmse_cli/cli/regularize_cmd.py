@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from crmse_cli.cli import arm_options as arm
-from crmse_cli.cli.budget_options import (
-    BudgetEveryOption,
-    ForceBudgetOption,
-    ScreenReplicasOption,
-    ScreenStepsOption,
-    ScreenTemperatureOption,
-    budget_options,
-    load_budget,
-)
+from crmse_cli.cli.budget_options import load_budget
 from crmse_cli.cli.common import (
     DeviceOption,
     RunNameOption,
@@ -25,141 +18,63 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
-from crmse_cli.cli.conventions import choice
-from crmse_cli.config import load_config, with_default
-from crmse_cli.train.contrastive_config import CHAIN_SAMPLERS, INITS, LAMBDA_UNITS, ContrastiveConfig
-from crmse_cli.train.readings import ETA_UNITS
+from crmse_cli.cli.conventions import setting_option, settings_given
+from crmse_cli.config import load_config, read_config_file
+from crmse_cli.stages.regularize_config import RegularizeConfig
+from crmse_cli.train.budget import BudgetConfig
+from crmse_cli.train.contrastive_config import ContrastiveConfig
 
-TERM, CHAINS, OPTIMIZER = "Contrastive term", "Chains", "Optimizer"
-"""``--help`` panels; the run's own options (source, config, device, name) stay under "Options",
-the study arms and the force budget have theirs (arm_options.py, budget_options.py)."""
-
-
-def _h(text: str, field: str) -> str:
-    return with_default(text, ContrastiveConfig, field)
+C, B, R = ContrastiveConfig, BudgetConfig, RegularizeConfig
+TABLES = ("contrastive", "budget", "regularize")
+"""The tables of regularize's ``--config`` file: ContrastiveConfig, BudgetConfig, RegularizeConfig's own."""
 
 
 def regularize_command(
     ctx: typer.Context,
     source: str | None = typer.Option(None, "--from", help="Pretrain run (id or name) or checkpoint file."),
-    lambda_: float | None = typer.Option(
-        None,
-        "--lambda",
-        help=_h("Weight of the contrastive term (0: the control).", "lambda_"),
-        rich_help_panel=TERM,
-    ),
-    lambda_units: str | None = choice(
-        LAMBDA_UNITS,
-        "--lambda-units",
-        rich_help_panel=TERM,
-        help="eV: lambda weighs L_C against L_MSE in eV, eV/Å (the paper's; 531.8x our kcal loss); "
-        "kcal: against L_MSE in kcal/mol, kcal/mol/Å." + _h("", "lambda_units"),
-    ),
-    lc_beta: bool | None = typer.Option(
-        None,
-        "--lc-beta/--no-lc-beta",
-        rich_help_panel=TERM,
-        help="L_C = beta (<U>_data - <U>_chains), dimensionless; --no-lc-beta: without beta, in the "
-        "--lambda-units energy (23x less weight per eV at 500 K)." + _h("", "lc_beta"),
-    ),
-    eta_A2: float | None = typer.Option(
-        None,
-        "--eta-A2",
-        help=_h("Chain step size, read in --eta-units.", "eta_A2"),
-        rich_help_panel=CHAINS,
-    ),
-    eta_units: str | None = choice(
-        ETA_UNITS,
-        "--eta-units",
-        rich_help_panel=CHAINS,
-        help="A2: Å² of the beta-scaled step x + eta beta F + sqrt(2 eta) xi; A2_per_eV: Å²/eV of "
-        "x - eta grad U + sqrt(2 eta kT) xi (U, kT in eV; 4e-4 is 1.72e-5 Å² at 500 K)."
-        + _h("", "eta_units"),
-    ),
-    steps_per_update: int | None = typer.Option(
-        None,
-        "--steps-per-update",
-        help=_h("K: chain steps per parameter update.", "steps_per_update"),
-        rich_help_panel=CHAINS,
-    ),
-    chains: int | None = typer.Option(
-        None, help=_h("C: number of persistent chains.", "n_chains"), rich_help_panel=CHAINS
-    ),
-    updates: int | None = typer.Option(
-        None, help=_h("Number of parameter updates.", "n_updates"), rich_help_panel=OPTIMIZER
-    ),
-    temperature_K: float | None = typer.Option(
-        None,
-        "--temperature-K",
-        help=_h("Temperature of the Boltzmann term.", "temperature_K"),
-        rich_help_panel=TERM,
-    ),
-    chain_temperature_K: float | None = typer.Option(
-        None,
-        "--chain-temperature-K",
-        help="Temperature the chains sample at \\[default: --temperature-K].",
-        rich_help_panel=CHAINS,
-    ),
-    chain_sampler: str | None = choice(
-        CHAIN_SAMPLERS,
-        "--chain-sampler",
-        help=_h("ula (the paper's) or mala (Metropolis-adjusted, exact).", "chain_sampler"),
-        rich_help_panel=CHAINS,
-    ),
-    init: str | None = choice(
-        INITS,
-        rich_help_panel=OPTIMIZER,
-        help="raw: the pretrain run's raw weights and Adam moments (the paper's); "
-        "ema: its best EMA weights and a fresh Adam." + _h("", "init"),
-    ),
-    lr: float | None = typer.Option(
-        None, help=_h("Adam learning rate after warm-up.", "lr"), rich_help_panel=OPTIMIZER
-    ),
-    warmup: int | None = typer.Option(
-        None,
-        help=_h("Linear learning-rate warm-up, in updates.", "warmup_updates"),
-        rich_help_panel=OPTIMIZER,
-    ),
-    batch_size: int | None = typer.Option(
-        None, help=_h("Training frames per update.", "batch_size"), rich_help_panel=OPTIMIZER
-    ),
-    reset_fraction: float | None = typer.Option(
-        None,
-        help=_h("Share of chains reset to training frames each update.", "reset_fraction"),
-        rich_help_panel=CHAINS,
-    ),
-    grad_clip: float | None = typer.Option(
-        None, help=_h("Gradient-norm clip, 0 = off.", "grad_clip"), rich_help_panel=OPTIMIZER
-    ),
-    energy_weight: float | None = typer.Option(
-        None,
-        help="w_E of L_MSE, (kcal/mol)^-2 \\[default: the pretrain run's].",
-        rich_help_panel=OPTIMIZER,
-    ),
-    force_weight: float | None = typer.Option(
-        None,
-        help="w_F of L_MSE, (kcal/mol/Å)^-2 \\[default: the pretrain run's].",
-        rich_help_panel=OPTIMIZER,
-    ),
-    seed: int | None = typer.Option(None, help=_h("Seed of chains, batches and resets.", "seed")),
-    chain_source: arm.ChainSourceOption = None,
-    positives: arm.PositivesOption = None,
-    optimizer_init: arm.OptimizerInitOption = None,
-    ema_decay: arm.EmaDecayOption = None,
-    lambda_decay_after: arm.LambdaDecayAfterOption = None,
-    lambda_decay_threshold: arm.LambdaDecayThresholdOption = None,
-    lambda_decay_updates: arm.LambdaDecayUpdatesOption = None,
-    lambda_control: arm.LambdaControlOption = None,
-    lambda_control_up: arm.LambdaControlUpOption = None,
-    lambda_control_down: arm.LambdaControlDownOption = None,
-    lambda_control_range: arm.LambdaControlRangeOption = None,
-    force_budget: ForceBudgetOption = None,
-    budget_every: BudgetEveryOption = None,
-    screen_replicas: ScreenReplicasOption = None,
-    screen_steps: ScreenStepsOption = None,
-    screen_temperature_K: ScreenTemperatureOption = None,
+    lambda_: float | None = setting_option(C, "lambda_"),
+    lambda_units: str | None = setting_option(C, "lambda_units"),
+    lc_beta: bool | None = setting_option(C, "lc_beta"),
+    eta_A2: float | None = setting_option(C, "eta_A2"),
+    eta_units: str | None = setting_option(C, "eta_units"),
+    steps_per_update: int | None = setting_option(C, "steps_per_update"),
+    n_chains: int | None = setting_option(C, "n_chains"),
+    n_updates: int | None = setting_option(C, "n_updates"),
+    temperature_K: float | None = setting_option(C, "temperature_K"),
+    chain_temperature_K: float | None = setting_option(C, "chain_temperature_K"),
+    chain_sampler: str | None = setting_option(C, "chain_sampler"),
+    init: str | None = setting_option(C, "init"),
+    lr: float | None = setting_option(C, "lr"),
+    warmup_updates: int | None = setting_option(C, "warmup_updates"),
+    batch_size: int | None = setting_option(C, "batch_size"),
+    reset_fraction: float | None = setting_option(C, "reset_fraction"),
+    grad_clip: float | None = setting_option(C, "grad_clip"),
+    energy_weight: float | None = setting_option(C, "energy_weight"),
+    force_weight: float | None = setting_option(C, "force_weight"),
+    seed: int | None = setting_option(C, "seed"),
+    chain_source: str | None = setting_option(C, "chain_source"),
+    positives: str | None = setting_option(C, "positives"),
+    optimizer_init: str | None = setting_option(C, "optimizer_init"),
+    ema_decay: float | None = setting_option(C, "ema_decay"),
+    lambda_decay_after: int | None = setting_option(C, "lambda_decay_after"),
+    lambda_decay_threshold: float | None = setting_option(C, "lambda_decay_threshold"),
+    lambda_decay_updates: int | None = setting_option(C, "lambda_decay_updates"),
+    lambda_control: str | None = setting_option(C, "lambda_control"),
+    lambda_control_up: float | None = setting_option(C, "lambda_control_up"),
+    lambda_control_down: float | None = setting_option(C, "lambda_control_down"),
+    lambda_control_range: float | None = setting_option(C, "lambda_control_range"),
+    force_budget: float | None = setting_option(B, "force_budget"),
+    budget_every: int | None = setting_option(B, "budget_every"),
+    screen_replicas: int | None = setting_option(B, "screen_replicas"),
+    screen_steps: int | None = setting_option(B, "screen_steps"),
+    screen_temperature_K: float | None = setting_option(B, "screen_temperature_K"),
+    val_every: int | None = setting_option(R, "val_every"),
+    checkpoint_every: int | None = setting_option(R, "checkpoint_every"),
+    chains_every: int | None = setting_option(R, "chains_every"),
     config: Path | None = typer.Option(
-        None, help="TOML file with a \\[contrastive] table of settings (options override)."
+        None,
+        help="TOML file with \\[contrastive], \\[budget] and \\[regularize] tables of settings "
+        "(options override).",
     ),
     device: DeviceOption = "cpu",
     name: RunNameOption = None,
@@ -175,59 +90,18 @@ def regularize_command(
     trust_code: TrustCodeOption = False,
 ) -> None:
     """Post-train a potential with CRMSE: L = L_MSE + lambda * beta * (<U>_data - <U>_chains)."""
-    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+    from crmse_cli.stages.regularize import regularize
 
     st = state(ctx)
     ws = workspace(st, trust_code=trust_code)
     set_threads(st.threads)
-    options = dict(
-        lambda_=lambda_,
-        lambda_units=lambda_units,
-        lc_beta=lc_beta,
-        eta_A2=eta_A2,
-        eta_units=eta_units,
-        steps_per_update=steps_per_update,
-        n_chains=chains,
-        n_updates=updates,
-        temperature_K=temperature_K,
-        chain_temperature_K=chain_temperature_K,
-        chain_sampler=chain_sampler,
-        init=init,
-        lr=lr,
-        warmup_updates=warmup,
-        batch_size=batch_size,
-        reset_fraction=reset_fraction,
-        grad_clip=grad_clip,
-        energy_weight=energy_weight,
-        force_weight=force_weight,
-        seed=seed,
-        **arm.arm_options(
-            chain_source,
-            positives,
-            optimizer_init,
-            ema_decay,
-            lambda_decay_after,
-            lambda_decay_threshold,
-            lambda_decay_updates,
-            lambda_control,
-            lambda_control_up,
-            lambda_control_down,
-            lambda_control_range,
-        ),
-    )
-    # Defaults live in ContrastiveConfig alone: the file sets what it names, options override it.
-    contrastive = load_config(
-        ContrastiveConfig,
-        config,
-        section="contrastive",
-        siblings=("budget",),  # read by load_budget
-        aliases={"lambda": "lambda_"},
-        flags={"n_chains": "--chains", "n_updates": "--updates", "warmup_updates": "--warmup"},
-        **options,
-    )
-    budget = budget_options(force_budget, budget_every, screen_replicas, screen_steps, screen_temperature_K)
-    cfg = RegularizeConfig(contrastive=contrastive, budget=load_budget(config, budget), device=device)
-    given = {k: v for k, v in {**options, **budget}.items() if v is not None}
+    cfg = load_regularize(config, ctx.params)
+    given = {
+        **settings_given(ctx.params, C),
+        **settings_given(ctx.params, B),
+        **settings_given(ctx.params, R),
+    }
+    given = {k: v for k, v in given.items() if v is not None and k != "device"}
     if resume is not None and config is not None:
         from crmse_cli.errors import UsageError
 
@@ -245,6 +119,22 @@ def regularize_command(
         checkpoint=str(res.checkpoint),
         wall_s=round(res.wall_s, 1),
     )
+
+
+def load_regularize(path: Path | None, params: dict[str, Any]) -> RegularizeConfig:
+    """The RegularizeConfig of the options ``params`` (by field name) over the tables of ``path``.
+
+    A file without tables is read whole as the contrastive settings; ``[budget]`` and
+    ``[regularize]`` are read where the file has them.
+    """
+    own_table = path is not None and isinstance(read_config_file(path).get("regularize"), dict)
+    contrastive = load_config(
+        C, path, section="contrastive", siblings=TABLES[1:], **settings_given(params, C)
+    )
+    own = load_config(
+        R, path if own_table else None, section="regularize", siblings=TABLES[:2], **settings_given(params, R)
+    )
+    return replace(own, contrastive=contrastive, budget=load_budget(path, settings_given(params, B)))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,54 +15,29 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
-from crmse_cli.cli.conventions import DTYPE_CHOICES, choice
+from crmse_cli.cli.conventions import setting_option, settings_given
 from crmse_cli.config import load_config
-from crmse_cli.config import with_default as _d
-from crmse_cli.stages.sample_config import INTEGRATORS, STARTS, SampleConfig
+from crmse_cli.stages.sample_config import SampleConfig
 
-
-def _h(text: str, field: str) -> str:
-    return _d(text, SampleConfig, field)
+S = SampleConfig
 
 
 def sample_command(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A pretrain/regularize run (id or name) or a checkpoint file."),
-    integrator: str | None = choice(
-        INTEGRATORS,
-        help=_h(
-            "langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
-            "integrator",
-        ),
-    ),
-    temperature_K: float | None = typer.Option(
-        None, "--temperature-K", help=_h("Temperature in K.", "temperature_K")
-    ),
-    timestep_fs: float | None = typer.Option(
-        None, "--timestep-fs", help=_h("MD time step in fs (langevin).", "timestep_fs")
-    ),
-    friction_per_fs: float | None = typer.Option(
-        None, "--friction-per-fs", help=_h("Langevin friction in 1/fs.", "friction_per_fs")
-    ),
-    eta_A2: float | None = typer.Option(None, "--eta-A2", help=_h("Step size in Å² (ula, mala).", "eta_A2")),
-    replicas: int | None = typer.Option(None, help=_h("Replicas run as one batch.", "replicas")),
-    steps: int | None = typer.Option(None, help=_h("Integrator steps (20000 x 0.5 fs = 10 ps).", "steps")),
-    record_every: int | None = typer.Option(
-        None, help=_h("Record a frame of every replica every N steps.", "record_every")
-    ),
-    start: str | None = choice(
-        STARTS, help=_h("Start frames: test, reference or train frames of the split.", "start")
-    ),
-    seed: int | None = typer.Option(None, help=_h("Seed of start frames, velocities and noise.", "seed")),
+    integrator: str | None = setting_option(S, "integrator"),
+    temperature_K: float | None = setting_option(S, "temperature_K"),
+    timestep_fs: float | None = setting_option(S, "timestep_fs"),
+    friction_per_fs: float | None = setting_option(S, "friction_per_fs"),
+    eta_A2: float | None = setting_option(S, "eta_A2"),
+    replicas: int | None = setting_option(S, "replicas"),
+    steps: int | None = setting_option(S, "steps"),
+    record_every: int | None = setting_option(S, "record_every"),
+    start: str | None = setting_option(S, "start"),
+    seed: int | None = setting_option(S, "seed"),
     device: DeviceOption = "cpu",
-    dtype: str | None = choice(DTYPE_CHOICES, help=_h("The model's dtype.", "dtype")),
-    processes: int | None = typer.Option(
-        None,
-        help=_h(
-            "Worker processes (CPU only), one torch thread each; the replicas are split between them.",
-            "processes",
-        ),
-    ),
+    dtype: str | None = setting_option(S, "dtype"),
+    processes: int | None = setting_option(S, "processes"),
     config: Path | None = typer.Option(
         None, help="TOML file of sampling settings (e.g. examples/sample.toml; options override)."
     ),
@@ -74,24 +49,7 @@ def sample_command(
 
     st = state(ctx)
     set_threads(st.threads)
-    cfg = load_config(
-        SampleConfig,
-        config,
-        section="sample",
-        integrator=integrator,
-        temperature_K=temperature_K,
-        timestep_fs=timestep_fs,
-        friction_per_fs=friction_per_fs,
-        eta_A2=eta_A2,
-        replicas=replicas,
-        steps=steps,
-        record_every=record_every,
-        start=start,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        processes=processes,
-    )
+    cfg = load_config(SampleConfig, config, section="sample", **settings_given(ctx.params, S))
     res = sample(workspace(st, trust_code=trust_code), model, cfg, name=name)
     emit_result(
         st,

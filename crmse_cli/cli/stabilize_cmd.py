@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from crmse_cli.cli.budget_options import BudgetEveryOption, ScreenReplicasOption, ScreenStepsOption
 from crmse_cli.cli.common import (
     OpenOption,
     TrustCodeOption,
@@ -18,14 +16,12 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
-from crmse_cli.cli.conventions import choice
-from crmse_cli.config import load_config, with_default
+from crmse_cli.cli.conventions import choice, setting_option, settings_given
+from crmse_cli.config import load_config
 from crmse_cli.stages.stabilize_config import StabilizeConfig
 from crmse_cli.units import XYZ_ENERGY_UNITS
 
-
-def _h(text: str, field: str) -> str:
-    return with_default(text, StabilizeConfig, field)
+S = StabilizeConfig
 
 
 def stabilize_command(
@@ -39,14 +35,8 @@ def stabilize_command(
         help="MACE: the extended-XYZ file it was trained on, or a registered dataset. "
         "crmse: leave out (the model's own dataset).",
     ),
-    force_budget: float | None = typer.Option(
-        None, "--force-budget", help=_h("Largest relative rise of the validation force MAE.", "force_budget")
-    ),
-    temperature_K: float | None = typer.Option(
-        None,
-        "--temperature-K",
-        help=_h("Where you will run the model: the screens' temperature.", "temperature_K"),
-    ),
+    force_budget: float | None = setting_option(S, "force_budget"),
+    temperature_K: float | None = setting_option(S, "temperature_K"),
     test: Path | None = typer.Option(
         None,
         "--test",
@@ -61,19 +51,16 @@ def stabilize_command(
     out: Path | None = typer.Option(
         None, "--out", help="The stabilized MACE model \\[default: <MODEL stem>-stable.model beside MODEL]."
     ),
-    replicas: int | None = typer.Option(None, "--replicas", help=_h("Replicas of each screen.", "replicas")),
-    steps: int | None = typer.Option(
-        None, "--steps", help=_h("BAOAB steps of each screen (0.5 fs each).", "steps")
-    ),
-    updates: int | None = typer.Option(None, "--updates", help="CRMSE updates \\[default: regularize's]."),
-    lambda_: float | None = typer.Option(None, "--lambda", help="CRMSE's lambda \\[default: regularize's]."),
-    budget_every: BudgetEveryOption = None,
-    screen_replicas: ScreenReplicasOption = None,
-    screen_steps: ScreenStepsOption = None,
-    seed: int | None = typer.Option(None, "--seed", help=_h("Seed of the screens and of CRMSE.", "seed")),
-    processes: int | None = typer.Option(
-        None, "--processes", help=_h("Worker processes of the screens.", "processes")
-    ),
+    replicas: int | None = setting_option(S, "replicas"),
+    steps: int | None = setting_option(S, "steps"),
+    record_every: int | None = setting_option(S, "record_every"),
+    updates: int | None = setting_option(S, "updates"),
+    lambda_: float | None = setting_option(S, "lambda_"),
+    budget_every: int | None = setting_option(S, "budget_every"),
+    screen_replicas: int | None = setting_option(S, "screen_replicas"),
+    screen_steps: int | None = setting_option(S, "screen_steps"),
+    seed: int | None = setting_option(S, "seed"),
+    processes: int | None = setting_option(S, "processes"),
     energy_unit: str = choice(
         XYZ_ENERGY_UNITS, "--energy-unit", default="eV", help="The XYZ files' energy unit; forces per Å."
     ),
@@ -90,20 +77,7 @@ def stabilize_command(
 
     st = state(ctx)
     set_threads(st.threads)
-    options: dict[str, Any] = {
-        "force_budget": force_budget,
-        "temperature_K": temperature_K,
-        "replicas": replicas,
-        "steps": steps,
-        "updates": updates,
-        "lambda_": lambda_,
-        "budget_every": budget_every,
-        "screen_replicas": screen_replicas,
-        "screen_steps": screen_steps,
-        "seed": seed,
-        "processes": processes,
-    }
-    cfg = load_config(StabilizeConfig, None, **options)
+    cfg = load_config(StabilizeConfig, None, **settings_given(ctx.params, S))
     res = stabilize(
         workspace(st, trust_code=trust_code),
         model,

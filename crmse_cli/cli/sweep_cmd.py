@@ -74,11 +74,11 @@ def create_command(
     settings: list[str] = typer.Option(
         [],
         "--set",
-        help="A regularize setting KEY=VALUE, any ContrastiveConfig or RegularizeConfig field "
-        "(n_updates=50, lr=1e-4, n_chains=64, steps_per_update=200, ...). Repeat for more.",
+        help="A regularize setting KEY=VALUE, any key of its config file's \\[contrastive], \\[budget] "
+        "or \\[regularize] table (n_updates=50, lr=1e-4, n_chains=64, val_every=10, ...). Repeat for more.",
     ),
     sample_settings: list[str] = typer.Option(
-        [], "--sample-set", help="A sample setting KEY=VALUE, any SampleConfig field (integrator=ula, ...)."
+        [], "--sample-set", help="A sample setting KEY=VALUE, any key of its \\[sample] table (integrator=ula, ...)."
     ),
     sample_replicas: int | None = typer.Option(None, "--sample-replicas", help="Replicas sampled per model."),
     sample_steps: int | None = typer.Option(None, "--sample-steps", help="Sampler steps per model."),

@@ -11,7 +11,14 @@ from typing import Any
 
 from crmse_cli.defaults import FRICTION_PER_FS, TEMPERATURE_K, TIMESTEP_FS
 from crmse_cli.errors import CrmseError
-from crmse_cli.validate import check_config
+from crmse_cli.settings import setting
+from crmse_cli.validate import (
+    MAX_XTB_FRAMES,
+    SEED_RANGE,
+    TEMPERATURE_RANGE,
+    ConfigError,
+    check_config,
+)
 
 METHODS: dict[str, str] = {"gfn2": "GFN2-xTB", "gfn1": "GFN1-xTB"}
 """Short method names (CLI, registry meta) -> tblite's names."""
@@ -44,24 +51,30 @@ class XtbMDConfig:
         checkpoint_every_s: wall seconds between checkpoints (does not change the frames).
     """
 
-    temperature_K: float = TEMPERATURE_K
-    frames: int = 1000
-    method: str = "gfn2"
-    label_method: str | None = None
-    timestep_fs: float = TIMESTEP_FS
-    friction_per_fs: float = FRICTION_PER_FS
-    equilibration_ps: float = 1.0
-    stride: int = 20
-    replicas: int = 1
-    seed: int = 0
-    checkpoint_every_s: float = 5.0
+    temperature_K: float = setting(TEMPERATURE_K, range=TEMPERATURE_RANGE, help="Thermostat temperature, K.")
+    frames: int = setting(
+        1000, range=f"[3, {MAX_XTB_FRAMES}]", help="Frames kept over all replicas (3 to 1000000)."
+    )
+    method: str = setting("gfn2", help="xTB method of the dynamics: gfn2 or gfn1.")
+    label_method: str | None = setting(
+        None, help="xTB method of the labels (gfn1: relabelled control).", unset="--method"
+    )
+    timestep_fs: float = setting(TIMESTEP_FS, range="(0, 100]", help="BAOAB time step, fs.")
+    friction_per_fs: float = setting(FRICTION_PER_FS, range="[0, 1e6]", help="Langevin friction, 1/fs.")
+    equilibration_ps: float = setting(1.0, range="[0, 1e5]", help="Discarded start, ps.")
+    stride: int = setting(20, range="[1, 1e6]", help="Steps between kept frames.")
+    replicas: int = setting(1, range=f"[1, {MAX_XTB_FRAMES}]", help="Independent trajectories.")
+    seed: int = setting(0, range=SEED_RANGE, help="Seed of the velocities, the noise and the splits.")
+    checkpoint_every_s: float = setting(
+        5.0, range="[0, 1e9]", help="Wall seconds between checkpoints (the frames do not change)."
+    )
 
     def __post_init__(self) -> None:
-        check_config(self)  # types, finiteness and crmse_cli.validate.RANGES (frames <= 10**6)
+        check_config(self)  # types, finiteness and ranges declared on the fields (frames <= 10**6)
         check_method(self.method)
         check_method(self.label)
         if self.frames < max(3, self.replicas):
-            raise CrmseError(f"--frames must be >= 3 and >= --replicas, got {self.frames}")
+            raise ConfigError(f"--frames must be >= 3 and >= --replicas, got {self.frames}")
 
     @property
     def label(self) -> str:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from crmse_cli.errors import CrmseError
-from crmse_cli.validate import check_config
+from crmse_cli.settings import setting
+from crmse_cli.validate import ConfigError, check_config
 
 ARCHITECTURES = ("painn", "schnet", "mace", "module")
 """Built-in networks, MACE through mace-torch (``model/mace_adapter.py``), and ``module``: a
@@ -54,35 +54,25 @@ class ModelConfig:
         dtype: floating-point type of weights and computations, "float32" or "float64".
     """
 
-    architecture: str = "painn"
-    features: int = 64
-    layers: int = 3
-    n_rbf: int = 20
-    cutoff_A: float = 5.0
-    envelope: str = "polynomial"
-    envelope_p: int = 6
-    dtype: str = "float32"
+    architecture: str = setting(
+        "painn",
+        choices=ARCHITECTURES,
+        help="painn, schnet or mace (mace-torch's ScaleShiftMACE; small defaults in docs/models.md).",
+    )
+    features: int = setting(64, range="[1, 100000]", help="Width F of the atom features.", cli=False)
+    layers: int = setting(3, range="[1, 1000]", help="Message-passing layers.", cli=False)
+    n_rbf: int = setting(20, range="[1, 100000]", help="Radial basis functions.", cli=False)
+    cutoff_A: float = setting(5.0, range="(0, 1000]", help="Cutoff radius, Å.", cli=False)
+    envelope: str = setting(
+        "polynomial", choices=ENVELOPES, help="Smooth cutoff: polynomial or cosine.", cli=False
+    )
+    envelope_p: int = setting(6, range="[2, 1000]", help="Exponent of the polynomial envelope.", cli=False)
+    dtype: str = setting("float32", choices=tuple(DTYPES), help="The model's dtype.")
 
     def __post_init__(self) -> None:
-        check_config(self, prefix="model.")
-        if self.architecture not in ARCHITECTURES:
-            raise CrmseError(
-                f"model.architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
-            )
-        if self.envelope not in ENVELOPES:
-            raise CrmseError(f"model.envelope must be one of {', '.join(ENVELOPES)}, got {self.envelope!r}")
-        if self.dtype not in DTYPES:
-            raise CrmseError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        for name in ("features", "layers", "n_rbf"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise CrmseError(f"model.{name} must be a positive integer, got {value!r}")
+        check_config(self, prefix="model.")  # types, ranges and choices declared on the fields
         if self.architecture == "painn" and self.features < 2:
-            raise CrmseError("model.features must be at least 2 for painn (the readout halves it)")
-        if not isinstance(self.envelope_p, int) or self.envelope_p < 2:
-            raise CrmseError(f"model.envelope_p must be an integer >= 2, got {self.envelope_p!r}")
-        if not float(self.cutoff_A) > 0.0:
-            raise CrmseError(f"model.cutoff_A must be a positive length in Å, got {self.cutoff_A!r}")
+            raise ConfigError("model.features must be at least 2 for painn (the readout halves it)")
 
     @property
     def torch_dtype(self) -> torch.dtype:

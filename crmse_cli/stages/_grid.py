@@ -1,7 +1,9 @@
 """Settings of one sweep grid point: stage configs built from options given by field name.
 
 Options are applied with ``dataclasses.replace`` on the stage's default config, so every field a
-config gains later is a valid sweep option without a change here.
+config gains later is a valid sweep option without a change here. A setting is named by its key
+(:func:`crmse_cli.settings.key`: ``lambda``), as in a TOML file, or by its field name; a bad value
+is blamed on ``--set KEY`` as the user typed it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from crmse_cli import settings
+from crmse_cli.config import name_the_option
 from crmse_cli.errors import CrmseError
 
 GRID_KEYS = {"lambda_": "--lambda", "seed": "--seeds", "device": "--device"}
@@ -18,66 +22,90 @@ GRID_KEYS = {"lambda_": "--lambda", "seed": "--seeds", "device": "--device"}
 def refuse_grid_keys(options: dict[str, Any], option: str) -> None:
     """Refuse a ``--set`` / ``--sample-set`` of a setting the grid sets itself (it would be overridden)."""
     for key in options:
-        field = "lambda_" if key == "lambda" else key
+        field = key + "_" if key + "_" in GRID_KEYS else key
         if field in GRID_KEYS:
             raise CrmseError(
                 f"{option} {key}=...: the grid sets {key} at every point; give it with {GRID_KEYS[field]}"
             )
 
 
-def _fields(cls: Any) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
+def _by_field(cls: type, options: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """The ``options`` that name a setting of ``cls``: field name -> (key as typed, value)."""
+    out: dict[str, tuple[str, Any]] = {}
+    for written, value in options.items():
+        name = settings.field_name(cls, written)
+        if name is not None and not settings.is_table(cls, name):
+            out[name] = (written, value)
+    return out
 
 
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(ContrastiveConfig, BudgetConfig, other RegularizeConfig fields) of ``options``.
+def _valid(*classes: type, but: tuple[str, ...] = ()) -> list[str]:
+    names = {
+        settings.key(f.name)
+        for cls in classes
+        for f in dataclasses.fields(cls)
+        if not settings.is_table(cls, f.name) and f.name not in but
+    }
+    return sorted(names)
 
-    ``lambda`` is read as lambda_. Unknown names are an error that lists the valid ones.
+
+def _blamed(exc: CrmseError, given: dict[str, tuple[str, Any]], option: str, what: str) -> CrmseError:
+    """A bad value of ``option`` (``--set``) named as the user typed it: ``--set n_updates must ...``."""
+    shown: dict[tuple[str, ...], str] = {
+        (name,): f"{option} {written}" for name, (written, _) in given.items()
+    }
+    return CrmseError(name_the_option(str(exc), shown) or f"invalid {what} option: {exc}")
+
+
+def regularize_config(
+    options: dict[str, Any], *, lambda_: float, seed: int, device: str, option: str = "--set"
+) -> Any:
+    """The RegularizeConfig of one grid point: defaults, replaced by ``options``, lambda and seed.
+
+    ``options`` name ContrastiveConfig, BudgetConfig and RegularizeConfig settings by key or field
+    name; an unknown one is an error that lists the valid ones, a bad value names ``option`` and
+    the key.
     """
-    from crmse_cli.stages.regularize import RegularizeConfig
+    from crmse_cli.stages.regularize_config import RegularizeConfig
     from crmse_cli.train.budget import BudgetConfig
-    from crmse_cli.train.contrastive import ContrastiveConfig
+    from crmse_cli.train.contrastive_config import ContrastiveConfig
 
-    opts = {("lambda_" if k == "lambda" else k): v for k, v in options.items()}
-    c_names, b_names = _fields(ContrastiveConfig), _fields(BudgetConfig)
-    r_names = _fields(RegularizeConfig) - {"contrastive", "budget", "device"}
-    unknown = sorted(set(opts) - c_names - b_names - r_names)
+    classes = (ContrastiveConfig, BudgetConfig, RegularizeConfig)
+    c_opts, b_opts, r_opts = (_by_field(cls, options) for cls in classes)
+    r_opts.pop("device", None)  # the grid's (refuse_grid_keys)
+    known = {written for part in (c_opts, b_opts, r_opts) for written, _ in part.values()}
+    unknown = sorted(set(options) - known)
     if unknown:
-        valid = ", ".join(sorted(c_names | b_names | r_names))
+        valid = ", ".join(_valid(*classes, but=("device",)))
         raise CrmseError(f"unknown regularize option(s) {', '.join(unknown)}; valid: {valid}")
 
-    def pick(names: set[str]) -> dict[str, Any]:
-        return {k: v for k, v in opts.items() if k in names}
+    def values(part: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+        return {name: value for name, (_, value) in part.items()}
 
-    return pick(c_names), pick(b_names), pick(r_names)
-
-
-def regularize_config(options: dict[str, Any], *, lambda_: float, seed: int, device: str) -> Any:
-    """The RegularizeConfig of one grid point: defaults, replaced by ``options``, lambda and seed."""
-    from crmse_cli.stages.regularize import RegularizeConfig
-    from crmse_cli.train.budget import BudgetConfig
-    from crmse_cli.train.contrastive import ContrastiveConfig
-
-    c_opts, b_opts, r_opts = split_options(options)
     try:
-        contrastive = dataclasses.replace(ContrastiveConfig(), **{**c_opts, "lambda_": lambda_, "seed": seed})
-        budget = BudgetConfig(**b_opts)  # --set force_budget=0.1: the rule in every grid point
-        return dataclasses.replace(
-            RegularizeConfig(), contrastive=contrastive, budget=budget, device=device, **r_opts
+        contrastive = dataclasses.replace(
+            ContrastiveConfig(), **{**values(c_opts), "lambda_": lambda_, "seed": seed}
         )
-    except (TypeError, ValueError) as exc:
-        raise CrmseError(f"invalid regularize option: {exc}") from exc
+        budget = BudgetConfig(**values(b_opts))  # --set force_budget=0.1: the rule in every grid point
+        return dataclasses.replace(
+            RegularizeConfig(), contrastive=contrastive, budget=budget, device=device, **values(r_opts)
+        )
+    except CrmseError as exc:  # the checks of the settings (validate.ConfigError)
+        raise _blamed(exc, {**c_opts, **b_opts, **r_opts}, option, "regularize") from exc
 
 
-def sample_config(options: dict[str, Any], *, seed: int, device: str) -> Any:
+def sample_config(options: dict[str, Any], *, seed: int, device: str, option: str = "--sample-set") -> Any:
     """The SampleConfig of one grid point: defaults replaced by ``options``, the seed and device."""
-    from crmse_cli.stages.sample import SampleConfig
+    from crmse_cli.stages.sample_config import SampleConfig
 
-    unknown = sorted(set(options) - _fields(SampleConfig) - {"seed", "device"})
+    given = _by_field(SampleConfig, options)
+    unknown = sorted(set(options) - {written for written, _ in given.values()})
+    given = {name: typed for name, typed in given.items() if name not in ("seed", "device")}  # the grid's
     if unknown:
-        valid = ", ".join(sorted(_fields(SampleConfig) - {"seed", "device"}))
+        valid = ", ".join(_valid(SampleConfig, but=("seed", "device")))
         raise CrmseError(f"unknown sample option(s) {', '.join(unknown)}; valid: {valid}")
     try:
-        return dataclasses.replace(SampleConfig(), **{**options, "seed": seed, "device": device})
-    except (TypeError, ValueError) as exc:
-        raise CrmseError(f"invalid sample option: {exc}") from exc
+        values = {name: value for name, (_, value) in given.items()}
+        return dataclasses.replace(SampleConfig(), **values, seed=seed, device=device)
+    except CrmseError as exc:
+        raise _blamed(exc, given, option, "sample") from exc

@@ -39,6 +39,7 @@ from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.evaluate import frame_errors, test_metrics
 from crmse_cli.stages.mace import save_native
 from crmse_cli.stages.regularize_budget import budget_keeper, check_budget
+from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.regularize_state import (
     check_unchanged,
     pretrain_state,
@@ -51,33 +52,11 @@ from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.optim import averaged
-from crmse_cli.validate import check_config
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.data.dataset import Dataset
     from crmse_cli.registry.store import Registry
-
-
-@dataclass(frozen=True)
-class RegularizeConfig:
-    """CRMSE settings: the trainer's hyper-parameters plus bookkeeping intervals.
-
-    ``contrastive`` holds lambda, eta, K, chains, updates, lr and warm-up (see
-    :class:`crmse_cli.train.contrastive.ContrastiveConfig` for their documented defaults). Energy
-    and force weights are taken from the pretraining run unless set explicitly. ``budget``: the
-    force budget (:class:`crmse_cli.train.budget.BudgetConfig`; off by default).
-    """
-
-    contrastive: ContrastiveConfig = ContrastiveConfig()
-    budget: BudgetConfig = BudgetConfig()
-    val_every: int = 25
-    checkpoint_every: int = 25
-    chains_every: int = 50
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
 
 _PLAIN = tuple(f.name for f in fields(RegularizeConfig) if f.name not in ("contrastive", "budget"))
@@ -144,7 +123,7 @@ def regularize(
 ) -> RegularizeResult:
     """Run (or resume) CRMSE post-training of ``source`` (model run id/name or checkpoint).
 
-    ``settings``: the contrastive settings the user gave explicitly (field name -> value). A
+    ``settings``: the settings the user gave explicitly (field name -> value). A
     resumed run keeps its own; one that differs from the run's is refused, naming the setting.
     """
     from crmse_cli.registry.store import Registry
@@ -161,7 +140,9 @@ def regularize(
         # What the resume runs with: settings the run predates read as their defaults, so one given
         # with another value is refused rather than silently dropped.
         resumed = _config_from_run(run.config, device=config.device)
-        check_unchanged(run.id, {**asdict(resumed.budget), **asdict(resumed.contrastive)}, settings or {})
+        own = {n: getattr(resumed, n) for n in _PLAIN if n != "device"}  # val_every, ...: kept too
+        stored = {**asdict(resumed.budget), **asdict(resumed.contrastive), **own}
+        check_unchanged(run.id, stored, settings or {})
         lock = _own(ws, run.id, dist)  # refused while another live process runs it
         handle = resolve_model(
             reg, run.config["source_checkpoint"], device=config.device, trust_code=ws.trust_code

@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crmse_cli.defaults import ETA_A2, FRICTION_PER_FS, TEMPERATURE_K, TIMESTEP_FS
-from crmse_cli.errors import CrmseError
-from crmse_cli.validate import check_config
+from crmse_cli.settings import setting
+from crmse_cli.validate import (
+    COUNT_RANGE,
+    PROCESSES_RANGE,
+    SEED_RANGE,
+    TEMPERATURE_RANGE,
+    ConfigError,
+    check_config,
+)
 
 INTEGRATORS = ("langevin", "ula", "mala")
 STARTS = ("test", "reference", "train")
@@ -38,39 +45,39 @@ class SampleConfig:
             interrupted.
     """
 
-    integrator: str = "langevin"
-    temperature_K: float = TEMPERATURE_K
-    timestep_fs: float = TIMESTEP_FS
-    friction_per_fs: float = FRICTION_PER_FS
-    eta_A2: float = ETA_A2
-    replicas: int = 64
-    steps: int = 20000
-    record_every: int = 20
-    check_every: int = 10
-    start: str = "test"
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    processes: int = 1
+    integrator: str = setting(
+        "langevin",
+        choices=INTEGRATORS,
+        help="langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
+    )
+    temperature_K: float = setting(TEMPERATURE_K, range=TEMPERATURE_RANGE, help="Temperature in K.")
+    timestep_fs: float = setting(TIMESTEP_FS, range="(0, 100]", help="MD time step in fs (langevin).")
+    friction_per_fs: float = setting(FRICTION_PER_FS, range="[0, 1e6]", help="Langevin friction in 1/fs.")
+    eta_A2: float = setting(ETA_A2, range="(0, 100]", help="Step size in Å² (ula, mala).")
+    replicas: int = setting(64, range="[1, 1e6]", help="Replicas run as one batch.")
+    steps: int = setting(20000, range=COUNT_RANGE, help="Integrator steps (20000 x 0.5 fs = 10 ps).")
+    record_every: int = setting(20, range=COUNT_RANGE, help="Record a frame of every replica every N steps.")
+    check_every: int = setting(
+        10, range=COUNT_RANGE, help="Run the stability monitor every N steps.", cli=False
+    )
+    start: str = setting(
+        "test", choices=STARTS, help="Start frames: test, reference or train frames of the split."
+    )
+    seed: int = setting(0, range=SEED_RANGE, help="Seed of start frames, velocities and noise.")
+    device: str = setting("cpu", help="cpu, cuda (the current GPU) or cuda:N (GPU N).")
+    dtype: str = setting("float32", choices=("float32", "float64"), help="The model's dtype.")
+    processes: int = setting(
+        1,
+        range=PROCESSES_RANGE,
+        help="Worker processes (CPU only), one torch thread each; the replicas are split between them.",
+    )
 
     def __post_init__(self) -> None:
-        check_config(self)
-        if self.integrator not in INTEGRATORS:
-            raise CrmseError(f"integrator must be one of {', '.join(INTEGRATORS)}, got {self.integrator!r}")
-        if self.start not in STARTS:
-            raise CrmseError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
-        for name in ("replicas", "steps", "record_every", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise CrmseError(f"{name} must be a positive integer")
-        for name in ("temperature_K", "timestep_fs", "eta_A2"):
-            if not float(getattr(self, name)) > 0:
-                raise CrmseError(f"{name} must be positive")
-        if self.friction_per_fs < 0:
-            raise CrmseError("friction_per_fs must be >= 0")
+        check_config(self)  # types, ranges and choices declared on the fields: crmse_cli/validate.py
         if self.processes > 1 and self.device != "cpu":
-            raise CrmseError(
+            raise ConfigError(
                 f"--processes {self.processes} shards replicas over CPU processes; with --device "
                 f"{self.device} use --processes 1 (the GPU takes the whole batch)"
             )
         if self.processes > self.replicas:
-            raise CrmseError(f"--processes {self.processes} is more than --replicas {self.replicas}")
+            raise ConfigError(f"--processes {self.processes} is more than --replicas {self.replicas}")

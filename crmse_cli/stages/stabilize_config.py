@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crmse_cli.defaults import TEMPERATURE_K
-from crmse_cli.validate import check_config
+from crmse_cli.settings import setting
+from crmse_cli.train.budget import PANEL
+from crmse_cli.validate import COUNT_RANGE, PROCESSES_RANGE, SEED_RANGE, TEMPERATURE_RANGE, check_config
 
 FORCE_BUDGET = 0.10
 """Default force budget: the stabilized model's validation force MAE may rise by at most 10%."""
@@ -32,18 +34,26 @@ class StabilizeConfig:
         processes: worker processes of the screens (``sample --processes``).
     """
 
-    force_budget: float = FORCE_BUDGET
-    temperature_K: float = TEMPERATURE_K
-    replicas: int = 64
-    steps: int = 20000
-    record_every: int = 20
-    updates: int | None = None
-    lambda_: float | None = None
-    budget_every: int = 25
-    screen_replicas: int = 32
-    screen_steps: int = 2000
-    seed: int = 0
-    processes: int = 1
+    force_budget: float = setting(
+        FORCE_BUDGET, range="(0, 10]", help="Largest relative rise of the validation force MAE."
+    )
+    temperature_K: float = setting(
+        TEMPERATURE_K, range=TEMPERATURE_RANGE, help="Where you will run the model: the screens' temperature."
+    )
+    replicas: int = setting(64, range="[1, 1e6]", help="Replicas of each screen.")
+    steps: int = setting(20000, range=COUNT_RANGE, help="BAOAB steps of each screen (0.5 fs each).")
+    record_every: int = setting(20, range=COUNT_RANGE, help="Keep a frame of every replica every N steps.")
+    updates: int | None = setting(None, range=COUNT_RANGE, help="CRMSE updates.", unset="regularize's")
+    lambda_: float | None = setting(None, range="[0, 1e6]", help="CRMSE's lambda.", unset="regularize's")
+    budget_every: int = setting(25, range=COUNT_RANGE, help="Updates between candidates.", panel=PANEL)
+    screen_replicas: int = setting(
+        32, range="[1, 1e6]", help="Replicas of each candidate's screen.", panel=PANEL
+    )
+    screen_steps: int = setting(
+        2000, range=COUNT_RANGE, help="BAOAB steps of the screen (0.5 fs each).", panel=PANEL
+    )
+    seed: int = setting(0, range=SEED_RANGE, help="Seed of the screens and of CRMSE.")
+    processes: int = setting(1, range=PROCESSES_RANGE, help="Worker processes of the screens.")
 
     def __post_init__(self) -> None:
-        check_config(self)  # ranges: crmse_cli/validate.py
+        check_config(self)  # types and ranges declared on the fields: crmse_cli/validate.py

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.settings import setting
 from crmse_cli.train.lambda_schedule import under_budget
-from crmse_cli.validate import check_config
+from crmse_cli.validate import COUNT_RANGE, TEMPERATURE_RANGE, check_config
 
 # Metric rows of a budget run (one per candidate at step = its update; the choice without step).
 VAL_FORCE_MAE = "budget_val_force_mae"  # kcal/mol/A, validation force MAE of the candidate
@@ -36,6 +37,9 @@ N_WITHIN = "budget_within"  # 1, candidates within the budget (the parent includ
 N_CANDIDATES = "budget_candidates"  # 1
 PARENT_FALLBACK = "budget_parent_fallback"  # 1 when no candidate after the parent was within budget
 
+PANEL = "Force budget"
+"""The ``--help`` panel that lists the budget's options."""
+
 
 @dataclass(frozen=True)
 class BudgetConfig:
@@ -50,14 +54,28 @@ class BudgetConfig:
         screen_temperature_K: temperature of the screen; None: the run's ``temperature_K``.
     """
 
-    force_budget: float | None = None
-    budget_every: int = 25
-    screen_replicas: int = 32
-    screen_steps: int = 2000
-    screen_temperature_K: float | None = None
+    force_budget: float | None = setting(
+        None,
+        range="(0, 10]",
+        panel=PANEL,
+        unset="unset: no candidates",
+        help="Keep candidate checkpoints along the run, score each on the validation frames and a "
+        "short stability screen, and return the most stable one whose validation force MAE is at most "
+        "this much (relative, 0.10 = 10%) above the parent's.",
+    )
+    budget_every: int = setting(25, range=COUNT_RANGE, panel=PANEL, help="Updates between candidates.")
+    screen_replicas: int = setting(
+        32, range="[1, 1e6]", panel=PANEL, help="Replicas of each candidate's screen."
+    )
+    screen_steps: int = setting(
+        2000, range=COUNT_RANGE, panel=PANEL, help="BAOAB steps of the screen (0.5 fs each)."
+    )
+    screen_temperature_K: float | None = setting(
+        None, range=TEMPERATURE_RANGE, panel=PANEL, help="Temperature of the screen.", unset="--temperature-K"
+    )
 
     def __post_init__(self) -> None:
-        check_config(self)  # ranges: crmse_cli/validate.py
+        check_config(self)  # types and ranges declared on the fields: crmse_cli/validate.py
 
     @property
     def on(self) -> bool:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crmse_cli.defaults import ENERGY_WEIGHT, ETA_A2, FORCE_WEIGHT, LAMBDA, TEMPERATURE_K
+from crmse_cli.settings import setting
 from crmse_cli.train import readings
 from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
 from crmse_cli.train.readings import ETA_UNITS
 from crmse_cli.units import KCAL_PER_MOL_PER_EV
-from crmse_cli.validate import check_config
+from crmse_cli.validate import COUNT_RANGE, SEED_RANGE, TEMPERATURE_RANGE, ConfigError, check_config
 
 if TYPE_CHECKING:
     from crmse_cli.train.losses import LossWeights
@@ -29,12 +29,14 @@ POSITIVES = ("labelled", "split")
 """Data term of L_C: the labelled training frames, or every position of the split's training part."""
 OPTIMIZER_INITS = ("inherit", "fresh")
 """Adam state at the start (init raw): the parent's moments, or a fresh Adam."""
+TERM, CHAINS, OPTIMIZER, ARMS = "Contrastive term", "Chains", "Optimizer", "Study arms"
+"""``--help`` panels of ``crmse regularize`` (its own options stay under "Options")."""
 
 
 def effective_lambda(lambda_: float, units: str) -> float:
     """Weight of L_C against L_MSE computed in kcal/mol and kcal/mol/Å."""
     if units not in LAMBDA_UNITS:
-        raise ValueError(f"lambda_units must be one of {', '.join(LAMBDA_UNITS)}, got {units!r}")
+        raise ConfigError(f"lambda_units must be one of {', '.join(LAMBDA_UNITS)}, got {units!r}")
     return lambda_ * LAMBDA_UNITS[units]
 
 
@@ -107,80 +109,162 @@ class ContrastiveConfig:
             [1/``lambda_control_range``, ``lambda_control_range``].
     """
 
-    lambda_: float = LAMBDA
-    lambda_units: str = "eV"
-    lc_beta: bool = True
-    eta_A2: float = ETA_A2
-    eta_units: str = "A2"
-    steps_per_update: int = 200
-    n_chains: int = 64
-    n_updates: int = 400
-    temperature_K: float = TEMPERATURE_K
-    chain_temperature_K: float | None = None
-    chain_sampler: str = "ula"
-    init: str = "raw"
-    lr: float = 3e-5
-    warmup_updates: int = 20
-    batch_size: int = 32
-    energy_weight: float | None = None
-    force_weight: float | None = None
-    reset_fraction: float = 0.0
-    fly_apart_A: float = 12.0
-    grad_clip: float = 100.0
-    tconf_every: int = 10
-    seed: int = 0
-    chain_source: str = "model"
-    positives: str = "labelled"
-    optimizer_init: str = "inherit"
-    ema_decay: float = 0.0
-    lambda_decay_after: int = 0
-    lambda_decay_threshold: float = 0.02
-    lambda_decay_updates: int = 100
-    lambda_control: str = "fixed"
-    lambda_control_up: float = 1.25
-    lambda_control_down: float = 2.0
-    lambda_control_range: float = 100.0
+    lambda_: float = setting(
+        LAMBDA, range="[0, 1e6]", help="Weight of the contrastive term (0: the control).", panel=TERM
+    )
+    lambda_units: str = setting(
+        "eV",
+        choices=tuple(LAMBDA_UNITS),
+        panel=TERM,
+        help="eV: lambda weighs L_C against L_MSE in eV, eV/Å (the paper's; 531.8x our kcal loss); "
+        "kcal: against L_MSE in kcal/mol, kcal/mol/Å.",
+    )
+    lc_beta: bool = setting(
+        True,
+        flag="--lc-beta/--no-lc-beta",
+        panel=TERM,
+        help="L_C = beta (<U>_data - <U>_chains), dimensionless; --no-lc-beta: without beta, in the "
+        "--lambda-units energy (23x less weight per eV at 500 K).",
+    )
+    eta_A2: float = setting(
+        ETA_A2, range="(0, 100]", help="Chain step size, read in --eta-units.", panel=CHAINS
+    )
+    eta_units: str = setting(
+        "A2",
+        choices=ETA_UNITS,
+        panel=CHAINS,
+        help="A2: Å² of the beta-scaled step x + eta beta F + sqrt(2 eta) xi; A2_per_eV: Å²/eV of "
+        "x - eta grad U + sqrt(2 eta kT) xi (U, kT in eV; 4e-4 is 1.72e-5 Å² at 500 K).",
+    )
+    steps_per_update: int = setting(
+        200, range="[1, 1e9]", help="K: chain steps per parameter update.", panel=CHAINS
+    )
+    n_chains: int = setting(
+        64, range="[1, 1e6]", flag="--chains", help="C: number of persistent chains.", panel=CHAINS
+    )
+    n_updates: int = setting(
+        400, range=COUNT_RANGE, flag="--updates", help="Number of parameter updates.", panel=OPTIMIZER
+    )
+    temperature_K: float = setting(
+        TEMPERATURE_K, range=TEMPERATURE_RANGE, help="Temperature of the Boltzmann term.", panel=TERM
+    )
+    chain_temperature_K: float | None = setting(
+        None,
+        range=TEMPERATURE_RANGE,
+        help="Temperature the chains sample at.",
+        unset="--temperature-K",
+        panel=CHAINS,
+    )
+    chain_sampler: str = setting(
+        "ula",
+        choices=CHAIN_SAMPLERS,
+        help="ula (the paper's) or mala (Metropolis-adjusted, exact).",
+        panel=CHAINS,
+    )
+    init: str = setting(
+        "raw",
+        choices=INITS,
+        panel=OPTIMIZER,
+        help="raw: the pretrain run's raw weights and Adam moments (the paper's); "
+        "ema: its best EMA weights and a fresh Adam.",
+    )
+    lr: float = setting(3e-5, range="(0, 1e3]", help="Adam learning rate after warm-up.", panel=OPTIMIZER)
+    warmup_updates: int = setting(
+        20,
+        range="[0, 1e12]",
+        flag="--warmup",
+        help="Linear learning-rate warm-up, in updates.",
+        panel=OPTIMIZER,
+    )
+    batch_size: int = setting(32, range="[1, 1e9]", help="Training frames per update.", panel=OPTIMIZER)
+    energy_weight: float | None = setting(
+        None,
+        range="[0, 1e300]",
+        help="w_E of L_MSE, (kcal/mol)^-2.",
+        unset="the pretrain run's",
+        panel=OPTIMIZER,
+    )
+    force_weight: float | None = setting(
+        None,
+        range="[0, 1e300]",
+        help="w_F of L_MSE, (kcal/mol/Å)^-2.",
+        unset="the pretrain run's",
+        panel=OPTIMIZER,
+    )
+    reset_fraction: float = setting(
+        0.0, range="[0, 1]", help="Share of chains reset to training frames each update.", panel=CHAINS
+    )
+    fly_apart_A: float = setting(
+        12.0, range="(0, 1e6]", help="A chain with an atom this far from its centroid is reset, Å.", cli=False
+    )
+    grad_clip: float = setting(
+        100.0, range="[0, 1e300]", help="Gradient-norm clip, 0 = off.", panel=OPTIMIZER
+    )
+    tconf_every: int = setting(
+        10,
+        range="[0, 1e12]",
+        help="Updates between the chains' configurational temperatures (0: never).",
+        cli=False,
+    )
+    seed: int = setting(0, range=SEED_RANGE, help="Seed of chains, batches and resets.")
+    chain_source: str = setting(
+        "model",
+        choices=CHAIN_SOURCES,
+        panel=ARMS,
+        help="model: persistent chains sampled from the model; data: the null arm, fresh random "
+        "positives as negatives every update (no sampling, L_C of zero mean).",
+    )
+    positives: str = setting(
+        "labelled",
+        choices=POSITIVES,
+        panel=ARMS,
+        help="Data term of L_C: labelled (the L_MSE frames) or split (every position of the split's "
+        "training part less the validation frames; L_MSE stays on the labelled).",
+    )
+    optimizer_init: str = setting(
+        "inherit",
+        choices=OPTIMIZER_INITS,
+        panel=ARMS,
+        help="With --init raw: inherit the parent's Adam moments, or a fresh Adam.",
+    )
+    ema_decay: float = setting(
+        0.0,
+        range="[0, 1)",
+        panel=ARMS,
+        help="EMA of the weights (0 = off); validation, test and saved models use it.",
+    )
+    lambda_decay_after: int = setting(
+        0,
+        range="[0, 1e12]",
+        panel=ARMS,
+        help="Decay lambda linearly to 0 once chains_outside stayed <= --lambda-decay-threshold for "
+        "this many updates (0 = never).",
+    )
+    lambda_decay_threshold: float = setting(
+        0.02, range="[0, 1]", panel=ARMS, help="Outside-support share counted as repaired."
+    )
+    lambda_decay_updates: int = setting(
+        100, range=COUNT_RANGE, panel=ARMS, help="Updates of the linear decay to 0."
+    )
+    lambda_control: str = setting(
+        "fixed",
+        choices=LAMBDA_CONTROLS,
+        panel=ARMS,
+        help="fixed, or budget: after each validation lambda goes up while the validation force MAE "
+        "is within --force-budget of the parent's, down when over.",
+    )
+    lambda_control_up: float = setting(
+        1.25, range="[1, 1e3]", panel=ARMS, help="Budget mode: factor under budget."
+    )
+    lambda_control_down: float = setting(
+        2.0, range="[1, 1e3]", panel=ARMS, help="Budget mode: divisor over budget."
+    )
+    lambda_control_range: float = setting(
+        100.0, range="[1, 1e12]", panel=ARMS, help="Budget mode: lambda stays within this factor of --lambda."
+    )
 
     def __post_init__(self) -> None:
-        check_config(self)  # types, finiteness and ranges of every field: crmse_cli/validate.py
-        if not (self.lambda_ >= 0 and math.isfinite(self.lambda_)):
-            raise ValueError(f"lambda_ must be finite and >= 0, got {self.lambda_}")
-        effective_lambda(self.lambda_, self.lambda_units)
-        for name in ("eta_A2", "temperature_K", "lr", "fly_apart_A"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be finite and > 0, got {value}")
-        if self.chain_temperature_K is not None and not (
-            self.chain_temperature_K > 0 and math.isfinite(self.chain_temperature_K)
-        ):
-            raise ValueError(f"chain_temperature_K must be finite and > 0, got {self.chain_temperature_K}")
-        for name in ("steps_per_update", "n_chains", "n_updates", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        for name in ("warmup_updates", "tconf_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if not 0.0 <= self.reset_fraction <= 1.0:
-            raise ValueError("reset_fraction must lie in [0, 1]")
-        if not (self.grad_clip >= 0 and math.isfinite(self.grad_clip)):
-            raise ValueError(f"grad_clip must be finite and >= 0 (0: off), got {self.grad_clip}")
-        if self.chain_sampler not in CHAIN_SAMPLERS:
-            raise ValueError(f"chain_sampler must be one of {', '.join(CHAIN_SAMPLERS)}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}")
-        for name, allowed in (
-            ("eta_units", ETA_UNITS),
-            ("chain_source", CHAIN_SOURCES),
-            ("positives", POSITIVES),
-            ("optimizer_init", OPTIMIZER_INITS),
-            ("lambda_control", LAMBDA_CONTROLS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("energy_weight", "force_weight"):
-            value = getattr(self, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        check_config(self)  # types, ranges and choices declared on the fields: crmse_cli/validate.py
 
     @property
     def lambda_internal(self) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,9 @@ from crmse_cli.config import read_config_file, to_dict
 from crmse_cli.defaults import PRETRAIN_MAX_EPOCHS, PRETRAIN_N_VAL
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.config import MACE_DEFAULTS, ModelConfig
+from crmse_cli.settings import setting
 from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
-from crmse_cli.validate import check_config
+from crmse_cli.validate import COUNT_RANGE, SEED_RANGE, ConfigError, check_config
 
 SCHEDULES = ("cosine", "plateau", "constant")
 N_VAL = PRETRAIN_N_VAL
@@ -87,51 +88,74 @@ class PretrainConfig:
         device: "cpu" or "cuda[:n]".
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    n_train: int | None = None
-    n_val: int | None = N_VAL
-    val_fraction: float | None = None
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    lr_min: float = 1e-5
-    plateau_factor: float = 0.5
-    plateau_patience: int = 10
-    early_stopping_patience: int = 0
-    max_epochs: int = MAX_EPOCHS
-    max_minutes: float | None = None
-    grad_clip: float | None = 10.0
-    ema_decay: float = 0.99
-    energy_weight: float = DEFAULT_ENERGY_WEIGHT
-    force_weight: float = DEFAULT_FORCE_WEIGHT
-    seed: int = 0
-    device: str = "cpu"
+    model: ModelConfig = setting(factory=ModelConfig, help="The potential's settings: the [model] table.")
+    n_train: int | None = setting(
+        None,
+        range=COUNT_RANGE,
+        help="Training frames drawn from the split's training part.",
+        unset="all but the validation frames",
+    )
+    n_val: int | None = setting(
+        N_VAL,
+        range=COUNT_RANGE,
+        help="Validation frames: others of the split's training part, not trained on.",
+    )
+    val_fraction: float | None = setting(
+        None, range="(0, 0.5]", help="The old rule: this share of n_train validates.", cli=False
+    )
+    batch_size: int = setting(32, range="[1, 1e9]", help="Frames per optimiser step.", cli=False)
+    lr: float = setting(1e-3, range="(0, 1e3]", help="Adam's initial learning rate.", cli=False)
+    schedule: str = setting("cosine", choices=SCHEDULES, help="Learning-rate schedule.", cli=False)
+    lr_min: float = setting(1e-5, range="[0, 1e3]", help="Final rate of cosine, floor of plateau.", cli=False)
+    plateau_factor: float = setting(
+        0.5, range="(0, 1)", help="Rate factor of the plateau schedule.", cli=False
+    )
+    plateau_patience: int = setting(
+        10, range="[0, 1e12]", help="Epochs without improvement before a plateau cut.", cli=False
+    )
+    early_stopping_patience: int = setting(
+        0, range="[0, 1e12]", help="Stop after this many epochs without a new best (0: never).", cli=False
+    )
+    max_epochs: int = setting(
+        MAX_EPOCHS, range=COUNT_RANGE, help="Epochs to train; the cosine schedule spans them."
+    )
+    max_minutes: float | None = setting(
+        None,
+        range="[0, 1e9]",
+        help="Optional wall-clock budget in minutes: stops the run (recorded), never moves the schedule.",
+        unset="none",
+    )
+    grad_clip: float | None = setting(
+        10.0, range="[0, 1e300]", help="Gradient-norm clip (0: off).", cli=False
+    )
+    ema_decay: float = setting(0.99, range="[0, 1)", help="EMA of the weights per step (0: off).", cli=False)
+    energy_weight: float = setting(
+        DEFAULT_ENERGY_WEIGHT, range="[0, 1e300]", help="w_E of L_MSE, (kcal/mol)^-2.", cli=False
+    )
+    force_weight: float = setting(
+        DEFAULT_FORCE_WEIGHT, range="[0, 1e300]", help="w_F of L_MSE, (kcal/mol/Å)^-2.", cli=False
+    )
+    seed: int = setting(0, range=SEED_RANGE, help="Seed of the frame draw, initialisation and batch order.")
+    device: str = setting("cpu", help="cpu, cuda (the current GPU) or cuda:N (GPU N).")
 
     def __post_init__(self) -> None:
-        check_config(self)
-        if self.schedule not in SCHEDULES:
-            raise CrmseError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("batch_size", "max_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise CrmseError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and 0 <= self.lr_min <= self.lr):
-            raise CrmseError(f"need lr > 0 and 0 <= lr_min <= lr, got lr {self.lr}, lr_min {self.lr_min}")
+        check_config(self)  # types, ranges and choices declared on the fields
+        if self.lr_min > self.lr:
+            raise ConfigError(f"need lr > 0 and 0 <= lr_min <= lr, got lr {self.lr}, lr_min {self.lr_min}")
         if self.val_fraction is not None:  # the rule before issue 29 (old run configs read)
             if self.n_val not in (None, N_VAL):
-                raise CrmseError(
+                raise ConfigError(
                     f"give n_val ({self.n_val}) or val_fraction ({self.val_fraction}), not both; "
                     "n_val is the rule since 2026-12-07"
                 )
             object.__setattr__(self, "n_val", None)  # recorded as it is used
         elif self.n_val is None:
-            raise CrmseError("n_val must be set (validation frames), or val_fraction for the old rule")
-        if not 0 < self.plateau_factor < 1:
-            raise CrmseError(f"plateau_factor must lie in (0, 1), got {self.plateau_factor}")
-        if not 0 <= self.ema_decay < 1:
-            raise CrmseError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if self.early_stopping_patience < 0 or self.plateau_patience < 0:
-            raise CrmseError("patience values must be >= 0")
-        LossWeights(self.energy_weight, self.force_weight)
+            raise ConfigError("n_val must be set (validation frames), or val_fraction for the old rule")
+        if self.energy_weight + self.force_weight <= 0.0:
+            raise ConfigError(
+                f"loss weights must be >= 0 and not both 0, got energy {self.energy_weight}, "
+                f"forces {self.force_weight}"
+            )
 
     @property
     def weights(self) -> LossWeights:
