@@ -305,7 +305,7 @@ def diagnose(
     from crmse_cli.registry.store import Registry
 
     t0 = time.perf_counter()
-    cfg = config or DiagnoseConfig()  # validated by construction: crmse_cli/validate.py RANGES
+    cfg = config or DiagnoseConfig()  # validated by construction: the declarations of its fields
     reg = registry or Registry.open(ws.ensure())
     handle = _handle(reg, run, cfg.device, ws.trust_code)
     data = load_dataset(reg, handle.dataset)
