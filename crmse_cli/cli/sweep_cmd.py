@@ -78,7 +78,9 @@ def create_command(
         "or \\[regularize] table (n_updates=50, lr=1e-4, n_chains=64, val_every=10, ...). Repeat for more.",
     ),
     sample_settings: list[str] = typer.Option(
-        [], "--sample-set", help="A sample setting KEY=VALUE, any key of its \\[sample] table (integrator=ula, ...)."
+        [],
+        "--sample-set",
+        help="A sample setting KEY=VALUE, any key of its \\[sample] table (integrator=ula, ...).",
     ),
     sample_replicas: int | None = typer.Option(None, "--sample-replicas", help="Replicas sampled per model."),
     sample_steps: int | None = typer.Option(None, "--sample-steps", help="Sampler steps per model."),
