@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from crmse_cli.errors import CrmseError
+
 
 def default_home() -> Path:
     """The workspace folder used when neither ``--home`` nor ``CRMSE_HOME`` is given."""
@@ -79,8 +81,6 @@ class Workspace:
 
     def ensure(self) -> Workspace:
         """Create the workspace folders; a one-line error when that is impossible."""
-        from crmse_cli.errors import CrmseError
-
         for d in self._folders():
             try:
                 d.mkdir(parents=True, exist_ok=True)

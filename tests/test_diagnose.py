@@ -114,9 +114,9 @@ def test_the_command_prints_json_and_refuses_bad_runs(setup: dict[str, Any]) -> 
 
 
 def test_collapsed_frames_are_the_pair_collapse_failures(tmp_path: Path) -> None:
+    from crmse_cli.analysis.diagnosis import collapsed_frames
     from crmse_cli.sampling.monitor import StabilityMonitor
     from crmse_cli.sampling.trajectory import TrajectoryRecorder
-    from crmse_cli.stages.diagnose import collapsed_frames
 
     species = np.array([6, 1, 1, 1, 1])
     base = np.array([[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63],

@@ -105,8 +105,8 @@ def test_a_budget_run_keeps_scores_and_chooses_a_candidate(ws) -> None:  # noqa:
     from crmse_cli.model.checkpoint import load_checkpoint
     from crmse_cli.registry.store import Registry
     from crmse_cli.stages._models import load_dataset, resolve_model
-    from crmse_cli.stages.evaluate import frame_errors
     from crmse_cli.stages.regularize import regularize
+    from crmse_cli.train.accuracy import frame_errors
 
     res = regularize(ws, "tiny", _config(0.1), name="budget-run")
     reg = Registry.open(ws)
@@ -120,7 +120,7 @@ def test_a_budget_run_keeps_scores_and_chooses_a_candidate(ws) -> None:  # noqa:
     handle = resolve_model(reg, "tiny")
     data = load_dataset(reg, handle.dataset)
     val_rows = handle.payload["extra"]["val_indices"]
-    parent_val = frame_errors(handle, data, val_rows, prefix="val")["val_force_mae"][0]
+    parent_val = frame_errors(handle.potential, data, val_rows, prefix="val")["val_force_mae"][0]
     assert cands[0].val_force_mae == pytest.approx(parent_val, rel=1e-6)
     finals = reg.final_metrics(run.id)
     expected = choose(cands, 0.1)

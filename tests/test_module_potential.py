@@ -15,12 +15,12 @@ from torch import Tensor, nn
 
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
+from crmse_cli.model.build import build_potential
 from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from crmse_cli.model.config import ModelConfig
 from crmse_cli.model.forces import energy_and_forces
 from crmse_cli.model.graph import collate, make_graph
 from crmse_cli.model.module_potential import ModulePotential, wrap_module
-from crmse_cli.model.potential import build_potential
 
 
 class PairSprings(nn.Module):

@@ -32,8 +32,8 @@ def _json_blocks(page: str) -> dict[str, str]:
 
 
 def test_page_json_escapes_every_angle_bracket() -> None:
-    from crmse_cli.report.figures import FigureSpec
     from crmse_cli.report.html import page
+    from crmse_cli.report.plotting import FigureSpec
 
     fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 2], name=EVIL_HTML))
     html = page("t", "", [FigureSpec("a", "energies", "", fig)], {"runs": [{"name": EVIL_HTML}]})

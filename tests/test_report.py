@@ -91,8 +91,8 @@ def _report(setup: dict[str, Any], refs: list[str]) -> Any:
 
 
 def test_report_numbers_are_the_registry_and_artifact_numbers(setup: dict[str, Any], compared: Any) -> None:
-    from crmse_cli.report.collect import metric_table
     from crmse_cli.report.figures import _element_pair, build_figures, energy_histograms, selected_pairs
+    from crmse_cli.report.rows import metric_table
     from crmse_cli.units import kT
 
     reg = setup["reg"]

@@ -17,6 +17,7 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
+from crmse_cli.cli.tables import metrics_tables
 
 
 def compare_command(
@@ -51,7 +52,6 @@ def compare_command(
             }
         )
         return
-    from crmse_cli.cli.tables import metrics_tables
 
     names = list(dict.fromkeys(k for m in res.metrics.values() for k in m))
     for table in metrics_tables(f"compare run {res.run_id}", res.metrics, names, width=console.width):

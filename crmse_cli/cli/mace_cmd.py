@@ -10,6 +10,7 @@ from crmse_cli.cli.common import (
     RunNameOption,
     TrustCodeOption,
     console,
+    emit_json,
     emit_result,
     set_threads,
     shown,
@@ -77,8 +78,6 @@ def export_command(
     st = state(ctx)
     path = export_model(workspace(st, trust_code=trust_code), ref, out)
     if st.json:
-        from crmse_cli.cli.common import emit_json
-
         emit_json({"path": str(path)})
     else:
         console.print(f"wrote {shown(path)}", highlight=False)

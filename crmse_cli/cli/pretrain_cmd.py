@@ -9,6 +9,7 @@ import typer
 
 from crmse_cli.cli.common import RunNameOption, TrustCodeOption, emit_result, set_threads, state, workspace
 from crmse_cli.cli.conventions import DEVICE_CHOICES, DTYPE_CHOICES, choice
+from crmse_cli.config import load_config
 from crmse_cli.defaults import PRETRAIN_MAX_EPOCHS, PRETRAIN_N_VAL
 
 
@@ -65,7 +66,6 @@ def pretrain_command(
     trust_code: TrustCodeOption = False,
 ) -> None:
     """Train a potential by energy + force MSE; report test energy and force errors."""
-    from crmse_cli.config import load_config
     from crmse_cli.stages.pretrain import pretrain
     from crmse_cli.train.pretrain import PretrainConfig
     from crmse_cli.train.pretrain_config import architecture_overrides

@@ -13,6 +13,7 @@ from rich.table import Table
 from crmse_cli import names
 from crmse_cli.cli.common import console, emit_json, err_console, fmt_value, shown, state
 from crmse_cli.cli.conventions import choice
+from crmse_cli.cli.tables import wrapping_table
 from crmse_cli.describe import run_lines
 from crmse_cli.registry import compat
 from crmse_cli.registry.entities import RUN_KINDS, RunInfo
@@ -149,7 +150,6 @@ def show_command(
             }
         )
         return
-    from crmse_cli.cli.tables import wrapping_table
 
     head = wrapping_table("field", "value", title=f"run {info.id}")
     head.show_header = False
@@ -222,7 +222,6 @@ def datasets_command(ctx: typer.Context) -> None:
     if state(ctx).json:
         emit_json([asdict(d) for d in sets])
         return
-    from crmse_cli.cli.tables import wrapping_table
 
     columns = ("name", "frames", "atoms", "splits", "source", "path")
     table = wrapping_table(*columns, title="datasets", numbers=("frames", "atoms"))

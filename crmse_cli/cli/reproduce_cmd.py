@@ -9,6 +9,7 @@ import typer
 from crmse_cli import names
 from crmse_cli.cli.common import OpenOption, console, emit_json, open_report, set_threads, state
 from crmse_cli.cli.conventions import choice
+from crmse_cli.cli.tables import metrics_tables
 
 PRESET_CHOICES = ("quick", "paper")
 """The presets ``--preset`` lists: the keys of :data:`crmse_cli.stages.reproduce.PRESETS` that are not
@@ -110,7 +111,6 @@ def reproduce_command(
             }
         )
         return
-    from crmse_cli.cli.tables import metrics_tables
 
     title = f"{molecule}: MSE vs CRMSE ({preset}, seed {seed})"
     tables = metrics_tables(

@@ -27,9 +27,13 @@ from crmse_cli import __version__
 from crmse_cli.config import from_dict, to_dict
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.model.build import build_potential
 from crmse_cli.model.config import DTYPES, ModelConfig
+from crmse_cli.model.mace_adapter import MACEEnergy
+from crmse_cli.model.mace_spec import Unsupported
 from crmse_cli.model.module_potential import ModulePotential, module_from_bytes
-from crmse_cli.model.potential import Potential, build_potential
+from crmse_cli.model.potential import Potential
+from crmse_cli.model.trust import refuse_untrusted
 from crmse_cli.units import ENERGY_UNIT, LENGTH_UNIT
 
 FORMAT_VERSION = 2
@@ -38,21 +42,6 @@ KIND = "crmse-potential"
 UNITS = {"energy": ENERGY_UNIT, "length": LENGTH_UNIT}
 CODE_ARCHITECTURES = ("mace", "module")
 """Architectures whose checkpoints store the model as a pickle (``module.bytes``)."""
-TRUST_OPTION = "--trust-code"
-"""The option by which the user says a file's pickled code may run (cli/common.py)."""
-
-
-def refuse_untrusted(path: Path | str, what: str) -> CrmseError:
-    """The one-line refusal of a file whose loading would run code that nobody vouched for.
-
-    Args:
-        path: the file.
-        what: what it holds, e.g. "a 'mace' model stored as a pickle".
-    """
-    return CrmseError(
-        f"{path} holds {what}: loading it runs code from the file, and crmse did not write it in "
-        f"this workspace; pass {TRUST_OPTION} only if you trust where the file came from"
-    )
 
 
 def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, Any] | None = None) -> str:
@@ -104,9 +93,6 @@ def _module_potential(
         raise DataError(f"a {config.architecture!r} checkpoint without its module; re-create it")
     module: torch.nn.Module
     if entry.get("adapter") == "mace" and isinstance(entry.get("spec"), dict):
-        from crmse_cli.model.mace_adapter import MACEEnergy
-        from crmse_cli.model.mace_spec import Unsupported
-
         try:
             module = MACEEnergy.from_spec(entry["spec"], dtype=config.torch_dtype, device=device)
             return ModulePotential(module, config, payload["species"])
@@ -118,8 +104,6 @@ def _module_potential(
     if not isinstance(entry.get("bytes"), bytes):
         raise DataError(f"a {config.architecture!r} checkpoint without its module; re-create it")
     if entry.get("adapter") == "mace":
-        from crmse_cli.model.mace_adapter import MACEEnergy
-
         module = MACEEnergy.from_bytes(entry["bytes"], device=device)
     else:
         module = module_from_bytes(entry["bytes"], device=device)

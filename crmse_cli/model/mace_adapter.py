@@ -23,9 +23,7 @@ import copy
 import io
 import logging
 import math
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,55 +34,19 @@ from torch import Tensor, nn
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path
 from crmse_cli.model.config import DTYPES, MACE_DEFAULTS, ModelConfig
+from crmse_cli.model.mace_env import default_dtype, quiet, require_mace
+from crmse_cli.model.mace_spec import build_model, model_spec
 from crmse_cli.model.module_potential import ModulePotential
+from crmse_cli.model.trust import refuse_untrusted
 from crmse_cli.units import EV_PER_KCAL_PER_MOL, KCAL_PER_MOL_PER_EV
 
 log = logging.getLogger(__name__)
-
-MISSING_EXTRA = "install the mace extra: pip install 'crmse[mace]'"
-
 
 MAX_ELL = 3  # spherical harmonics of the edges (mace-torch default)
 CORRELATION = 3  # body order of the product basis minus one (mace-torch default)
 MLP_IRREPS = "16x0e"  # readout MLP of the last layer (mace-torch default)
 AVG_NUM_NEIGHBORS = 8.0  # message normalisation; every atom of ethanol has 8 neighbours within 5 Å
 INTERACTION = "RealAgnosticResidualInteractionBlock"  # mace-torch's default interaction block
-
-
-def require_mace() -> Any:
-    """The ``mace`` package, or CrmseError with the one-line install hint."""
-    try:
-        # mace-torch prints a notice about optional CUDA kernels to stdout on import, which
-        # would corrupt `--json` output: it goes to the log instead.
-        with quiet(), redirect_stdout(io.StringIO()) as printed:
-            import mace.modules
-        if printed.getvalue().strip():
-            log.debug("mace-torch: %s", printed.getvalue().strip())
-    except ImportError as exc:
-        raise CrmseError(MISSING_EXTRA) from exc
-    return mace
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the UserWarnings mace-torch and e3nn raise on every import and unpickling.
-
-    They come from TorchScript annotations and their own torch.load calls: not the user's to fix.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-@contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """mace-torch creates its buffers in torch's default dtype: build the model in the target one."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 class MACEEnergy(nn.Module):
@@ -206,8 +168,6 @@ class MACEEnergy(nn.Module):
         rebuilt from them (with these weights) gives other energies than this one.
         """
         if not self._spec_done:
-            from crmse_cli.model.mace_spec import build_model, model_spec
-
             try:
                 spec = model_spec(self.model)
                 rebuilt = build_model(spec, self.model_dtype).to(self.z_index.device)
@@ -225,8 +185,6 @@ class MACEEnergy(nn.Module):
         Raises:
             mace_spec.Unsupported: the spec cannot be rebuilt here (another mace-torch, unknown names).
         """
-        from crmse_cli.model.mace_spec import build_model
-
         require_mace()
         return cls(build_model(spec, dtype).to(device))
 
@@ -290,8 +248,6 @@ def load_mace_model(
         trust_code: the user vouched for the file (``--trust-code``): unpickling runs its code,
             so without it the file is refused before it is read.
     """
-    from crmse_cli.model.checkpoint import refuse_untrusted
-
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"MACE model {path} does not exist; pass the .model file mace_run_train wrote")
@@ -323,7 +279,7 @@ def build_mace(config: ModelConfig, species: Sequence[int]) -> ModulePotential:
 
     zs = sorted({int(z) for z in species})
     block = modules.interaction_classes[INTERACTION]
-    with _default_dtype(config.torch_dtype), quiet():
+    with default_dtype(config.torch_dtype), quiet():
         model = modules.ScaleShiftMACE(
             r_max=float(config.cutoff_A),
             num_bessel=config.n_rbf,

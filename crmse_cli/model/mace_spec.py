@@ -14,6 +14,7 @@ A spec is written only when the rebuilt model gives the same energies as the mod
 (checked once per model, :meth:`crmse_cli.model.mace_adapter.MACEEnergy.spec`), and is used only
 by the mace-torch version that wrote it; otherwise the checkpoint falls back to the pickle, which
 needs ``--trust-code`` unless crmse wrote the file in this workspace.
+``mace`` is imported inside the functions that need it: it is the optional ``mace`` extra.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.model.mace_env import default_dtype, quiet
 
 MODEL_CLASSES = ("ScaleShiftMACE",)
 """mace-torch model classes a spec may name (``extract_config_mace_model`` describes these)."""
@@ -110,8 +112,6 @@ def build_model(spec: Any, dtype: torch.dtype) -> Any:
     import mace
     from mace import modules
 
-    from crmse_cli.model.mace_adapter import _default_dtype, quiet
-
     if not isinstance(spec, dict) or spec.get("class") not in MODEL_CLASSES:
         raise Unsupported("the checkpoint's MACE description names no known model class")
     if spec.get("mace_version") != str(mace.__version__):
@@ -126,7 +126,7 @@ def build_model(spec: Any, dtype: torch.dtype) -> Any:
     cls = getattr(modules, spec["class"])
     try:
         decoded = {str(k): _decode(v, classes, gates) for k, v in kwargs.items()}
-        with _default_dtype(dtype), quiet(), torch.random.fork_rng(devices=[]):
+        with default_dtype(dtype), quiet(), torch.random.fork_rng(devices=[]):
             model = cls(**decoded)
     except Unsupported:
         raise

@@ -162,21 +162,3 @@ def _force_rms(forces: Any) -> float:
     else:
         flat = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in forces])
     return float(np.sqrt(np.mean(flat * flat))) if flat.size else 0.0
-
-
-def build_potential(config: ModelConfig, species: Sequence[int]) -> Potential:
-    """A freshly initialised potential in ``config.dtype`` for the given atomic numbers.
-
-    Weights are drawn from torch's global generator: seed it (``torch.manual_seed``) first for a
-    reproducible initialisation. ``mace`` builds mace-torch's ScaleShiftMACE (the ``mace`` extra).
-    """
-    if config.architecture == "mace":
-        from crmse_cli.model.mace_adapter import build_mace
-
-        return build_mace(config, species)
-    if config.architecture not in NETWORKS:
-        raise CrmseError(
-            f"a {config.architecture!r} model is not built from a config; wrap your module with "
-            "crmse_cli.model.module_potential.wrap_module"
-        )
-    return Potential(config, species).to(config.torch_dtype)

@@ -1,7 +1,8 @@
 """Registry methods of records: datasets, and a run's metric rows, checkpoint files and artifacts.
 
-Part of :class:`crmse_cli.registry.store.Registry` (a mixin, as :mod:`crmse_cli.registry.sweeps`:
-the registry stays the only code that opens sessions). Rows are returned as frozen dataclasses.
+A repository over :class:`crmse_cli.registry.database.Database` (its typed sessions and writes)
+and a base of :class:`crmse_cli.registry.store.Registry`, as :mod:`crmse_cli.registry.sweeps` is.
+Rows are returned as frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -15,17 +16,14 @@ from sqlalchemy.orm import Session
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import jsonable, now, to_info
+from crmse_cli.registry.database import Database
 from crmse_cli.registry.entities import ArtifactInfo, CheckpointInfo, DatasetInfo, MetricInfo
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow
 from crmse_cli.text import check_name
 
 
-class RecordStore:
-    """Datasets, and the metrics, checkpoints and artifacts of runs (mixed into ``Registry``)."""
-
-    # provided by Registry
-    def _write(self, fn: Any) -> Any: ...  # pragma: no cover
-    def _session(self) -> Any: ...  # pragma: no cover
+class RecordStore(Database):
+    """Datasets, and the metrics, checkpoints and artifacts of runs (a base of ``Registry``)."""
 
     # -- datasets ------------------------------------------------------------------------------
     def add_dataset(

@@ -11,8 +11,9 @@ pid, is dead when its heartbeat is older than ``stale_after_s``.
 :meth:`SweepStore.requeue_dead_jobs` then marks the job's unfinished runs ``interrupted`` and
 puts the job back in the queue, where the next worker resumes it.
 
-These methods are part of :class:`crmse_cli.registry.store.Registry` (a mixin: the registry stays
-the only code that opens sessions). Job states: ``queued``, ``running``, ``done``, ``failed``.
+A repository over :class:`crmse_cli.registry.database.Database` (its typed sessions and writes)
+and a base of :class:`crmse_cli.registry.store.Registry`.
+Job states: ``queued``, ``running``, ``done``, ``failed``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from sqlalchemy import ColumnElement, Connection, select, update
 from sqlalchemy.exc import DBAPIError
 
 from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.registry._values import config_hash, jsonable, now, pid_alive, to_info
+from crmse_cli.registry.database import Database, new_run_row
+from crmse_cli.registry.entities import RunInfo
 from crmse_cli.registry.tables import RunRow, SweepJobRow, SweepRow
 from crmse_cli.text import check_name
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
 JOB_STATES = ("queued", "running", "done", "failed")
@@ -80,8 +83,6 @@ def lease_dead(job: SweepJobInfo, *, host: str, stale: datetime) -> bool:
         host: this machine's host name.
         stale: heartbeats older than this (UTC) are dead, for leases of other hosts.
     """
-    from crmse_cli.registry._values import pid_alive
-
     if job.owner_host == host and job.owner_pid is not None:
         return not pid_alive(job.owner_pid)  # this host can tell for sure: never by the clock
     return job.heartbeat is None or job.heartbeat < stale
@@ -98,15 +99,8 @@ def _own_lease(job_id: int) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-class SweepStore:
-    """Registry methods of sweeps (mixed into ``Registry``; see the module docstring)."""
-
-    engine: Engine
-
-    # provided by Registry
-    def _write(self, fn: Any) -> Any: ...  # pragma: no cover
-    def _session(self) -> Any: ...  # pragma: no cover
-    def _translate(self, exc: DBAPIError) -> CrmseError | None: ...  # pragma: no cover
+class SweepStore(Database):
+    """Registry methods of sweeps (a base of ``Registry``; see the module docstring)."""
 
     def create_sweep(self, *, name: str, config: dict[str, Any], jobs: list[dict[str, Any]]) -> SweepInfo:
         """Register sweep ``name`` and queue one ``regularize`` run per entry of ``jobs``.
@@ -116,10 +110,6 @@ class SweepStore:
         and ``params`` (the grid point, e.g. ``{"source": ..., "lambda": ..., "seed": ...}``).
         Everything is written in one transaction: a clash leaves nothing behind.
         """
-        from crmse_cli.registry._values import jsonable as _jsonable
-        from crmse_cli.registry._values import now as _now
-        from crmse_cli.registry.store import _new_run_row
-
         check_name("sweep name", name)
         for job in jobs:
             check_name("run name", job["name"])
@@ -131,11 +121,11 @@ class SweepStore:
             taken = s.scalars(select(RunRow.name).where(RunRow.name.in_(names))).all()
             if taken:
                 raise CrmseError(f"run name {taken[0]!r} already exists; pick another sweep --name")
-            row = SweepRow(name=name, config=_jsonable(config), created=_now())
+            row = SweepRow(name=name, config=jsonable(config), created=now())
             s.add(row)
             s.flush()
             for pos, j in enumerate(jobs):
-                run = _new_run_row(
+                run = new_run_row(
                     kind="regularize",
                     name=j["name"],
                     dataset=j.get("dataset"),
@@ -151,7 +141,7 @@ class SweepStore:
                         sweep=name,
                         position=pos,
                         run_id=run.id,
-                        params=_jsonable(j["params"]),
+                        params=jsonable(j["params"]),
                         state="queued",
                         attempts=0,
                     )
@@ -189,12 +179,11 @@ class SweepStore:
         SQLite: the select and the update run in one ``BEGIN IMMEDIATE`` transaction.
         """
         host, pid = _owner()
-        from crmse_cli.registry._values import now as _now
 
         for attempt in range(20):
             try:
                 with self.engine.connect() as conn:
-                    got = self._claim(conn, name, host, pid, _now())
+                    got = self._claim(conn, name, host, pid, now())
                     conn.commit()
                     return got
             except Exception as exc:  # SQLite: the busy timeout ran out under heavy contention
@@ -239,10 +228,9 @@ class SweepStore:
     def heartbeat_job(self, job_id: int) -> bool:
         """Refresh this process's lease on job ``job_id``; False when it no longer owns it."""
         lease = _own_lease(job_id)
-        from crmse_cli.registry._values import now as _now
 
         def op(s: Session) -> bool:
-            res = s.execute(update(SweepJobRow).where(*lease).values(heartbeat=_now()))
+            res = s.execute(update(SweepJobRow).where(*lease).values(heartbeat=now()))
             return bool(getattr(res, "rowcount", 0))
 
         owned: bool = self._write(op)
@@ -288,11 +276,9 @@ class SweepStore:
         ``stale_after_s``. The job's runs still ``running`` (the regularize run and its
         sample/evaluate children) are marked ``interrupted``. Returns the jobs requeued.
         """
-        from crmse_cli.registry._values import now as _now
-
         host = socket.gethostname()
-        now = _now()
-        stale = now - timedelta(seconds=stale_after_s)
+        at = now()
+        stale = at - timedelta(seconds=stale_after_s)
         running = [j for j in self.sweep_jobs(name) if j.state == "running"]
         dead = [j for j in running if lease_dead(j, host=host, stale=stale)]
         out = []
@@ -318,7 +304,7 @@ class SweepStore:
                 s.execute(
                     update(RunRow)
                     .where(RunRow.id.in_(ids), RunRow.status == "running")
-                    .values(status="interrupted", ended=now, error=why)
+                    .values(status="interrupted", ended=at, error=why)
                 )
                 return True
 
@@ -342,12 +328,6 @@ class SweepStore:
         Takes the arguments of ``create_run`` (``name`` is ignored: the queued run keeps its own).
         The queued config's ``sweep`` entry is kept. Returns the RunInfo.
         """
-        from crmse_cli.registry._values import config_hash as _config_hash
-        from crmse_cli.registry._values import jsonable as _jsonable
-        from crmse_cli.registry._values import now as _now
-        from crmse_cli.registry._values import to_info as _info
-        from crmse_cli.registry.entities import RunInfo
-
         host, pid = _owner()
 
         def op(s: Session) -> RunInfo:
@@ -356,21 +336,21 @@ class SweepStore:
                 raise NotFoundError(f"no run {run_id}")
             if row.status != "queued" or row.kind != kind:
                 raise CrmseError(f"run {run_id} is a {row.status} {row.kind} run, not a queued {kind} run")
-            cfg = _jsonable(config)
+            cfg = jsonable(config)
             if "sweep" in row.config:
                 cfg["sweep"] = row.config["sweep"]
-            row.config, row.config_hash = cfg, _config_hash(cfg)
+            row.config, row.config_hash = cfg, config_hash(cfg)
             row.dataset, row.parent, row.seed = dataset, parent, seed
             row.status, row.host, row.pid, row.started, row.ended, row.error = (
                 "running",
                 host,
                 pid,
-                _now(),
+                now(),
                 None,
                 None,
             )
             s.flush()
-            return _info(RunInfo, row)
+            return to_info(RunInfo, row)
 
         info: RunInfo = self._write(op)
         return info

@@ -8,7 +8,7 @@ so the report shows exactly the numbers that were stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from crmse_cli import __version__, names
 from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS
 from crmse_cli.registry import compat
+from crmse_cli.report.rows import Diagnosis, Failure, Value, run_failures
 from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 MODEL_KINDS = ("pretrain", "regularize")
 CURVE_NAMES = ("loss_mse", "loss_c", "chain_ks", "resets", "loss", "energy_chains", "energy_data")
 """Per-update metrics of regularize runs drawn as learning curves (names of stages/regularize.py)."""
-
-Value = tuple[float, str]
-"""(value, unit)."""
 
 
 @dataclass(frozen=True)
@@ -158,8 +156,8 @@ class ReportData:
     version: str
     created: str
     runs: list[RunData]
-    diagnoses: list[Any] = field(default_factory=list)  # report.instruments.Diagnosis per diagnosed run
-    failures: list[Any] = field(default_factory=list)  # report.lead.Failure per replica that left
+    diagnoses: list[Diagnosis] = field(default_factory=list)  # per diagnosed run
+    failures: list[Failure] = field(default_factory=list)  # per replica that left
     reference_name: str = "DFT reference"  # what the reference frames are (see reference_names)
     reference_short: str = "DFT"  # the method that labelled them, as in "samples vs DFT"
 
@@ -292,11 +290,6 @@ def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -
                 curves=_curves(reg, t.model),
             )
         )
-    from dataclasses import replace
-
-    from crmse_cli.report.instruments import find_diagnoses
-    from crmse_cli.report.lead import find_failures
-
     labels = ", ".join(r.label for r in runs)
     info = reg.find_dataset(dataset)
     ref_name, ref_short = (
@@ -314,87 +307,32 @@ def collect(reg: Registry, targets: list[Target], *, title: str | None = None) -
     return replace(report, diagnoses=find_diagnoses(reg, report), failures=find_failures(reg, report))
 
 
-@dataclass(frozen=True)
-class MetricRow:
-    """One row of the metrics table: a value per run and, where it has one, the reference's."""
-
-    key: str
-    label: str
-    unit: str
-    reference: float | None
-    values: list[float | None]
-
-
-def _value(run: RunData, key: str) -> Value | None:
-    if key.startswith("test_"):  # accuracy: the model run's own final metrics first
-        return run.model_metrics.get(key) or run.metrics.get(key)
-    return run.metrics.get(key)
+def find_failures(reg: Registry, report: ReportData) -> list[Failure]:
+    """Every compared run's failed replicas, read from its samples file (missing files: none)."""
+    out: list[Failure] = []
+    for r in report.runs:
+        arts = reg.artifacts(r.target.sample.id, kind=names.ARTIFACT_SAMPLES)
+        if arts and Path(arts[-1].path).is_file():
+            out += run_failures(r.label, Path(arts[-1].path))
+    return out
 
 
-def metric_table(report: ReportData) -> list[MetricRow]:
-    """The rows of the metrics table (absent metrics are None; rows absent everywhere are dropped)."""
-    torsions = sorted(
-        {
-            k.split(".", 1)[1]
-            for r in report.runs
-            for k in r.metrics
-            if k.startswith(names.DIHEDRAL_PROFILE_ERROR + ".")
-        }
-    )
-    ref_of = {
-        names.CONFIG_TEMPERATURE_SAMPLE_K: reference_tconf(report),
-        "min_pair_distance_sample": _first(report, "min_pair_distance_ref"),
-        "n_sample_frames": _first(report, "n_ref_frames"),
-        # The reference against itself: its first half of frames against its second (the floor).
-        **{
-            names.dihedral_profile_error(n): _first(report, names.dihedral_profile_floor(n))
-            for n in torsions
-        },
-    }
-    spec: list[str] = [
-        names.TEST_ENERGY_MAE,
-        names.TEST_FORCE_MAE,
-        names.ENERGY_KS,
-        "energy_mean_sample_minus_ref",
-        names.HR_MAE,
-        *[names.dihedral_profile_error(n) for n in torsions],
-        *[f"{names.DIHEDRAL_JS}.{n}" for n in torsions],
-        "pair_hist_mae_mean",
-        names.SHARE_OUTSIDE_SUPPORT,
-        "min_pair_distance_sample",
-        names.STABLE_FRACTION,
-        names.MEDIAN_LEAVE_TIME_PS,
-        "median_leave_steps",
-        names.CONFIG_TEMPERATURE_SAMPLE_K,
-        names.CONFIG_TEMPERATURE_REF_K,
-        "virial_temperature_sample_K",
-        "virial_temperature_sample_K_err",
-        "virial_temperature_ref_K",
-        "virial_temperature_ref_K_err",
-        "sampling_temperature_K",
-        "n_sample_frames",
-    ]
-    rows = []
-    for key in spec:
-        vals = [_value(r, key) for r in report.runs]
-        ref = ref_of.get(key)
-        if all(v is None for v in vals) and ref is None:
+def find_diagnoses(reg: Registry, report: ReportData) -> list[Diagnosis]:
+    """The latest completed diagnose run of each compared model (runs without one are skipped)."""
+    out: list[Diagnosis] = []
+    for r in report.runs:
+        model = r.target.model
+        if model is None:
             continue
-        unit = next((v[1] for v in vals if v is not None), "K" if key.endswith("_K") else "1")
-        label = names.metric_title(key, ref=report.reference_short, unit=False)
-        rows.append(MetricRow(key, label, unit, ref, [None if v is None else float(v[0]) for v in vals]))
-    return rows
-
-
-def _first(report: ReportData, key: str) -> float | None:
-    return next((float(r.metrics[key][0]) for r in report.runs if key in r.metrics), None)
-
-
-def reference_tconf(report: ReportData) -> float | None:
-    """Configurational temperature of the reference frames, K (mean over the runs' estimates)."""
-    vals = [
-        r.metrics[names.CONFIG_TEMPERATURE_REF_K][0]
-        for r in report.runs
-        if names.CONFIG_TEMPERATURE_REF_K in r.metrics
-    ]
-    return float(np.mean(vals)) if vals else None
+        done = [d for d in reg.children(model.id, kind="diagnose") if d.status == "completed"]
+        if not done:
+            continue
+        d = done[-1]
+        arrays: dict[str, np.ndarray] = {}
+        arts = reg.artifacts(d.id, kind="diagnosis")
+        if arts and Path(arts[-1].path).is_file():
+            with np.load(arts[-1].path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        metrics = {k: (m.value, m.unit) for k, m in reg.final_metrics(d.id).items()}
+        out.append(Diagnosis(r.label, d, metrics, arrays))
+    return out

@@ -10,15 +10,15 @@ The structure panels (h(r), pairs, torsions) live in ``structure_figures``, the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from crmse_cli import names
-from crmse_cli.report.collect import ReportData, RunData
-from crmse_cli.report.plotting import REF_COLOR, color, layout, step_line
+from crmse_cli.report.collect import ReportData
+from crmse_cli.report.instruments import hessian_spec
+from crmse_cli.report.lead import tradeoff_figure
+from crmse_cli.report.plotting import REF_COLOR, FigureSpec, color, layout, step_line
 from crmse_cli.report.structure_figures import (
     PAIR_ORDER,
     _element_pair,
@@ -40,16 +40,6 @@ CURVES = (
     ("chain_ks", "chain-vs-data energy KS"),
     ("resets", "chain resets per update"),
 )
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """A figure with its HTML id, section title and a caption saying how to read it."""
-
-    id: str
-    title: str
-    caption: str
-    figure: go.Figure
 
 
 def energy_histograms(
@@ -161,8 +151,6 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
     The answer first (survival, accuracy against stability: :data:`LEAD_FIGURES`), then the
     distributions, the learning curves and the instruments.
     """
-    from crmse_cli.report.lead import tradeoff_figure  # it imports collect, as this module does
-
     ref = report.reference_short
     specs = [
         (
@@ -226,22 +214,14 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
         fig = make(report)
         if fig is not None:
             out.append(FigureSpec(fid, title, caption, fig))
-    from crmse_cli.report.instruments import hessian_spec  # after figures: it imports this module
-
     hessian = hessian_spec(report)
     return out + ([hessian] if hessian is not None else [])
-
-
-def run_color(report: ReportData, run: RunData) -> str:
-    """The colour of ``run`` in every figure."""
-    return color(report.runs.index(run))
 
 
 __all__ = [
     "CURVES",
     "ENERGY_BINS",
     "PAIR_ORDER",
-    "FigureSpec",
     "_element_pair",
     "build_figures",
     "color",
@@ -254,7 +234,6 @@ __all__ = [
     "hr_figure",
     "learning_figure",
     "pair_figure",
-    "run_color",
     "selected_pairs",
     "survival_figure",
 ]

@@ -14,10 +14,12 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from crmse_cli.report.collect import MetricRow, ReportData, metric_table, reference_tconf
-from crmse_cli.report.figures import LEAD_FIGURES, FigureSpec, run_color
+from crmse_cli.report.collect import ReportData
+from crmse_cli.report.figures import LEAD_FIGURES
 from crmse_cli.report.instruments import instruments_section
 from crmse_cli.report.lead import failures_data, failures_table, verdict_section
+from crmse_cli.report.plotting import FigureSpec, run_color
+from crmse_cli.report.rows import MetricRow, metric_table, reference_tconf
 
 PLOT_CONFIG = {"responsive": True, "displaylogo": False, "typesetMath": False}
 

@@ -9,17 +9,12 @@ ratios. Nothing here recomputes: the numbers are the diagnose runs' metric rows 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 
 from crmse_cli.report.collect import ReportData
-from crmse_cli.report.figures import FigureSpec, run_color
-
-Value = tuple[float, str]
+from crmse_cli.report.plotting import FigureSpec, run_color
+from crmse_cli.report.rows import Diagnosis
 
 ROWS: tuple[tuple[str, str], ...] = (
     ("hessian_ratio_soft", "Hessian ratio, softest modes (model / MSE; softening: toward T/T_ref)"),
@@ -44,37 +39,6 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("energy_ks_mse_vs_dft", "energy KS, MSE vs DFT"),
 )
 """(metric of the diagnose run, row title), in display order."""
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """One compared run's latest diagnose run: label, the run, its metrics and its npz arrays."""
-
-    label: str
-    run: Any
-    metrics: dict[str, Value]
-    arrays: dict[str, np.ndarray]
-
-
-def find_diagnoses(reg: Any, report: ReportData) -> list[Diagnosis]:
-    """The latest completed diagnose run of each compared model (runs without one are skipped)."""
-    out = []
-    for r in report.runs:
-        model = r.target.model
-        if model is None:
-            continue
-        done = [d for d in reg.children(model.id, kind="diagnose") if d.status == "completed"]
-        if not done:
-            continue
-        d = done[-1]
-        arrays: dict[str, np.ndarray] = {}
-        arts = reg.artifacts(d.id, kind="diagnosis")
-        if arts and Path(arts[-1].path).is_file():
-            with np.load(arts[-1].path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        metrics = {k: (m.value, m.unit) for k, m in reg.final_metrics(d.id).items()}
-        out.append(Diagnosis(r.label, d, metrics, arrays))
-    return out
 
 
 def _fmt(v: float) -> str:

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import plotly.graph_objects as go
-from ase.data import chemical_symbols
 
 from crmse_cli import names
-from crmse_cli.fileio import NPZ_READ_ERRORS
 from crmse_cli.report.collect import ReportData, RunData
 from crmse_cli.report.plotting import color, layout
+from crmse_cli.report.rows import Failure
 from crmse_cli.report.verdict import Evidence, evidence, verdict_lines
 
 if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
+    pass
 
 MAX_FAILURE_ROWS = 60
 """Rows of the failures table (the first replicas to leave, over all runs); the rest are counted."""
@@ -36,74 +33,6 @@ HOW = {
     "bond": "broken bond: a bond stretched > 0.5 Å",
     "nonfinite": "non-finite positions or energy",
 }
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One replica that left the physical basin.
-
-    Attributes:
-        label: the compared run's label.
-        replica: replica index in the samples file.
-        time_ps: when the monitor first saw it outside, ps (NaN without physical time: ULA).
-        step: that sampler step.
-        reason: "collapse", "bond" or "nonfinite".
-        frame: index of the last recorded frame at or before ``step`` (``positions[frame, replica]``).
-        pair: the closest pair of that frame, e.g. ``H4-H7``.
-        distance_A: its distance, Å.
-        samples: the samples file.
-    """
-
-    label: str
-    replica: int
-    time_ps: float
-    step: int
-    reason: str
-    frame: int
-    pair: str
-    distance_A: float
-    samples: str
-
-
-def _closest_pair(species: np.ndarray, x: np.ndarray) -> tuple[str, float]:
-    d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
-    d[np.diag_indices(len(x))] = np.inf
-    a, b = np.unravel_index(int(np.nanargmin(d)), d.shape)
-    i, j = sorted((int(a), int(b)))
-    sym = [chemical_symbols[int(z)] for z in species]
-    return f"{sym[i]}{i}-{sym[j]}{j}", float(d[i, j])
-
-
-def run_failures(label: str, path: Path) -> list[Failure]:
-    """The replicas of one samples file that left the basin, first to leave first."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "stability_left" not in z.files:
-                return []
-            left = np.flatnonzero(z["stability_left"])
-            first = z["stability_first_step"]
-            time_fs, reason, steps = z["stability_time_fs"], z["stability_reason"], z["steps"]
-            positions, species = z["positions"], z["species"]
-    except NPZ_READ_ERRORS:  # OSError among them
-        return []
-    out = []
-    for r in left:
-        frame = max(int(np.searchsorted(steps, first[r], side="right")) - 1, 0)
-        x = np.asarray(positions[frame, r], dtype=np.float64)
-        pair, dist = _closest_pair(species, x) if np.isfinite(x).all() else ("-", math.nan)
-        t = float(time_fs[r]) / 1000.0
-        out.append(Failure(label, int(r), t, int(first[r]), str(reason[r]), frame, pair, dist, str(path)))
-    return sorted(out, key=lambda f: (f.step, f.replica))
-
-
-def find_failures(reg: Registry, report: ReportData) -> list[Failure]:
-    """Every compared run's failed replicas, read from its samples file (missing files: none)."""
-    out: list[Failure] = []
-    for r in report.runs:
-        arts = reg.artifacts(r.target.sample.id, kind=names.ARTIFACT_SAMPLES)
-        if arts and Path(arts[-1].path).is_file():
-            out += run_failures(r.label, Path(arts[-1].path))
-    return out
 
 
 def _errors(run: RunData) -> dict[str, float]:

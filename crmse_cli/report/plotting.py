@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+
+if TYPE_CHECKING:
+    from crmse_cli.report.collect import ReportData, RunData
 
 REF_COLOR = "#444444"
 PALETTE = qualitative.Plotly
@@ -16,6 +20,21 @@ PALETTE = qualitative.Plotly
 def color(i: int) -> str:
     """The ``i``-th colour of the palette (runs are coloured in report order)."""
     return str(PALETTE[i % len(PALETTE)])
+
+
+def run_color(report: ReportData, run: RunData) -> str:
+    """The colour of ``run`` in every figure."""
+    return color(report.runs.index(run))
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure with its HTML id, section title and a caption saying how to read it."""
+
+    id: str
+    title: str
+    caption: str
+    figure: go.Figure
 
 
 def layout(fig: go.Figure, *, height: int, **kw: Any) -> go.Figure:

@@ -16,8 +16,8 @@ from typing import Any
 import plotly.graph_objects as go
 
 from crmse_cli import names
-from crmse_cli.report.figures import FigureSpec, color
 from crmse_cli.report.html import fmt, page
+from crmse_cli.report.plotting import FigureSpec, color
 
 KEY_METRICS = (
     names.TEST_FORCE_MAE,

@@ -14,6 +14,7 @@ from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.potential import Potential
+from crmse_cli.registry.store import next_step
 
 if TYPE_CHECKING:
     from crmse_cli.registry.entities import ArtifactInfo, DatasetInfo
@@ -135,7 +136,6 @@ def run_checkpoint(registry: Registry, run: RunInfo) -> Path:
         tagged = [c for c in ckpts if c.tag == tag]
         if tagged:
             return verify_checkpoint(tagged[-1].path, tagged[-1].sha256)
-    from crmse_cli.registry.store import next_step
 
     raise NotFoundError(
         f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; {next_step(run.kind, run.id)}"

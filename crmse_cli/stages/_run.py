@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from crmse_cli.errors import CrmseError, DiskFullError
+from crmse_cli.registry.store import next_step
 from crmse_cli.runlock import RunLock
 
 if TYPE_CHECKING:
@@ -90,8 +91,6 @@ def closing_write(*, redeliver: bool = False) -> Iterator[None]:
 
 
 def _next_step(registry: Registry, run_id: str) -> str:
-    from crmse_cli.registry.store import next_step
-
     try:
         kind = registry.get_run(run_id).kind
     except Exception:  # noqa: BLE001 - the message must not fail on a broken registry

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmse_cli import names
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, check_output_path, sha256_file
+from crmse_cli.progress import make_progress
+from crmse_cli.registry.store import Registry
+from crmse_cli.report.collect import check_same_dataset, collect, resolve_target
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
 
 HEADLINE = (
     names.TEST_ENERGY_MAE,
@@ -85,9 +85,6 @@ def compare(
         CrmseError: an unknown run, a run without samples, runs of different datasets or an
             unwritable ``out`` (all checked before any evaluation runs).
     """
-    from crmse_cli.registry.store import Registry
-    from crmse_cli.report.collect import check_same_dataset, resolve_target
-
     if not runs:
         raise CrmseError("name at least one run to compare (see `crmse runs`)")
     reg = registry or Registry.open(ws.ensure())
@@ -126,9 +123,7 @@ def _compare_run(
 ) -> CompareResult:
     from dataclasses import replace
 
-    from crmse_cli.progress import make_progress
-    from crmse_cli.report.collect import collect
-    from crmse_cli.report.figures import build_figures
+    from crmse_cli.report.figures import build_figures  # deferred: plotly, only to draw a page
     from crmse_cli.report.html import render
 
     evaluated = []

@@ -26,27 +26,30 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from crmse_cli.analysis.instruments import (
-    compare_hessians,
-    energy_lift,
-    mode_projections,
-    slope_through_origin,
+from crmse_cli.analysis.diagnosis import (
+    ModelSurface,
+    collapse_part,
+    collapsed_frames,
+    energy_ks_part,
+    hessian_part,
+    sampled_energies,
+    slope_part,
 )
-from crmse_cli.analysis.stats import energy_ks
 from crmse_cli.analysis.study import PooledStability, fisher_left
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, sha256_file
-from crmse_cli.model.forces import forces_from_energy, potential_energy_fn
+from crmse_cli.model.forces import potential_energy_fn
+from crmse_cli.progress import make_progress
+from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.langevin import masses_from_species
-from crmse_cli.sampling.monitor import REASONS, StabilityMonitor
-from crmse_cli.sampling.trajectory import load_trajectory
+from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import tracked
 from crmse_cli.stages.diagnose_config import DiagnoseConfig
@@ -54,11 +57,6 @@ from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.entities import RunInfo
-    from crmse_cli.registry.store import Registry
-
-BURN_IN_FRACTION = 0.1
-"""Share of each trajectory dropped before the energy KS (as in ``crmse evaluate``)."""
-COLLAPSE = REASONS.index("collapse")
 
 
 @dataclass(frozen=True)
@@ -75,12 +73,16 @@ class DiagnoseResult:
 @dataclass(frozen=True, eq=False)
 class _Model:
     handle: ModelHandle
-    energy_fn: Any
-    label: str  # run, mse, control
+    surface: ModelSurface  # label: run, mse, control
 
     @property
-    def run(self) -> Any:
+    def label(self) -> str:
+        return self.surface.label
+
+    @property
+    def run(self) -> RunInfo:
         """The model's registry run (never None: :func:`_handle` refuses bare checkpoints)."""
+        assert self.handle.run is not None
         return self.handle.run
 
 
@@ -103,24 +105,7 @@ def _model(handle: ModelHandle, data: Dataset, label: str) -> _Model:
     if handle.dataset != data.name:
         raise CrmseError(f"run {ref_id(handle)} trained on {handle.dataset!r}, not {data.name!r}")
     species = torch.as_tensor(data.species, device=handle.device)
-    return _Model(handle, potential_energy_fn(handle.potential, species), label)
-
-
-def _energies(model: _Model, positions: np.ndarray, *, batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Energies (F,) and forces (F, N, 3) of frames under a model, float64, in batches."""
-    es, fs = [], []
-    for start in range(0, len(positions), batch):
-        pos = torch.as_tensor(
-            positions[start : start + batch], dtype=torch.float64, device=model.handle.device
-        )
-        pos.requires_grad_(True)
-        e = model.energy_fn(pos)
-        f = forces_from_energy(e, pos, create_graph=False)
-        es.append(e.detach().cpu().numpy())
-        fs.append(f.detach().cpu().numpy())
-    if not es:
-        return np.zeros(0), np.zeros((0, *positions.shape[1:]))
-    return np.concatenate(es), np.concatenate(fs)
+    return _Model(handle, ModelSurface(label, potential_energy_fn(handle.potential, species), handle.device))
 
 
 def _completed_samples(reg: Registry, run: RunInfo) -> list[RunInfo]:
@@ -144,108 +129,6 @@ def _pooled(reg: Registry, sample_runs: list[RunInfo]) -> PooledStability:
     return PooledStability(n, left)
 
 
-def _sampled_energies(path: Path) -> np.ndarray:
-    traj = load_trajectory(path)
-    first = min(int(math.floor(BURN_IN_FRACTION * traj.energies.shape[0])), traj.energies.shape[0] - 1)
-    e = traj.energies[first:].ravel()
-    return e[np.isfinite(e)]
-
-
-def collapsed_frames(
-    paths: list[Path], monitor: StabilityMonitor, limit: int, seed: int
-) -> tuple[np.ndarray, float | None]:
-    """Frames (F, N, 3) of sample artifacts that fail the pair-collapse test, and their temperature.
-
-    Every recorded frame is checked again with ``monitor`` (built from the DFT reference frames);
-    at most ``limit`` frames are kept (a seeded random pick).
-    """
-    frames, temps = [], []
-    for path in paths:
-        traj = load_trajectory(path)
-        pos = traj.positions.reshape(-1, *traj.positions.shape[2:]).astype(np.float64)
-        code = monitor.check(torch.as_tensor(pos)).numpy()
-        frames.append(pos[code == COLLAPSE])
-        if "temperature_K" in traj.meta:
-            temps.append(float(traj.meta["temperature_K"]))
-    out = np.concatenate(frames) if frames else np.zeros((0, monitor.n_atoms, 3))
-    if len(out) > limit:
-        out = out[np.sort(np.random.default_rng(seed).choice(len(out), size=limit, replace=False))]
-    return out, (temps[0] if temps else None)
-
-
-def _hessian_part(
-    models: list[_Model], mse: _Model, start: np.ndarray, cfg: DiagnoseConfig, masses: np.ndarray | None
-) -> tuple[dict[str, tuple[float, str]], dict[str, np.ndarray], dict[str, Any]]:
-    metrics: dict[str, tuple[float, str]] = {}
-    arrays: dict[str, np.ndarray] = {}
-    comps = {}
-    for m in models:
-        cmp = compare_hessians(m.energy_fn, mse.energy_fn, start, masses=masses, fmax=cfg.fmax)
-        comps[m.label] = cmp
-        sfx = "" if m.label == "run" else f"_{m.label}"
-        metrics[f"hessian_ratio_soft{sfx}"] = (cmp.soft_ratio(cfg.soft_modes), "1")
-        metrics[f"hessian_ratio_stiff{sfx}"] = (cmp.stiff_ratio(cfg.stiff_modes), "1")
-        metrics[f"minimum_rmsd{sfx}_A"] = (cmp.minimum_rmsd_A, "A")
-        arrays[f"ratios{sfx}"] = cmp.ratios
-        arrays[f"eigen_ratios{sfx}"] = cmp.eigen_ratios
-        arrays[f"eigenvalues{sfx}"] = cmp.run_eigenvalues
-        arrays[f"minimum{sfx}"] = cmp.run_minimum.positions
-    first = comps[models[0].label]
-    arrays["eigenvalues_mse"] = first.ref_eigenvalues
-    arrays["minimum_mse"] = first.ref_minimum.positions
-    arrays["mse_vectors"] = first.ref_vectors
-    metrics["softest_eigenvalue_mse"] = (float(first.ref_eigenvalues[0]), first.unit)
-    return metrics, arrays, comps
-
-
-def _slope_part(
-    models: list[_Model], data: Dataset, split: str, cmp: Any, cfg: DiagnoseConfig, masses: np.ndarray | None
-) -> tuple[dict[str, tuple[float, str]], dict[str, np.ndarray]]:
-    _, test = data.split(split)
-    test = test[: cfg.max_test_frames]
-    if len(test) == 0:
-        return {}, {}
-    pos, f_dft = data.positions[test], data.forces[test]
-    vectors = cmp.ref_vectors[:, : cfg.soft_modes]
-    ref_min = cmp.ref_minimum.positions
-    p_dft = mode_projections(pos, f_dft, ref_min, vectors, masses)
-    metrics: dict[str, tuple[float, str]] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for m in models:
-        _, f = _energies(m, pos)
-        slopes = slope_through_origin(mode_projections(pos, f, ref_min, vectors, masses), p_dft)
-        sfx = "" if m.label == "run" else f"_{m.label}"
-        metrics[f"soft_force_slope{sfx}"] = (float(np.mean(slopes)), "1")
-        arrays[f"soft_force_slopes{sfx}"] = slopes
-    metrics["n_test_frames"] = (float(len(test)), "1")
-    return metrics, arrays
-
-
-def _collapse_part(
-    models: list[_Model],
-    mse: _Model,
-    comps: dict[str, Any],
-    frames: np.ndarray,
-    temperature_K: float,
-) -> tuple[dict[str, tuple[float, str]], dict[str, np.ndarray]]:
-    metrics: dict[str, tuple[float, str]] = {"n_collapsed_frames": (float(len(frames)), "1")}
-    arrays: dict[str, np.ndarray] = {}
-    if len(frames) == 0:
-        return metrics, arrays
-    e_mse, _ = _energies(mse, frames)
-    e_mse_min = comps[models[0].label].ref_minimum.energy
-    for m in models:
-        e, _ = _energies(m, frames)
-        lift = energy_lift(e, comps[m.label].run_minimum.energy, e_mse, e_mse_min, temperature_K)
-        sfx = "" if m.label == "run" else f"_{m.label}"
-        metrics[f"collapse_lift{sfx}_kT"] = (lift.median_lift_kT, "kT")
-        metrics[f"collapse_energy{sfx}_kT"] = (float(np.median(lift.run_kT)), "kT")
-        arrays[f"collapse_lift{sfx}_kT"] = lift.lift_kT
-        metrics["collapse_energy_mse_kT"] = (float(np.median(lift.ref_kT)), "kT")
-    metrics["collapse_temperature_K"] = (temperature_K, "K")
-    return metrics, arrays
-
-
 def _stability_part(
     reg: Registry, run_samples: dict[str, list[RunInfo]]
 ) -> tuple[dict[str, tuple[float, str]], dict[str, list[str]]]:
@@ -267,15 +150,9 @@ def _ks_part(
     reg: Registry, run_samples: dict[str, list[RunInfo]], ref_e: np.ndarray
 ) -> dict[str, tuple[float, str]]:
     energies = {
-        label: _sampled_energies(_samples_path(reg, runs[-1])) for label, runs in run_samples.items() if runs
+        label: sampled_energies(_samples_path(reg, runs[-1])) for label, runs in run_samples.items() if runs
     }
-    energies = {k: v for k, v in energies.items() if v.size}
-    out: dict[str, tuple[float, str]] = {}
-    for label, e in energies.items():
-        out[f"energy_ks_{label}_vs_dft"] = (energy_ks(e, ref_e), "1")
-        if label != "mse" and "mse" in energies:
-            out[f"energy_ks_{label}_vs_mse"] = (energy_ks(e, energies["mse"]), "1")
-    return out
+    return energy_ks_part(energies, ref_e)
 
 
 def diagnose(
@@ -302,8 +179,6 @@ def diagnose(
         name: a unique name for the diagnose run.
         registry: an open Registry (default: ``Registry.open(ws)``).
     """
-    from crmse_cli.registry.store import Registry
-
     t0 = time.perf_counter()
     cfg = config or DiagnoseConfig()  # validated by construction: the declarations of its fields
     reg = registry or Registry.open(ws.ensure())
@@ -352,8 +227,6 @@ def _diagnose_run(
     cfg: DiagnoseConfig,
     t0: float,
 ) -> DiagnoseResult:
-    from crmse_cli.progress import make_progress
-
     masses = masses_from_species(data.species).numpy() if cfg.mass_weighted else None
     ref_idx = data.reference_indices(split)
     if len(ref_idx) == 0:
@@ -361,15 +234,32 @@ def _diagnose_run(
     start = data.positions[ref_idx[int(np.argmin(data.energies[ref_idx]))]]
     with make_progress() as bar:
         task = bar.add_task("diagnose", total=5, info="Hessians")
-        metrics, arrays, comps = _hessian_part(models, mse, start, cfg, masses)
+        surfaces = [m.surface for m in models]
+        metrics, arrays, comps = hessian_part(
+            surfaces,
+            mse.surface,
+            start,
+            fmax=cfg.fmax,
+            soft_modes=cfg.soft_modes,
+            stiff_modes=cfg.stiff_modes,
+            masses=masses,
+        )
         bar.update(task, advance=1, info="force slopes")
-        m2, a2 = _slope_part([*models, mse], data, split, comps["run"], cfg, masses)
+        m2, a2 = slope_part(
+            [*surfaces, mse.surface],
+            data,
+            split,
+            comps["run"],
+            soft_modes=cfg.soft_modes,
+            max_test_frames=cfg.max_test_frames,
+            masses=masses,
+        )
         bar.update(task, advance=1, info="collapsed frames")
         monitor = StabilityMonitor.from_reference(data.species, data.positions[ref_idx])
         paths = [_samples_path(reg, s) for s in run_samples["mse"]]
         frames, t_samples = collapsed_frames(paths, monitor, cfg.max_collapsed_frames, cfg.seed)
         temperature = cfg.temperature_K or t_samples or TEMPERATURE_K
-        m3, a3 = _collapse_part(models, mse, comps, frames, temperature)
+        m3, a3 = collapse_part(surfaces, mse.surface, comps, frames, temperature)
         bar.update(task, advance=1, info="stability")
         m4, sample_ids = _stability_part(reg, run_samples)
         bar.update(task, advance=1, info="energy KS")

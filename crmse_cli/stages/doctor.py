@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from crmse_cli.fileio import sha256_file
 from crmse_cli.registry.engine import integrity_problems, make_engine, masked_url, sqlite_blocker, sqlite_path
+from crmse_cli.registry.store import Registry
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.entities import RunInfo
-    from crmse_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,6 @@ def doctor(ws: Workspace) -> DoctorReport:
         shown = [Finding("error", "registry", p) for p in problems[:5]]
         fix = "restore the database from a backup, or move it away to start an empty registry"
         return DoctorReport(ws.home, where, [*shown, Finding("error", "registry", fix)])
-    from crmse_cli.registry.store import Registry
 
     reg = Registry.open(ws, read_only=True)
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,16 +28,13 @@ from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
+from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.trajectory import load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
 from crmse_cli.stages._run import tracked
-from crmse_cli.train.data import FrameSet
-from crmse_cli.train.losses import error_metrics, evaluate_errors
+from crmse_cli.train.accuracy import test_metrics
 from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
 
 BURN_IN_FRACTION = 0.1
 """Share of each trajectory's recorded frames dropped as equilibration before the metrics."""
@@ -61,23 +58,6 @@ class EvaluateResult:
     run_id: str
     metrics: dict[str, tuple[float, str]]
     evaluation_path: Path | None
-
-
-def test_metrics(handle: ModelHandle, data: Dataset, *, batch: int = 100) -> dict[str, tuple[float, str]]:
-    """Energy / force MAE and RMSE on the split's test frames (kcal/mol and meV)."""
-    _, test = data.split(handle.split)
-    if len(test) == 0:
-        raise CrmseError(f"dataset {data.name!r} split {handle.split} has no test frames")
-    return frame_errors(handle, data, test, prefix="test", batch=batch)
-
-
-def frame_errors(
-    handle: ModelHandle, data: Dataset, rows: np.ndarray, *, prefix: str, batch: int = 100
-) -> dict[str, tuple[float, str]]:
-    """Energy / force MAE and RMSE of the model on frames ``rows``, named ``{prefix}_energy_mae`` etc."""
-    f = FrameSet.from_dataset(data, rows, dtype=handle.potential.dtype, device=handle.device)
-    errors = evaluate_errors(handle.potential, f.positions, f.species, f.energies, f.forces, batch_size=batch)
-    return error_metrics(errors, prefix=prefix)
 
 
 def _tconf(
@@ -231,8 +211,6 @@ def evaluate(
     registry: Registry | None = None,
 ) -> EvaluateResult:
     """Evaluate run ``ref`` (a model or a sample run); register an ``evaluate`` run."""
-    from crmse_cli.registry.store import Registry
-
     check_option("--seed", seed)
     reg = registry or Registry.open(ws.ensure())
     target = reg.get_run(ref)
@@ -271,7 +249,7 @@ def evaluate(
     with tracked(reg, run.id):
         with make_progress() as bar:
             task = bar.add_task("evaluate", total=2 if samples_path else 1, info="test frames")
-            metrics = test_metrics(handle, data)
+            metrics = test_metrics(handle.potential, data, handle.split)
             if samples_path is None:  # the reference frames' virial temperature, DFT forces
                 ref_idx = data.reference_indices(handle.split)
                 if len(ref_idx):

@@ -24,10 +24,11 @@ from crmse_cli.data.xyz import read_xyz
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.progress import make_progress
+from crmse_cli.registry.store import Registry
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
-    from crmse_cli.registry.store import DatasetInfo, Registry
+    from crmse_cli.registry.store import DatasetInfo
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,6 @@ def fetch_rmd17(
     Returns:
         What was registered; ``already=True`` when it was there and nothing was done.
     """
-    from crmse_cli.registry.store import Registry
-
     sources.check_molecule(molecule)
     if source not in sources.SOURCES:
         raise CrmseError(f"--source must be one of {', '.join(sources.SOURCES)}, got {source!r}")
@@ -305,8 +304,6 @@ def fetch_xyz(
         taken_hint: what the refusal of a name registered with other content tells the user to
             do, in the options of the command that called (``mace import`` has no ``--force``).
     """
-    from crmse_cli.registry.store import Registry
-
     if not _NAME_RE.match(name):
         raise CrmseError(f"--name {name!r} is not a valid dataset name; use letters, digits, '_', '.', '-'")
     src = _check_readable(Path(path), check="the file's path")
@@ -327,9 +324,7 @@ def fetch_xyz(
         info = None if force else _existing(reg, name)
         if info is not None:
             if not same_xyz(info, meta):
-                raise CrmseError(
-                    f"dataset {name!r} is registered already (from {info.source}); {taken_hint}"
-                )
+                raise CrmseError(f"dataset {name!r} is registered already (from {info.source}); {taken_hint}")
             return _result(info, already=True)
         data = read_xyz(
             src,

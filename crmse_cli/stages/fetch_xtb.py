@@ -29,6 +29,8 @@ from crmse_cli.data.xtb import hutchinson_laplacians, require_tblite, tblite_ver
 from crmse_cli.data.xtb_md import ReplicaResult, ReplicaTask, XtbMDConfig, run_replicas
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.progress import make_progress
+from crmse_cli.registry.store import Registry
+from crmse_cli.stages._models import verify_dataset
 from crmse_cli.stages.fetch import _NAME_RE, FetchResult, _result, _save_and_register
 from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
@@ -105,7 +107,6 @@ def start_geometry(
         except Exception as exc:
             raise CrmseError(f"cannot read a geometry from {path}: {exc}") from exc
         return atoms.numbers.astype(np.int64), atoms.positions.astype(np.float64), f"file:{path.resolve()}"
-    from crmse_cli.registry.store import Registry
 
     reg = Registry.open(ws.ensure())
     try:
@@ -114,7 +115,6 @@ def start_geometry(
         reg.close()
     if info is None:
         raise NotFoundError(f"--start-from {start_from!r} is neither a file nor a registered dataset")
-    from crmse_cli.stages._models import verify_dataset  # torch: only on this path
 
     data = Dataset.load(verify_dataset(info))
     return data.species, data.positions[0], f"dataset:{info.name}"
@@ -202,8 +202,6 @@ def fetch_xtb(
         What was registered, with the ensemble check and the speed; an identical dataset that is
         registered already is returned as it is (``fetch.already``).
     """
-    from crmse_cli.registry.store import Registry
-
     check_option("--processes", processes)  # before any folder or row exists
     require_tblite()
     cfg = config or XtbMDConfig()

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
+from crmse_cli.stages._models import verify_dataset
+from crmse_cli.stages.fetch import _save_and_register
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -46,8 +48,6 @@ def dataset_for_labels(ws: Workspace, reg: Registry, dataset: str, labels: str) 
         raise CrmseError(f"--labels must be one of {', '.join(LABELS)}, got {labels!r}")
     if labels == "rmd17" or dataset.endswith(SUFFIX):
         return dataset
-    from crmse_cli.stages._models import verify_dataset
-    from crmse_cli.stages.fetch import _save_and_register
 
     base = reg.get_dataset(dataset)
     name = f"{dataset}{SUFFIX}"

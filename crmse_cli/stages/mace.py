@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +21,13 @@ from crmse_cli.config import to_dict
 from crmse_cli.errors import CrmseError, UsageError
 from crmse_cli.fileio import check_output_path, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, save_checkpoint
+from crmse_cli.model.mace_adapter import export_mace, is_mace, load_mace_model, mace_potential
+from crmse_cli.registry.store import Registry
 from crmse_cli.stages._models import load_dataset, resolve_model, run_checkpoint
 from crmse_cli.stages._run import tracked
+from crmse_cli.stages.fetch import fetch_xyz
+from crmse_cli.train.accuracy import test_metrics
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
 
 IMPORT_TEST_FRACTION = 0.1
 """Share of the imported frames held out as split 01's test part (test metrics); the rest train."""
@@ -89,11 +90,6 @@ def import_mace(
     Returns:
         The completed run (kind ``pretrain``, ``architecture: mace``) and its test metrics.
     """
-    from crmse_cli.model.mace_adapter import load_mace_model, mace_potential
-    from crmse_cli.registry.store import Registry
-    from crmse_cli.stages.evaluate import test_metrics
-    from crmse_cli.stages.fetch import fetch_xyz
-
     model_path = Path(model_path).expanduser().resolve()
     if data_path is None and dataset is None:
         raise CrmseError("pass the extended-XYZ training file or the name of a registered dataset")
@@ -154,7 +150,7 @@ def import_mace(
             run.id, path=str(path), sha256=sha, step=0, format_version=FORMAT_VERSION, tag="final"
         )
         handle = resolve_model(reg, str(path))
-        metrics = test_metrics(handle, data)
+        metrics = test_metrics(handle.potential, data, handle.split)
         reg.log_metrics(
             run.id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
         )
@@ -178,8 +174,6 @@ def _train_val(data: Any, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 def save_native(ws: Workspace, reg: Registry, run_id: str, potential: Any) -> Path | None:
     """For a MACE potential: write it in mace-torch's format as run ``run_id``'s artifact."""
-    from crmse_cli.model.mace_adapter import export_mace, is_mace
-
     if not is_mace(potential):
         return None
     path = export_mace(potential, ws.run_dir(run_id) / "artifacts" / "mace.model")
@@ -189,9 +183,6 @@ def save_native(ws: Workspace, reg: Registry, run_id: str, potential: Any) -> Pa
 
 def export_model(ws: Workspace, ref: str, path: Path | str, *, registry: Registry | None = None) -> Path:
     """Write the MACE model of run (or checkpoint) ``ref`` to ``path`` in mace-torch's format."""
-    from crmse_cli.model.mace_adapter import export_mace, is_mace
-    from crmse_cli.registry.store import Registry
-
     check_output_path(path)  # before the model loads: a link or a device is never replaced
     reg = registry or Registry.open(ws.ensure())
     handle = resolve_model(reg, ref, trust_code=ws.trust_code)

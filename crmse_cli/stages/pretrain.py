@@ -23,6 +23,8 @@ from crmse_cli.describe import frames_line
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.names import STOPPED_BY_TIME_BUDGET
+from crmse_cli.progress import make_progress
+from crmse_cli.registry.store import Registry
 from crmse_cli.runlock import RunLock
 from crmse_cli.stages._models import code_trusted, load_dataset, verify_checkpoint
 from crmse_cli.stages._run import own_run, tracked
@@ -39,7 +41,7 @@ from crmse_cli.train.pretrain import (
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry, RunInfo
+    from crmse_cli.registry.store import RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,6 @@ def pretrain(
     """
     start = time.perf_counter()
     if registry is None:
-        from crmse_cli.registry.store import Registry
-
         registry = Registry.open(ws.ensure())
     reg = registry
     if resume is not None:
@@ -214,7 +214,6 @@ def _bar(enabled: bool, trainer: PretrainTrainer) -> Iterator[Any]:
     if not enabled:
         yield lambda record: None
         return
-    from crmse_cli.progress import make_progress
 
     with make_progress() as bar:
         task = bar.add_task("pretrain", total=trainer.config.max_epochs, completed=trainer.epoch, info="")

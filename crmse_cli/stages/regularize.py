@@ -26,6 +26,7 @@ from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.graph import make_graph
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
+from crmse_cli.registry.store import Registry
 from crmse_cli.stages import regularize_arms as arms
 from crmse_cli.stages._models import (
     ModelHandle,
@@ -36,7 +37,6 @@ from crmse_cli.stages._models import (
     run_checkpoint,
 )
 from crmse_cli.stages._run import own_run, tracked
-from crmse_cli.stages.evaluate import frame_errors, test_metrics
 from crmse_cli.stages.mace import save_native
 from crmse_cli.stages.regularize_budget import budget_keeper, check_budget
 from crmse_cli.stages.regularize_config import RegularizeConfig
@@ -48,6 +48,7 @@ from crmse_cli.stages.regularize_state import (
     save_chains,
     save_state,
 )
+from crmse_cli.train.accuracy import frame_errors, test_metrics
 from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, UpdateRecord, pair_minimum
 from crmse_cli.train.distributed import DistContext
@@ -56,7 +57,6 @@ from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.data.dataset import Dataset
-    from crmse_cli.registry.store import Registry
 
 
 _PLAIN = tuple(f.name for f in fields(RegularizeConfig) if f.name not in ("contrastive", "budget"))
@@ -108,7 +108,7 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
 
 def _val_mae(handle: ModelHandle, data: Dataset, rows: np.ndarray) -> dict[str, tuple[float, str]]:
     """Errors on the validation frames (``val_energy_mae``, ``val_force_mae``, ...), as pretraining's."""
-    return frame_errors(handle, data, rows, prefix="val") if len(rows) else {}
+    return frame_errors(handle.potential, data, rows, prefix="val") if len(rows) else {}
 
 
 def regularize(
@@ -126,8 +126,6 @@ def regularize(
     ``settings``: the settings the user gave explicitly (field name -> value). A
     resumed run keeps its own; one that differs from the run's is refused, naming the setting.
     """
-    from crmse_cli.registry.store import Registry
-
     reg = registry or Registry.open(ws.ensure())
     dist = DistContext.from_env(config.device)
     start: dict[str, Any] | None = None  # pretraining's weights and Adam state (--init raw)
@@ -287,8 +285,6 @@ def _build_trainer(
 
 def _mark_failed(ws: Workspace, run_id: str, why: str) -> None:
     """Write ``failed`` through a fresh registry connection (the stage's may be mid-transaction)."""
-    from crmse_cli.registry.store import Registry
-
     try:
         Registry.open(ws).set_status(run_id, "failed", error=why)
     except Exception:  # noqa: BLE001 - best effort inside a signal handler; tracked() retries
@@ -420,9 +416,8 @@ def _train(
         return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
     with averaged(final_ema):
         save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format
-        metrics = test_metrics(handle, data)
+        metrics = test_metrics(handle.potential, data, handle.split)
     reg.log_metrics(
         run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
     )
     return RegularizeResult(run_id, final, metrics, time.perf_counter() - t0)
-

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from crmse_cli.errors import CrmseError
-from crmse_cli.stages.evaluate import frame_errors
+from crmse_cli.train.accuracy import frame_errors
 from crmse_cli.train.lambda_schedule import under_budget
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from crmse_cli.train.contrastive_config import ContrastiveConfig
 
 Errors = dict[str, tuple[float, str]]
-"""Validation errors as :func:`crmse_cli.stages.evaluate.frame_errors` names them (``val_force_mae``)."""
+"""Validation errors as :func:`crmse_cli.train.accuracy.frame_errors` names them (``val_force_mae``)."""
 
 
 def check_arms(cfg: ContrastiveConfig, *, force_budget: float | None, val_rows: np.ndarray) -> None:
@@ -63,7 +63,7 @@ def positive_rows(
 def parent_force_mae(handle: ModelHandle, data: Dataset, val_rows: np.ndarray) -> float:
     """Validation force MAE of the parent as it was resolved (kcal/mol/Å), before any start weights."""
     handle.potential.eval()
-    value = frame_errors(handle, data, val_rows, prefix="val")["val_force_mae"][0]
+    value = frame_errors(handle.potential, data, val_rows, prefix="val")["val_force_mae"][0]
     handle.potential.train()
     return float(value)
 

@@ -4,7 +4,7 @@ A :class:`BudgetKeeper` is an observer of the trainer. The parent (the checkpoin
 names) is candidate 0, scored before the first update; every ``budget_every`` updates and at the
 end the run's current weights (the trainer's EMA weights when it keeps an average) are saved as
 checkpoint ``candidate-<update>`` and scored: validation errors with
-:func:`crmse_cli.stages.evaluate.frame_errors` (pretraining's), and a stability screen of R
+:func:`crmse_cli.train.accuracy.frame_errors` (pretraining's), and a stability screen of R
 replicas of BAOAB from training frames, judged by :class:`crmse_cli.sampling.monitor.StabilityMonitor`
 (``crmse sample``'s test), with the same seed for every candidate. Scores are metric rows written
 at once, before the run's next checkpoint, so a resumed run reads them back instead of scoring
@@ -27,10 +27,10 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_che
 from crmse_cli.model.forces import force_field
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.stages._models import ModelHandle
-from crmse_cli.stages.evaluate import frame_errors
 from crmse_cli.stages.sample import _start_frames, build_sampler
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train import budget as rule
+from crmse_cli.train.accuracy import frame_errors
 from crmse_cli.train.budget import BudgetChoice, BudgetConfig, Candidate
 from crmse_cli.train.optim import averaged
 
@@ -130,7 +130,7 @@ class BudgetKeeper:
         was_training = pot.training
         pot.eval()
         try:
-            errors = frame_errors(handle, self.data, self.val_rows, prefix="val")
+            errors = frame_errors(handle.potential, self.data, self.val_rows, prefix="val")
             left = self.screen(handle)
         finally:
             pot.train(was_training)

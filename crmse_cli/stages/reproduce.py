@@ -25,13 +25,23 @@ from typing import TYPE_CHECKING, Any
 from crmse_cli.data.xtb_md import XtbMDConfig
 from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
+from crmse_cli.registry.store import Registry
+from crmse_cli.report.verdict import evidence, verdict_lines
+from crmse_cli.stages import compare as compare_stage
+from crmse_cli.stages import diagnose as diagnose_stage
+from crmse_cli.stages import evaluate as evaluate_stage
+from crmse_cli.stages import fetch as fetch_stage
+from crmse_cli.stages import fetch_xtb
+from crmse_cli.stages import pretrain as pretrain_stage
+from crmse_cli.stages import regularize as regularize_stage
+from crmse_cli.stages import sample as sample_stage
 from crmse_cli.stages.sample import SampleConfig
 from crmse_cli.train.contrastive import ContrastiveConfig
 from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry, RunInfo
+    from crmse_cli.registry.store import RunInfo
 
 
 @dataclass(frozen=True)
@@ -160,9 +170,6 @@ def ensure_dataset(
     ws: Workspace, reg: Registry, name: str, from_path: Path | None, processes: int = 1
 ) -> None:
     """Register dataset ``name`` if it is not: generate an xTB reference or fetch rMD17."""
-    from crmse_cli.stages import fetch as fetch_stage
-    from crmse_cli.stages import fetch_xtb
-
     if reg.find_dataset(name) is not None:
         return
     if name in XTB_REFERENCES:
@@ -240,14 +247,6 @@ def reproduce(
     run on its own reference size (:data:`PRESET_DATASETS`: ``aspirin-xtb`` quick) and with its
     molecule's own sizes (:data:`MOLECULE_PRESETS`: aspirin quick).
     """
-    from crmse_cli.registry.store import Registry
-    from crmse_cli.stages import compare as compare_stage
-    from crmse_cli.stages import diagnose as diagnose_stage
-    from crmse_cli.stages import evaluate as evaluate_stage
-    from crmse_cli.stages import pretrain as pretrain_stage
-    from crmse_cli.stages import regularize as regularize_stage
-    from crmse_cli.stages import sample as sample_stage
-
     if preset not in PRESETS:
         shown = ", ".join(k for k, v in PRESETS.items() if not v.hidden)
         raise CrmseError(f"--preset must be one of {shown}, got {preset!r}")
@@ -329,7 +328,6 @@ def reproduce(
 
 def verdict(reg: Registry, runs: dict[str, str]) -> list[str]:
     """CRMSE against MSE, one fact a line: :func:`crmse_cli.report.verdict.verdict_lines` of the runs."""
-    from crmse_cli.report.verdict import evidence, verdict_lines
 
     def finals(step: str) -> dict[str, float]:
         return {k: m.value for k, m in reg.final_metrics(runs[step]).items()} if step in runs else {}

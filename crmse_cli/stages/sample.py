@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.forces import force_field
 from crmse_cli.progress import make_progress
+from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.langevin import LangevinBAOAB, masses_from_species
 from crmse_cli.sampling.mala import MALA
 from crmse_cli.sampling.monitor import StabilityMonitor
@@ -39,9 +40,6 @@ from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, r
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
 
 Report = Callable[[int, float, int, float], None]
 """report(step, time_fs, replicas that left, mean kinetic temperature K or NaN): one progress row."""
@@ -126,8 +124,6 @@ def sample(
     registry: Registry | None = None,
 ) -> SampleResult:
     """Sample model ``model`` (run id/name or checkpoint path); register a ``sample`` run."""
-    from crmse_cli.registry.store import Registry
-
     reg = registry or Registry.open(ws.ensure())
     handle = resolve_model(reg, model, device=config.device, dtype=config.dtype, trust_code=ws.trust_code)
     data = load_dataset(reg, handle.dataset)

@@ -17,19 +17,28 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.registry.store import Registry
 from crmse_cli.report.verdict import evidence, verdict_lines
+from crmse_cli.stages import compare as compare_stage
+from crmse_cli.stages import diagnose as diagnose_stage
+from crmse_cli.stages import evaluate as evaluate_stage
+from crmse_cli.stages import regularize as regularize_stage
+from crmse_cli.stages import sample as sample_stage
+from crmse_cli.stages._models import check_species, load_dataset, resolve_model, run_checkpoint
+from crmse_cli.stages.fetch import fetch_xyz
+from crmse_cli.stages.mace import export_model, import_mace
+from crmse_cli.stages.regularize import RegularizeConfig
 from crmse_cli.stages.reproduce import _find, _step
+from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.stages.stabilize_config import StabilizeConfig
 from crmse_cli.stages.stabilize_plan import IMPORT_SPLIT_SEED, VAL_FRACTION, Plan, plan
+from crmse_cli.train.accuracy import frame_errors
+from crmse_cli.train.budget import BudgetConfig
+from crmse_cli.train.contrastive import ContrastiveConfig
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
-    from crmse_cli.stages.regularize import RegularizeConfig
-    from crmse_cli.stages.sample_config import SampleConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +70,6 @@ class StabilizeResult:
 
 def sample_config(cfg: StabilizeConfig) -> SampleConfig:
     """The stability screen before and after: Langevin at the user's temperature."""
-    from crmse_cli.stages.sample_config import SampleConfig
-
     return SampleConfig(
         temperature_K=cfg.temperature_K,
         replicas=cfg.replicas,
@@ -75,10 +82,6 @@ def sample_config(cfg: StabilizeConfig) -> SampleConfig:
 
 def regularize_config(cfg: StabilizeConfig) -> RegularizeConfig:
     """CRMSE with the force-budget rule, its candidate screens at the user's temperature."""
-    from crmse_cli.stages.regularize import RegularizeConfig
-    from crmse_cli.train.budget import BudgetConfig
-    from crmse_cli.train.contrastive import ContrastiveConfig
-
     c = ContrastiveConfig(seed=cfg.seed)
     if cfg.updates is not None:
         c = replace(c, n_updates=cfg.updates)
@@ -138,8 +141,6 @@ def stabilize(
         regularize: the CRMSE run's full settings instead of those ``config`` implies.
         registry: an open Registry (default: ``Registry.open(ws)``).
     """
-    from crmse_cli.registry.store import Registry
-
     cfg = config or StabilizeConfig()
     reg = registry or Registry.open(ws.ensure())
     p = plan(
@@ -168,12 +169,6 @@ def _track(reg: Registry, res: StabilizeResult, step: str, base: str) -> None:
 def _run_steps(
     ws: Workspace, reg: Registry, p: Plan, cfg: StabilizeConfig, rcfg: RegularizeConfig, res: StabilizeResult
 ) -> None:
-    from crmse_cli.stages import compare as compare_stage
-    from crmse_cli.stages import diagnose as diagnose_stage
-    from crmse_cli.stages import evaluate as evaluate_stage
-    from crmse_cli.stages import regularize as regularize_stage
-    from crmse_cli.stages import sample as sample_stage
-
     def step(what: str, start: Any, parent: str | None, resume: Any = None) -> str:
         _track(reg, res, what, p.step(what))
         log.info("stabilize %s: %s", p.name, what)
@@ -222,8 +217,6 @@ def _run_steps(
 
 def _import(ws: Workspace, reg: Registry, p: Plan, res: StabilizeResult) -> str:
     """The MACE model as a completed model run (reused when this journey imported it already)."""
-    from crmse_cli.stages.mace import import_mace
-
     _track(reg, res, "import", p.step("import"))
 
     def start(run_name: str) -> str:
@@ -245,10 +238,6 @@ def _import(ws: Workspace, reg: Registry, p: Plan, res: StabilizeResult) -> str:
 
 def _heldout(ws: Workspace, reg: Registry, p: Plan, eval_id: str, model_ref: str) -> None:
     """Errors of the model on the ``--test`` frames, logged as ``heldout_*`` rows of its evaluate run."""
-    from crmse_cli.stages._models import check_species, load_dataset, resolve_model
-    from crmse_cli.stages.evaluate import frame_errors
-    from crmse_cli.stages.fetch import fetch_xyz
-
     if any(k.startswith(HELDOUT + "_") for k in reg.final_metrics(eval_id)):
         return
     assert p.test_file is not None and p.test_dataset is not None
@@ -258,7 +247,7 @@ def _heldout(ws: Workspace, reg: Registry, p: Plan, eval_id: str, model_ref: str
     check_species(handle, data)
     import numpy as np
 
-    errors = frame_errors(handle, data, np.arange(data.n_frames), prefix=HELDOUT)
+    errors = frame_errors(handle.potential, data, np.arange(data.n_frames), prefix=HELDOUT)
     reg.log_metrics(
         eval_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in errors.items()]
     )
@@ -266,9 +255,6 @@ def _heldout(ws: Workspace, reg: Registry, p: Plan, eval_id: str, model_ref: str
 
 def _export(ws: Workspace, reg: Registry, p: Plan, crmse_id: str) -> Path:
     """MACE in, MACE out (``p.out``); a crmse model stays its run's checkpoint."""
-    from crmse_cli.stages._models import run_checkpoint
-    from crmse_cli.stages.mace import export_model
-
     if p.kind == "mace":
         assert p.out is not None
         return Path(export_model(ws, crmse_id, p.out, registry=reg))

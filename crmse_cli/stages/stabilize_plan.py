@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import sha256_file
+from crmse_cli.model.checkpoint import refuse_untrusted
+from crmse_cli.stages._models import resolve_model
+from crmse_cli.stages.fetch import same_xyz
+from crmse_cli.stages.mace import IMPORT_TEST_FRACTION
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -70,8 +74,6 @@ def clean_name(text: str) -> str:
 
 def _xyz_meta(path: Path, opts: dict[str, Any], *, split: bool) -> dict[str, Any]:
     """The identity of an extended-XYZ import (see ``stages.fetch.XYZ_IDENTITY``)."""
-    from crmse_cli.stages.mace import IMPORT_TEST_FRACTION
-
     return {
         "kind": "xyz",
         "source_sha256": sha256_file(path),
@@ -87,8 +89,6 @@ def _check_free(
     reg: Registry, name: str, path: Path, opts: dict[str, Any], *, split: bool, option: str
 ) -> None:
     """Refuse when dataset ``name`` is registered from other frames (or other settings)."""
-    from crmse_cli.stages.fetch import same_xyz
-
     info = reg.find_dataset(name)
     if info is not None and not same_xyz(info, _xyz_meta(path, opts, split=split)):
         raise CrmseError(
@@ -152,9 +152,6 @@ def plan(
         energy_key: their energy key (e.g. ``REF_energy``).
         forces_key: their forces key (e.g. ``REF_forces``).
     """
-    from crmse_cli.model.checkpoint import refuse_untrusted
-    from crmse_cli.stages._models import resolve_model
-
     opts = {"energy_unit": energy_unit, "energy_key": energy_key, "forces_key": forces_key}
     path = Path(model).expanduser()
     sha, model_run = None, None

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.registry.store import Registry
 from crmse_cli.stages._grid import refuse_grid_keys, regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
 from crmse_cli.stages.sample_config import SampleConfig
@@ -38,7 +39,6 @@ from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.entities import RunInfo
-    from crmse_cli.registry.store import Registry
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,6 @@ def create_sweep(
         sample_options: SampleConfig fields by name (e.g. ``{"replicas": 64, "steps": 20000}``).
         device: "cpu" or "cuda" for every stage.
     """
-    from crmse_cli.registry.store import Registry
-
     reg_opts, smp_opts = dict(regularize_options or {}), dict(sample_options or {})
     if not _NAME.match(name) or all(c in "0123456789abcdef" for c in name):
         raise CrmseError(
@@ -218,6 +216,7 @@ def completed_run(runs: list[RunInfo]) -> RunInfo | None:
 
 def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> None:
     """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
+    # Deferred: the stages (scipy, ase) load when a job runs, not for `sweep status` or `list`.
     from crmse_cli.stages.evaluate import evaluate
     from crmse_cli.stages.regularize import regularize
     from crmse_cli.stages.sample import sample
@@ -283,8 +282,6 @@ def work(
     Raises:
         CrmseError: ``stale_after_s`` is not a finite number above ``STALE_BEATS`` heartbeats.
     """
-    from crmse_cli.registry.store import Registry
-
     check_stale_after(stale_after_s, heartbeat_s)
     reg = registry or Registry.open(ws.ensure())
     spec = reg.get_sweep(name).config

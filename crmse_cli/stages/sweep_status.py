@@ -6,14 +6,13 @@ The write side (creating a sweep, the workers) is :mod:`crmse_cli.stages.sweep`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.fileio import atomic_write
+from crmse_cli.registry.store import Registry
 from crmse_cli.stages.sweep import completed_run
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,6 @@ class JobStatus:
 
 def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[JobStatus]:
     """Where every grid point of sweep ``name`` stands (grid order)."""
-    from crmse_cli.registry.store import Registry
-
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     out = []
     for job in reg.sweep_jobs(name):
@@ -87,8 +84,6 @@ def _params(name: str, job: Any) -> tuple[str, float, int]:
 
 def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[dict[str, Any]]:
     """Every sweep: name, created (UTC) and the number of jobs per state."""
-    from crmse_cli.registry.store import Registry
-
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     out = []
     for s in reg.list_sweeps():
@@ -106,8 +101,6 @@ def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) 
     name holds ``grad`` and ``ratio`` (the contrastive/MSE gradient ratio, when the trainer logs
     it), averaged over updates.
     """
-    from crmse_cli.registry.store import Registry
-
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     points = []
     for st in sweep_status(ws, name, registry=reg):
@@ -142,9 +135,7 @@ def write_report(ws: Workspace, name: str, out: Any, *, registry: Registry | Non
     """
     from pathlib import Path
 
-    from crmse_cli.fileio import atomic_write
-    from crmse_cli.registry.store import Registry
-    from crmse_cli.report.sweep import markdown_table, render_page, summarize
+    from crmse_cli.report.sweep import markdown_table, render_page, summarize  # deferred: plotly
 
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     spec = reg.get_sweep(name)

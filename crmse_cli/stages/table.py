@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmse_cli.analysis.study import groups_table, runs_table
 from crmse_cli.errors import CrmseError, DataError, NotFoundError, UsageError
 from crmse_cli.fileio import atomic_path
+from crmse_cli.registry.store import Registry
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
 
 EXPORT_FORMAT = "crmse-metrics/1"
 """The ``format`` field of a metrics export (``--export``)."""
@@ -121,8 +119,6 @@ def study_table(
     Raises:
         CrmseError: neither runs nor groups, both, an unknown run or a malformed group.
     """
-    from crmse_cli.registry.store import Registry
-
     if bool(runs) == bool(groups):
         raise UsageError("give runs, or --group LABEL=RUN,RUN,... options, not both")
     exported = load_exports(include or [])
@@ -157,7 +153,6 @@ def study_table(
 
 
 def _table(values: Any, runs: list[str], groups: list[str] | None) -> list[str]:
-
     if runs:
         return runs_table({ref: values(ref) for ref in runs})
     parsed = dict(parse_group(g) for g in groups or [])

@@ -34,8 +34,9 @@ from torch import Tensor
 from crmse_cli.config import from_dict, to_dict
 from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError
+from crmse_cli.model.build import build_potential
 from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
-from crmse_cli.model.potential import Potential, build_potential
+from crmse_cli.model.potential import Potential
 from crmse_cli.train.data import FrameSet, center_energies, check_device, select_frames, shuffled_batches
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.loop import TrainingLoop
