@@ -64,7 +64,7 @@ def kabsch(mobile: np.ndarray, target: np.ndarray) -> np.ndarray:
     d = np.sign(np.linalg.det(np.einsum("fij,fjk->fik", u, vt)))
     fix = np.ones((len(m), 3))
     fix[:, 2] = d
-    rot = np.einsum("fji,fj,fkj->fik", vt, fix, u)  # V diag(1,1,d) U^T
+    rot: np.ndarray = np.einsum("fji,fj,fkj->fik", vt, fix, u)  # V diag(1,1,d) U^T
     return rot[0] if single else rot
 
 

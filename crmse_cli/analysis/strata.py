@@ -60,7 +60,8 @@ def _tables(tables: Tables) -> np.ndarray:
         raise CrmseError(f"a stratified test needs 2x2 tables, one per stratum; got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise CrmseError("a stratified test needs non-negative counts")
-    return arr[arr.sum(axis=(1, 2)) > 1]  # a stratum of 0 or 1 observation carries no information
+    kept: np.ndarray = arr[arr.sum(axis=(1, 2)) > 1]
+    return kept  # a stratum of 0 or 1 observation carries no information
 
 
 def cmh_test(tables: Tables) -> StratifiedTest:

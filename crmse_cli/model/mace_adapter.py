@@ -135,7 +135,7 @@ class MACEEnergy(nn.Module):
 
     def add_reference_energies(self, delta: Tensor) -> None:
         """Add ``delta`` (S,) kcal/mol to the E0 of each element (sorted atomic numbers)."""
-        e0 = torch.atleast_2d(self.model.atomic_energies_fn.atomic_energies)[0]
+        e0 = torch.atleast_2d(self.model.atomic_energies_fn.atomic_energies)[0]  # type: ignore[no-untyped-call]
         self._set_e0(e0.double().cpu() + delta.double().cpu() * EV_PER_KCAL_PER_MOL)
 
     def _set_e0(self, e0_eV: Tensor) -> None:
@@ -191,7 +191,8 @@ class MACEEnergy(nn.Module):
     @property
     def model_dtype(self) -> torch.dtype:
         """The dtype of the wrapped model's weights."""
-        return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+        dtype: torch.dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+        return dtype
 
     def _same_energies(self, rebuilt: Any) -> bool:
         """Whether ``rebuilt`` gives this model's energies on a small probe geometry."""

@@ -31,7 +31,8 @@ class SupportTest:
     def distances(self, positions: torch.Tensor) -> torch.Tensor:
         """(B, P) Å: the distance of every pair of :attr:`pairs` in frames (B, N, 3) Å, in their dtype."""
         p = self.pairs.to(positions.device)
-        return (positions[:, p[0]] - positions[:, p[1]]).norm(dim=-1)
+        out: torch.Tensor = (positions[:, p[0]] - positions[:, p[1]]).norm(dim=-1)
+        return out
 
     def below(self, distances: torch.Tensor) -> torch.Tensor:
         """(B,) bool: frames with some pair closer than its floor.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import sha256_file
-from crmse_cli.model.checkpoint import refuse_untrusted
+from crmse_cli.model.trust import refuse_untrusted
 from crmse_cli.stages._models import resolve_model
 from crmse_cli.stages.fetch import same_xyz
 from crmse_cli.stages.mace import IMPORT_TEST_FRACTION
