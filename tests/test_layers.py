@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "runlock",
         "workers",
         "progress",
+        "settings",
     ),  # fmt: skip
     ("data",),
     ("model",),
