@@ -163,8 +163,9 @@ def build_figures(report: ReportData) -> list[FigureSpec]:
         (
             "tradeoff",
             "Accuracy against stability",
-            "Every compared run: test force MAE (its model's) against the share of replicas that stayed "
-            "physical. Down-right is worse on both; a repair moves up at little cost to the right.",
+            "Every compared run: its model's test force MAE relative to the first run's (log scale) "
+            "against the share of replicas that left the basin. Shaded: at most 2 of 64 out with the "
+            "force MAE within +10%; a repair moves down at little cost to the right.",
             tradeoff_figure,
         ),
         (

@@ -19,7 +19,8 @@ import plotly.graph_objects as go
 
 from crmse_cli import names
 from crmse_cli.report.collect import ReportData, RunData
-from crmse_cli.report.plotting import color, layout
+from crmse_cli.report.pareto import TradeoffPoint
+from crmse_cli.report.pareto import tradeoff_figure as tradeoff_plot
 from crmse_cli.report.rows import Failure
 from crmse_cli.report.verdict import Evidence, evidence, verdict_lines
 
@@ -76,29 +77,20 @@ def verdict_section(report: ReportData) -> str:
 
 
 def tradeoff_figure(report: ReportData) -> go.Figure | None:
-    """Test force MAE (kcal/mol/Å) against the share of replicas that stayed physical, per run."""
-    fig = go.Figure()
-    for i, r in enumerate(report.runs):
+    """Each compared run's force MAE (relative to the first run's) against its replicas out.
+
+    The first run is the comparison's baseline (the MSE parent in `crmse compare`); the shaded
+    target is at most 2 of 64 replicas out with the force MAE within +10% of it.
+    """
+    base = _errors(report.runs[0]).get(names.TEST_FORCE_MAE) if report.runs else None
+    points = []
+    for r in report.runs:
         mae = _errors(r).get(names.TEST_FORCE_MAE)
-        stable = r.metrics.get(names.STABLE_FRACTION)
-        if mae is None or stable is None:
+        left, n = r.metrics.get("n_left"), r.metrics.get("n_replicas")
+        if base is None or mae is None or left is None or n is None:
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=[mae],
-                y=[stable[0]],
-                name=r.label,
-                mode="markers+text",
-                text=[r.label],
-                textposition="top center",
-                marker=dict(size=14, color=color(i)),
-            )  # fmt: skip
-        )
-    if not fig.data:
-        return None
-    fig.update_xaxes(title_text=names.metric_title(names.TEST_FORCE_MAE), rangemode="tozero")
-    fig.update_yaxes(title_text="fraction of replicas still physical", range=[-0.05, 1.1])
-    return layout(fig, height=400)
+        points.append(TradeoffPoint(r.label, 0, mae / base - 1, int(left[0]), int(n[0])))
+    return tradeoff_plot(points, seeds=False) if points else None
 
 
 def _fmt(v: float, digits: str = ".3g") -> str:

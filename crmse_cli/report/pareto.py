@@ -36,10 +36,21 @@ class TradeoffPoint:
         return self.n_left / self.n_replicas
 
 
+def _hover(p: TradeoffPoint, seeds: bool) -> str:
+    return (f"seed {p.seed}: " if seeds else "") + f"{p.n_left}/{p.n_replicas} out"
+
+
 def tradeoff_figure(
-    points: list[TradeoffPoint], *, budget_force: float = 0.10, budget_left: float = 2 / 64
+    points: list[TradeoffPoint],
+    *,
+    budget_force: float = 0.10,
+    budget_left: float = 2 / 64,
+    seeds: bool = True,
 ) -> go.Figure:
-    """Stability (share of replicas out) against force MAE change, one trace per method."""
+    """Stability (share of replicas out) against force MAE change, one trace per method.
+
+    ``seeds=False`` (one model per method, as in a run's report) leaves the seed out of the hover.
+    """
     fig = go.Figure()
     top = max([p.share_left for p in points] + [0.3])
     fig.add_shape(  # x is the ratio to the parent's force MAE, on a log axis (the grid spans 20x)
@@ -80,7 +91,7 @@ def tradeoff_figure(
                     symbol=_SYMBOLS[studies.index(parents) % len(_SYMBOLS)],
                     line=dict(width=1, color="#222"),
                 ),
-                text=[f"seed {p.seed}: {p.n_left}/{p.n_replicas} out" for p in group],
+                text=[_hover(p, seeds) for p in group],
                 hovertemplate="%{text}<br>force MAE x%{x:.3f}<extra>" + name + "</extra>",
             )
         )
