@@ -309,3 +309,59 @@ def test_the_screen_judges_its_last_step(ws) -> None:  # noqa: ANN001
     )  # fmt: skip
     assert 0 <= keeper.screen(handle) <= 2
     assert keeper.monitor.last_step == 13
+
+
+def test_pick_first_takes_the_earliest_candidate_within_an_ancestors_budget() -> None:
+    """An MSE polish of a CRMSE model: force error falls along the path; the reference is the MSE
+    model above the CRMSE one; the earliest candidate within budget is the answer (known here)."""
+    path = [_c(0, 1.23, 0), _c(10, 1.16, 0), _c(20, 1.12, 0), _c(30, 1.09, 0), _c(40, 1.07, 0)]
+    choice = choose(path, 0.10, reference_mae=1.0, pick="first")
+    assert choice.chosen.update == 30 and not choice.over_budget and choice.n_within == 2
+    assert choice.rel_force == pytest.approx(0.09)
+    # The CRMSE model itself (update 0) counts when it is already within budget.
+    assert choose(path, 0.25, reference_mae=1.0, pick="first").chosen.update == 0
+    # None within: the most accurate candidate, flagged over budget (never the parent silently).
+    over = choose(path, 0.05, reference_mae=1.0, pick="first")
+    assert over.chosen.update == 40 and over.over_budget and not over.parent_fallback
+    # The default pick on the same path is the most stable within budget, then the lower error.
+    assert choose(path, 0.10, reference_mae=1.0).chosen.update == 40
+    with pytest.raises(CrmseError, match="budget pick"):
+        choose(path, 0.1, pick="last")
+    with pytest.raises(CrmseError, match="budget_pick|budget-pick"):
+        BudgetConfig(force_budget=0.1, budget_pick="last")
+
+
+def test_a_polish_with_pick_first_is_budgeted_against_the_pretrain_ancestor(ws) -> None:  # noqa: ANN001
+    """`regularize --from CRMSE --lambda 0 --chain-source data --force-budget 0.1 --budget-pick first
+    --screen-steps 0`: the reference is the pretrain run, the choice the first candidate within."""
+    import json
+
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages._models import load_dataset, resolve_model
+    from crmse_cli.stages.regularize import RegularizeConfig, regularize
+    from crmse_cli.train.accuracy import frame_errors
+    from crmse_cli.train.contrastive import ContrastiveConfig
+
+    regularize(ws, "tiny", _config(None, updates=2), name="crmse-run")
+    c = ContrastiveConfig(
+        n_chains=2, steps_per_update=2, n_updates=4, batch_size=4, warmup_updates=0, seed=1,
+        lambda_=0.0, chain_source="data",
+    )  # fmt: skip
+    b = BudgetConfig(force_budget=0.1, budget_every=2, screen_steps=0, budget_pick="first")
+    cfg = RegularizeConfig(contrastive=c, budget=b, val_every=2, checkpoint_every=1, chains_every=2)
+    regularize(ws, "crmse-run", cfg, name="polish")
+    reg = Registry.open(ws)
+    run = reg.get_run("polish")
+    handle = resolve_model(reg, "tiny")
+    data = load_dataset(reg, handle.dataset)
+    ref = frame_errors(handle.potential, data, handle.payload["extra"]["val_indices"], prefix="val")[
+        "val_force_mae"
+    ][0]
+    finals = reg.final_metrics(run.id)
+    assert finals[rule.REFERENCE_FORCE_MAE].value == pytest.approx(ref, rel=1e-6)
+    cands = _logged(reg, run.id)
+    assert [c.update for c in cands] == [0, 2, 4] and all(c.replicas == 0 and c.left == 0 for c in cands)
+    expected = choose(cands, 0.1, reference_mae=ref, pick="first")
+    assert finals[rule.CHOICE_UPDATE].value == expected.chosen.update
+    record = json.loads(Path(reg.artifacts(run.id, kind="budget")[0].path).read_text())
+    assert record["reference_run"] == reg.get_run("tiny").id and record["over_budget"] == expected.over_budget

@@ -8,8 +8,10 @@ checkpoint ``candidate-<update>`` and scored: validation errors with
 replicas of BAOAB from training frames, judged by :class:`crmse_cli.sampling.monitor.StabilityMonitor`
 (``crmse sample``'s test), with the same seed for every candidate. Scores are metric rows written
 at once, before the run's next checkpoint, so a resumed run reads them back instead of scoring
-again. :meth:`BudgetKeeper.finish` applies :func:`crmse_cli.train.budget.choose` and loads the
-chosen weights into the model, which the stage then saves as ``final``.
+again. The budget's reference is the validation force MAE of the nearest pretrain run up the
+parent's ancestry (the parent itself when it is one), scored once and logged. :meth:`BudgetKeeper.finish`
+applies :func:`crmse_cli.train.budget.choose` and loads the chosen weights into the model, which
+the stage then saves as ``final``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from crmse_cli.fileio import atomic_write, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.model.forces import force_field
 from crmse_cli.sampling.monitor import StabilityMonitor
-from crmse_cli.stages._models import ModelHandle
+from crmse_cli.stages._models import ModelHandle, code_trusted, run_checkpoint
 from crmse_cli.stages.sample import _start_frames, build_sampler
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train import budget as rule
@@ -100,7 +102,7 @@ class BudgetKeeper:
         self.screen_config = SampleConfig(
             temperature_K=budget.screen_temperature_K or temperature_K,
             replicas=budget.screen_replicas,
-            steps=budget.screen_steps,
+            steps=max(budget.screen_steps, 1),  # 0: no screen runs (see screen)
             check_every=CHECK_EVERY,
             start="train",
             seed=seed,
@@ -109,6 +111,8 @@ class BudgetKeeper:
         ref = data.positions[data.reference_indices(handle.split)]
         self.monitor = StabilityMonitor.from_reference(data.species, ref)
         self.scored: dict[int, Candidate] = {c.update: c for c in self._logged()}
+        self.reference_run: str | None = None  # the pretrain ancestor, when the parent is not one
+        self.reference_mae: float | None = None
         self.paths: dict[int, str] = {
             int(c.tag.split("-", 1)[1]): c.path
             for c in reg.checkpoints(run_id)
@@ -138,14 +142,16 @@ class BudgetKeeper:
             update=update,
             val_force_mae=errors["val_force_mae"][0],
             left=left,
-            replicas=self.budget.screen_replicas,
+            replicas=self.budget.screen_replicas if self.budget.screen_steps else 0,
             val_force_rmse=errors["val_force_rmse"][0],
             val_energy_mae=errors["val_energy_mae"][0],
         )
 
     def screen(self, handle: ModelHandle) -> int:
-        """Replicas of the stability screen that left the physical basin (paired: fixed seed)."""
+        """Replicas of the stability screen that left the physical basin (paired: fixed seed; 0 steps: 0)."""
         cfg = self.screen_config
+        if self.budget.screen_steps == 0:
+            return 0
         pot, device = handle.potential, handle.device
         pick = torch.Generator().manual_seed(cfg.seed)
         start = _start_frames(self.data, handle.split, "train", cfg.replicas, pick)
@@ -170,8 +176,8 @@ class BudgetKeeper:
         return int(monitor.left.sum())
 
     def _log(self, candidate: Candidate) -> None:
-        parent = self.scored.get(0, candidate)
-        self.reg.log_metrics(self.run_id, rule.candidate_rows(candidate, parent.val_force_mae))
+        reference = self.reference_mae or self.scored.get(0, candidate).val_force_mae
+        self.reg.log_metrics(self.run_id, rule.candidate_rows(candidate, reference))
         self.scored[candidate.update] = candidate
 
     # -- candidates -----------------------------------------------------------------------------
@@ -187,8 +193,31 @@ class BudgetKeeper:
         )
         self.paths[update] = str(path)
 
+    def _reference(self) -> None:
+        """The pretrain ancestor's validation force MAE (kept None when the parent is a pretrain run)."""
+        run = self.handle.run
+        while run is not None and run.kind != "pretrain" and run.parent is not None:
+            run = self.reg.get_run(run.parent)
+        if run is None or self.handle.run is None or run.id == self.handle.run.id or run.kind != "pretrain":
+            return
+        self.reference_run = run.id
+        logged = self.reg.metrics(self.run_id, name=rule.REFERENCE_FORCE_MAE)
+        if logged:
+            self.reference_mae = float(logged[-1].value)
+            return
+        checkpoint = run_checkpoint(self.reg, run)
+        trusted = code_trusted(self.reg, checkpoint, run.id, trust_code=self.ws.trust_code)
+        pot, _ = load_checkpoint(checkpoint, device=self.handle.device, trust_code=trusted)
+        pot.eval()
+        errors = frame_errors(pot, self.data, self.val_rows, prefix="val")
+        self.reference_mae = float(errors["val_force_mae"][0])
+        self.reg.log_metric(
+            self.run_id, name=rule.REFERENCE_FORCE_MAE, value=self.reference_mae, unit="kcal/mol/A"
+        )
+
     def start(self) -> None:
         """Candidate 0: the parent itself (the checkpoint ``--from`` named), unless already scored."""
+        self._reference()
         if 0 in self.scored:
             return
         parent_pot, _ = load_checkpoint(
@@ -210,7 +239,12 @@ class BudgetKeeper:
         """Choose, record the choice and its evidence, and load the chosen weights into the model."""
         assert self.budget.force_budget is not None
         candidates = sorted(self.scored.values(), key=lambda c: c.update)
-        choice = rule.choose(candidates, self.budget.force_budget)
+        choice = rule.choose(
+            candidates,
+            self.budget.force_budget,
+            reference_mae=self.reference_mae,
+            pick=self.budget.budget_pick,
+        )
         path = self.paths.get(choice.chosen.update)
         if path is None:
             raise CrmseError(f"candidate of update {choice.chosen.update} has no checkpoint; rerun the run")
@@ -227,6 +261,9 @@ class BudgetKeeper:
             "rel_force": choice.rel_force,
             "n_within": choice.n_within,
             "parent_fallback": choice.parent_fallback,
+            "over_budget": choice.over_budget,
+            "reference_run": self.reference_run,
+            "reference_val_force_mae": self.reference_mae or self.scored[0].val_force_mae,
             "candidates": [asdict(c) for c in candidates],
         }
         self.handle.payload.setdefault("extra", {})["budget_choice"] = {

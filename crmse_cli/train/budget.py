@@ -3,9 +3,21 @@
 A run with a budget keeps candidate checkpoints along the way (the parent itself is candidate 0)
 and scores each on the labelled validation frames and on a short stability screen (R replicas of
 BAOAB at the sampling temperature, the same seed for every candidate, so the screens are
-paired). The rule returns the most stable candidate whose validation force MAE is at most
-``budget`` (relative) above the parent's; ties go to the lower force MAE, then the earlier
-update; when no candidate after the parent is within budget the parent is returned, flagged.
+paired). The budget is relative to the validation force MAE of the MSE model the run descends
+from (the nearest pretrain run up its ancestry: the parent itself for a CRMSE run, the CRMSE
+run's parent for a polish of it).
+
+Two picks:
+
+- ``stable`` (default): the most stable candidate within the budget; ties go to the lower force
+  MAE, then the earlier update; when no candidate after the parent is within budget the parent is
+  returned, flagged.
+- ``first``: the earliest candidate within the budget. For an MSE-only polish of a CRMSE model
+  (``--lambda 0 --chain-source data``), where every update buys force accuracy back and gives
+  stability back (issue 29, seed 0: 0, 2 and 6 of 64 replicas out after 0, 50 and 100 updates),
+  the earliest one within budget is the most stable one, and no screen is needed
+  (``--screen-steps 0``). When none is within budget the most accurate candidate is returned,
+  flagged over budget.
 
 Torch-free: the CLI's help and ``crmse show`` read this module. The screen and the registry
 side live in :mod:`crmse_cli.stages.regularize_budget`.
@@ -36,6 +48,9 @@ CHOICE_REL_FORCE = "budget_choice_rel_force"  # 1
 N_WITHIN = "budget_within"  # 1, candidates within the budget (the parent included)
 N_CANDIDATES = "budget_candidates"  # 1
 PARENT_FALLBACK = "budget_parent_fallback"  # 1 when no candidate after the parent was within budget
+OVER_BUDGET = "budget_over"  # 1 when pick "first" found no candidate within budget
+REFERENCE_FORCE_MAE = "budget_reference_val_force_mae"  # kcal/mol/A, what the budget is relative to
+PICKS = ("stable", "first")
 
 PANEL = "Force budget"
 """The ``--help`` panel that lists the budget's options."""
@@ -50,8 +65,10 @@ class BudgetConfig:
             parent's (0.10: 10%); None: no budget, no candidates (the run's last weights are final).
         budget_every: keep and score a candidate every this many updates (and at the end).
         screen_replicas: R, replicas of each candidate's stability screen.
-        screen_steps: S, BAOAB steps of the screen (0.5 fs each: 2000 = 1 ps).
+        screen_steps: S, BAOAB steps of the screen (0.5 fs each: 2000 = 1 ps; 0: no screen).
         screen_temperature_K: temperature of the screen; None: the run's ``temperature_K``.
+        budget_pick: "stable" (the most stable candidate within budget) or "first" (the earliest
+            within budget: an MSE polish's most stable one).
     """
 
     force_budget: float | None = setting(
@@ -61,17 +78,26 @@ class BudgetConfig:
         unset="unset: no candidates",
         help="Keep candidate checkpoints along the run, score each on the validation frames and a "
         "short stability screen, and return the most stable one whose validation force MAE is at most "
-        "this much (relative, 0.10 = 10%) above the parent's.",
+        "this much (relative, 0.10 = 10%) above the MSE model's (the nearest pretrain run up its ancestry).",
     )
     budget_every: int = setting(25, range=COUNT_RANGE, panel=PANEL, help="Updates between candidates.")
     screen_replicas: int = setting(
         32, range="[1, 1e6]", panel=PANEL, help="Replicas of each candidate's screen."
     )
     screen_steps: int = setting(
-        2000, range=COUNT_RANGE, panel=PANEL, help="BAOAB steps of the screen (0.5 fs each)."
+        2000, range="[0, 1e12]", panel=PANEL, help="BAOAB steps of the screen (0.5 fs each; 0: no screen)."
     )
     screen_temperature_K: float | None = setting(
         None, range=TEMPERATURE_RANGE, panel=PANEL, help="Temperature of the screen.", unset="--temperature-K"
+    )
+
+    budget_pick: str = setting(
+        "stable",
+        choices=PICKS,
+        panel=PANEL,
+        help="stable: the most stable candidate within the budget; first: the earliest one (for an MSE "
+        "polish of a CRMSE model: --lambda 0 --chain-source data --screen-steps 0). The budget is "
+        "relative to the nearest pretrain run up the parent's ancestry.",
     )
 
     def __post_init__(self) -> None:
@@ -114,6 +140,7 @@ class BudgetChoice:
         n_within: candidates within the budget, the parent included.
         n_candidates: candidates scored, the parent included.
         parent_fallback: True when no candidate after the parent was within the budget.
+        over_budget: True when pick "first" found no candidate within the budget.
     """
 
     chosen: Candidate
@@ -121,46 +148,69 @@ class BudgetChoice:
     n_within: int
     n_candidates: int
     parent_fallback: bool
+    over_budget: bool = False
 
 
-def relative_force(candidate: Candidate, parent: Candidate) -> float:
-    """Validation force MAE of ``candidate`` over the parent's, minus 1 (NaN if undefined)."""
-    if not (parent.val_force_mae > 0 and math.isfinite(parent.val_force_mae)):
+def relative_force(candidate: Candidate, reference_mae: float) -> float:
+    """Validation force MAE of ``candidate`` over ``reference_mae``, minus 1 (NaN if undefined)."""
+    if not (reference_mae > 0 and math.isfinite(reference_mae)):
         return math.nan
-    return candidate.val_force_mae / parent.val_force_mae - 1.0
+    return candidate.val_force_mae / reference_mae - 1.0
 
 
-def choose(candidates: Sequence[Candidate], budget: float) -> BudgetChoice:
-    """The most stable candidate within ``budget``; the parent (update 0) when none after it is.
+def choose(
+    candidates: Sequence[Candidate],
+    budget: float,
+    *,
+    reference_mae: float | None = None,
+    pick: str = "stable",
+) -> BudgetChoice:
+    """The candidate the budget picks (see the module's docstring for the two picks).
 
-    Within budget: force MAE <= (1 + ``budget``) x the parent's (a non-finite MAE never is; the
-    test of :func:`crmse_cli.train.lambda_schedule.under_budget`, lambda's controller). Among
-    those, fewest replicas left; ties: lower force MAE, then the earlier update.
+    Within budget: force MAE <= (1 + ``budget``) x ``reference_mae`` (default: the parent's, the
+    candidate of update 0; a non-finite MAE never is; the test of
+    :func:`crmse_cli.train.lambda_schedule.under_budget`, lambda's controller). With the default
+    reference the parent is always within.
 
     Raises:
-        CrmseError: no parent (update 0) among ``candidates``, or a non-positive budget.
+        CrmseError: no parent (update 0) among ``candidates``, a non-positive budget or an unknown pick.
     """
     if not budget > 0:
         raise CrmseError(f"the force budget must be > 0, got {budget}")
+    if pick not in PICKS:
+        raise CrmseError(f"budget pick must be one of {', '.join(PICKS)}, got {pick!r}")
     parents = [c for c in candidates if c.update == 0]
     if not parents:
         raise CrmseError("the force budget needs the parent (candidate of update 0) to compare with")
     parent = parents[0]
-    rel = {c.update: relative_force(c, parent) for c in candidates}
+    ref = parent.val_force_mae if reference_mae is None else reference_mae
+    rel = {c.update: relative_force(c, ref) for c in candidates}
     within = [
-        c
-        for c in candidates
-        if math.isfinite(rel[c.update]) and under_budget(c.val_force_mae, parent.val_force_mae, budget)
+        c for c in candidates if math.isfinite(rel[c.update]) and under_budget(c.val_force_mae, ref, budget)
     ]
-    if parent not in within:  # the parent is its own reference: rel 0 unless its MAE is undefined
+    if reference_mae is None and parent not in within:  # its own reference: rel 0 unless undefined
         within.append(parent)
-    best = min(within, key=lambda c: (c.left, _finite_or_inf(c.val_force_mae), c.update))
+        rel[parent.update] = 0.0
+    over = not within
+    if pick == "first":
+        earlier = [c for c in within if c.update > 0 or reference_mae is not None]
+        if earlier:
+            best = min(earlier, key=lambda c: c.update)
+        elif within:  # only the parent, its own reference
+            best = parent
+        else:
+            best = min(candidates, key=lambda c: (_finite_or_inf(c.val_force_mae), c.update))
+    elif within:
+        best = min(within, key=lambda c: (c.left, _finite_or_inf(c.val_force_mae), c.update))
+    else:  # an ancestor's reference that no candidate meets: the most accurate, flagged
+        best = min(candidates, key=lambda c: (_finite_or_inf(c.val_force_mae), c.update))
     return BudgetChoice(
         chosen=best,
-        rel_force=rel[best.update] if best is not parent else 0.0,
+        rel_force=rel[best.update],
         n_within=len(within),
         n_candidates=len(candidates),
-        parent_fallback=all(c.update == 0 for c in within),
+        parent_fallback=reference_mae is None and all(c.update == 0 for c in within),
+        over_budget=over,
     )
 
 
@@ -196,6 +246,7 @@ def choice_rows(choice: BudgetChoice) -> list[dict[str, Any]]:
         N_WITHIN: float(choice.n_within),
         N_CANDIDATES: float(choice.n_candidates),
         PARENT_FALLBACK: float(choice.parent_fallback),
+        OVER_BUDGET: float(choice.over_budget),
     }
     return [{"name": k, "value": v, "unit": "1"} for k, v in values.items() if math.isfinite(v)]
 
@@ -238,8 +289,10 @@ def budget_summary(config: Mapping[str, Any], finals: Mapping[str, float]) -> st
     what = "the parent (update 0)" if update == 0 else f"update {update}"
     line = (
         f"{budget:g}: chose {what}, {left}/{replicas} left in the screen, validation force MAE "
-        f"{100 * rel:+.1f}% vs the parent; {within} of {total} candidates within budget"
+        f"{100 * rel:+.1f}% vs the MSE model it descends from; {within} of {total} candidates within budget"
     )
     if finals.get(PARENT_FALLBACK, 0.0) >= 0.5:
         line += " (no candidate after the parent was: the parent is returned)"
+    if finals.get(OVER_BUDGET, 0.0) >= 0.5:
+        line += " (none was: the most accurate candidate is returned, over budget)"
     return line
