@@ -248,9 +248,11 @@ def test_show_and_report_read_the_choice_from_the_metrics() -> None:
     }  # fmt: skip
     model = SimpleNamespace(kind="regularize", config=config)
     assert _budget(SimpleNamespace(model=model), finals) == (
-        "0.1: chose update 50, 2/32 left in the screen, validation force MAE +6.0% vs the parent; "
-        "3 of 9 candidates within budget"
+        "0.1: chose update 50, 2/32 left in the screen, validation force MAE +6.0% vs the MSE model it "
+        "descends from; 3 of 9 candidates within budget"
     )
+    over = {**finals, rule.OVER_BUDGET: (1.0, "1")}
+    assert "over budget" in str(_budget(SimpleNamespace(model=model), over))
     fallback = {**finals, rule.CHOICE_UPDATE: (0.0, "1"), rule.PARENT_FALLBACK: (1.0, "1")}
     assert "the parent (update 0)" in str(_budget(SimpleNamespace(model=model), fallback))
     assert "no candidate after the parent" in str(_budget(SimpleNamespace(model=model), fallback))
