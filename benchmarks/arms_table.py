@@ -28,13 +28,15 @@ from scipy.stats import fisher_exact
 
 from crmse_cli.analysis.strata import cmh_test
 
-ARMS = ("l0", "c15", "null15", "pol15", "c1e3", "b10", "b1e3")
+ARMS = ("l0", "c15", "null15", "pol15u50", "pol15", "bpol", "c1e3", "b10", "b1e3")
 TITLES = {
     "mse": "MSE parent",
     "l0": "λ = 0 control",
     "c15": "CRMSE 0.015 eV",
     "null15": "null arm 0.015 eV",
-    "pol15": "CRMSE 0.015 + MSE polish",
+    "pol15u50": "CRMSE 0.015 + MSE polish (50 updates)",
+    "pol15": "CRMSE 0.015 + MSE polish (100 updates)",
+    "bpol": "CRMSE 0.015 + polish, --force-budget 0.10 --budget-pick first",
     "c1e3": "CRMSE 1e-3 eV",
     "b10": "--force-budget 0.10 (λ 0.015 eV)",
     "b1e3": "--force-budget 0.10 (λ 1e-3 eV)",

@@ -32,6 +32,7 @@ LABELS = {
     "c15": "CRMSE 0.015 eV",
     "crmse": "CRMSE 0.015 eV",
     "pol15": "CRMSE 0.015 eV + MSE polish (100)",
+    "bpol": "CRMSE 0.015 eV + polish, budget rule's pick",
     "pol15u50": "CRMSE 0.015 eV + MSE polish (50)",
     "b1e3": "--force-budget 0.10 at 1e-3 eV",
     "null15": "null arm 0.015 eV",
