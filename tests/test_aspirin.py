@@ -89,7 +89,7 @@ def test_distribution_metrics_state_each_named_rotor_s_floor() -> None:
 
 def test_report_and_summary_show_the_floors_beside_the_errors() -> None:
     from crmse_cli.cli.reproduce_cmd import floors_line, headline
-    from crmse_cli.report.collect import metric_table
+    from crmse_cli.report.rows import metric_table
     from crmse_cli.report.structure_figures import _torsion_title
 
     run = {names.dihedral_profile_error("ester"): (0.5, "kcal/mol"), names.ENERGY_KS: (0.1, "1")}
