@@ -14,12 +14,13 @@ screenshot through headless Chromium when one is installed.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from arms_table import _load  # the exports' reader: one place (run as a script from benchmarks/)
 
 from crmse_cli.report.figures import FigureSpec
 from crmse_cli.report.html import page
@@ -39,14 +40,6 @@ LABELS = {
 }
 
 PARENTS = {"r2": "reproducible parents", "r200": "2026-12-06 parents"}
-
-
-def _metrics(paths: list[Path]) -> dict[str, dict[str, float]]:
-    runs: dict[str, dict[str, float]] = {}
-    for path in paths:
-        for run in json.loads(path.read_text())["runs"]:
-            runs[run["name"]] = {k: float(v[0]) for k, v in run["metrics"].items() if v[0] is not None}
-    return runs
 
 
 def points(runs: dict[str, dict[str, float]], labels: dict[str, str]) -> list[TradeoffPoint]:
@@ -82,7 +75,7 @@ def main() -> None:
     ap.add_argument("--label", action="append", default=[], help="ARM=TEXT: a method's name")
     args = ap.parse_args()
     labels = dict(LABELS, **dict(item.split("=", 1) for item in args.label))
-    pts = points(_metrics(args.exports), labels)
+    pts = points(_load(args.exports), labels)
     print("| method | seed | Δ force MAE | left |")
     print("|---|---|---|---|")
     for p in sorted(pts, key=lambda p: (p.method, p.seed)):
