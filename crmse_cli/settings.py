@@ -68,21 +68,32 @@ class Setting:
         help: one line for ``--help`` (the default is appended by :func:`help_text`).
         range: allowed interval of a number ("[lo, hi]" closed, "(lo, hi)" open, mixed as needed).
         choices: allowed values of a word (None: any text, e.g. a device or a method name
-            checked by its own rule).
+            checked by its own rule), read from :attr:`choices_from` each time.
         flag: the option's name where it is not ``--`` + the key with dashes (``--chains``); a
             switch may give its off form too (``--lc-beta/--no-lc-beta``).
         unset: what None means, shown as the default in ``--help`` (``the pretrain run's``).
         cli: False for a setting read from the command's config file only (no option).
         panel: the ``--help`` panel that lists the option (None: "Options").
+        choices_from: the values as declared: a tuple, or a function that lists them (a
+            registry, e.g. :func:`crmse_cli.sampling.kinds.sampler_names`: a sampler registered
+            later is accepted by validation and by the option alike).
     """
 
     help: str
     range: Range | None = None
-    choices: tuple[str, ...] | None = None
     flag: str | None = None
     unset: str | None = None
     cli: bool = True
     panel: str | None = None
+    choices_from: tuple[str, ...] | Callable[[], Iterable[str]] | None = None
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values now (None: any text)."""
+        source = self.choices_from
+        if source is None:
+            return None
+        return tuple(source() if callable(source) else source)
 
 
 def setting(
@@ -90,19 +101,22 @@ def setting(
     *,
     help: str,
     range: str | None = None,
-    choices: Iterable[str] | None = None,
+    choices: Iterable[str] | Callable[[], Iterable[str]] | None = None,
     flag: str | None = None,
     unset: str | None = None,
     cli: bool = True,
     panel: str | None = None,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
-    """A dataclass field that declares a setting (see :class:`Setting`; ``factory`` for a table)."""
+    """A dataclass field that declares a setting (see :class:`Setting`; ``factory`` for a table).
+
+    ``choices`` is the values or a function listing them (asked at each check: a registry).
+    """
     meta = {
         _META: Setting(
             help=help,
             range=Range.parse(range) if range else None,
-            choices=tuple(choices) if choices is not None else None,
+            choices_from=choices if choices is None or callable(choices) else tuple(choices),
             flag=flag,
             unset=unset,
             cli=cli,

@@ -15,9 +15,9 @@ from crmse_cli.cli.tables import metrics_tables, short_labels
 from crmse_cli.data.sources import SOURCES
 from crmse_cli.registry.entities import RUN_KINDS
 from crmse_cli.registry.store import Registry
-from crmse_cli.stages.sample_config import INTEGRATORS, STARTS
+from crmse_cli.sampling.kinds import chain_sampler_names, sampler_names
+from crmse_cli.stages.sample_config import STARTS
 from crmse_cli.train.contrastive_config import (
-    CHAIN_SAMPLERS,
     CHAIN_SOURCES,
     INITS,
     LAMBDA_UNITS,
@@ -65,13 +65,13 @@ DEVICES = ("cpu", "cuda", "cuda:N")
 DTYPES = ("float32", "float64")
 SWEEP = ("--name", "s", "--from", "r")
 CHOICES = [  # (command, its other arguments, option, the choices it names)
-    (("sample",), ("m",), "--integrator", INTEGRATORS),
+    (("sample",), ("m",), "--integrator", sampler_names()),
     (("sample",), ("m",), "--start", STARTS),
     (("sample",), ("m",), "--dtype", DTYPES),
     (("sample",), ("m",), "--device", DEVICES),
     (("pretrain",), (), "--device", DEVICES),
     (("pretrain",), (), "--dtype", DTYPES),
-    (("regularize",), (), "--chain-sampler", CHAIN_SAMPLERS),
+    (("regularize",), (), "--chain-sampler", chain_sampler_names()),
     (("regularize",), (), "--init", INITS),
     (("regularize",), (), "--lambda-units", tuple(LAMBDA_UNITS)),
     (("regularize",), (), "--eta-units", ETA_UNITS),

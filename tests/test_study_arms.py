@@ -93,8 +93,7 @@ def test_the_null_arm_has_zero_mean_contrastive_loss_and_runs_no_sampler(monkeyp
     def no_sampling(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the null arm ran a sampler step")
 
-    monkeypatch.setattr(chains_module, "ula_steps", no_sampling)
-    monkeypatch.setattr(chains_module, "mala_steps", no_sampling)
+    monkeypatch.setattr(chains_module, "build_sampler", no_sampling)  # every chain move builds one
     null = _toy(chain_source="data", n_updates=400)
     null_lc = [r.loss_c for r in null.updates()]
     mean, se = _mean_and_se(null_lc)

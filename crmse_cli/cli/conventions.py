@@ -6,15 +6,17 @@
   ``<type>`` after every parameter, flags included, which reads as if ``--json`` took a value
   (``crmse --json true runs`` then fails); :func:`use_click_metavars` replaces that display.
 * An option with a fixed set of values is declared with :func:`choice`, from the tuple that
-  defines the values (``CHAIN_SAMPLERS``...): shown ``[ula|mala]``, and any other value is a
-  usage error (exit 2) naming the valid ones. Its default stays None (unset), so the config
+  defines the values (``STARTS``...) or the function that lists them (``chain_sampler_names``:
+  the sampler registry, asked again for each value parsed, so a sampler registered later is
+  accepted): shown ``[ula|mala]``, and any other value is a usage error (exit 2) naming the
+  valid ones. Its default stays None (unset), so the config
   file or the config dataclass decides (:func:`crmse_cli.config.load_config`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import typer
@@ -65,7 +67,7 @@ def use_click_metavars() -> None:
 
 
 def choice(
-    values: Iterable[str],
+    values: Iterable[str] | Callable[[], Iterable[str]],
     *param_decls: str,
     help: str,
     hidden: Iterable[str] = (),
@@ -76,7 +78,8 @@ def choice(
     """A ``typer.Option`` taking one of ``values``: shown ``[a|b|c]``, others refused with exit 2.
 
     Args:
-        values: the valid values, in the order the help lists them (the tuple that defines them).
+        values: the valid values, in the order the help lists them (the tuple that defines them),
+            or a function returning them, asked again for each value parsed (a registry).
         param_decls: the option's names, e.g. ``"--chain-sampler"`` (default: the parameter's).
         help: the help text.
         hidden: values accepted but not listed (test presets).
@@ -86,14 +89,20 @@ def choice(
         annotated: for ``Annotated[str | None, choice(...)]``, where the parameter's ``= value``
             is the default (``default`` is then ignored).
     """
-    shown = tuple(values)
-    valid = shown + tuple(hidden)
+
+    def listed() -> tuple[str, ...]:
+        return tuple(values() if callable(values) else values)
+
+    shown = listed()
+    if not callable(values):
+        values = shown  # an iterator is read once
     patterns = [_CUDA_N] if "cuda:N" in shown else []
 
     def parse(value: str) -> str:
-        if value in valid or any(p.fullmatch(value) for p in patterns):
+        now = listed()
+        if value in now + tuple(hidden) or any(p.fullmatch(value) for p in patterns):
             return value
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(shown)}")
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(now)}")
 
     first: tuple[Any, ...] = () if annotated else (default,)
     return typer.Option(
@@ -117,8 +126,8 @@ def setting_option(cls: type, name: str, *, annotated: bool = False) -> Any:
 
     s = settings.spec(cls, name)
     decl, text = settings.declaration(cls, name), settings.help_text(cls, name)
-    if s.choices is not None:
-        return choice(s.choices, decl, help=text, rich_help_panel=s.panel, annotated=annotated)
+    if s.choices_from is not None:
+        return choice(s.choices_from, decl, help=text, rich_help_panel=s.panel, annotated=annotated)
     first: tuple[Any, ...] = () if annotated else (None,)
     return typer.Option(*first, decl, help=text, rich_help_panel=s.panel)
 

@@ -1,4 +1,4 @@
-"""`crmse sample`: batched Langevin dynamics or ULA of a potential."""
+"""`crmse sample`: batched Langevin dynamics, ULA or another registered sampler of a potential."""
 
 from __future__ import annotations
 

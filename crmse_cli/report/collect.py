@@ -20,6 +20,7 @@ from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS
 from crmse_cli.registry import compat
 from crmse_cli.report.rows import Diagnosis, Failure, Value, run_failures
+from crmse_cli.sampling.kinds import DEFAULT_SAMPLER, sampler_kind
 from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
@@ -143,8 +144,13 @@ class RunData:
 
     @property
     def integrator(self) -> str:
-        """The integrator of the run's samples: "langevin", "ula" or "mala"."""
-        return str(self.target.sample.config.get("integrator", "langevin"))
+        """The sampler of the run's samples: a registered name ("langevin", "ula", "mala"...)."""
+        return str(self.target.sample.config.get("integrator", DEFAULT_SAMPLER))
+
+    @property
+    def has_time(self) -> bool:
+        """The run's sampler has physical time (else its survival times are steps)."""
+        return sampler_kind(self.integrator).has_time
 
 
 @dataclass(frozen=True)
@@ -212,9 +218,14 @@ def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
         "temperature (K)": s.get("temperature_K"),
         "replicas": s.get("replicas"),
         "steps": s.get("steps"),
-        "timestep (fs)": s.get("timestep_fs") if s.get("integrator") == "langevin" else None,
+        "timestep (fs)": s.get("timestep_fs") if _has_time(s.get("integrator")) else None,
         "version": t.model.version if t.model is not None else t.sample.version,
     }
+
+
+def _has_time(integrator: Any) -> bool:
+    """A sample run's sampler has physical time (False when its config names none)."""
+    return isinstance(integrator, str) and sampler_kind(integrator).has_time
 
 
 def _budget(t: Target, model_metrics: dict[str, Value]) -> str | None:

@@ -123,13 +123,13 @@ def learning_figure(report: ReportData) -> go.Figure | None:
 
 
 def survival_figure(report: ReportData) -> go.Figure:
-    """Share of replicas still in the physical basin against time (ps; steps for ULA runs)."""
+    """Share of replicas still in the physical basin against time (ps; steps for samplers without time)."""
     fig = go.Figure()
     ula = False
     for i, r in enumerate(report.runs):
         t = np.asarray(r.arrays[names.SURVIVAL_TIME_PS], dtype=np.float64)
-        if r.integrator in ("ula", "mala"):
-            t, ula = t * 1000.0, True  # ULA has no time: the axis holds steps
+        if not r.has_time:
+            t, ula = t * 1000.0, True  # no physical time (ULA, MALA): the axis holds steps
         fig.add_trace(
             go.Scatter(
                 x=t,

@@ -1,7 +1,9 @@
 """Persistent chains of CRMSE (persistent contrastive divergence): state, moves, resets, diagnostics.
 
 C chains start from random training frames and are carried over from one parameter update to
-the next. Each update moves them by K steps of ULA or MALA with the current weights. Chains whose
+the next. Each update moves them by K steps of a chain sampler (ULA or MALA, any registered kind
+with ``chains``: :mod:`crmse_cli.sampling.kinds`) with the current weights: the same
+:class:`~crmse_cli.sampling.observers.Sampler` objects ``crmse sample`` runs. Chains whose
 coordinates become non-finite or fly apart are reset to training frames; an optional random
 fraction is reset every update to keep them diverse. Leaving the physical basin is NOT a reason
 to reset: those states are the negative samples (METHOD.md, "CRMSE post-training").
@@ -19,11 +21,15 @@ import torch
 
 from crmse_cli.data.graph import min_pair_distances
 from crmse_cli.defaults import COLLAPSE_MARGIN_A, ETA_A2, TEMPERATURE_K
-from crmse_cli.sampling.mala import mala_steps
+from crmse_cli.sampling.kinds import (
+    DEFAULT_CHAIN_SAMPLER,
+    SamplerSettings,
+    build_sampler,
+    chain_sampler_names,
+    sampler_kind,
+)
 from crmse_cli.sampling.observers import ForceFn
 from crmse_cli.sampling.support import SupportTest
-from crmse_cli.sampling.ula import ula_steps
-from crmse_cli.train.contrastive_config import CHAIN_SAMPLERS
 
 
 def pair_minimum(positions: torch.Tensor) -> torch.Tensor:
@@ -42,7 +48,7 @@ class PersistentChains:
         frames: (F, N, 3) Å, the training frames chains start from and are reset to.
         n_chains: C.
         generator: the (shared) torch generator on the frames' device.
-        sampler: "ula" or "mala".
+        sampler: a registered chain sampler's name ("ula", "mala").
         eta_A2: step size, Å^2.
         temperature_K: the temperature the chains sample at.
         fly_apart_A: a chain with an atom farther than this from its centroid is reset.
@@ -58,7 +64,7 @@ class PersistentChains:
         n_chains: int,
         generator: torch.Generator,
         *,
-        sampler: str = "ula",
+        sampler: str = DEFAULT_CHAIN_SAMPLER,
         eta_A2: float = ETA_A2,
         temperature_K: float = TEMPERATURE_K,
         fly_apart_A: float = 12.0,
@@ -66,11 +72,12 @@ class PersistentChains:
         pair_min_A: torch.Tensor | None = None,
         support_margin_A: float = COLLAPSE_MARGIN_A,
     ) -> None:
-        if sampler not in CHAIN_SAMPLERS:
-            raise ValueError(f"chain sampler must be one of {', '.join(CHAIN_SAMPLERS)}, got {sampler!r}")
+        if sampler not in (known := chain_sampler_names()):
+            raise ValueError(f"chain sampler must be one of {', '.join(known)}, got {sampler!r}")
         self.frames = frames
         self.generator = generator
         self.sampler = sampler
+        self.kind = sampler_kind(sampler)
         self.eta_A2 = eta_A2
         self.temperature_K = temperature_K
         self.fly_apart_A = fly_apart_A
@@ -90,26 +97,16 @@ class PersistentChains:
         return self.frames[self.draw_index(n)]
 
     def move(self, force_fn: ForceFn, n_steps: int) -> float:
-        """``n_steps`` sampler steps of every chain; returns MALA's acceptance (NaN for ULA)."""
-        if self.sampler == "mala":
-            self.positions, _, acc = mala_steps(
-                force_fn,
-                self.positions,
-                n_steps,
-                eta_A2=self.eta_A2,
-                temperature_K=self.temperature_K,
-                generator=self.generator,
-            )
-            return float(acc.mean())
-        self.positions, _ = ula_steps(
-            force_fn,
-            self.positions,
-            n_steps,
-            eta_A2=self.eta_A2,
-            temperature_K=self.temperature_K,
-            generator=self.generator,
-        )
-        return math.nan
+        """``n_steps`` sampler steps of every chain; returns the acceptance (NaN without a Metropolis test).
+
+        The sampler is built afresh each time (``force_fn`` closes over the weights of this
+        update) and draws its noise from the shared generator.
+        """
+        settings = SamplerSettings(temperature_K=self.temperature_K, eta_A2=self.eta_A2)
+        sampler = build_sampler(self.kind, force_fn, settings, generator=self.generator)
+        state = sampler.advance(sampler.init_state(self.positions), n_steps)
+        self.positions = state.positions
+        return sampler.acceptance(state)
 
     def reset_broken(self) -> int:
         """Reset non-finite / flown-apart chains and a random fraction; return how many."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import ForceFn, Sampler
 from crmse_cli.sampling.shard import ReplicaRows, randn_rows
 from crmse_cli.units import AMU_A2_FS2_PER_KCAL_PER_MOL, KCAL_PER_MOL_PER_AMU_A2_FS2, kT
+
+if TYPE_CHECKING:
+    from crmse_cli.sampling.kinds import SamplerSettings
 
 Masses = torch.Tensor | np.ndarray | Sequence[float]
 """(N,) atomic masses in amu."""
@@ -66,7 +70,7 @@ class LangevinState:
     time_fs: float = 0.0
 
 
-def masses_from_species(species: np.ndarray | torch.Tensor | list[int]) -> torch.Tensor:
+def masses_from_species(species: np.ndarray | torch.Tensor | Sequence[int]) -> torch.Tensor:
     """Standard atomic masses in amu (ASE's table), (N,) float64."""
     z = torch.as_tensor(np.asarray(species, dtype=np.int64))
     if z.ndim != 1 or torch.any(z <= 0) or torch.any(z >= len(atomic_masses)):
@@ -198,6 +202,37 @@ class LangevinBAOAB(Sampler[LangevinState]):
         self.c1 = math.exp(-self.friction_per_fs * self.timestep_fs)
         self.c2 = math.sqrt(max(0.0, 1.0 - self.c1 * self.c1))
         self._cache: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        force_fn: ForceFn,
+        settings: SamplerSettings,
+        *,
+        generator: torch.Generator,
+        species: Sequence[int] | np.ndarray | None = None,
+        dtype: torch.dtype | None = None,
+        rows: ReplicaRows | None = None,
+    ) -> Self:
+        """BAOAB at ``settings``' temperature, timestep and friction; masses from ``species``.
+
+        The masses pass through ``dtype`` (the positions'), as ``crmse sample`` has always built
+        them, so a seeded run gives the same numbers as before.
+        """
+        if species is None:
+            raise CrmseError("Langevin dynamics needs the species (its masses)")
+        masses = masses_from_species(species)
+        if dtype is not None:
+            masses = masses.to(dtype=dtype)
+        return cls(
+            force_fn,
+            masses,
+            settings.temperature_K,
+            settings.timestep_fs,
+            settings.friction_per_fs,
+            generator,
+            rows=rows,
+        )
 
     def _per_atom(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(dt/2 * conversion / m, c2 * sqrt(kT / m)) as (1, N, 1) tensors in x's dtype/device."""

@@ -22,7 +22,6 @@ import torch
 from crmse_cli.sampling.observers import ForceFn
 from crmse_cli.sampling.shard import ReplicaRows, rand_rows, randn_rows
 from crmse_cli.sampling.ula import OverdampedSampler, ULAState, check_overdamped
-from crmse_cli.units import beta as beta_of
 
 
 @dataclass(frozen=True)
@@ -97,16 +96,10 @@ def mala_steps(
         (positions (B, N, 3) Å, energy (B,) kcal/mol, acceptance rate (B,) in [0, 1]), detached.
     """
     check_overdamped("MALA", eta_A2, temperature_K, n_steps)
-    b = beta_of(temperature_K)
-    x = positions.detach()
-    energy, forces = force_fn(x)
-    accepted = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    for _ in range(n_steps):
-        x, energy, forces, acc = mala_step(
-            force_fn, x, energy, forces, eta_A2=eta_A2, beta=b, generator=generator
-        )
-        accepted += acc.double()
-    return x, energy.detach(), accepted / max(1, n_steps)
+    sampler = MALA(force_fn, temperature_K, eta_A2, generator)
+    state = sampler.advance(sampler.init_state(positions), n_steps)
+    accepted = state.accepted if state.accepted is not None else torch.zeros_like(state.energy)
+    return state.positions, state.energy, accepted / max(1, n_steps)
 
 
 class MALA(OverdampedSampler[MALAState]):
@@ -137,3 +130,9 @@ class MALA(OverdampedSampler[MALAState]):
         )
         prev = state.accepted if state.accepted is not None else torch.zeros_like(acc, dtype=torch.float64)
         return MALAState(x, e, f, state.step + 1, accepted=prev + acc.double())
+
+    def acceptance(self, state: MALAState) -> float:
+        """Share of proposals accepted since the state's start, averaged over chains."""
+        if state.accepted is None:
+            return math.nan
+        return float((state.accepted / max(1, state.step)).mean())

@@ -17,14 +17,20 @@ run ``interrupted``.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
+import numpy as np
 import torch
 
 from crmse_cli.errors import CrmseError
+
+if TYPE_CHECKING:
+    from crmse_cli.sampling.kinds import SamplerSettings
+    from crmse_cli.sampling.shard import ReplicaRows
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,12 @@ class _Hook(Generic[S]):
 
 
 class Sampler(ABC, Generic[S]):
-    """Base class: observers, the stop flag, and the run loop. Subclasses define :meth:`step`."""
+    """Base class: observers, the stop flag, and the run loop.
+
+    Subclasses define :meth:`step`, ``init_state(positions)`` and :meth:`from_settings` (how
+    :func:`crmse_cli.sampling.kinds.build_sampler` makes one), and override :meth:`acceptance` and
+    :meth:`kinetic_temperature` where they have them.
+    """
 
     def __init__(self) -> None:
         self._hooks: list[_Hook[S]] = []
@@ -72,9 +83,35 @@ class Sampler(ABC, Generic[S]):
         self.last_state: S | None = None
         """The last complete state seen by :meth:`irun` (valid after an interruption too)."""
 
+    @classmethod
+    @abstractmethod
+    def from_settings(
+        cls,
+        force_fn: ForceFn,
+        settings: SamplerSettings,
+        *,
+        generator: torch.Generator,
+        species: Sequence[int] | np.ndarray | None = None,
+        dtype: torch.dtype | None = None,
+        rows: ReplicaRows | None = None,
+    ) -> Self:
+        """The sampler of ``settings`` (arguments as :func:`crmse_cli.sampling.kinds.build_sampler`)."""
+
+    @abstractmethod
+    def init_state(self, positions: torch.Tensor) -> S:
+        """The first state at ``positions`` (B, N, 3) Å (energy and forces evaluated)."""
+
     @abstractmethod
     def step(self, state: S) -> S:
         """One update; returns a new state and leaves ``state`` untouched."""
+
+    def acceptance(self, state: S) -> float:
+        """Mean share of accepted proposals since ``state``'s start; NaN without a Metropolis test."""
+        return math.nan
+
+    def kinetic_temperature(self, state: S) -> torch.Tensor:
+        """(B,) K of the replicas' velocities; NaN for samplers without velocities."""
+        return torch.full((state.positions.shape[0],), math.nan, dtype=torch.float64)
 
     def attach(self, fn: Callable[[S], object], every: int = 1) -> None:
         """Call ``fn(state)`` on every state whose ``step`` is a multiple of ``every``.
@@ -120,6 +157,17 @@ class Sampler(ABC, Generic[S]):
             self.last_state = state
             self.call_observers(state)
             yield state
+
+    def advance(self, state: S, n_steps: int) -> S:
+        """Take ``n_steps`` steps (fewer if stopped) and return the last state.
+
+        Unlike :meth:`run`, a KeyboardInterrupt propagates: the CRMSE chains move this way, inside
+        a run whose own handler marks it interrupted.
+        """
+        last = state
+        for last in self.irun(state, n_steps):  # noqa: B007 - the loop runs the steps
+            pass
+        return last
 
     def run(self, state: S, n_steps: int) -> S:
         """Take ``n_steps`` steps (fewer if stopped or interrupted); return the last complete state."""

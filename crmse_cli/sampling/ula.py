@@ -8,24 +8,28 @@ stationary law is exp(-beta U); without a Metropolis correction the chain's law 
 O(eta): on U = k/2 |x|^2 the stationary variance per coordinate is (kT/k) / (1 - eta beta k / 2).
 There is no physical time: states carry ``time_fs = NaN``; use ``step``.
 
-The same loop (:func:`ula_steps`) moves the CRMSE trainer's persistent chains and the evaluation
-sampler (:class:`ULA`). Forces are taken detached from ``force_fn``; no autograd graph is kept
-across steps.
+One class (:class:`ULA`) is both ``crmse sample --integrator ula`` and the CRMSE trainer's
+persistent chains (:mod:`crmse_cli.sampling.chains`); :func:`ula_steps` is its functional face.
+Forces are taken detached from ``force_fn``; no autograd graph is kept across steps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
+import numpy as np
 import torch
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.observers import ForceFn, Sampler, SamplerState
 from crmse_cli.sampling.shard import ReplicaRows, randn_rows
 from crmse_cli.units import beta as beta_of
+
+if TYPE_CHECKING:
+    from crmse_cli.sampling.kinds import SamplerSettings
 
 
 @dataclass(frozen=True)
@@ -111,15 +115,12 @@ def ula_steps(
         (positions (B, N, 3) Å, energy (B,) kcal/mol at those positions), both detached.
     """
     check_overdamped("ULA", eta_A2, temperature_K, n_steps)
-    b = beta_of(temperature_K)
-    x = positions.detach()
-    energy, forces = force_fn(x)
-    for k in range(n_steps):
-        x = ula_update(x, forces.detach(), eta_A2=eta_A2, beta=b, generator=generator)
-        energy, forces = force_fn(x)
+    sampler = ULA(force_fn, temperature_K, eta_A2, generator)
+    start = last = sampler.init_state(positions)
+    for last in sampler.irun(start, n_steps):
         if observer is not None:
-            observer(ULAState(x, energy.detach(), forces.detach(), k + 1))
-    return x, energy.detach()
+            observer(last)
+    return last.positions, last.energy
 
 
 S = TypeVar("S", bound=SamplerState)
@@ -155,6 +156,20 @@ class OverdampedSampler(Sampler[S]):
         self.beta = beta_of(temperature_K)
         self.generator = generator if generator is not None else torch.Generator()
         self.rows = rows
+
+    @classmethod
+    def from_settings(
+        cls,
+        force_fn: ForceFn,
+        settings: SamplerSettings,
+        *,
+        generator: torch.Generator,
+        species: Sequence[int] | np.ndarray | None = None,
+        dtype: torch.dtype | None = None,
+        rows: ReplicaRows | None = None,
+    ) -> Self:
+        """The sampler at ``settings``' temperature and step ``eta_A2`` (no masses: species unused)."""
+        return cls(force_fn, settings.temperature_K, settings.eta_A2, generator, rows=rows)
 
     def evaluate(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A detached copy of ``positions`` (B, N, 3) Å with its energy (B,) and forces (B, N, 3)."""

@@ -27,9 +27,10 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_write, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.model.forces import force_field
+from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.stages._models import ModelHandle, code_trusted, run_checkpoint
-from crmse_cli.stages.sample import _start_frames, build_sampler
+from crmse_cli.stages.sample import _start_frames
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train import budget as rule
 from crmse_cli.train.accuracy import frame_errors
@@ -157,7 +158,14 @@ class BudgetKeeper:
         start = _start_frames(self.data, handle.split, "train", cfg.replicas, pick)
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         species = torch.as_tensor(self.data.species, device=device)
-        sampler = build_sampler(cfg, force_field(pot, species), self.data.species, gen, device, pot.dtype)
+        sampler = build_sampler(
+            cfg.integrator,
+            force_field(pot, species),
+            cfg.sampler_settings,
+            generator=gen,
+            species=self.data.species,
+            dtype=pot.dtype,
+        )
         monitor = self.monitor
         monitor.reset()
 

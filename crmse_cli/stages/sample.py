@@ -1,4 +1,4 @@
-"""`crmse sample`: batched Langevin dynamics (BAOAB) or ULA of a potential, with a stability monitor.
+"""`crmse sample`: a registered sampler (Langevin BAOAB, ULA, MALA...) and a stability monitor.
 
 Replicas start from held-out frames of the model's split (the test frames by default, drawn with
 the seed) with Maxwell-Boltzmann velocities and zero centre-of-mass momentum. Frames are recorded
@@ -30,12 +30,9 @@ from crmse_cli.fileio import sha256_file
 from crmse_cli.model.forces import force_field
 from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
-from crmse_cli.sampling.langevin import LangevinBAOAB, masses_from_species
-from crmse_cli.sampling.mala import MALA
+from crmse_cli.sampling.kinds import build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
-from crmse_cli.sampling.shard import ReplicaRows
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
-from crmse_cli.sampling.ula import ULA
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.sample_config import SampleConfig
@@ -69,34 +66,13 @@ def _start_frames(data: Dataset, split: str, where: str, n: int, gen: torch.Gene
     return data.positions[pool[pick]]
 
 
-def build_sampler(
-    cfg: SampleConfig,
-    force_fn: Any,
-    species: np.ndarray,
-    gen: torch.Generator,
-    device: Any,
-    dtype: Any,
-    *,
-    rows: ReplicaRows | None = None,
-) -> Any:
-    """The sampler ``cfg.integrator`` names; ``rows``: it runs these replicas of the batch."""
-    if cfg.integrator == "langevin":
-        masses = masses_from_species(species).to(device=device, dtype=dtype)
-        return LangevinBAOAB(
-            force_fn, masses, cfg.temperature_K, cfg.timestep_fs, cfg.friction_per_fs, gen, rows=rows
-        )
-    if cfg.integrator == "mala":
-        return MALA(force_fn, cfg.temperature_K, cfg.eta_A2, gen, rows=rows)
-    return ULA(force_fn, cfg.temperature_K, cfg.eta_A2, gen, rows=rows)
-
-
 def report_interval(cfg: SampleConfig) -> int:
     """Steps between progress rows (``temperature_kinetic``, ``n_broken``) and bar updates."""
     return max(cfg.record_every, 100)
 
 
-def stability_metrics(monitor: StabilityMonitor, integrator: str) -> dict[str, tuple[float, str]]:
-    """Registry rows of the stability summary (times in ps for MD, steps for ULA)."""
+def stability_metrics(monitor: StabilityMonitor, has_time: bool) -> dict[str, tuple[float, str]]:
+    """Registry rows of the stability summary (times in ps for a sampler with time, else steps)."""
     s = monitor.summary()
     out: dict[str, tuple[float, str]] = {
         names.STABLE_FRACTION: (float(s.fraction_stable), "1"),
@@ -105,7 +81,7 @@ def stability_metrics(monitor: StabilityMonitor, integrator: str) -> dict[str, t
     }
     for reason, count in s.reasons.items():
         out[f"n_left_{reason}"] = (float(count), "1")
-    if integrator == "langevin":
+    if has_time:
         out[names.MEDIAN_LEAVE_TIME_PS] = (s.median_time_left_fs / 1000.0, "ps")
         out["median_survival_ps"] = (s.median_survival_fs / 1000.0, "ps")
         out["simulated_ps"] = (s.observed_time_fs / 1000.0, "ps")
@@ -152,6 +128,7 @@ def _sample_run(
     ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, data: Dataset, cfg: SampleConfig
 ) -> SampleResult:
     t0 = time.perf_counter()
+    has_time = sampler_kind(cfg.integrator).has_time
     cpu_gen = torch.Generator().manual_seed(cfg.seed)
     start = _start_frames(data, handle.split, cfg.start, cfg.replicas, cpu_gen)
     ref = data.positions[data.reference_indices(handle.split)]
@@ -173,7 +150,7 @@ def _sample_run(
         def report(step: int, time_fs: float, n_left: int, temp: float) -> None:
             rows.append({"name": "n_broken", "value": float(n_left), "unit": "1", "step": step})
             info = f"broken {n_left}/{cfg.replicas}"
-            if cfg.integrator == "langevin":
+            if has_time:
                 rows.append({"name": "temperature_kinetic", "value": temp, "unit": "K", "step": step})
                 info = f"{time_fs / 1000:.2f} ps  T {temp:.0f} K  " + info
             bar.update(task, completed=step, info=info)
@@ -188,7 +165,7 @@ def _sample_run(
     reg.add_artifact(
         run_id, kind=names.ARTIFACT_EXTXYZ, path=str(xyz), sha256=sha256_file(xyz), meta={"stride": stride}
     )
-    metrics = stability_metrics(monitor, cfg.integrator)
+    metrics = stability_metrics(monitor, has_time)
     rows += [{"name": k, "value": v, "unit": u} for k, (v, u) in metrics.items()]
     reg.log_metrics(run_id, [r for r in rows if math.isfinite(r["value"])])  # NaN: undefined, not stored
     if meta["interrupted"]:
@@ -215,14 +192,17 @@ def _sample_here(
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     species = torch.as_tensor(data.species, device=device)
     recorder = TrajectoryRecorder(data.species, monitor=monitor)
-    sampler = build_sampler(cfg, force_field(handle.potential, species), data.species, gen, device, dtype)
+    force_fn = force_field(handle.potential, species)
+    sampler = build_sampler(
+        cfg.integrator, force_fn, cfg.sampler_settings, generator=gen, species=data.species, dtype=dtype
+    )
     state = sampler.init_state(torch.as_tensor(start, dtype=dtype, device=device))
     sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
     sampler.attach(recorder, every=cfg.record_every)
 
     def observe(s: Any) -> None:
         n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
-        temp = float(sampler.kinetic_temperature(s).mean()) if cfg.integrator == "langevin" else math.nan
+        temp = float(sampler.kinetic_temperature(s).mean())  # NaN without velocities
         report(int(s.step), float(s.time_fs), n_left, temp)
 
     sampler.attach(observe, every=report_interval(cfg))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crmse_cli.defaults import ETA_A2, FRICTION_PER_FS, TEMPERATURE_K, TIMESTEP_FS
+from crmse_cli.sampling.kinds import DEFAULT_SAMPLER, SamplerSettings, described, sampler_names
 from crmse_cli.settings import setting
 from crmse_cli.validate import (
     COUNT_RANGE,
@@ -15,7 +16,6 @@ from crmse_cli.validate import (
     check_config,
 )
 
-INTEGRATORS = ("langevin", "ula", "mala")
 STARTS = ("test", "reference", "train")
 
 
@@ -24,8 +24,9 @@ class SampleConfig:
     """Sampling settings (units in the names).
 
     Attributes:
-        integrator: "langevin" (BAOAB MD), "ula" (overdamped, biased at O(eta) on stiff modes) or
-            "mala" (overdamped with a Metropolis test: exact at any eta).
+        integrator: a registered sampler (:func:`crmse_cli.sampling.kinds.sampler_names`):
+            "langevin" (BAOAB MD), "ula" (overdamped, biased at O(eta) on stiff modes) or "mala"
+            (overdamped with a Metropolis test: exact at any eta).
         temperature_K: thermostat / Boltzmann temperature.
         timestep_fs: MD time step (langevin).
         friction_per_fs: Langevin friction gamma (0.01/fs, as ASE's documentation suggests).
@@ -46,9 +47,7 @@ class SampleConfig:
     """
 
     integrator: str = setting(
-        "langevin",
-        choices=INTEGRATORS,
-        help="langevin (BAOAB molecular dynamics), ula (overdamped) or mala (Metropolis-adjusted ULA).",
+        DEFAULT_SAMPLER, choices=sampler_names, help=described(sampler_names)
     )
     temperature_K: float = setting(TEMPERATURE_K, range=TEMPERATURE_RANGE, help="Temperature in K.")
     timestep_fs: float = setting(TIMESTEP_FS, range="(0, 100]", help="MD time step in fs (langevin).")
@@ -81,3 +80,13 @@ class SampleConfig:
             )
         if self.processes > self.replicas:
             raise ConfigError(f"--processes {self.processes} is more than --replicas {self.replicas}")
+
+    @property
+    def sampler_settings(self) -> SamplerSettings:
+        """What the sampler is built from (:func:`crmse_cli.sampling.kinds.build_sampler`)."""
+        return SamplerSettings(
+            temperature_K=self.temperature_K,
+            timestep_fs=self.timestep_fs,
+            friction_per_fs=self.friction_per_fs,
+            eta_A2=self.eta_A2,
+        )

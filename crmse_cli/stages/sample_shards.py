@@ -24,7 +24,6 @@ The registry is touched by the parent only; the workers never open it.
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import shutil
 import signal
@@ -39,6 +38,7 @@ import numpy as np
 
 from crmse_cli import workers
 from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.kinds import SamplerKind, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.shard import ReplicaRows, split_rows
 from crmse_cli.stages.sample import Report, SampleConfig, report_interval
@@ -63,6 +63,8 @@ class ShardJob:
             numpy arrays, so no tensor goes through torch's shared-memory pickling).
         out: the shard file to write.
         report_every: send a progress message every this many steps.
+        sampler: the sampler's kind (the parent's registry entry: a sampler registered at run
+            time in the parent is built in the worker too).
         trust_code: the checkpoint may run the code it stores (decided by the parent).
     """
 
@@ -75,6 +77,7 @@ class ShardJob:
     monitor: dict[str, Any]
     out: str
     report_every: int
+    sampler: SamplerKind
     trust_code: bool = False
 
 
@@ -117,6 +120,7 @@ def sample_in_processes(
             monitor=monitor.settings(),
             out=str(folder / f"shard-{k}.npz"),
             report_every=report_interval(cfg),
+            sampler=sampler_kind(cfg.integrator),
             trust_code=trust_code,
         )
         for k, rows in enumerate(split_rows(cfg.replicas, cfg.processes))
@@ -234,8 +238,8 @@ def _run_shard(job: ShardJob, conn: Connection) -> None:
     from crmse_cli.model.allocator import tune_allocator
     from crmse_cli.model.checkpoint import load_checkpoint
     from crmse_cli.model.forces import force_field
+    from crmse_cli.sampling.kinds import build_sampler
     from crmse_cli.sampling.trajectory import TrajectoryRecorder
-    from crmse_cli.stages.sample import build_sampler
 
     torch.set_num_threads(1)
     tune_allocator()  # a process that only samples: keep the force path's pages mapped
@@ -245,7 +249,15 @@ def _run_shard(job: ShardJob, conn: Connection) -> None:
     dtype = potential.dtype
     gen = torch.Generator().manual_seed(cfg.seed)  # the same stream as one process: rows pick theirs
     force_fn = force_field(potential, torch.as_tensor(job.species))
-    sampler = build_sampler(cfg, force_fn, job.species, gen, "cpu", dtype, rows=job.rows)
+    sampler = build_sampler(
+        job.sampler,
+        force_fn,
+        cfg.sampler_settings,
+        generator=gen,
+        species=job.species,
+        dtype=dtype,
+        rows=job.rows,
+    )
     monitor = StabilityMonitor(**job.monitor)
     recorder = TrajectoryRecorder(job.species, monitor=monitor)
     sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
@@ -253,7 +265,7 @@ def _run_shard(job: ShardJob, conn: Connection) -> None:
 
     def report(s: Any) -> None:
         n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
-        temp = float(sampler.kinetic_temperature(s).sum()) if cfg.integrator == "langevin" else math.nan
+        temp = float(sampler.kinetic_temperature(s).sum())  # NaN without velocities
         conn.send(("report", int(s.step), float(s.time_fs), n_left, temp))
 
     sampler.attach(report, every=job.report_every)

@@ -48,11 +48,8 @@ from scipy.stats import ks_2samp
 from crmse_cli.defaults import COLLAPSE_MARGIN_A
 from crmse_cli.model.forces import forces_from_energy, laplacian_of, largest_curvature
 from crmse_cli.sampling.chains import PersistentChains, pair_minimum
-from crmse_cli.train.contrastive_config import (
-    CHAIN_SAMPLERS,
-    ContrastiveConfig,
-    effective_lambda,
-)
+from crmse_cli.sampling.kinds import REGISTRY
+from crmse_cli.train.contrastive_config import ContrastiveConfig, effective_lambda
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.lambda_schedule import LambdaSchedule
 from crmse_cli.train.loop import TrainingLoop
@@ -61,7 +58,6 @@ from crmse_cli.units import KB_KCAL_PER_MOL_K
 from crmse_cli.units import beta as beta_of
 
 __all__ = [
-    "CHAIN_SAMPLERS",
     "ContrastiveConfig",
     "ContrastiveTrainer",
     "UpdateRecord",
@@ -222,14 +218,17 @@ class ContrastiveTrainer:
         except RuntimeError:  # models without double backward: no estimate
             return math.nan
         value = self.config.eta_internal_A2 * beta_of(self.config.chain_T_K) * k_max
-        if value > STIFF_WARN and self.config.chain_sampler == "ula":
+        if value > STIFF_WARN and not self.walkers.kind.metropolis:
             inflation = 1.0 / max(1e-9, 1.0 - value / 2.0)
+            exact = [k.name for k in REGISTRY.values() if k.chains and k.metropolis]
             logger.warning(
-                "eta*beta*k_max = %.2f (> %.1f): ULA's stiffest mode runs ~%.0f%% hot; "
-                "use --chain-sampler mala or a smaller --eta-A2",
+                "eta*beta*k_max = %.2f (> %.1f): %s's stiffest mode runs ~%.0f%% hot; "
+                "use --chain-sampler %s or a smaller --eta-A2",
                 value,
                 STIFF_WARN,
+                self.walkers.kind.name.upper(),
                 100.0 * (inflation - 1.0),
+                " or ".join(exact),
             )
         return value
 

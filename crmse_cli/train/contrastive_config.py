@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crmse_cli.defaults import ENERGY_WEIGHT, ETA_A2, FORCE_WEIGHT, LAMBDA, TEMPERATURE_K
+from crmse_cli.sampling.kinds import DEFAULT_CHAIN_SAMPLER, chain_sampler_names, described
 from crmse_cli.settings import setting
 from crmse_cli.train import readings
 from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
@@ -16,8 +17,6 @@ from crmse_cli.validate import COUNT_RANGE, SEED_RANGE, TEMPERATURE_RANGE, Confi
 if TYPE_CHECKING:
     from crmse_cli.train.losses import LossWeights
 
-CHAIN_SAMPLERS = ("ula", "mala")
-"""Samplers of the persistent chains (:mod:`crmse_cli.sampling.chains`)."""
 LAMBDA_UNITS: dict[str, float] = {"eV": KCAL_PER_MOL_PER_EV**2, "kcal": 1.0}
 """lambda convention -> factor that turns lambda into the weight of L_C against L_MSE in
 (kcal/mol, kcal/mol/Å) units: "eV" 531.8 (the paper's and the field's), "kcal" 1."""
@@ -64,8 +63,9 @@ class ContrastiveConfig:
         temperature_K: temperature of the model's Boltzmann distribution (beta = 1/kT in L_C).
         chain_temperature_K: temperature the chains sample at (None: ``temperature_K``); hotter
             chains explore further from the basin.
-        chain_sampler: "ula" (the paper's; biased on stiff modes at eta = 4e-4) or "mala"
-            (Metropolis-adjusted: exact at any eta).
+        chain_sampler: a registered chain sampler (:func:`crmse_cli.sampling.kinds.chain_sampler_names`):
+            "ula" (the paper's; biased on stiff modes at eta = 4e-4) or "mala" (Metropolis-adjusted:
+            exact at any eta).
         init: "raw" (default; the pretrain run's raw, un-averaged weights and its Adam moments,
             from its ``last`` checkpoint: the paper post-trains "from the same MSE-pretrained
             weights and momentum") or "ema" (its best EMA weights and a fresh Adam; before
@@ -156,9 +156,9 @@ class ContrastiveConfig:
         panel=CHAINS,
     )
     chain_sampler: str = setting(
-        "ula",
-        choices=CHAIN_SAMPLERS,
-        help="ula (the paper's) or mala (Metropolis-adjusted, exact).",
+        DEFAULT_CHAIN_SAMPLER,
+        choices=chain_sampler_names,
+        help=described(chain_sampler_names),
         panel=CHAINS,
     )
     init: str = setting(
