@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,8 @@ from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
 from crmse_cli.stages._run import own_run, tracked
-from crmse_cli.stages.sample_config import SampleConfig
+from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 from crmse_cli.workspace import Workspace
-
-Report = Callable[[int, float, int, float], None]
-"""report(step, time_fs, replicas that left, mean kinetic temperature K or NaN): one progress row."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +60,6 @@ def _start_frames(data: Dataset, split: str, where: str, n: int, gen: torch.Gene
         else (torch.randperm(len(pool), generator=gen)[:n].numpy())
     )
     return data.positions[pool[pick]]
-
-
-def report_interval(cfg: SampleConfig) -> int:
-    """Steps between progress rows (``temperature_kinetic``, ``n_broken``) and bar updates."""
-    return max(cfg.record_every, 100)
 
 
 def stability_metrics(monitor: StabilityMonitor, has_time: bool) -> dict[str, tuple[float, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crmse_cli.defaults import ETA_A2, FRICTION_PER_FS, TEMPERATURE_K, TIMESTEP_FS
@@ -17,6 +18,9 @@ from crmse_cli.validate import (
 )
 
 STARTS = ("test", "reference", "train")
+Report = Callable[[int, float, int, float], None]
+"""report(step, time_fs, replicas that left, mean kinetic temperature K or NaN): one progress row
+(``crmse sample`` in one process, or the shards' parent; :mod:`crmse_cli.stages.sample_shards`)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,7 @@ class SampleConfig:
             interrupted.
     """
 
-    integrator: str = setting(
-        DEFAULT_SAMPLER, choices=sampler_names, help=described(sampler_names)
-    )
+    integrator: str = setting(DEFAULT_SAMPLER, choices=sampler_names, help=described(sampler_names))
     temperature_K: float = setting(TEMPERATURE_K, range=TEMPERATURE_RANGE, help="Temperature in K.")
     timestep_fs: float = setting(TIMESTEP_FS, range="(0, 100]", help="MD time step in fs (langevin).")
     friction_per_fs: float = setting(FRICTION_PER_FS, range="[0, 1e6]", help="Langevin friction in 1/fs.")
@@ -90,3 +92,8 @@ class SampleConfig:
             friction_per_fs=self.friction_per_fs,
             eta_A2=self.eta_A2,
         )
+
+
+def report_interval(cfg: SampleConfig) -> int:
+    """Steps between progress rows (``temperature_kinetic``, ``n_broken``) and bar updates."""
+    return max(cfg.record_every, 100)
