@@ -367,3 +367,56 @@ def test_a_polish_with_pick_first_is_budgeted_against_the_pretrain_ancestor(ws) 
     assert finals[rule.CHOICE_UPDATE].value == expected.chosen.update
     record = json.loads(Path(reg.artifacts(run.id, kind="budget")[0].path).read_text())
     assert record["reference_run"] == reg.get_run("tiny").id and record["over_budget"] == expected.over_budget
+
+
+def test_budget_frames_held_scores_every_held_out_training_frame(ws) -> None:  # noqa: ANN001
+    """`--budget-frames held`: candidates are scored on the split's training frames the run does not
+    train on (validation frames included), the parent too; the count is recorded and shown."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages._models import load_dataset, resolve_model
+    from crmse_cli.stages.regularize import regularize
+    from crmse_cli.train.accuracy import frame_errors
+
+    cfg = _config(0.1)
+    cfg = replace(cfg, budget=replace(cfg.budget, budget_frames="held"))
+    regularize(ws, "tiny", cfg, name="held-run")
+    reg = Registry.open(ws)
+    run = reg.get_run("held-run")
+    handle = resolve_model(reg, "tiny")
+    data = load_dataset(reg, handle.dataset)
+    extra = handle.payload["extra"]
+    train_part, _ = data.split(handle.split)
+    held = np.setdiff1d(np.asarray(train_part), np.asarray(extra["train_indices"]))
+    val = set(np.asarray(extra["val_indices"]).tolist())
+    assert val < set(held.tolist())  # more than the validation frames
+    finals = reg.final_metrics(run.id)
+    assert finals[rule.N_FRAMES].value == len(held)
+    parent = _logged(reg, run.id)[0]
+    want = frame_errors(handle.potential, data, held, prefix="val")["val_force_mae"][0]
+    assert parent.val_force_mae == pytest.approx(want, rel=1e-6)
+    val_only = frame_errors(handle.potential, data, extra["val_indices"], prefix="val")["val_force_mae"][0]
+    assert parent.val_force_mae != pytest.approx(val_only, rel=1e-6)
+    line = rule.budget_summary(run.config, {k: m.value for k, m in finals.items()})
+    assert line is not None and f"scored on {len(held)} held-out frames" in line
+
+
+def test_budget_frames_held_is_refused_when_l_c_trains_on_those_frames(ws) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages.regularize import regularize
+
+    cfg = _config(0.1)
+    cfg = replace(
+        cfg,
+        contrastive=replace(cfg.contrastive, positives="split"),
+        budget=replace(cfg.budget, budget_frames="held"),
+    )
+    n_runs = len(Registry.open(ws).list_runs())
+    with pytest.raises(CrmseError, match="budget-frames held"):
+        regularize(ws, "tiny", cfg, name="held-refused")
+    assert len(Registry.open(ws).list_runs()) == n_runs  # refused before the run row exists

@@ -69,6 +69,7 @@ def regularize_command(
     screen_steps: int | None = setting_option(B, "screen_steps"),
     screen_temperature_K: float | None = setting_option(B, "screen_temperature_K"),
     budget_pick: str | None = setting_option(B, "budget_pick"),
+    budget_frames: str | None = setting_option(B, "budget_frames"),
     val_every: int | None = setting_option(R, "val_every"),
     checkpoint_every: int | None = setting_option(R, "checkpoint_every"),
     chains_every: int | None = setting_option(R, "chains_every"),

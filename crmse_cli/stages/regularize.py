@@ -38,7 +38,7 @@ from crmse_cli.stages._models import (
 )
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.mace import save_native
-from crmse_cli.stages.regularize_budget import budget_keeper, check_budget
+from crmse_cli.stages.regularize_budget import budget_keeper, budget_rows, check_budget
 from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.regularize_state import (
     check_unchanged,
@@ -165,8 +165,11 @@ def regularize(
         arms.check_arms(config.contrastive, force_budget=config.budget.force_budget, val_rows=val_rows)
         if config.budget.on:  # refused before the run row exists
             budget_data = load_dataset(reg, handle.dataset)
-            val = _frames(handle, budget_data)[1]
-            check_budget(config.budget, budget_data, handle.split, val, dist.world_size)
+            check_budget(config.budget, budget_data, handle.split, val_rows, dist.world_size)
+            budget_rows(
+                budget_data, handle.split, train_rows, val_rows, config.budget.budget_frames,
+                config.contrastive.positives,
+            )  # fmt: skip
         run_config = {
             "dataset": handle.dataset,
             "split": handle.split,
@@ -387,7 +390,11 @@ def _train(
         if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
             save_chains(ws, reg, run_id, trainer)
 
-    keeper = budget_keeper(ws, reg, run_id, handle, data, val_rows, config.budget, trainer)
+    keeper = None
+    if config.budget.on:
+        frames = config.budget.budget_frames
+        scored = budget_rows(data, handle.split, train_rows, val_rows, frames, cfg.positives)
+        keeper = budget_keeper(ws, reg, run_id, handle, data, scored, config.budget, trainer)
     if keeper is not None:  # before the checkpoint hook: a candidate is scored before "last" moves on
         trainer.attach(keeper, every=config.budget.budget_every)
     trainer.attach(log_rows)

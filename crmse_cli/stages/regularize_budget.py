@@ -225,6 +225,8 @@ class BudgetKeeper:
 
     def start(self) -> None:
         """Candidate 0: the parent itself (the checkpoint ``--from`` named), unless already scored."""
+        if not self.reg.metrics(self.run_id, name=rule.N_FRAMES):
+            self.reg.log_metric(self.run_id, name=rule.N_FRAMES, value=float(len(self.val_rows)), unit="1")
         self._reference()
         if 0 in self.scored:
             return
@@ -293,6 +295,34 @@ class BudgetKeeper:
             meta={"chosen_update": choice.chosen.update, "parent_fallback": choice.parent_fallback},
         )
         return choice
+
+
+def budget_rows(
+    data: Dataset, split: str, train_rows: np.ndarray, val_rows: np.ndarray, frames: str, positives: str
+) -> np.ndarray:
+    """The labelled frames each candidate is scored on (``BudgetConfig.budget_frames``).
+
+    ``"val"``: the pretrain run's validation frames. ``"held"``: every frame of the split's
+    training part that the run does not train on (the validation frames included), so the budget
+    reads on ~8x the frames at 200 + 100 of rMD17's 1000. Refused with ``positives = "split"``,
+    whose L_C data term uses those frames' positions.
+    """
+    if frames == "val":
+        rows = np.asarray(val_rows, dtype=np.int64)
+    elif positives != "labelled":
+        raise CrmseError(
+            f"--budget-frames held scores candidates on the frames that --positives {positives} "
+            "trains L_C on; use --budget-frames val, or --positives labelled"
+        )
+    else:
+        train_part, _ = data.split(split)
+        rows = np.setdiff1d(np.asarray(train_part, dtype=np.int64), np.asarray(train_rows, dtype=np.int64))
+    if len(rows) == 0:
+        raise CrmseError(
+            f"the force budget has no labelled frames to score on (--budget-frames {frames}): "
+            "the model names no validation frames and the split leaves none held out"
+        )
+    return rows
 
 
 def budget_keeper(

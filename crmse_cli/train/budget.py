@@ -51,6 +51,8 @@ PARENT_FALLBACK = "budget_parent_fallback"  # 1 when no candidate after the pare
 OVER_BUDGET = "budget_over"  # 1 when pick "first" found no candidate within budget
 REFERENCE_FORCE_MAE = "budget_reference_val_force_mae"  # kcal/mol/A, what the budget is relative to
 PICKS = ("stable", "first")
+FRAMES = ("val", "held")
+N_FRAMES = "budget_frames_n"  # 1, labelled frames each candidate is scored on
 
 PANEL = "Force budget"
 """The ``--help`` panel that lists the budget's options."""
@@ -69,6 +71,9 @@ class BudgetConfig:
         screen_temperature_K: temperature of the screen; None: the run's ``temperature_K``.
         budget_pick: "stable" (the most stable candidate within budget) or "first" (the earliest
             within budget: an MSE polish's most stable one).
+        budget_frames: the frames each candidate is scored on: "val" (the pretrain run's validation
+            frames) or "held" (every labelled frame of the split's training part that the run does
+            not train on: the validation frames and the rest; 800 at 200 training frames of rMD17).
     """
 
     force_budget: float | None = setting(
@@ -98,6 +103,14 @@ class BudgetConfig:
         help="stable: the most stable candidate within the budget; first: the earliest one (for an MSE "
         "polish of a CRMSE model: --lambda 0 --chain-source data --screen-steps 0). The budget is "
         "relative to the nearest pretrain run up the parent's ancestry.",
+    )
+    budget_frames: str = setting(
+        "val",
+        choices=FRAMES,
+        panel=PANEL,
+        help="The labelled frames each candidate is scored on: val (the pretrain run's validation "
+        "frames) or held (every frame of the split's training part the run does not train on; a "
+        "100-frame validation set reads a +10% budget to about +-2.5%, 800 frames to about +-1%).",
     )
 
     def __post_init__(self) -> None:
@@ -291,6 +304,10 @@ def budget_summary(config: Mapping[str, Any], finals: Mapping[str, float]) -> st
         f"{budget:g}: chose {what}, {left}/{replicas} left in the screen, validation force MAE "
         f"{100 * rel:+.1f}% vs the MSE model it descends from; {within} of {total} candidates within budget"
     )
+    if N_FRAMES in finals:
+        frames = (config.get("budget") or {}).get("budget_frames", "val")
+        kind = "held-out" if frames == "held" else "validation"
+        line += f"; scored on {int(finals[N_FRAMES])} {kind} frames"
     if finals.get(PARENT_FALLBACK, 0.0) >= 0.5:
         line += " (no candidate after the parent was: the parent is returned)"
     if finals.get(OVER_BUDGET, 0.0) >= 0.5:
