@@ -16,8 +16,13 @@ The potential is the default PaiNN (64 features, 3 layers, float32) with random 
 of a force evaluation does not depend on the weights, and the positions stay near the start over
 a short benchmark. Start frames are real rMD17 frames when ``../shared/data`` is present.
 
+With ``--compile`` each B is also timed with the compiled force path (``model/compiled.py``,
+``crmse sample --compile``) in the same run, with the compiled / eager ratio and the seconds the
+first compiled call took (compilation, or loading inductor's cache: ``--compile-cache``).
+
 Usage: python benchmarks/bench_sampler.py [--threads 1] [--steps 50] [--ase-steps 100]
        [--processes 2 --replicas 128 --process-steps 300 --rounds 2] [--molecules ethanol]
+       [--batches 64 128] [--compile [--compile-cache DIR]]
 """
 
 from __future__ import annotations
@@ -57,19 +62,26 @@ CLOCK = [time.perf_counter]  # the in-process timers' clock (--clock)
 
 
 def crmse_rate(
-    potential: torch.nn.Module, pos: torch.Tensor, species: torch.Tensor, replicas: int, steps: int
-) -> float:
-    """Replica-steps per second of crmse's BAOAB with ``replicas`` copies of the start frames."""
+    potential: torch.nn.Module,
+    pos: torch.Tensor,
+    species: torch.Tensor,
+    replicas: int,
+    steps: int,
+    compiled: bool = False,
+) -> tuple[float, float]:
+    """(replica-steps per second, seconds of the first step) of crmse's BAOAB, ``replicas`` copies."""
     start = pos[torch.arange(replicas) % pos.shape[0]].float()
     sampler = LangevinBAOAB(
-        force_field(potential, species),
+        force_field(potential, species, compiled=compiled),
         masses_from_species(species),
         TEMPERATURE_K,
         TIMESTEP_FS,
         FRICTION_PER_FS,
         torch.Generator().manual_seed(0),
     )
-    state = sampler.init_state(start)
+    t0 = time.perf_counter()
+    state = sampler.init_state(start)  # the first force call (compiles on the compiled path)
+    first_s = time.perf_counter() - t0
     for _ in range(3):  # warm-up (allocator, first-call overheads)
         state = sampler.step(state)
     t0 = CLOCK[0]()
@@ -78,7 +90,7 @@ def crmse_rate(
     elapsed = CLOCK[0]() - t0
     if not torch.isfinite(state.positions).all():
         raise SystemExit("bench_sampler: non-finite positions; the benchmark is invalid")
-    return replicas * steps / elapsed
+    return replicas * steps / elapsed, first_s
 
 
 def ase_rate(potential: torch.nn.Module, pos: torch.Tensor, species: torch.Tensor, steps: int) -> float:
@@ -162,11 +174,18 @@ def main() -> None:
     parser.add_argument("--process-steps", type=int, default=300, help="steps of each process run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating 1-worker / N-worker rounds")
     parser.add_argument("--clock", choices=CLOCKS, default="wall", help=CLOCK_HELP)
+    parser.add_argument("--batches", type=int, nargs="+", default=list(REPLICAS), help="replica counts B")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled force path")
+    parser.add_argument("--compile-cache", type=Path, help="inductor's cache folder (default: its own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     CLOCK[0] = CLOCKS[args.clock]
     tune_allocator()
     torch.manual_seed(0)
+    if args.compile_cache is not None:
+        from crmse_cli.model.compiled import use_cache_dir
+
+        use_cache_dir(args.compile_cache)
 
     print(
         f"bench_sampler: torch {torch.__version__}, {args.threads} thread(s), PaiNN 64x3 float32, "
@@ -184,12 +203,19 @@ def main() -> None:
         print(
             f"{name:9} {'ASE Langevin (1 mol)':22} {1:>8} {ase:>16.1f} {ps_per_hour(ase):>10.1f} {1.0:>8.2f}"
         )
-        for b in REPLICAS:
+        for b in args.batches:
             steps = max(5, args.steps if b <= 128 else args.steps // 2)
-            r = crmse_rate(potential, pos, species, b, steps)
+            r, _ = crmse_rate(potential, pos, species, b, steps)
             print(
                 f"{name:9} {'crmse BAOAB (batched)':22} {b:>8} {r:>16.1f} {ps_per_hour(r):>10.1f} {r / ase:>8.2f}"
             )
+            if args.compile:
+                rc, first_s = crmse_rate(potential, pos, species, b, steps, compiled=True)
+                print(
+                    f"{name:9} {'crmse BAOAB compiled':22} {b:>8} {rc:>16.1f} {ps_per_hour(rc):>10.1f} "
+                    f"{rc / ase:>8.2f}  (compiled/eager {rc / r:.2f}x; first call {first_s:.0f} s)",
+                    flush=True,
+                )
         if args.processes > 1:
             rates: dict[int, list[float]] = {1: [], args.processes: []}
             for _ in range(args.rounds):

@@ -32,10 +32,19 @@ class Workspace:
         trust_code: the user passed ``--trust-code``: checkpoints and ``.model`` files that store
             a model as a pickle may be loaded even when crmse did not write them in this
             workspace (docs/architecture.md, "Trust model"). Off by default.
+        compile_forces: the samplers and the CRMSE chains take their forces through
+            ``torch.compile`` (``model/compiled.py``; ``--compile/--no-compile``), with the
+            compiled kernels cached under ``cache/torch-compile``.
     """
 
     home: Path
     trust_code: bool = False
+    compile_forces: bool = False
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        """Inductor's compiled kernels (FX graph and AOT autograd caches), reused across runs."""
+        return self.cache_dir / "torch-compile"
 
     @classmethod
     def resolve(cls, home: Path | str | None = None, *, trust_code: bool = False) -> Workspace:

@@ -37,6 +37,17 @@ TrustCodeOption = Annotated[
 ]
 """``--trust-code`` of every command that loads a model (docs/architecture.md, "Trust model")."""
 
+CompileOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="Forces through torch.compile (inductor), compiled kernels cached in the workspace; "
+        "falls back to eager with one line when compilation fails. Default: off (README).",
+        show_default=False,
+    ),
+]
+"""``--compile/--no-compile`` of the commands that sample: ``compile_: CompileOption = None``."""
+
 DEFAULT_THREADS = 1
 """Default torch thread count. 1 is safe on shared machines (2 OpenMP threads slow torch
 10-100x when another process loads a 2-core machine); raise it with ``--threads`` on a
@@ -53,9 +64,13 @@ class AppState:
     threads: int = DEFAULT_THREADS
 
 
-def workspace(app_state: AppState, *, trust_code: bool = False) -> Workspace:
-    """The command's workspace; with ``trust_code`` (``--trust-code``) pickled models may load."""
-    return replace(app_state.workspace, trust_code=True) if trust_code else app_state.workspace
+def workspace(app_state: AppState, *, trust_code: bool = False, compile_: bool | None = None) -> Workspace:
+    """The command's workspace; with ``trust_code`` (``--trust-code``) pickled models may load.
+
+    ``compile_``: ``--compile/--no-compile`` (None: the workspace's default).
+    """
+    ws = replace(app_state.workspace, trust_code=True) if trust_code else app_state.workspace
+    return ws if compile_ is None else replace(ws, compile_forces=compile_)
 
 
 def state(ctx: typer.Context) -> AppState:

@@ -10,6 +10,7 @@ import typer
 
 from crmse_cli.cli.budget_options import load_budget
 from crmse_cli.cli.common import (
+    CompileOption,
     DeviceOption,
     RunNameOption,
     TrustCodeOption,
@@ -90,12 +91,13 @@ def regularize_command(
     energy_key: str | None = typer.Option(None, "--energy-key", help="--data's energy key, e.g. REF_energy."),
     forces_key: str | None = typer.Option(None, "--forces-key", help="--data's forces, e.g. REF_forces."),
     trust_code: TrustCodeOption = False,
+    compile_: CompileOption = None,
 ) -> None:
     """Post-train a potential with CRMSE: L = L_MSE + lambda * beta * (<U>_data - <U>_chains)."""
     from crmse_cli.stages.regularize import regularize
 
     st = state(ctx)
-    ws = workspace(st, trust_code=trust_code)
+    ws = workspace(st, trust_code=trust_code, compile_=compile_)
     set_threads(st.threads)
     cfg = load_regularize(config, ctx.params)
     given = {

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from crmse_cli import names
-from crmse_cli.cli.common import OpenOption, console, emit_json, open_report, set_threads, state
+from crmse_cli.cli.common import (
+    CompileOption,
+    OpenOption,
+    console,
+    emit_json,
+    open_report,
+    set_threads,
+    state,
+    workspace,
+)
 from crmse_cli.cli.conventions import choice
 from crmse_cli.cli.tables import metrics_tables
 
@@ -76,6 +85,7 @@ def reproduce_command(
     out: Path | None = typer.Option(None, help="Where to write the HTML report."),
     open_: OpenOption = False,
     processes: int = typer.Option(1, "--processes", help="Worker processes for generating an xTB reference."),
+    compile_: CompileOption = None,
 ) -> None:
     """Fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> diagnose -> compare -> verdict.
 
@@ -87,7 +97,7 @@ def reproduce_command(
     st = state(ctx)
     set_threads(st.threads)
     res = reproduce(
-        st.workspace,
+        workspace(st, compile_=compile_),
         molecule,
         preset=preset,
         from_path=from_path,

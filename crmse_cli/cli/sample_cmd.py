@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from crmse_cli.cli.common import (
+    CompileOption,
     DeviceOption,
     RunNameOption,
     TrustCodeOption,
@@ -43,6 +44,7 @@ def sample_command(
     ),
     name: RunNameOption = None,
     trust_code: TrustCodeOption = False,
+    compile_: CompileOption = None,
 ) -> None:
     """Sample a potential with many replicas; record frames and when each replica left the basin."""
     from crmse_cli.stages.sample import sample
@@ -50,7 +52,7 @@ def sample_command(
     st = state(ctx)
     set_threads(st.threads)
     cfg = load_config(SampleConfig, config, section="sample", **settings_given(ctx.params, S))
-    res = sample(workspace(st, trust_code=trust_code), model, cfg, name=name)
+    res = sample(workspace(st, trust_code=trust_code, compile_=compile_), model, cfg, name=name)
     emit_result(
         st,
         f"sample run {res.run_id}",

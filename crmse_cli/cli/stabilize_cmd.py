@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from crmse_cli.cli.common import (
+    CompileOption,
     OpenOption,
     TrustCodeOption,
     console,
@@ -68,6 +69,7 @@ def stabilize_command(
     forces_key: str | None = typer.Option(None, "--forces-key", help="Forces column, e.g. REF_forces."),
     trust_code: TrustCodeOption = False,
     open_: OpenOption = False,
+    compile_: CompileOption = None,
 ) -> None:
     """Import, screen, CRMSE with a force budget, screen again, diagnose, report, export: one verdict.
 
@@ -79,7 +81,7 @@ def stabilize_command(
     set_threads(st.threads)
     cfg = load_config(StabilizeConfig, None, **settings_given(ctx.params, S))
     res = stabilize(
-        workspace(st, trust_code=trust_code),
+        workspace(st, trust_code=trust_code, compile_=compile_),
         model,
         data=data,
         config=cfg,

@@ -8,6 +8,7 @@ samplers' hot path and returns detached tensors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -117,10 +118,16 @@ def force_field(
     *,
     max_pairs: int | None = DEFAULT_MAX_PAIRS,
     layout: str = "auto",
+    compiled: bool = False,
+    cache_dir: Path | None = None,
 ) -> ForceFn:
     """The sampler's ``force_fn``: positions (B, N, 3) -> detached (energy (B,), forces (B, N, 3)).
 
-    ``max_pairs`` and ``layout`` as in :func:`energy_and_forces`.
+    ``max_pairs`` and ``layout`` as in :func:`energy_and_forces`. ``compiled``: the same
+    function through ``torch.compile`` (``model/compiled.py``) where the potential's device
+    and architecture allow it; otherwise, or if compilation fails, this eager one, with one
+    logged line saying why. ``cache_dir``: where the compiled kernels are kept for later
+    processes (``compiled.use_cache_dir``; None: inductor's default).
     """
     choose_layout(int(species.shape[0]), layout)  # an unknown layout fails here, not mid-run
 
@@ -129,7 +136,17 @@ def force_field(
             potential, positions, species, create_graph=False, max_pairs=max_pairs, layout=layout
         )
 
-    return force_fn
+    if not compiled:
+        return force_fn
+    from crmse_cli.model.compiled import CompiledForceField, compile_unavailable, log_eager, use_cache_dir
+
+    reason = compile_unavailable(potential.shift.device, potential)
+    if reason is not None:
+        log_eager(reason)
+        return force_fn
+    if cache_dir is not None:
+        use_cache_dir(cache_dir)
+    return CompiledForceField(potential, species, force_fn, max_pairs=max_pairs, layout=layout)
 
 
 def laplacian(potential: Potential, positions: Tensor, species: Tensor) -> Tensor:

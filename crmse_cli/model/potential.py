@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from crmse_cli import keys
 from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.model.config import ModelConfig
-from crmse_cli.model.graph import Graph, layout_of, make_graph
+from crmse_cli.model.graph import Graph, Layout, layout_of, make_graph
 from crmse_cli.model.layers import AtomisticNetwork
 from crmse_cli.model.painn import PaiNN
 from crmse_cli.model.schnet import SchNet
@@ -76,7 +76,15 @@ class Potential(nn.Module):
                 "convert one of them (e.g. positions.to(potential.dtype))"
             )
         layout = layout_of(graph, self.config.cutoff_A)
-        index = self.network.species_index(layout.species)
+        return self.layout_energies(layout, self.network.species_index(layout.species))
+
+    def layout_energies(self, layout: Layout, index: Tensor) -> Tensor:
+        """(B,) energies in kcal/mol of a layout whose species rows ``index`` are already checked.
+
+        The compiled force path (``model/compiled.py``) checks the species once, outside the
+        compiled region (the check reads a tensor into Python, which would break the graph),
+        and calls this with the same ``index`` at every step.
+        """
         out = self.network.atomic_outputs(layout, index)
         shift = self.shift
         # Summed apart and added last: total energies are ~1e5 kcal/mol, so adding the large

@@ -13,12 +13,14 @@ from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.checkpoint import load_checkpoint
+from crmse_cli.model.forces import ForceFn, force_field
 from crmse_cli.model.potential import Potential
 from crmse_cli.registry.store import next_step
 
 if TYPE_CHECKING:
     from crmse_cli.registry.entities import ArtifactInfo, DatasetInfo
     from crmse_cli.registry.store import Registry, RunInfo
+    from crmse_cli.workspace import Workspace
 
 MODEL_KINDS = ("pretrain", "regularize")
 CHECKPOINT_PREFERENCE = ("final", "best", "last")
@@ -47,6 +49,14 @@ class ModelHandle:
     @property
     def device(self) -> torch.device:
         return next(self.potential.parameters()).device
+
+
+def sampler_forces(ws: Workspace, potential: Potential, species: torch.Tensor) -> ForceFn:
+    """The force function of a sampler or of the CRMSE chains: compiled when the workspace asks.
+
+    ``ws.compile_forces`` (``--compile``) compiles it, kernels cached in ``ws.compile_cache_dir``.
+    """
+    return force_field(potential, species, compiled=ws.compile_forces, cache_dir=ws.compile_cache_dir)
 
 
 def verify_checkpoint(path: Path | str, sha256: str) -> Path:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,9 @@ import torch
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.checkpoint import load_checkpoint
+from crmse_cli.model.forces import ForceFn
 from crmse_cli.model.graph import make_graph
+from crmse_cli.model.potential import Potential
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
 from crmse_cli.registry.store import Registry
@@ -35,6 +38,7 @@ from crmse_cli.stages._models import (
     load_dataset,
     resolve_model,
     run_checkpoint,
+    sampler_forces,
 )
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.mace import save_native
@@ -252,6 +256,7 @@ def _build_trainer(
     start: dict[str, Any] | None = None,
     dist: DistContext | None = None,
     positives: np.ndarray | None = None,
+    chain_forces: Callable[[Potential, torch.Tensor], ForceFn] | None = None,
 ) -> ContrastiveTrainer:
     pot = handle.potential
     if start is not None:
@@ -283,6 +288,7 @@ def _build_trainer(
         optimizer_state=start["optimizer"] if start is not None and cfg.optimizer_init == "inherit" else None,
         dist=dist,
         positive_positions=pool,
+        chain_force_fn=None if chain_forces is None else chain_forces(pot, species),
     )
 
 
@@ -346,7 +352,9 @@ def _train(
     cfg = config.contrastive
     parent_mae = arms.parent_force_mae(handle, data, val_rows) if cfg.lambda_control == "budget" else None
     pool = arms.positive_rows(data, handle.split, train_rows, val_rows, cfg.positives)
-    trainer = _build_trainer(handle, data, train_rows, cfg, start, dist, positives=pool)
+    trainer = _build_trainer(
+        handle, data, train_rows, cfg, start, dist, positives=pool, chain_forces=partial(sampler_forces, ws)
+    )
     steer = arms.lambda_steer(trainer, parent_mae, config.budget.force_budget)
     if not resuming and math.isfinite(trainer.stiffness) and dist.is_main:
         reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)

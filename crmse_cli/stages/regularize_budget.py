@@ -26,10 +26,9 @@ import torch
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_write, sha256_file
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from crmse_cli.model.forces import force_field
 from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
-from crmse_cli.stages._models import ModelHandle, code_trusted, run_checkpoint
+from crmse_cli.stages._models import ModelHandle, code_trusted, run_checkpoint, sampler_forces
 from crmse_cli.stages.sample import _start_frames
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train import budget as rule
@@ -160,7 +159,7 @@ class BudgetKeeper:
         species = torch.as_tensor(self.data.species, device=device)
         sampler = build_sampler(
             cfg.integrator,
-            force_field(pot, species),
+            sampler_forces(self.ws, pot, species),
             cfg.sampler_settings,
             generator=gen,
             species=self.data.species,

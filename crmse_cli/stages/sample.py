@@ -26,13 +26,12 @@ from crmse_cli import names
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import sha256_file
-from crmse_cli.model.forces import force_field
 from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
-from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model
+from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, sampler_forces
 from crmse_cli.stages._run import own_run, tracked
 from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 from crmse_cli.workspace import Workspace
@@ -183,7 +182,7 @@ def _sample_here(
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     species = torch.as_tensor(data.species, device=device)
     recorder = TrajectoryRecorder(data.species, monitor=monitor)
-    force_fn = force_field(handle.potential, species)
+    force_fn = sampler_forces(ws, handle.potential, species)
     sampler = build_sampler(
         cfg.integrator, force_fn, cfg.sampler_settings, generator=gen, species=data.species, dtype=dtype
     )
@@ -220,7 +219,15 @@ def _sample_sharded(
     folder = ws.run_dir(run_id) / "shards"
     try:
         shards = sample_in_processes(
-            handle.checkpoint, cfg, start, data.species, monitor, folder, report, trust_code=handle.trusted
+            handle.checkpoint,
+            cfg,
+            start,
+            data.species,
+            monitor,
+            folder,
+            report,
+            trust_code=handle.trusted,
+            compile_cache=ws.compile_cache_dir if ws.compile_forces else None,
         )
         out = ws.run_dir(run_id) / "artifacts" / "samples.npz"
         path = merge_trajectories(shards, out, monitor=monitor, meta=meta)

@@ -66,6 +66,7 @@ class ShardJob:
         sampler: the sampler's kind (the parent's registry entry: a sampler registered at run
             time in the parent is built in the worker too).
         trust_code: the checkpoint may run the code it stores (decided by the parent).
+        compile_cache: compile the forces, kernels cached in this folder (None: eager).
     """
 
     rank: int
@@ -79,6 +80,7 @@ class ShardJob:
     report_every: int
     sampler: SamplerKind
     trust_code: bool = False
+    compile_cache: str | None = None
 
 
 def sample_in_processes(
@@ -91,6 +93,7 @@ def sample_in_processes(
     on_report: Report,
     *,
     trust_code: bool = False,
+    compile_cache: Path | None = None,
 ) -> list[Path]:
     """Run ``cfg.processes`` workers over the replicas; return their shard files in replica order.
 
@@ -103,6 +106,7 @@ def sample_in_processes(
         folder: where the shard files go (created; the caller deletes it).
         on_report: called once per reporting step with the figures of all replicas.
         trust_code: the checkpoint may run the code it stores (``ModelHandle.trusted``).
+        compile_cache: compile each worker's forces, kernels cached here (None: eager).
 
     Raises:
         CrmseError: a worker failed or died (one line naming it); the others were stopped.
@@ -122,6 +126,7 @@ def sample_in_processes(
             report_every=report_interval(cfg),
             sampler=sampler_kind(cfg.integrator),
             trust_code=trust_code,
+            compile_cache=None if compile_cache is None else str(compile_cache),
         )
         for k, rows in enumerate(split_rows(cfg.replicas, cfg.processes))
     ]
@@ -248,7 +253,10 @@ def _run_shard(job: ShardJob, conn: Connection) -> None:
     potential.eval()
     dtype = potential.dtype
     gen = torch.Generator().manual_seed(cfg.seed)  # the same stream as one process: rows pick theirs
-    force_fn = force_field(potential, torch.as_tensor(job.species))
+    cache = None if job.compile_cache is None else Path(job.compile_cache)
+    force_fn = force_field(
+        potential, torch.as_tensor(job.species), compiled=cache is not None, cache_dir=cache
+    )
     sampler = build_sampler(
         job.sampler,
         force_fn,

@@ -46,7 +46,7 @@ import torch
 from scipy.stats import ks_2samp
 
 from crmse_cli.defaults import COLLAPSE_MARGIN_A
-from crmse_cli.model.forces import forces_from_energy, laplacian_of, largest_curvature
+from crmse_cli.model.forces import ForceFn, forces_from_energy, laplacian_of, largest_curvature
 from crmse_cli.sampling.chains import PersistentChains, pair_minimum
 from crmse_cli.sampling.kinds import REGISTRY
 from crmse_cli.train.contrastive_config import ContrastiveConfig, effective_lambda
@@ -116,6 +116,9 @@ class ContrastiveTrainer:
         optimizer_state: an Adam ``state_dict`` to continue from (``init = "raw"``).
         positive_positions: (P,N,3) positions of the data term of L_C when it is not the
             labelled frames (``positives = "split"``); None: the L_MSE batch's own frames.
+        chain_force_fn: the chains' detached forces, positions (B,N,3) -> (energy (B,), forces
+            (B,N,3)), e.g. a compiled ``model.forces.force_field`` of the same weights; None:
+            autograd of ``energy_fn``.
     """
 
     def __init__(
@@ -132,11 +135,13 @@ class ContrastiveTrainer:
         optimizer_state: dict[str, Any] | None = None,
         dist: DistContext | None = None,
         positive_positions: torch.Tensor | None = None,
+        chain_force_fn: ForceFn | None = None,
     ) -> None:
         self.dist = dist or DistContext()
         n_chains = self.dist.shard(config.n_chains, "chains")
         self.batch_size = self.dist.shard(config.batch_size, "batch_size")
         self.energy_fn = energy_fn
+        self.chain_force_fn = chain_force_fn
         self.parameters = parameters
         self.x = train_positions
         self.e = train_energies.to(torch.float64)
@@ -243,6 +248,8 @@ class ContrastiveTrainer:
         return pool[torch.randint(0, pool.shape[0], (n,), generator=self.generator, device=pool.device)]
 
     def _force_fn(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.chain_force_fn is not None:
+            return self.chain_force_fn(positions)
         pos = positions.detach().requires_grad_(True)
         energy = self.energy_fn(pos)
         forces = forces_from_energy(energy, pos, create_graph=False)
