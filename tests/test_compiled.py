@@ -7,6 +7,7 @@ machine the first time; inductor's on-disk cache makes later runs fast). The mod
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
@@ -167,3 +168,38 @@ def test_sampler_forces_follow_the_workspace(tmp_path: Path) -> None:
     compiled_ws = Workspace(tmp_path, compile_forces=True)
     assert isinstance(sampler_forces(compiled_ws, pot, ETHANOL), CompiledForceField)
     assert not isinstance(sampler_forces(Workspace(tmp_path), pot, ETHANOL), CompiledForceField)
+
+
+class _Reached(Exception):
+    """Raised by a stand-in stage function: the command got this far."""
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "function"),
+    [
+        (("sample", "m"), "crmse_cli.stages.sample", "sample"),
+        (("regularize", "--from", "m"), "crmse_cli.stages.regularize", "regularize"),
+        (("reproduce", "ethanol"), "crmse_cli.stages.reproduce", "reproduce"),
+        (("stabilize", "m.model"), "crmse_cli.stages.stabilize", "stabilize"),
+    ],
+)
+def test_compile_flag_reaches_the_stage_of_every_sampling_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: tuple[str, ...], module: str, function: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from crmse_cli.cli import app as app_module
+
+    seen: list[bool] = []
+
+    def stand_in(ws: Workspace, *a: object, **k: object) -> None:
+        seen.append(ws.compile_forces)
+        raise _Reached
+
+    monkeypatch.setattr(importlib.import_module(module), function, stand_in)
+    app_module._register()
+    for flag in ("--compile", "--no-compile", None):
+        argv = ["--home", str(tmp_path), *args, *([flag] if flag else [])]
+        res = CliRunner().invoke(app_module.app, argv, env={"CRMSE_NO_PROGRESS": "1"})
+        assert isinstance(res.exception, _Reached), res.output
+    assert seen == [True, False, Workspace(tmp_path).compile_forces]
