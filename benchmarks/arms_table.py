@@ -28,7 +28,7 @@ from scipy.stats import fisher_exact
 
 from crmse_cli.analysis.strata import cmh_test
 
-ARMS = ("l0", "c15", "null15", "pol15u50", "pol15", "bpol", "c1e3", "b10", "b1e3")
+ARMS = ("l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "k1")
 TITLES = {
     "mse": "MSE parent",
     "l0": "λ = 0 control",
@@ -37,10 +37,17 @@ TITLES = {
     "pol15u50": "CRMSE 0.015 + MSE polish (50 updates)",
     "pol15": "CRMSE 0.015 + MSE polish (100 updates)",
     "bpol": "CRMSE 0.015 + polish, --force-budget 0.10 --budget-pick first",
+    "bpolh": "the same rule scored on 800 held-out frames (--budget-frames held)",
     "c1e3": "CRMSE 1e-3 eV",
     "b10": "--force-budget 0.10 (λ 0.015 eV)",
     "b1e3": "--force-budget 0.10 (λ 1e-3 eV)",
+    "k1": "baseline: MSE on 1000 frames (950 + 50 validation)",
 }
+RERUN = "r"
+"""A sample run again under the arm's name + "r" (``TAG-eval-c15r-sS``: the first one was killed)."""
+SAME_PICK = {"bpolh": "bpol"}
+"""An arm whose model is another's when both budget runs chose the same update (same seed, same
+updates, only the scoring frames differ): its sample is that arm's."""
 
 
 def _load(paths: list[Path]) -> dict[str, dict[str, float]]:
@@ -89,6 +96,14 @@ def _left(runs: dict[str, dict[str, float]], name: str) -> tuple[int, int] | Non
     return int(run["n_left"]), int(run["n_replicas"])
 
 
+def _same_pick(runs: dict[str, dict[str, float]], a: str, b: str) -> bool:
+    ra, rb = runs.get(a), runs.get(b)
+    if ra is None or rb is None:
+        return False
+    keys = ("budget_choice_update", "test_force_mae")
+    return all(k in ra and k in rb and ra[k] == rb[k] for k in keys)
+
+
 def stability_table(runs: dict[str, dict[str, float]], tag: str, seeds: list[int]) -> list[str]:
     """Markdown rows of stability: left per seed, Fisher vs the control, CMH across seeds."""
     lines = ["| arm | " + " | ".join(f"left, s{s} (Fisher p vs control)" for s in seeds) + " | CMH p vs control (odds ratio; heterogeneity p) |"]
@@ -96,7 +111,10 @@ def stability_table(runs: dict[str, dict[str, float]], tag: str, seeds: list[int
     for arm in ("mse", *ARMS):
         cells, tables = [], []
         for s in seeds:
-            got = _left(runs, f"{tag}-eval-{arm}-s{s}")
+            got = _left(runs, f"{tag}-eval-{arm}-s{s}") or _left(runs, f"{tag}-eval-{arm}{RERUN}-s{s}")
+            twin = SAME_PICK.get(arm)
+            if got is None and twin is not None and _same_pick(runs, f"{tag}-{arm}-s{s}", f"{tag}-{twin}-s{s}"):
+                got = _left(runs, f"{tag}-eval-{twin}-s{s}")
             ctl = _left(runs, f"{tag}-eval-l0-s{s}")
             if got is None:
                 cells.append("-")
