@@ -22,6 +22,10 @@ from crmse_cli.errors import CrmseError
 
 T = TypeVar("T")
 
+JsonDict = dict[str, Any]
+"""A JSON object as recorded (a run's config, an artifact's meta, a checkpoint's plain values):
+the one alias for payloads whose keys are read where their meaning is known."""
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""

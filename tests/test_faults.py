@@ -13,6 +13,7 @@ import pytest
 from synthetic import cli_main, interrupted_regularize, make_workspace, one_line_error, tiny_pretrain
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.metric import Metric
 from crmse_cli.registry.store import Registry
 from crmse_cli.workspace import Workspace
 
@@ -407,9 +408,7 @@ def test_a_damaged_registry_refuses_writes(
     reg = Registry.open(ws)
     for i in range(8):
         run = reg.create_run(kind="pretrain", name=f"r{i}x", config={}, seed=0)
-        reg.log_metrics(
-            run.id, [{"name": "loss", "value": float(j), "unit": "1", "step": j} for j in range(300)]
-        )
+        reg.log_metrics(run.id, [Metric(name="loss", value=float(j), unit="1", step=j) for j in range(300)])
         reg.set_status(run.id, "completed")
     reg.close()
     _damage_pages(ws.home / "crmse.db")
@@ -571,9 +570,7 @@ def test_doctor_finds_damaged_files_stale_runs_and_a_damaged_database(
     reg.close()
     for i in range(8):  # grow the file past a few pages, then damage it
         r = reg.create_run(kind="pretrain", name=f"r{i}x", config={}, seed=0)
-        reg.log_metrics(
-            r.id, [{"name": "loss", "value": float(j), "unit": "1", "step": j} for j in range(300)]
-        )
+        reg.log_metrics(r.id, [Metric(name="loss", value=float(j), unit="1", step=j) for j in range(300)])
     reg.close()
     _damage_pages(ws.home / "crmse.db")
     code, out, _ = doctor()

@@ -57,7 +57,7 @@ def test_candidates_come_back_from_their_metric_rows() -> None:
     rows: dict[str, list[tuple[int, float]]] = {}
     for c in cands:
         for r in rule.candidate_rows(c, 1.0):
-            rows.setdefault(r["name"], []).append((r["step"], r["value"]))
+            rows.setdefault(r.name, []).append((int(r.step or 0), r.value))
     back = rule.candidates_from_rows(rows)
     assert [(c.update, c.val_force_mae, c.left, c.replicas) for c in back] == [
         (0, 1.0, 5, 32),
@@ -298,6 +298,7 @@ def test_the_screen_judges_its_last_step(ws) -> None:  # noqa: ANN001
 
     from crmse_cli.registry.store import Registry
     from crmse_cli.stages._models import load_dataset, resolve_model
+    from crmse_cli.stages._run import RunContext
     from crmse_cli.stages.regularize_budget import BudgetKeeper
 
     reg = Registry.open(ws)
@@ -306,7 +307,7 @@ def test_the_screen_judges_its_last_step(ws) -> None:  # noqa: ANN001
     run_id = reg.get_run("tiny").id  # any run: the screen writes nothing
     budget = BudgetConfig(force_budget=0.1, screen_replicas=2, screen_steps=13)  # not a multiple of 10
     keeper = BudgetKeeper(
-        ws, reg, run_id, handle, data, handle.payload["extra"]["val_indices"], budget,
+        RunContext(ws, reg, run_id, lock=None), handle, data, handle.payload["extra"]["val_indices"], budget,
         temperature_K=500.0, seed=0, trainer=SimpleNamespace(loop=SimpleNamespace(ema=None)),  # type: ignore[arg-type]
     )  # fmt: skip
     assert 0 <= keeper.screen(handle) <= 2

@@ -19,6 +19,7 @@ import pytest
 from synthetic import cli_main, make_workspace, one_line_error, tiny_pretrain
 
 from crmse_cli.errors import DataError, DiskFullError
+from crmse_cli.metric import Metric
 from crmse_cli.registry.store import Registry
 from crmse_cli.workspace import Workspace
 
@@ -339,7 +340,7 @@ def test_a_full_registry_disk_says_so(ws: Workspace) -> None:
         dbapi_conn.execute(f"PRAGMA max_page_count = {pages + 2}")
 
     event.listen(reg.engine, "connect", cap)
-    rows = [{"name": "loss", "value": float(i), "unit": "1", "step": i} for i in range(5000)]
+    rows = [Metric(name="loss", value=float(i), unit="1", step=i) for i in range(5000)]
     with pytest.raises(DiskFullError, match=f"no space left on device writing {ws.home / 'crmse.db'}"):
         reg.log_metrics(run.id, rows)
     reg.close()

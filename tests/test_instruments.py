@@ -24,6 +24,7 @@ from crmse_cli.analysis.instruments import (
 )
 from crmse_cli.analysis.stats import virial_temperature_error
 from crmse_cli.analysis.study import PooledStability, fisher_left, groups_table, pool_stability
+from crmse_cli.metric import Metric
 from crmse_cli.units import KB_KCAL_PER_MOL_K
 
 # A bent 4-atom chain (H-O-O-H like), Å: stiff springs on bonds and 1-3 pairs, one soft torsion.
@@ -212,9 +213,9 @@ def test_table_command_pools_groups_from_the_registry(tmp_path: Any) -> None:
     ids = []
     for left, ks in ((16, 0.30), (20, 0.34), (2, 0.31)):
         run = reg.create_run(kind="evaluate", config={}, seed=0)
-        reg.log_metrics(run.id, [{"name": "n_replicas", "value": 64.0, "unit": "1"},
-                                 {"name": "n_left", "value": float(left), "unit": "1"},
-                                 {"name": "energy_ks", "value": ks, "unit": "1"}])  # fmt: skip
+        reg.log_metrics(run.id, [Metric(name="n_replicas", value=64.0, unit="1"),
+                                 Metric(name="n_left", value=float(left), unit="1"),
+                                 Metric(name="energy_ks", value=ks, unit="1")])  # fmt: skip
         ids.append(run.id)
     proc = crmse(ws.home, "table", "--group", f"mse={ids[0]},{ids[1]}", "--group", f"crmse={ids[2]}")
     assert proc.returncode == 0, proc.stderr
@@ -234,9 +235,9 @@ def test_table_command_pools_groups_from_the_registry(tmp_path: Any) -> None:
     other = Workspace.resolve(tmp_path / "later")
     reg2 = Registry.open(other.ensure())
     new = reg2.create_run(kind="evaluate", config={}, seed=1, name="crmse-s1")
-    reg2.log_metrics(new.id, [{"name": "n_replicas", "value": 64.0, "unit": "1"},
-                              {"name": "n_left", "value": 2.0, "unit": "1"},
-                              {"name": "energy_ks", "value": 0.31, "unit": "1"}])  # fmt: skip
+    reg2.log_metrics(new.id, [Metric(name="n_replicas", value=64.0, unit="1"),
+                              Metric(name="n_left", value=2.0, unit="1"),
+                              Metric(name="energy_ks", value=0.31, unit="1")])  # fmt: skip
     again = crmse(
         other.home, "table", "--include", str(export), "-g", f"mse={ids[0]},{ids[1]}", "-g", "crmse=crmse-s1"
     )

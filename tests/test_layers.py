@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "workers",
         "progress",
         "settings",
+        "metric",
     ),  # fmt: skip
     ("data",),
     ("model",),

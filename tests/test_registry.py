@@ -25,6 +25,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.metric import Metric
 from crmse_cli.registry.engine import (
     BUSY_TIMEOUT_MS,
     alembic_config,
@@ -335,7 +336,9 @@ def test_log_metric_refuses_non_finite(reg: Registry, bad: float) -> None:
     with pytest.raises(CrmseError, match="finite"):
         reg.log_metric(run.id, name="loss", value=bad, unit="1", step=0)
     with pytest.raises(CrmseError, match="finite"):  # a batch with one bad value writes nothing
-        reg.log_metrics(run.id, [dict(name="a", value=1.0, unit="1"), dict(name="b", value=bad, unit="1")])
+        reg.log_metrics(
+            run.id, [Metric(name="a", value=1.0, unit="1"), Metric(name="b", value=bad, unit="1")]
+        )
     assert reg.metrics(run.id) == []
 
 
@@ -344,9 +347,9 @@ def test_final_metrics_take_the_last_step(reg: Registry) -> None:
     reg.log_metrics(
         run.id,
         [
-            dict(name="loss", value=3.0, unit="1", step=5),
-            dict(name="loss", value=1.0, unit="1", step=9),
-            dict(name="loss", value=2.0, unit="1", step=7),
+            Metric(name="loss", value=3.0, unit="1", step=5),
+            Metric(name="loss", value=1.0, unit="1", step=9),
+            Metric(name="loss", value=2.0, unit="1", step=7),
         ],
     )
     assert reg.final_metrics(run.id)["loss"].value == 1.0

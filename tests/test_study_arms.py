@@ -163,7 +163,7 @@ def test_fresh_adam_starts_from_zero_moments_and_inherit_from_the_parents(tiny) 
         cfg = ContrastiveConfig(n_chains=2, steps_per_update=1, optimizer_init=mode)
         trainer = _build_trainer(handle, data, _frames(handle, data)[0], cfg, start)
         moments[mode] = trainer.optimizer.state_dict()["state"]
-    parent = start["optimizer"]["state"]
+    parent = start.optimizer["state"]
     assert moments["fresh"] == {}  # Adam's moments are zero until the first step
     assert moments["inherit"].keys() == parent.keys() and len(parent) > 0
     for k, s in parent.items():
@@ -218,9 +218,9 @@ def test_mse_polish_continues_a_regularize_run(tiny) -> None:  # noqa: ANN001
     from crmse_cli.stages.regularize_state import pretrain_state
 
     start = pretrain_state(reg, resolve_model(reg, "to-polish"))
-    assert start is not None and start["checkpoint"] == str(crmse.checkpoint)
+    assert start is not None and start.checkpoint == str(crmse.checkpoint)
     for k, v in p0["extra"]["train_weights"].items():
-        torch.testing.assert_close(start["weights"][k], v, rtol=0, atol=0)
+        torch.testing.assert_close(start.weights[k], v, rtol=0, atol=0)
 
 
 def test_positive_pool_is_the_training_part_less_validation(tiny) -> None:  # noqa: ANN001

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crmse_cli.metric import Metric
+
 RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce", "diagnose")
 """Every kind of run; a new kind needs a migration of the ``ck_runs_kind`` constraint."""
 STATUSES = ("queued", "running", "completed", "failed", "interrupted")
@@ -87,25 +89,8 @@ class RunInfo:
     error: str | None
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    """One logged metric value.
-
-    Attributes:
-        name: metric name (docs/architecture.md lists them).
-        value: finite value in ``unit``.
-        unit: unit string (``kcal/mol``, ``kcal/mol/A``, ``meV``, ``K``, ``1``, ...).
-        step: epoch, update or sampler step; None for a final value.
-        split: ``train``, ``val``, ``test`` or None.
-        time: when it was logged (UTC).
-    """
-
-    name: str
-    value: float
-    unit: str
-    step: int | None
-    split: str | None
-    time: datetime
+MetricInfo = Metric
+"""One logged metric value: :class:`crmse_cli.metric.Metric` (the registry sets its ``time``)."""
 
 
 @dataclass(frozen=True)
@@ -152,4 +137,13 @@ class ArtifactInfo:
     created: datetime
 
 
-__all__ = ["RUN_KINDS", "STATUSES", "ArtifactInfo", "CheckpointInfo", "DatasetInfo", "MetricInfo", "RunInfo"]
+__all__ = [
+    "RUN_KINDS",
+    "STATUSES",
+    "ArtifactInfo",
+    "CheckpointInfo",
+    "DatasetInfo",
+    "Metric",
+    "MetricInfo",
+    "RunInfo",
+]

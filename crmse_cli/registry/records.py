@@ -8,6 +8,7 @@ Rows are returned as frozen dataclasses.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import jsonable, now, to_info
 from crmse_cli.registry.database import Database
-from crmse_cli.registry.entities import ArtifactInfo, CheckpointInfo, DatasetInfo, MetricInfo
+from crmse_cli.registry.entities import ArtifactInfo, CheckpointInfo, DatasetInfo, Metric
 from crmse_cli.registry.tables import ArtifactRow, CheckpointRow, DatasetRow, MetricRow
 from crmse_cli.text import check_name
 
@@ -100,24 +101,24 @@ class RecordStore(Database):
         split: str | None = None,
     ) -> None:
         """Write one metric row (see :meth:`log_metrics`)."""
-        self.log_metrics(run_id, [dict(name=name, value=value, unit=unit, step=step, split=split)])
+        self.log_metrics(run_id, [Metric(name=name, value=value, unit=unit, step=step, split=split)])
 
-    def log_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+    def log_metrics(self, run_id: str, rows: Iterable[Metric]) -> None:
         """Write many metric rows in one transaction. Non-finite values are refused."""
         logged = now()
         objs = []
         for r in rows:
-            value = float(r["value"])
+            value = float(r.value)
             if not math.isfinite(value):
-                raise CrmseError(f"metric {r['name']} of run {run_id} is {value}; log only finite values")
+                raise CrmseError(f"metric {r.name} of run {run_id} is {value}; log only finite values")
             objs.append(
                 MetricRow(
                     run_id=run_id,
-                    name=str(r["name"]),
+                    name=r.name,
                     value=value,
-                    unit=str(r.get("unit", "1")),
-                    step=None if r.get("step") is None else int(r["step"]),
-                    split=r.get("split"),
+                    unit=r.unit,
+                    step=None if r.step is None else int(r.step),
+                    split=r.split,
                     time=logged,
                 )
             )
@@ -127,18 +128,18 @@ class RecordStore(Database):
             except IntegrityError as exc:  # the run's foreign key: no such run
                 raise NotFoundError(f"cannot log metrics: no run {run_id} in this registry") from exc
 
-    def metrics(self, run_id: str, *, name: str | None = None) -> list[MetricInfo]:
+    def metrics(self, run_id: str, *, name: str | None = None) -> list[Metric]:
         """The rows of a run's metrics (of ``name`` when given), by step; final values last."""
         with self._session() as s:
             q = select(MetricRow).where(MetricRow.run_id == run_id)
             if name is not None:
                 q = q.where(MetricRow.name == name)
             q = q.order_by(MetricRow.step.is_(None), MetricRow.step, MetricRow.id)
-            return [to_info(MetricInfo, r) for r in s.scalars(q)]
+            return [to_info(Metric, r) for r in s.scalars(q)]
 
-    def final_metrics(self, run_id: str) -> dict[str, MetricInfo]:
+    def final_metrics(self, run_id: str) -> dict[str, Metric]:
         """The last logged value of every metric name (by step, then insertion)."""
-        out: dict[str, MetricInfo] = {}
+        out: dict[str, Metric] = {}
         with self._session() as s:
             q = select(MetricRow).where(MetricRow.run_id == run_id).order_by(MetricRow.id)
             rows = list(s.scalars(q))
@@ -148,7 +149,7 @@ class RecordStore(Database):
             if r.name not in best or key >= best[r.name][0]:
                 best[r.name] = (key, r)
         for name, (_, r) in best.items():
-            out[name] = to_info(MetricInfo, r)
+            out[name] = to_info(Metric, r)
         return out
 
     # -- checkpoints and artifacts -------------------------------------------------------------

@@ -26,6 +26,7 @@ from crmse_cli.registry.entities import (
     ArtifactInfo,
     CheckpointInfo,
     DatasetInfo,
+    Metric,
     MetricInfo,
     RunInfo,
 )
@@ -218,6 +219,7 @@ __all__ = [
     "ArtifactInfo",
     "CheckpointInfo",
     "DatasetInfo",
+    "Metric",
     "MetricInfo",
     "Registry",
     "RunInfo",

@@ -1,21 +1,29 @@
-"""Run bookkeeping shared by the stages: status on success, failure and Ctrl-C."""
+"""Run bookkeeping shared by the stages: a run's context, its status on success, failure and Ctrl-C.
+
+A stage is a plan (a frozen spec built from its inputs, no side effects) and an execute
+(``execute(context, spec)``); :class:`RunContext` is the run the execute works on: the lock, the
+status transitions, artifact and checkpoint registration (with checksums) and metric rows. The
+sweep worker makes the context of a queued run itself and executes the same spec.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, DiskFullError
-from crmse_cli.registry.store import next_step
+from crmse_cli.fileio import sha256_file
+from crmse_cli.metric import Metric
+from crmse_cli.registry.store import Registry, RunInfo, next_step
 from crmse_cli.runlock import RunLock
-
-if TYPE_CHECKING:
-    from crmse_cli.registry.store import Registry
-    from crmse_cli.workspace import Workspace
+from crmse_cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +113,144 @@ def own_run(ws: Workspace, run_id: str) -> RunLock:
     working on the run. Raises ``RunBusyError`` naming the pid when a live process owns it.
     """
     return RunLock.acquire(ws.run_dir(run_id), run_id)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What a plan records on the run row it starts: kind, config, and the row's links.
+
+    Attributes:
+        kind: one of ``RUN_KINDS``.
+        config: the resolved config (JSON; see docs/architecture.md for the keys every run has).
+        dataset: the dataset name, or None.
+        parent: the run it starts from, or None.
+        seed: the run's seed, or None.
+        name: its unique name, or None (a queued run keeps the name it was queued with).
+    """
+
+    kind: str
+    config: JsonDict
+    dataset: str | None = None
+    parent: str | None = None
+    seed: int | None = None
+    name: str | None = None
+
+
+class RunContext:
+    """One run as a stage's execute sees it: its lock, status, artifacts and metric rows.
+
+    Made by :meth:`create` (a new run, or a sweep's queued run: the same start either way) or
+    :meth:`resume`; ``with context:`` holds the run's lock and closes the run as
+    :func:`tracked` does (completed, interrupted or failed). ``owner=False`` (the other ranks of
+    a torchrun job) holds no lock and writes nothing: rank 0 owns the run.
+    """
+
+    def __init__(
+        self, ws: Workspace, registry: Registry, run_id: str, *, lock: RunLock | None, owner: bool = True
+    ) -> None:
+        self.ws, self.registry, self.run_id = ws, registry, run_id
+        self.owner = owner
+        self._lock = lock
+        self._tracked: AbstractContextManager[None] | None = None
+
+    @classmethod
+    def create(
+        cls, ws: Workspace, registry: Registry, new: NewRun, *, queued: str | None = None
+    ) -> RunContext:
+        """Start run ``new``: a new row, or queued run ``queued`` (a sweep's job) turned running.
+
+        Either way the row ends ``running``, owned by this process, with ``new``'s config (a
+        queued run keeps its ``sweep`` entry and its name).
+        """
+        if queued is None:
+            info = registry.create_run(
+                kind=new.kind,
+                name=new.name,
+                dataset=new.dataset,
+                parent=new.parent,
+                config=new.config,
+                seed=new.seed,
+            )
+        else:
+            info = registry.start_queued_run(
+                queued,
+                kind=new.kind,
+                dataset=new.dataset,
+                parent=new.parent,
+                config=new.config,
+                seed=new.seed,
+            )
+        return cls(ws, registry, info.id, lock=own_run(ws, info.id))
+
+    @classmethod
+    def resume(cls, ws: Workspace, registry: Registry, run_id: str) -> RunContext:
+        """Take the lock of existing run ``run_id`` (refused while a live process owns it).
+
+        The run stays as it is until :meth:`mark_running`: check what it resumes from first.
+        """
+        return cls(ws, registry, run_id, lock=own_run(ws, run_id))
+
+    def mark_running(self) -> None:
+        """A resumed run is this process's running run from now on."""
+        if self.owner:
+            self.registry.set_status(self.run_id, "running")
+
+    @property
+    def run(self) -> RunInfo:
+        """The run's row as it is now."""
+        return self.registry.get_run(self.run_id)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder (``checkpoints/``, ``artifacts/``)."""
+        return self.ws.run_dir(self.run_id)
+
+    def artifact_path(self, filename: str) -> Path:
+        """``artifacts/<filename>`` of the run, its folder made."""
+        folder = self.run_dir / "artifacts"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / filename
+
+    # -- writes (rank 0 only) ------------------------------------------------------------------
+    def log_metrics(self, rows: Iterable[Metric]) -> None:
+        """Write metric rows in one transaction (nothing on a rank that does not own the run)."""
+        if self.owner:
+            self.registry.log_metrics(self.run_id, rows)
+
+    def log_metric(
+        self, name: str, value: float, unit: str, *, step: int | None = None, split: str | None = None
+    ) -> None:
+        """Write one metric row."""
+        self.log_metrics([Metric(name=name, value=value, unit=unit, step=step, split=split)])
+
+    def add_artifact(self, kind: str, path: Path, *, meta: JsonDict | None = None) -> None:
+        """Register file ``path`` (written already) as an artifact of ``kind``, with its checksum."""
+        if self.owner:
+            self.registry.add_artifact(
+                self.run_id, kind=kind, path=str(path), sha256=sha256_file(path), meta=meta
+            )
+
+    def add_checkpoint(self, path: Path, *, sha256: str, step: int, format_version: int, tag: str) -> None:
+        """Register checkpoint ``path`` (written already, checksum ``sha256``) as ``tag``."""
+        if self.owner:
+            self.registry.add_checkpoint(
+                self.run_id, path=str(path), sha256=sha256, step=step, format_version=format_version, tag=tag
+            )
+
+    # -- the run's life ------------------------------------------------------------------------
+    def __enter__(self) -> RunContext:
+        if self.owner:
+            self._tracked = tracked(self.registry, self.run_id)
+            self._tracked.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            if self._tracked is not None:
+                return self._tracked.__exit__(kind, exc, tb)
+            return None
+        finally:
+            if self._lock is not None:
+                self._lock.release()

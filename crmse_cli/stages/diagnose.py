@@ -22,7 +22,6 @@ per-mode arrays as a ``diagnosis`` npz artifact.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from crmse_cli.data.dataset import Dataset
 from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.metric import Metric, finite, metric_rows
 from crmse_cli.model.forces import potential_energy_fn
 from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
@@ -271,10 +271,10 @@ def _diagnose_run(
         arrays.update(part_arrays)
     metrics["diagnose_wall_s"] = (time.perf_counter() - t0, "s")
     unit = comps["run"].unit
-    rows = [{"name": k, "value": float(v), "unit": u} for k, (v, u) in metrics.items() if math.isfinite(v)]
+    rows = finite(metric_rows(metrics))
     for i, (ev, ratio) in enumerate(zip(arrays["eigenvalues_mse"], arrays["ratios"], strict=True)):
-        rows.append({"name": "mode_eigenvalue_mse", "value": float(ev), "unit": unit, "step": i})
-        rows.append({"name": "mode_hessian_ratio", "value": float(ratio), "unit": "1", "step": i})
+        rows.append(Metric(name="mode_eigenvalue_mse", value=float(ev), unit=unit, step=i))
+        rows.append(Metric(name="mode_hessian_ratio", value=float(ratio), unit="1", step=i))
     reg.log_metrics(run_id, rows)
     path = ws.run_dir(run_id) / "artifacts" / "diagnosis.npz"
     path.parent.mkdir(parents=True, exist_ok=True)

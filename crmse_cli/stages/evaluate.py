@@ -25,6 +25,7 @@ from crmse_cli.analysis.stats import configurational_temperature, virial_tempera
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.metric import finite, metric_rows
 from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
@@ -287,12 +288,5 @@ def evaluate(
                     sha256=sha256_file(evaluation),
                 )
                 bar.update(task, advance=1, info="done")
-        reg.log_metrics(
-            run.id,
-            [
-                {"name": k, "value": float(v), "unit": u}
-                for k, (v, u) in metrics.items()
-                if math.isfinite(float(v))
-            ],
-        )  # NaN: undefined, not stored
+        reg.log_metrics(run.id, finite(metric_rows(metrics)))  # NaN: undefined, not stored
     return EvaluateResult(run.id, metrics, evaluation)

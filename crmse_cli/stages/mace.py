@@ -20,6 +20,7 @@ import numpy as np
 from crmse_cli.config import to_dict
 from crmse_cli.errors import CrmseError, UsageError
 from crmse_cli.fileio import check_output_path, sha256_file
+from crmse_cli.metric import metric_rows
 from crmse_cli.model.checkpoint import FORMAT_VERSION, save_checkpoint
 from crmse_cli.model.mace_adapter import export_mace, is_mace, load_mace_model, mace_potential
 from crmse_cli.registry.store import Registry
@@ -151,9 +152,7 @@ def import_mace(
         )
         handle = resolve_model(reg, str(path))
         metrics = test_metrics(handle.potential, data, handle.split)
-        reg.log_metrics(
-            run.id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
-        )
+        reg.log_metrics(run.id, metric_rows(metrics, split="test"))
     return ImportResult(run.id, data_name, path, metrics)
 
 

@@ -21,6 +21,7 @@ from crmse_cli.config import from_dict, to_dict
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.describe import frames_line
 from crmse_cli.errors import CrmseError, NotFoundError
+from crmse_cli.metric import Metric, metric_rows
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.names import STOPPED_BY_TIME_BUDGET
 from crmse_cli.progress import make_progress
@@ -201,10 +202,7 @@ def _train(
     cfg = trainer.config
     test = FrameSet.from_dataset(data, test_rows, dtype=cfg.model.torch_dtype, device=cfg.device)
     metrics = error_metrics(trainer.test(test), prefix="test")
-    reg.log_metrics(
-        run_id,
-        [{"name": k, "value": v, "unit": u, "step": None, "split": "test"} for k, (v, u) in metrics.items()],
-    )
+    reg.log_metrics(run_id, metric_rows(metrics, split="test"))
     return metrics
 
 
@@ -227,7 +225,7 @@ def _bar(enabled: bool, trainer: PretrainTrainer) -> Iterator[Any]:
         yield advance
 
 
-def _epoch_rows(r: EpochRecord) -> list[dict[str, Any]]:
+def _epoch_rows(r: EpochRecord) -> list[Metric]:
     rows = [
         ("train_loss", r.train_loss, "1", "train"),
         ("val_loss", r.val_loss, "1", "val"),
@@ -235,7 +233,7 @@ def _epoch_rows(r: EpochRecord) -> list[dict[str, Any]]:
         ("val_force_mae", r.val_force_mae, "kcal/mol/A", "val"),
         ("lr", r.lr, "1", None),
     ]
-    return [{"name": n, "value": v, "unit": u, "step": r.epoch, "split": s} for n, v, u, s in rows]
+    return [Metric(name=n, value=v, unit=u, step=r.epoch, split=s) for n, v, u, s in rows]
 
 
 def _run_config(trainer: PretrainTrainer) -> dict[str, Any]:

@@ -12,17 +12,20 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from crmse_cli.config import JsonDict
+from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
+from crmse_cli.metric import Metric, metric_rows
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.model.forces import ForceFn
 from crmse_cli.model.graph import make_graph
@@ -40,11 +43,12 @@ from crmse_cli.stages._models import (
     run_checkpoint,
     sampler_forces,
 )
-from crmse_cli.stages._run import own_run, tracked
+from crmse_cli.stages._run import NewRun, RunContext
 from crmse_cli.stages.mace import save_native
 from crmse_cli.stages.regularize_budget import budget_keeper, budget_rows, check_budget
 from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.regularize_state import (
+    PretrainState,
     check_unchanged,
     pretrain_state,
     rank_state,
@@ -58,10 +62,6 @@ from crmse_cli.train.contrastive import ContrastiveConfig, ContrastiveTrainer, U
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.optim import averaged
 from crmse_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from crmse_cli.data.dataset import Dataset
-
 
 _PLAIN = tuple(f.name for f in fields(RegularizeConfig) if f.name not in ("contrastive", "budget"))
 """RegularizeConfig's own settings, stored at the top level of the run's config."""
@@ -115,6 +115,27 @@ def _val_mae(handle: ModelHandle, data: Dataset, rows: np.ndarray) -> dict[str, 
     return frame_errors(handle.potential, data, rows, prefix="val") if len(rows) else {}
 
 
+@dataclass(frozen=True)
+class RegularizeSpec:
+    """A planned regularize run: what it starts from and with which settings (built without writing).
+
+    Attributes:
+        config: the settings it runs with (a resumed run's own).
+        handle: the source model (a resume: the run's source checkpoint).
+        data: the source's dataset.
+        start: pretraining's raw weights and Adam state (``init = "raw"``), else None.
+        new_run: the row a new run records; None for a resume.
+        resume: the id of the run it resumes, else None.
+    """
+
+    config: RegularizeConfig
+    handle: ModelHandle
+    data: Dataset
+    start: PretrainState | None = None
+    new_run: NewRun | None = None
+    resume: str | None = None
+
+
 def regularize(
     ws: Workspace,
     source: str | None,
@@ -123,7 +144,7 @@ def regularize(
     name: str | None = None,
     resume: str | None = None,
     registry: Registry | None = None,
-    settings: dict[str, Any] | None = None,
+    settings: Mapping[str, object] | None = None,
 ) -> RegularizeResult:
     """Run (or resume) CRMSE post-training of ``source`` (model run id/name or checkpoint).
 
@@ -132,7 +153,23 @@ def regularize(
     """
     reg = registry or Registry.open(ws.ensure())
     dist = DistContext.from_env(config.device)
-    start: dict[str, Any] | None = None  # pretraining's weights and Adam state (--init raw)
+    spec = plan(ws, reg, source, config, name=name, resume=resume, settings=settings, dist=dist)
+    return execute(run_context(ws, reg, spec, dist), spec, dist)
+
+
+def plan(
+    ws: Workspace,
+    reg: Registry,
+    source: str | None,
+    config: RegularizeConfig,
+    *,
+    name: str | None = None,
+    resume: str | None = None,
+    settings: Mapping[str, object] | None = None,
+    dist: DistContext | None = None,
+) -> RegularizeSpec:
+    """Check the inputs and decide the run, before any row exists or changes (every refusal here)."""
+    dist = dist or DistContext()
     if resume is not None:
         run = reg.get_run(resume)
         if run.kind != "regularize":
@@ -145,85 +182,96 @@ def regularize(
         own = {n: getattr(resumed, n) for n in _PLAIN if n != "device"}  # val_every, ...: kept too
         stored = {**asdict(resumed.budget), **asdict(resumed.contrastive), **own}
         check_unchanged(run.id, stored, settings or {})
-        lock = _own(ws, run.id, dist)  # refused while another live process runs it
-        handle = resolve_model(
-            reg, run.config["source_checkpoint"], device=config.device, trust_code=ws.trust_code
-        )
-        config = resumed
-        dist.check_shards(_shards(config.contrastive))
+        checkpoint = compat.required(f"regularize run {run.id}'s config", run.config, "source_checkpoint")
+        handle = resolve_model(reg, str(checkpoint), device=config.device, trust_code=ws.trust_code)
+        dist.check_shards(_shards(resumed.contrastive))
         run_checkpoint(reg, run)  # checksum-verified: a corrupt last.pt refuses, the run stays as it was
-        if dist.is_main:
-            reg.set_status(run.id, "running")
-        run_id = run.id
-    else:
-        if source is None:
-            raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
-        # torchrun: before the run row exists, so a refused split leaves no failed run behind.
-        dist.check_shards(_shards(config.contrastive))
-        handle = resolve_model(reg, source, device=config.device, trust_code=ws.trust_code)
-        config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
-        # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
-        raw = config.contrastive.init == "raw"
-        start = pretrain_state(reg, handle, trust_code=ws.trust_code) if raw else None
-        train_rows, val_rows = _frames(handle, load_dataset(reg, handle.dataset))
-        arms.check_arms(config.contrastive, force_budget=config.budget.force_budget, val_rows=val_rows)
-        if config.budget.on:  # refused before the run row exists
-            budget_data = load_dataset(reg, handle.dataset)
-            check_budget(config.budget, budget_data, handle.split, val_rows, dist.world_size)
-            budget_rows(
-                budget_data, handle.split, train_rows, val_rows, config.budget.budget_frames,
-                config.contrastive.positives,
-            )  # fmt: skip
-        run_config = {
-            "dataset": handle.dataset,
-            "split": handle.split,
-            "source_run": handle.run.id if handle.run else None,
-            "source_checkpoint": str(handle.checkpoint),
-            "model": handle.payload.get("config"),
-            "n_train": int(len(train_rows)),
-            "lambda": config.contrastive.lambda_,
-            "lambda_units": config.contrastive.lambda_units,
-            "lambda_internal": config.contrastive.lambda_internal,
-            "eta_A2": config.contrastive.eta_A2,
-            "eta_units": config.contrastive.eta_units,
-            "eta_beta_scaled_A2": config.contrastive.eta_internal_A2,  # what the chains step
-            "lc_beta": config.contrastive.lc_beta,
-            "steps_per_update": config.contrastive.steps_per_update,
-            "n_chains": config.contrastive.n_chains,
-            "contrastive": asdict(config.contrastive),
-            "budget": asdict(config.budget),
-            **{n: getattr(config, n) for n in _PLAIN},
-        }
-        run_config["processes"] = dist.world_size
-        # One writer: rank 0 makes the run; every rank learns its id.
-        run_id = dist.broadcast(
-            reg.create_run(
-                kind="regularize",
-                name=name,
-                dataset=handle.dataset,
-                parent=handle.run.id if handle.run else None,
-                config=run_config,
-                seed=config.contrastive.seed,
-            ).id
-            if dist.is_main
-            else None
-        )
-        lock = _own(ws, run_id, dist)
+        data = load_dataset(reg, handle.dataset)
+        check_species(handle, data)
+        return RegularizeSpec(config=resumed, handle=handle, data=data, resume=run.id)
+    if source is None:
+        raise CrmseError("pass --from RUN_OR_CHECKPOINT (a pretrain run) or --resume RUN")
+    # torchrun: before the run row exists, so a refused split leaves no failed run behind.
+    dist.check_shards(_shards(config.contrastive))
+    handle = resolve_model(reg, source, device=config.device, trust_code=ws.trust_code)
+    config = replace(config, contrastive=_with_loss_weights(config.contrastive, handle))
+    # Checked before the run row exists: a wrong --from with --init raw leaves no failed run.
+    raw = config.contrastive.init == "raw"
+    start = pretrain_state(reg, handle, trust_code=ws.trust_code) if raw else None
     data = load_dataset(reg, handle.dataset)
-    check_species(handle, data)
-    if not dist.is_main:
-        result = _train(
-            ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
+    train_rows, val_rows = _frames(handle, data)
+    arms.check_arms(config.contrastive, force_budget=config.budget.force_budget, val_rows=val_rows)
+    if config.budget.on:  # refused before the run row exists
+        check_budget(config.budget, data, handle.split, val_rows, dist.world_size)
+        budget_rows(
+            data,
+            handle.split,
+            train_rows,
+            val_rows,
+            config.budget.budget_frames,
+            config.contrastive.positives,
         )
+    check_species(handle, data)
+    c = config.contrastive
+    run_config = {
+        "dataset": handle.dataset,
+        "split": handle.split,
+        "source_run": handle.run.id if handle.run else None,
+        "source_checkpoint": str(handle.checkpoint),
+        "model": handle.payload.get("config"),
+        "n_train": int(len(train_rows)),
+        "lambda": c.lambda_,
+        "lambda_units": c.lambda_units,
+        "lambda_internal": c.lambda_internal,
+        "eta_A2": c.eta_A2,
+        "eta_units": c.eta_units,
+        "eta_beta_scaled_A2": c.eta_internal_A2,  # what the chains step
+        "lc_beta": c.lc_beta,
+        "steps_per_update": c.steps_per_update,
+        "n_chains": c.n_chains,
+        "contrastive": asdict(c),
+        "budget": asdict(config.budget),
+        **{n: getattr(config, n) for n in _PLAIN},
+        "processes": dist.world_size,
+    }
+    new_run = NewRun(
+        kind="regularize",
+        name=name,
+        dataset=handle.dataset,
+        parent=handle.run.id if handle.run else None,
+        config=run_config,
+        seed=c.seed,
+    )
+    return RegularizeSpec(config=config, handle=handle, data=data, start=start, new_run=new_run)
+
+
+def run_context(ws: Workspace, reg: Registry, spec: RegularizeSpec, dist: DistContext) -> RunContext:
+    """The run ``spec`` works on: a new one, or the resumed one marked running (rank 0 writes)."""
+    if spec.resume is not None:
+        if not dist.is_main:
+            return RunContext(ws, reg, spec.resume, lock=None, owner=False)
+        ctx = RunContext.resume(ws, reg, spec.resume)  # refused while another live process runs it
+        ctx.mark_running()
+        return ctx
+    assert spec.new_run is not None
+    # One writer: rank 0 makes the run; every rank learns its id.
+    made = RunContext.create(ws, reg, spec.new_run) if dist.is_main else None
+    run_id = dist.broadcast(made.run_id if made is not None else None)
+    return made or RunContext(ws, reg, str(run_id), lock=None, owner=False)
+
+
+def execute(ctx: RunContext, spec: RegularizeSpec, dist: DistContext | None = None) -> RegularizeResult:
+    """Train run ``ctx`` as ``spec`` plans it, and close it (completed, interrupted or failed)."""
+    dist = dist or DistContext()
+    if not ctx.owner:
+        result = _train(ctx, spec, dist=dist)
     else:
         # torchrun stops the survivors of a crashed rank with SIGTERM: a failure. A single process
         # leaves SIGTERM to the CLI, where it is Ctrl-C: the run ends interrupted and resumable.
-        on_term = terminated_as_failure(lambda why: _mark_failed(ws, run_id, why))
+        on_term = terminated_as_failure(lambda why: _mark_failed(ctx.ws, ctx.run_id, why))
         term = on_term if dist.enabled else nullcontext()
-        with lock, term, tracked(reg, run_id):  # term outside: it also covers the closing write
-            result = _train(
-                ws, reg, run_id, handle, data, config, resuming=resume is not None, dist=dist, start=start
-            )
+        with term, ctx:  # term outside: it also covers the closing write
+            result = _train(ctx, spec, dist=dist)
     dist.finish()  # after rank 0 has written the run: the ranks leave the process group together
     return result
 
@@ -233,12 +281,7 @@ def _shards(cfg: ContrastiveConfig) -> dict[str, int]:
     return {"--chains": cfg.n_chains, "--batch-size": cfg.batch_size}
 
 
-def _own(ws: Workspace, run_id: str, dist: DistContext) -> Any:
-    """The run's lock, held by rank 0 only (the other ranks of a torchrun job work for it)."""
-    return own_run(ws, run_id) if dist.is_main else nullcontext()
-
-
-def _config_from_run(cfg: dict[str, Any], *, device: str) -> RegularizeConfig:
+def _config_from_run(cfg: JsonDict, *, device: str) -> RegularizeConfig:
     """The run's RegularizeConfig back from its stored config (older runs: ``registry.compat``)."""
     known = {f.name for f in fields(ContrastiveConfig)}
     c = {k: v for k, v in compat.regularize_contrastive(cfg).items() if k in known}
@@ -253,14 +296,14 @@ def _build_trainer(
     data: Dataset,
     train_rows: np.ndarray,
     cfg: ContrastiveConfig,
-    start: dict[str, Any] | None = None,
+    start: PretrainState | None = None,
     dist: DistContext | None = None,
     positives: np.ndarray | None = None,
     chain_forces: Callable[[Potential, torch.Tensor], ForceFn] | None = None,
 ) -> ContrastiveTrainer:
     pot = handle.potential
     if start is not None:
-        pot.load_state_dict(start["weights"])
+        pot.load_state_dict(start.weights)
     dev, dt = handle.device, pot.dtype
     species = torch.as_tensor(data.species, device=dev)
     x = torch.as_tensor(data.positions[train_rows], dtype=dt, device=dev)
@@ -285,7 +328,7 @@ def _build_trainer(
         f,
         cfg,
         pair_min_A=pmin,
-        optimizer_state=start["optimizer"] if start is not None and cfg.optimizer_init == "inherit" else None,
+        optimizer_state=start.optimizer if start is not None and cfg.optimizer_init == "inherit" else None,
         dist=dist,
         positive_positions=pool,
         chain_force_fn=None if chain_forces is None else chain_forces(pot, species),
@@ -334,44 +377,41 @@ def _progress_info(rec: UpdateRecord) -> str:
     )
 
 
-def _train(
-    ws: Workspace,
-    reg: Registry,
-    run_id: str,
-    handle: ModelHandle,
-    data: Dataset,
-    config: RegularizeConfig,
-    *,
-    resuming: bool,
-    dist: DistContext | None = None,
-    start: dict[str, Any] | None = None,
-) -> RegularizeResult:
+def _train(ctx: RunContext, spec: RegularizeSpec, *, dist: DistContext) -> RegularizeResult:
     t0 = time.perf_counter()
-    dist = dist or DistContext()
+    handle, data, config, resuming = spec.handle, spec.data, spec.config, spec.resume is not None
+    reg = ctx.registry
     train_rows, val_rows = _frames(handle, data)
     cfg = config.contrastive
     parent_mae = arms.parent_force_mae(handle, data, val_rows) if cfg.lambda_control == "budget" else None
     pool = arms.positive_rows(data, handle.split, train_rows, val_rows, cfg.positives)
     trainer = _build_trainer(
-        handle, data, train_rows, cfg, start, dist, positives=pool, chain_forces=partial(sampler_forces, ws)
+        handle,
+        data,
+        train_rows,
+        cfg,
+        spec.start,
+        dist,
+        positives=pool,
+        chain_forces=partial(sampler_forces, ctx.ws),
     )
     steer = arms.lambda_steer(trainer, parent_mae, config.budget.force_budget)
-    if not resuming and math.isfinite(trainer.stiffness) and dist.is_main:
-        reg.log_metric(run_id, name="eta_beta_kmax", value=trainer.stiffness, unit="1", step=0)
+    if not resuming and math.isfinite(trainer.stiffness):
+        ctx.log_metric("eta_beta_kmax", trainer.stiffness, "1", step=0)
     if resuming:
-        last = run_checkpoint(reg, reg.get_run(run_id))
-        trusted = code_trusted(reg, last, run_id, trust_code=ws.trust_code)
+        last = run_checkpoint(reg, ctx.run)
+        trusted = code_trusted(reg, last, ctx.run_id, trust_code=ctx.ws.trust_code)
         pot, payload = load_checkpoint(last, device=handle.device, trust_code=trusted)
         live = payload["extra"].get("train_weights") if trainer.ema is not None else None
         handle.potential.load_state_dict(live or pot.state_dict())  # with an EMA: the raw weights
         trainer.load_state_dict(rank_state(payload["extra"], dist))
         torch.set_rng_state(payload["extra"]["torch_rng"])
     else:
-        save_chains(ws, reg, run_id, trainer)
-        save_state(ws, reg, run_id, handle, trainer, "last")
+        save_chains(ctx, trainer)
+        save_state(ctx, handle, trainer, "last")
     # Rows since the last checkpoint are only written with it: after Ctrl-C, --resume redoes
     # those updates exactly, so nothing is logged twice.
-    pending: list[dict[str, Any]] = []
+    pending: list[Metric] = []
 
     def log_rows(rec: UpdateRecord) -> None:
         pending.extend(record_rows(rec, cfg.lambda_units))
@@ -380,29 +420,25 @@ def _train(
         handle.potential.eval()
         with averaged(trainer.ema):  # the weights that are saved: the EMA's when averaging
             errors = _val_mae(handle, data, val_rows)
-        pending.extend(
-            {"name": k, "value": v, "unit": u, "step": rec.update, "split": "val"}
-            for k, (v, u) in errors.items()
-        )
+        pending.extend(metric_rows(errors, split="val", step=rec.update))
         steer(errors)  # lambda_control "budget": the next updates' lambda
         handle.potential.train()
 
     def checkpoint(rec: UpdateRecord) -> None:
         if rec.update % config.checkpoint_every == 0:  # not at the end: the final state follows
-            if dist.is_main:
-                reg.log_metrics(run_id, pending)
+            ctx.log_metrics(pending)
             pending.clear()
-            save_state(ws, reg, run_id, handle, trainer, "last")
+            save_state(ctx, handle, trainer, "last")
 
     def chains(rec: UpdateRecord) -> None:
         if rec.update % config.chains_every == 0 and rec.update != cfg.n_updates:
-            save_chains(ws, reg, run_id, trainer)
+            save_chains(ctx, trainer)
 
     keeper = None
     if config.budget.on:
         frames = config.budget.budget_frames
         scored = budget_rows(data, handle.split, train_rows, val_rows, frames, cfg.positives)
-        keeper = budget_keeper(ws, reg, run_id, handle, data, scored, config.budget, trainer)
+        keeper = budget_keeper(ctx, handle, data, scored, config.budget, trainer)
     if keeper is not None:  # before the checkpoint hook: a candidate is scored before "last" moves on
         trainer.attach(keeper, every=config.budget.budget_every)
     trainer.attach(log_rows)
@@ -419,20 +455,18 @@ def _train(
         trainer.attach(lambda rec: bar.update(task, completed=rec.update, info=_progress_info(rec)))
         for _ in trainer.updates():
             pass
-    if pending and dist.is_main:
-        reg.log_metrics(run_id, pending)
+    if pending:
+        ctx.log_metrics(pending)
     handle.potential.eval()
-    save_chains(ws, reg, run_id, trainer)
+    save_chains(ctx, trainer)
     if keeper is not None:
         keeper.finish()  # the chosen candidate's weights become the run's final model
     final_ema = trainer.ema if keeper is None else None  # the budget's choice is final as it is
-    final = save_state(ws, reg, run_id, handle, trainer, "final", averaged_weights=final_ema is not None)
-    if not dist.is_main:
-        return RegularizeResult(run_id, final, {}, time.perf_counter() - t0)
+    final = save_state(ctx, handle, trainer, "final", averaged_weights=final_ema is not None)
+    if not ctx.owner:
+        return RegularizeResult(ctx.run_id, final, {}, time.perf_counter() - t0)
     with averaged(final_ema):
-        save_native(ws, reg, run_id, handle.potential)  # MACE: also in mace-torch's format
+        save_native(ctx.ws, reg, ctx.run_id, handle.potential)  # MACE: also in mace-torch's format
         metrics = test_metrics(handle.potential, data, handle.split)
-    reg.log_metrics(
-        run_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in metrics.items()]
-    )
-    return RegularizeResult(run_id, final, metrics, time.perf_counter() - t0)
+    ctx.log_metrics(metric_rows(metrics, split="test"))
+    return RegularizeResult(ctx.run_id, final, metrics, time.perf_counter() - t0)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from crmse_cli.errors import CrmseError
-from crmse_cli.fileio import atomic_write, sha256_file
+from crmse_cli.fileio import atomic_write
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
@@ -38,9 +38,8 @@ from crmse_cli.train.optim import averaged
 
 if TYPE_CHECKING:
     from crmse_cli.data.dataset import Dataset
-    from crmse_cli.registry.store import Registry
+    from crmse_cli.stages._run import RunContext
     from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
-    from crmse_cli.workspace import Workspace
 
 ARTIFACT_BUDGET = "budget"
 """Regularize run with a force budget: JSON of every scored candidate and the choice."""
@@ -72,7 +71,7 @@ class BudgetKeeper:
     """Keeps, scores and finally chooses the candidates of one regularize run.
 
     Args:
-        ws, reg, run_id: where the candidates are written.
+        ctx: the run the candidates are written to.
         handle: the run's model (its ``potential`` is the one being trained).
         data: the dataset; ``val_rows`` its validation frames.
         budget: the settings; ``temperature_K`` the screen's default temperature; ``seed`` the
@@ -82,9 +81,7 @@ class BudgetKeeper:
 
     def __init__(
         self,
-        ws: Workspace,
-        reg: Registry,
-        run_id: str,
+        ctx: RunContext,
         handle: ModelHandle,
         data: Dataset,
         val_rows: np.ndarray,
@@ -94,7 +91,8 @@ class BudgetKeeper:
         seed: int,
         trainer: ContrastiveTrainer,
     ) -> None:
-        self.ws, self.reg, self.run_id = ws, reg, run_id
+        self.ctx = ctx
+        self.ws, self.reg, self.run_id = ctx.ws, ctx.registry, ctx.run_id
         self.handle, self.data, self.val_rows = handle, data, val_rows
         self.budget = budget
         self.trainer = trainer
@@ -115,7 +113,7 @@ class BudgetKeeper:
         self.reference_mae: float | None = None
         self.paths: dict[int, str] = {
             int(c.tag.split("-", 1)[1]): c.path
-            for c in reg.checkpoints(run_id)
+            for c in self.reg.checkpoints(self.run_id)
             if c.tag.startswith("candidate-")
         }
 
@@ -184,7 +182,7 @@ class BudgetKeeper:
 
     def _log(self, candidate: Candidate) -> None:
         reference = self.reference_mae or self.scored.get(0, candidate).val_force_mae
-        self.reg.log_metrics(self.run_id, rule.candidate_rows(candidate, reference))
+        self.ctx.log_metrics(rule.candidate_rows(candidate, reference))
         self.scored[candidate.update] = candidate
 
     # -- candidates -----------------------------------------------------------------------------
@@ -195,9 +193,7 @@ class BudgetKeeper:
         extra.pop("optimizer", None)
         extra.update(regularize_run=self.run_id, budget_candidate=update)
         sha = save_checkpoint(path, potential, extra=extra)  # type: ignore[arg-type]
-        self.reg.add_checkpoint(
-            self.run_id, path=str(path), sha256=sha, step=update, format_version=FORMAT_VERSION, tag=tag
-        )
+        self.ctx.add_checkpoint(path, sha256=sha, step=update, format_version=FORMAT_VERSION, tag=tag)
         self.paths[update] = str(path)
 
     def _reference(self) -> None:
@@ -218,9 +214,7 @@ class BudgetKeeper:
         pot.eval()
         errors = frame_errors(pot, self.data, self.val_rows, prefix="val")
         self.reference_mae = float(errors["val_force_mae"][0])
-        self.reg.log_metric(
-            self.run_id, name=rule.REFERENCE_FORCE_MAE, value=self.reference_mae, unit="kcal/mol/A"
-        )
+        self.ctx.log_metric(rule.REFERENCE_FORCE_MAE, self.reference_mae, "kcal/mol/A")
 
     def start(self) -> None:
         """Candidate 0: the parent itself (the checkpoint ``--from`` named), unless already scored."""
@@ -259,7 +253,7 @@ class BudgetKeeper:
             raise CrmseError(f"candidate of update {choice.chosen.update} has no checkpoint; rerun the run")
         chosen, _ = load_checkpoint(path, device=self.handle.device, trust_code=True)  # written by this run
         self.handle.potential.load_state_dict(chosen.state_dict())
-        self.reg.log_metrics(self.run_id, rule.choice_rows(choice))
+        self.ctx.log_metrics(rule.choice_rows(choice))
         record = {
             "force_budget": self.budget.force_budget,
             "settings": asdict(self.budget),
@@ -278,19 +272,16 @@ class BudgetKeeper:
         self.handle.payload.setdefault("extra", {})["budget_choice"] = {
             k: record[k] for k in ("force_budget", "chosen_update", "rel_force", "parent_fallback")
         }
-        out = self.ws.run_dir(self.run_id) / "artifacts" / "budget.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = self.ctx.artifact_path("budget.json")
         text = json.dumps(record, indent=1).encode()
 
         def write(fh: IO[bytes]) -> None:
             fh.write(text)
 
         atomic_write(out, write)
-        self.reg.add_artifact(
-            self.run_id,
-            kind=ARTIFACT_BUDGET,
-            path=str(out),
-            sha256=sha256_file(out),
+        self.ctx.add_artifact(
+            ARTIFACT_BUDGET,
+            out,
             meta={"chosen_update": choice.chosen.update, "parent_fallback": choice.parent_fallback},
         )
         return choice
@@ -325,9 +316,7 @@ def budget_rows(
 
 
 def budget_keeper(
-    ws: Workspace,
-    reg: Registry,
-    run_id: str,
+    ctx: RunContext,
     handle: ModelHandle,
     data: Dataset,
     val_rows: np.ndarray,
@@ -339,7 +328,7 @@ def budget_keeper(
         return None
     cfg = trainer.config
     keeper = BudgetKeeper(
-        ws, reg, run_id, handle, data, val_rows, budget,
+        ctx, handle, data, val_rows, budget,
         temperature_K=cfg.temperature_K, seed=cfg.seed, trainer=trainer,
     )  # fmt: skip
     keeper.start()

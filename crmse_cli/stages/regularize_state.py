@@ -7,26 +7,45 @@ registry and the run's folder, nothing else.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
-from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.fileio import atomic_path
+from crmse_cli.metric import Metric
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.stages._models import ModelHandle, code_trusted, verify_checkpoint
 from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
 from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.optim import averaged
-from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry
+    from crmse_cli.stages._run import RunContext
 
 
-def pretrain_state(reg: Registry, handle: ModelHandle, *, trust_code: bool = False) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class PretrainState:
+    """Where ``init = "raw"`` starts: a model run's raw weights and Adam state.
+
+    Attributes:
+        weights: the potential's state dict (raw, not averaged).
+        optimizer: the Adam state dict of the run's optimizer.
+        checkpoint: the file they were read from.
+    """
+
+    weights: dict[str, torch.Tensor]
+    optimizer: JsonDict
+    checkpoint: str
+
+
+def pretrain_state(reg: Registry, handle: ModelHandle, *, trust_code: bool = False) -> PretrainState | None:
     """The raw weights and Adam state at the end of the source model run (``init = "raw"``).
 
     A pretrain run's ``last`` checkpoint, or a regularize run's ``final`` (else ``last``) one: an
@@ -62,13 +81,11 @@ def pretrain_state(reg: Registry, handle: ModelHandle, *, trust_code: bool = Fal
     if extra.get("optimizer") is None:
         raise CrmseError(f"{path} holds no optimizer state; use --init ema")
     weights = extra.get("train_weights") or pot.state_dict()
-    return {"weights": weights, "optimizer": extra["optimizer"], "checkpoint": str(path)}
+    return PretrainState(weights=weights, optimizer=extra["optimizer"], checkpoint=str(path))
 
 
 def save_state(
-    ws: Workspace,
-    reg: Registry,
-    run_id: str,
+    ctx: RunContext,
     handle: ModelHandle,
     trainer: ContrastiveTrainer,
     tag: str,
@@ -81,7 +98,8 @@ def save_state(
     pretraining's do, and ``extra["train_weights"]`` the live ones a resume continues from;
     ``averaged_weights=False`` saves the model as it is (the force budget's chosen candidate).
     """
-    path = ws.run_dir(run_id) / "checkpoints" / f"{tag}.pt"
+    run_id = ctx.run_id
+    path = ctx.run_dir / "checkpoints" / f"{tag}.pt"
     ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
     if not trainer.dist.is_main:
         return path
@@ -101,21 +119,18 @@ def save_state(
     )  # never the parent's
     with averaged(ema):
         sha = save_checkpoint(path, handle.potential, extra=extra)
-    reg.add_checkpoint(
-        run_id, path=str(path), sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag
-    )
+    ctx.add_checkpoint(path, sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag)
     return path
 
 
-def save_chains(ws: Workspace, reg: Registry, run_id: str, trainer: ContrastiveTrainer) -> None:
+def save_chains(ctx: RunContext, trainer: ContrastiveTrainer) -> None:
     """The chains of every rank, and their energies, as an artifact of the run."""
     with torch.no_grad():
         energies = trainer.dist.gather(trainer.energy_fn(trainer.chains).double()).cpu().numpy()
     positions = trainer.dist.gather(trainer.chains.detach()).cpu().numpy()
     if not trainer.dist.is_main:
         return
-    path = ws.run_dir(run_id) / "artifacts" / f"chains_{trainer.update:05d}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = ctx.artifact_path(f"chains_{trainer.update:05d}.npz")
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(
             fh,
@@ -123,12 +138,10 @@ def save_chains(ws: Workspace, reg: Registry, run_id: str, trainer: ContrastiveT
             energies=energies,
             update=np.array(trainer.update),
         )
-    reg.add_artifact(
-        run_id, kind="chains", path=str(path), sha256=sha256_file(path), meta={"update": trainer.update}
-    )
+    ctx.add_artifact("chains", path, meta={"update": trainer.update})
 
 
-def check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) -> None:
+def check_unchanged(run_id: str, stored: Mapping[str, object], given: Mapping[str, object]) -> None:
     """Refuse a setting given with ``--resume`` that differs from what the run was started with.
 
     Args:
@@ -145,7 +158,7 @@ def check_unchanged(run_id: str, stored: dict[str, Any], given: dict[str, Any]) 
             )
 
 
-def record_rows(r: UpdateRecord, lambda_units: str = "eV") -> list[dict[str, Any]]:
+def record_rows(r: UpdateRecord, lambda_units: str = "eV") -> list[Metric]:
     """The metric rows of one update (non-finite ones, e.g. MALA's acceptance under ULA, left out).
 
     ``lambda_eff`` (lambda after the run's schedule) carries the run's convention as its unit.
@@ -170,13 +183,13 @@ def record_rows(r: UpdateRecord, lambda_units: str = "eV") -> list[dict[str, Any
         "lambda_eff": (r.lambda_eff, lambda_units),
     }
     return [
-        {"name": k, "value": float(v), "unit": u, "step": r.update}
+        Metric(name=k, value=float(v), unit=u, step=r.update)
         for k, (v, u) in values.items()
         if math.isfinite(float(v))
     ]
 
 
-def rank_state(extra: dict[str, Any], dist: DistContext) -> dict[str, Any]:
+def rank_state(extra: JsonDict, dist: DistContext) -> JsonDict:
     """This rank's trainer state from a checkpoint (refused at another world size)."""
     ranks = extra.get("trainer_ranks") or [extra["trainer"]]
     if len(ranks) != dist.world_size:

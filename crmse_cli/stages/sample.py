@@ -13,7 +13,6 @@ With ``processes`` > 1 the replicas are sharded over worker processes of one thr
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,16 +22,18 @@ import numpy as np
 import torch
 
 from crmse_cli import names
+from crmse_cli.config import JsonDict
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import sha256_file
+from crmse_cli.metric import Metric, finite, metric_rows
 from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, sampler_forces
-from crmse_cli.stages._run import own_run, tracked
+from crmse_cli.stages._run import NewRun, RunContext
 from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 from crmse_cli.workspace import Workspace
 
@@ -81,6 +82,23 @@ def stability_metrics(monitor: StabilityMonitor, has_time: bool) -> dict[str, tu
     return out
 
 
+@dataclass(frozen=True)
+class SampleSpec:
+    """A planned sample run (built without writing).
+
+    Attributes:
+        config: the settings.
+        handle: the model sampled.
+        data: its dataset (start frames, the monitor's reference).
+        new_run: the row the run records.
+    """
+
+    config: SampleConfig
+    handle: ModelHandle
+    data: Dataset
+    new_run: NewRun
+
+
 def sample(
     ws: Workspace,
     model: str,
@@ -91,6 +109,14 @@ def sample(
 ) -> SampleResult:
     """Sample model ``model`` (run id/name or checkpoint path); register a ``sample`` run."""
     reg = registry or Registry.open(ws.ensure())
+    spec = plan(ws, reg, model, config, name=name)
+    return execute(RunContext.create(ws, reg, spec.new_run), spec)
+
+
+def plan(
+    ws: Workspace, reg: Registry, model: str, config: SampleConfig, *, name: str | None = None
+) -> SampleSpec:
+    """Load the model and its dataset and decide the run's row (every refusal before it exists)."""
     handle = resolve_model(reg, model, device=config.device, dtype=config.dtype, trust_code=ws.trust_code)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
@@ -102,7 +128,7 @@ def sample(
         "checkpoint_sha256": sha256_file(handle.checkpoint),
         **asdict(config),
     }
-    run = reg.create_run(
+    new_run = NewRun(
         kind="sample",
         name=name,
         dataset=handle.dataset,
@@ -110,22 +136,25 @@ def sample(
         config=run_config,
         seed=config.seed,
     )
-    with own_run(ws, run.id), tracked(reg, run.id):
-        return _sample_run(ws, reg, run.id, handle, data, config)
+    return SampleSpec(config=config, handle=handle, data=data, new_run=new_run)
 
 
-def _sample_run(
-    ws: Workspace, reg: Registry, run_id: str, handle: ModelHandle, data: Dataset, cfg: SampleConfig
-) -> SampleResult:
+def execute(ctx: RunContext, spec: SampleSpec) -> SampleResult:
+    """Sample as ``spec`` plans it into run ``ctx``, and close the run."""
+    with ctx:
+        return _sample_run(ctx, spec.handle, spec.data, spec.config)
+
+
+def _sample_run(ctx: RunContext, handle: ModelHandle, data: Dataset, cfg: SampleConfig) -> SampleResult:
     t0 = time.perf_counter()
+    ws, run_id = ctx.ws, ctx.run_id
     has_time = sampler_kind(cfg.integrator).has_time
     cpu_gen = torch.Generator().manual_seed(cfg.seed)
     start = _start_frames(data, handle.split, cfg.start, cfg.replicas, cpu_gen)
     ref = data.positions[data.reference_indices(handle.split)]
     monitor = StabilityMonitor.from_reference(data.species, ref)
-    run_dir = ws.run_dir(run_id) / "artifacts"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {
+    (ctx.run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    meta: JsonDict = {
         "integrator": cfg.integrator,
         "temperature_K": cfg.temperature_K,
         "dataset": data.name,
@@ -133,33 +162,31 @@ def _sample_run(
         "checkpoint": str(handle.checkpoint),
         "interrupted": False,
     }
-    rows: list[dict[str, Any]] = []
+    rows: list[Metric] = []
     with make_progress() as bar:
         task = bar.add_task(f"sample {cfg.integrator}", total=cfg.steps, info="")
 
         def report(step: int, time_fs: float, n_left: int, temp: float) -> None:
-            rows.append({"name": "n_broken", "value": float(n_left), "unit": "1", "step": step})
+            rows.append(Metric(name="n_broken", value=float(n_left), unit="1", step=step))
             info = f"broken {n_left}/{cfg.replicas}"
             if has_time:
-                rows.append({"name": "temperature_kinetic", "value": temp, "unit": "K", "step": step})
+                rows.append(Metric(name="temperature_kinetic", value=temp, unit="K", step=step))
                 info = f"{time_fs / 1000:.2f} ps  T {temp:.0f} K  " + info
             bar.update(task, completed=step, info=info)
 
         sampled = _sample_sharded if cfg.processes > 1 else _sample_here
         path, n_frames = sampled(ws, run_id, handle, data, cfg, start, monitor, report, meta)
-    reg.add_artifact(run_id, kind=names.ARTIFACT_SAMPLES, path=str(path), sha256=sha256_file(path), meta=meta)
+    ctx.add_artifact(names.ARTIFACT_SAMPLES, path, meta=meta)
     # The extended-XYZ copy is for eyes and ASE tools: at most ~50 frames per replica.
     stride = max(1, n_frames // 50)
-    xyz = run_dir / "samples.extxyz"
+    xyz = ctx.artifact_path("samples.extxyz")
     export_extxyz(path, xyz, stride=stride)
-    reg.add_artifact(
-        run_id, kind=names.ARTIFACT_EXTXYZ, path=str(xyz), sha256=sha256_file(xyz), meta={"stride": stride}
-    )
+    ctx.add_artifact(names.ARTIFACT_EXTXYZ, xyz, meta={"stride": stride})
     metrics = stability_metrics(monitor, has_time)
-    rows += [{"name": k, "value": v, "unit": u} for k, (v, u) in metrics.items()]
-    reg.log_metrics(run_id, [r for r in rows if math.isfinite(r["value"])])  # NaN: undefined, not stored
+    rows += metric_rows(metrics)
+    ctx.log_metrics(finite(rows))  # NaN: undefined, not stored
     if meta["interrupted"]:
-        reg.set_status(
+        ctx.registry.set_status(
             run_id, "interrupted", error="interrupted by the user (Ctrl-C); samples so far were kept"
         )
         raise KeyboardInterrupt
@@ -175,7 +202,7 @@ def _sample_here(
     start: np.ndarray,
     monitor: StabilityMonitor,
     report: Report,
-    meta: dict[str, Any],
+    meta: JsonDict,
 ) -> tuple[Path, int]:
     """All replicas in this process as one batch; returns (samples file, frames recorded)."""
     device, dtype = handle.device, handle.potential.dtype
@@ -211,7 +238,7 @@ def _sample_sharded(
     start: np.ndarray,
     monitor: StabilityMonitor,
     report: Report,
-    meta: dict[str, Any],
+    meta: JsonDict,
 ) -> tuple[Path, int]:
     """The replicas over ``cfg.processes`` workers, their shards merged into one samples file."""
     from crmse_cli.stages.sample_shards import remove_shards, sample_in_processes

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.metric import metric_rows
 from crmse_cli.registry.store import Registry
 from crmse_cli.report.verdict import evidence, verdict_lines
 from crmse_cli.stages import compare as compare_stage
@@ -248,9 +249,7 @@ def _heldout(ws: Workspace, reg: Registry, p: Plan, eval_id: str, model_ref: str
     import numpy as np
 
     errors = frame_errors(handle.potential, data, np.arange(data.n_frames), prefix=HELDOUT)
-    reg.log_metrics(
-        eval_id, [{"name": k, "value": v, "unit": u, "split": "test"} for k, (v, u) in errors.items()]
-    )
+    reg.log_metrics(eval_id, metric_rows(errors, split="test"))
 
 
 def _export(ws: Workspace, reg: Registry, p: Plan, crmse_id: str) -> Path:

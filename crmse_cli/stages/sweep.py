@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
@@ -158,19 +158,6 @@ def create_sweep(
     return SweepCreated(name, [j.run_id for j in reg.sweep_jobs(name)])
 
 
-class _QueuedRun:
-    """The registry as a stage sees it, except that ``create_run`` starts queued run ``run_id``."""
-
-    def __init__(self, registry: Registry, run_id: str) -> None:
-        self._reg, self._run_id = registry, run_id
-
-    def create_run(self, **kwargs: Any) -> Any:
-        return self._reg.start_queued_run(self._run_id, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reg, name)
-
-
 class _Heartbeat:
     """A daemon thread that refreshes a job's lease every ``every_s`` seconds while it runs."""
 
@@ -217,8 +204,9 @@ def completed_run(runs: list[RunInfo]) -> RunInfo | None:
 def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> None:
     """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
     # Deferred: the stages (scipy, ase) load when a job runs, not for `sweep status` or `list`.
+    from crmse_cli.stages import regularize as crmse
+    from crmse_cli.stages._run import RunContext
     from crmse_cli.stages.evaluate import evaluate
-    from crmse_cli.stages.regularize import regularize
     from crmse_cli.stages.sample import sample
 
     device, p = spec.get("device", "cpu"), job.params
@@ -230,12 +218,12 @@ def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> Non
         cfg = regularize_config(
             spec["regularize_options"], lambda_=p["lambda"], seed=p["seed"], device=device
         )
-        # _QueuedRun stands in for the Registry (it forwards everything but create_run).
-        regularize(ws, p["source"], cfg, registry=cast("Registry", _QueuedRun(reg, run.id)))
+        planned = crmse.plan(ws, reg, p["source"], cfg)
+        assert planned.new_run is not None  # a plan without resume= always starts a new run
+        # The queued run starts as a new one would: same row, same lock, same closing.
+        crmse.execute(RunContext.create(ws, reg, planned.new_run, queued=run.id), planned)
     elif run.status != "completed":
-        from crmse_cli.stages.regularize import RegularizeConfig
-
-        regularize(ws, None, RegularizeConfig(device=device), resume=run.id, registry=reg)
+        crmse.regularize(ws, None, crmse.RegularizeConfig(device=device), resume=run.id, registry=reg)
     smp = completed_run(reg.children(run.id, kind="sample"))
     if smp is None:
         cfg_s = sample_config(spec["sample_options"], seed=p["seed"], device=device)

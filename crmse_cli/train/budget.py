@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.metric import Metric
 from crmse_cli.settings import setting
 from crmse_cli.train.lambda_schedule import under_budget
 from crmse_cli.validate import COUNT_RANGE, TEMPERATURE_RANGE, check_config
@@ -231,7 +232,7 @@ def _finite_or_inf(x: float) -> float:
     return x if math.isfinite(x) else math.inf
 
 
-def candidate_rows(c: Candidate, parent_mae: float) -> list[dict[str, Any]]:
+def candidate_rows(c: Candidate, parent_mae: float) -> list[Metric]:
     """The metric rows of one scored candidate (step = its update)."""
     rel = c.val_force_mae / parent_mae - 1.0 if parent_mae > 0 else math.nan
     values = {
@@ -243,13 +244,13 @@ def candidate_rows(c: Candidate, parent_mae: float) -> list[dict[str, Any]]:
         REL_FORCE: (rel, "1"),
     }
     return [
-        {"name": k, "value": float(v), "unit": u, "step": c.update, "split": "val"}
+        Metric(name=k, value=float(v), unit=u, step=c.update, split="val")
         for k, (v, u) in values.items()
         if math.isfinite(float(v))
     ]
 
 
-def choice_rows(choice: BudgetChoice) -> list[dict[str, Any]]:
+def choice_rows(choice: BudgetChoice) -> list[Metric]:
     """The final metric rows of the choice."""
     c = choice.chosen
     values = {
@@ -261,7 +262,7 @@ def choice_rows(choice: BudgetChoice) -> list[dict[str, Any]]:
         PARENT_FALLBACK: float(choice.parent_fallback),
         OVER_BUDGET: float(choice.over_budget),
     }
-    return [{"name": k, "value": v, "unit": "1"} for k, v in values.items() if math.isfinite(v)]
+    return [Metric(name=k, value=v, unit="1") for k, v in values.items() if math.isfinite(v)]
 
 
 def candidates_from_rows(rows: Mapping[str, Sequence[tuple[int, float]]]) -> list[Candidate]:
