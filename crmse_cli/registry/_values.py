@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from crmse_cli.config import JsonDict
 
 T = TypeVar("T")
 
@@ -28,12 +31,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def to_info(cls: type[T], row: Any) -> T:
+def to_info(cls: type[T], row: object) -> T:
     """A frozen entity ``cls`` with the same-named fields of ORM ``row``."""
     return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
-def config_hash(config: dict[str, Any]) -> str:
+def config_hash(config: JsonDict) -> str:
     """sha256 of ``config`` as canonical JSON (sorted keys, no spaces)."""
     import hashlib
 
@@ -41,12 +44,13 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def jsonable(data: Any) -> Any:
+def jsonable(data: Mapping[str, object]) -> JsonDict:
     """A JSON round trip, so configs with paths, numpy scalars or inf store the same everywhere."""
-    return json.loads(json.dumps(data, default=_default))
+    out: JsonDict = json.loads(json.dumps(data, default=_default))
+    return out
 
 
-def _default(obj: Any) -> Any:
+def _default(obj: object) -> object:
     if hasattr(obj, "item"):
         return obj.item()
     if hasattr(obj, "tolist"):

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
 
 SAMPLING_TEMPERATURE_K = "sampling_temperature_K"
 """The evaluate run's metric that records the temperature its samples were drawn at (K)."""
 
 
-def required(owner: str, data: Mapping[str, Any], key: str) -> Any:
+def required(owner: str, data: Mapping[str, object], key: str) -> object:
     """``data[key]``, or a one-line error naming ``owner`` (e.g. ``run 1a2b3c4d's config``) and the key."""
     value = data.get(key)
     if value is None:
@@ -30,7 +30,25 @@ def required(owner: str, data: Mapping[str, Any], key: str) -> Any:
     return value
 
 
-def regularize_contrastive(config: Mapping[str, Any]) -> dict[str, Any]:
+def required_number(owner: str, data: Mapping[str, object], key: str) -> float:
+    """``data[key]`` as a float: an error naming ``owner`` and the key when absent or not a number."""
+    value = required(owner, data, key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CrmseError(f"{owner} records {key!r} as {value!r}, not a number; run the step again")
+    return float(value)
+
+
+def _table(config: Mapping[str, object], key: str) -> JsonDict:
+    """The sub-table ``key`` of a recorded config ({} when the run predates it)."""
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CrmseError(f"a run's config records {key!r} as {value!r}, not a table; run the step again")
+    return dict(value)
+
+
+def regularize_contrastive(config: Mapping[str, object]) -> JsonDict:
     """The ``contrastive`` settings of a regularize run's config, as today's ContrastiveConfig reads them.
 
     Settings a run predates are absent and take ContrastiveConfig's defaults, each of which is the
@@ -42,7 +60,7 @@ def regularize_contrastive(config: Mapping[str, Any]) -> dict[str, Any]:
     - ``init``: before 2026-12-02 CRMSE started from the pretrain run's EMA weights ("ema"; today
       "raw").
     """
-    c = dict(config.get("contrastive") or {})
+    c = _table(config, "contrastive")
     if c.get("grad_clip") is None:
         c["grad_clip"] = 0.0
     c.setdefault("lambda_units", config.get("lambda_units") or "kcal")
@@ -50,9 +68,9 @@ def regularize_contrastive(config: Mapping[str, Any]) -> dict[str, Any]:
     return c
 
 
-def regularize_budget(config: Mapping[str, Any]) -> dict[str, Any]:
+def regularize_budget(config: Mapping[str, object]) -> JsonDict:
     """The ``budget`` settings of a regularize run's config (runs before the force budget: none, off)."""
-    return dict(config.get("budget") or {})
+    return _table(config, "budget")
 
 
 @dataclass(frozen=True)
@@ -70,29 +88,29 @@ class LambdaSetting:
     internal: float
 
 
-def lambda_setting(run_id: str, config: Mapping[str, Any]) -> LambdaSetting:
+def lambda_setting(run_id: str, config: Mapping[str, object]) -> LambdaSetting:
     """The lambda of regularize run ``run_id`` from its recorded ``config``: the one reader of it."""
     owner = f"regularize run {run_id}'s config"
-    value = float(required(owner, config, "lambda"))
+    value = required_number(owner, config, "lambda")
     units = str(regularize_contrastive(config)["lambda_units"])
     if "lambda_internal" in config:
-        internal = float(config["lambda_internal"])
+        internal = required_number(owner, config, "lambda_internal")
     elif units == "kcal":  # runs before 2026-12-02 recorded no internal weight: it was lambda itself
         internal = value
     else:
-        internal = float(required(owner, config, "lambda_internal"))
+        internal = required_number(owner, config, "lambda_internal")
     return LambdaSetting(value=value, units=units, internal=internal)
 
 
-def samples_temperature_K(owner: str, meta: Mapping[str, Any]) -> float:
+def samples_temperature_K(owner: str, meta: Mapping[str, object]) -> float:
     """The temperature (K) a samples file's frames were drawn at, from its meta; an error without it."""
-    return float(required(owner, meta, "temperature_K"))
+    return required_number(owner, meta, "temperature_K")
 
 
 def evaluated_temperature_K(run_id: str, metrics: Mapping[str, tuple[float, str]]) -> float:
     """The sampling temperature (K) an evaluate run profiled its samples at (its final metrics)."""
-    value = required(f"evaluate run {run_id}'s metrics", metrics, SAMPLING_TEMPERATURE_K)
-    return float(value[0])
+    required(f"evaluate run {run_id}'s metrics", metrics, SAMPLING_TEMPERATURE_K)
+    return float(metrics[SAMPLING_TEMPERATURE_K][0])
 
 
 __all__ = [
@@ -103,5 +121,6 @@ __all__ = [
     "regularize_budget",
     "regularize_contrastive",
     "required",
+    "required_number",
     "samples_temperature_K",
 ]

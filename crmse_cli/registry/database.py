@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, DiskFullError
 from crmse_cli.registry._values import config_hash, jsonable, now
 from crmse_cli.registry.engine import integrity_problems, make_engine, server_error, sqlite_path, upgrade
@@ -34,7 +35,7 @@ def new_run_row(
     name: str | None,
     dataset: str | None,
     parent: str | None,
-    config: dict[str, Any],
+    config: JsonDict,
     seed: int | None,
     status: str,
 ) -> RunRow:

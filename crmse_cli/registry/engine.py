@@ -12,17 +12,20 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, InterfaceError, OperationalError
 
 from crmse_cli.errors import CrmseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def migrations_dir() -> Path:
     raise CrmseError("crmse's database migrations are missing from this installation; reinstall crmse")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA journal_mode = WAL")
@@ -57,7 +60,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_read_only_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_read_only_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA query_only = ON")
@@ -77,11 +80,19 @@ def masked_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def _create(url: str, **kwargs: Any) -> Engine:
+def _create(
+    url: str,
+    *,
+    creator: Callable[[], sqlite3.Connection] | None = None,
+    connect_args: dict[str, float] | None = None,
+    pool_pre_ping: bool = False,
+) -> Engine:
     """``create_engine`` with a one-line error for a URL that names no usable database."""
     shown = masked_url(url)
     try:
-        return create_engine(url, **kwargs)
+        if creator is not None:
+            return create_engine(url, creator=creator)
+        return create_engine(url, connect_args=connect_args or {}, pool_pre_ping=pool_pre_ping)
     except ModuleNotFoundError as exc:  # the dialect is known, its driver is not installed
         raise CrmseError(
             f"the driver of the registry URL {shown!r} is not installed ({exc}); install it "
@@ -178,9 +189,9 @@ def integrity_problems(engine: Engine, *, full: bool = False) -> list[str]:
     return [line for line in lines if line and not line.startswith("***")]
 
 
-def alembic_config(engine: Engine) -> Any:
+def alembic_config(engine: Engine) -> Config:
     """An Alembic config for the packaged migrations that runs on ``engine``."""
-    from alembic.config import Config
+    from alembic.config import Config  # deferred: alembic loads only when a schema is checked
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from crmse_cli.config import JsonDict
 from crmse_cli.metric import Metric
 
 RUN_KINDS = ("pretrain", "regularize", "sample", "evaluate", "compare", "reproduce", "diagnose")
@@ -44,9 +44,9 @@ class DatasetInfo:
     n_frames: int
     n_atoms: int
     species: list[int]
-    units: dict[str, Any]
-    splits: dict[str, Any]
-    meta: dict[str, Any]
+    units: JsonDict
+    splits: JsonDict
+    meta: JsonDict
     created: datetime
 
 
@@ -78,7 +78,7 @@ class RunInfo:
     status: str
     dataset: str | None
     parent: str | None
-    config: dict[str, Any]
+    config: JsonDict
     config_hash: str
     seed: int | None
     version: str
@@ -133,7 +133,7 @@ class ArtifactInfo:
     kind: str
     path: str
     sha256: str
-    meta: dict[str, Any]
+    meta: JsonDict
     created: datetime
 
 

@@ -10,12 +10,13 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import jsonable, now, pid_alive, to_info
 from crmse_cli.registry.database import new_run_row
@@ -52,7 +53,7 @@ def next_step(kind: str, run_id: str) -> str:
     return f"{kind} runs cannot be resumed: run the `crmse {kind}` command again"
 
 
-def _cannot_write(ws: Any) -> bool:
+def _cannot_write(ws: Workspace) -> bool:
     """Whether this process cannot write the workspace (read-only mount, permissions)."""
     home = Path(ws.home)
     db = sqlite_path(ws.db_url)
@@ -98,7 +99,7 @@ class Registry(RecordStore, SweepStore):
         name: str | None = None,
         dataset: str | None = None,
         parent: str | None = None,
-        config: dict[str, Any],
+        config: JsonDict,
         seed: int | None,
     ) -> RunInfo:
         """A new run in status ``running``."""
@@ -130,7 +131,7 @@ class Registry(RecordStore, SweepStore):
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
         """Set a run's status (one of :data:`STATUSES`) and its one-line ``error``.
 
-        Any status but ``running`` records the end time; ``running`` (a resume) makes this process
+        Every status but ``running`` records the end time; ``running`` (a resume) makes this process
         the run's owner.
         """
         if status not in STATUSES:
@@ -190,10 +191,12 @@ class Registry(RecordStore, SweepStore):
             log.warning("run %s was left running by a process that is gone; marked interrupted", run_id)
         return [run_id for run_id, _, _ in stale]
 
-    def owner_alive(self, row: Any) -> bool:
+    def owner_alive(self, row: RunRow | RunInfo) -> bool:
         """The run's lock decides (a reused pid cannot fool it); the pid only for runs without one."""
         alive = lock_owner_alive(self.runs_dir / row.id) if self.runs_dir is not None else None
-        return pid_alive(row.pid) if alive is None else alive
+        if alive is None:  # a run without a lock file: its pid decides (reap_stale checks pid is set)
+            return row.pid is None or pid_alive(row.pid)
+        return alive
 
     def list_runs(self, *, kind: str | None = None) -> list[RunInfo]:
         """Every run, oldest first; only those of ``kind`` when given."""

@@ -23,11 +23,12 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Connection, select, update
 from sqlalchemy.exc import DBAPIError
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import config_hash, jsonable, now, pid_alive, to_info
 from crmse_cli.registry.database import Database, new_run_row
@@ -46,7 +47,7 @@ class SweepInfo:
     """A sweep (a frozen copy of its row): name, grid settings, creation time (UTC)."""
 
     name: str
-    config: dict[str, Any]
+    config: JsonDict
     created: datetime
 
 
@@ -58,7 +59,7 @@ class SweepJobInfo:
     sweep: str
     position: int
     run_id: str
-    params: dict[str, Any]
+    params: JsonDict
     state: str
     owner_host: str | None
     owner_pid: int | None
@@ -67,8 +68,8 @@ class SweepJobInfo:
     error: str | None
 
 
-def _job(row: Any) -> SweepJobInfo:
-    return SweepJobInfo(**{f: getattr(row, f) for f in SweepJobInfo.__dataclass_fields__})
+def _job(row: object) -> SweepJobInfo:
+    return to_info(SweepJobInfo, row)
 
 
 def _owner() -> tuple[str, int]:
@@ -102,7 +103,7 @@ def _own_lease(job_id: int) -> tuple[ColumnElement[bool], ...]:
 class SweepStore(Database):
     """Registry methods of sweeps (a base of ``Registry``; see the module docstring)."""
 
-    def create_sweep(self, *, name: str, config: dict[str, Any], jobs: list[dict[str, Any]]) -> SweepInfo:
+    def create_sweep(self, *, name: str, config: JsonDict, jobs: list[JsonDict]) -> SweepInfo:
         """Register sweep ``name`` and queue one ``regularize`` run per entry of ``jobs``.
 
         Each job dict holds ``name`` (the run's unique name), ``dataset``, ``parent`` (the source
@@ -317,12 +318,12 @@ class SweepStore(Database):
         run_id: str,
         *,
         kind: str,
-        config: dict[str, Any],
+        config: JsonDict,
         dataset: str | None = None,
         parent: str | None = None,
         seed: int | None = None,
         name: str | None = None,
-    ) -> Any:
+    ) -> RunInfo:
         """Turn queued run ``run_id`` into a running run of this process with the stage's config.
 
         Takes the arguments of ``create_run`` (``name`` is ignored: the queued run keeps its own).

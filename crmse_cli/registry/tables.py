@@ -9,7 +9,6 @@ names); run kinds and statuses are check constraints (``ck_runs_kind``, ``ck_run
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from crmse_cli.config import JsonDict
 from crmse_cli.registry.entities import RUN_KINDS, STATUSES
 
 NAMING_CONVENTION = {
@@ -59,9 +59,9 @@ class DatasetRow(Base):
     n_frames: Mapped[int] = mapped_column(Integer)
     n_atoms: Mapped[int] = mapped_column(Integer)
     species: Mapped[list[int]] = mapped_column(JSON)
-    units: Mapped[dict[str, Any]] = mapped_column(JSON)
-    splits: Mapped[dict[str, Any]] = mapped_column(JSON)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    units: Mapped[JsonDict] = mapped_column(JSON)
+    splits: Mapped[JsonDict] = mapped_column(JSON)
+    meta: Mapped[JsonDict] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -80,7 +80,7 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     dataset: Mapped[str | None] = mapped_column(String(128))
     parent: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[JsonDict] = mapped_column(JSON)
     config_hash: Mapped[str] = mapped_column(String(64))
     seed: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(32))
@@ -132,7 +132,7 @@ class ArtifactRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON)
+    meta: Mapped[JsonDict] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -142,7 +142,7 @@ class SweepRow(Base):
     __tablename__ = "sweeps"
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[JsonDict] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -156,7 +156,7 @@ class SweepJobRow(Base):
     sweep: Mapped[str] = mapped_column(ForeignKey("sweeps.name"))
     position: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), unique=True)
-    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params: Mapped[JsonDict] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
     owner_host: Mapped[str | None] = mapped_column(String(200))
     owner_pid: Mapped[int | None] = mapped_column(Integer)

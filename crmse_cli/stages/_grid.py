@@ -9,17 +9,22 @@ is blamed on ``--set KEY`` as the user typed it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from crmse_cli import settings
-from crmse_cli.config import name_the_option
+from crmse_cli.config import JsonDict, name_the_option
 from crmse_cli.errors import CrmseError
+
+if TYPE_CHECKING:
+    from crmse_cli.stages.regularize_config import RegularizeConfig
+    from crmse_cli.stages.sample_config import SampleConfig
 
 GRID_KEYS = {"lambda_": "--lambda", "seed": "--seeds", "device": "--device"}
 """Settings the grid sets at every point (field -> the option that gives them)."""
 
 
-def refuse_grid_keys(options: dict[str, Any], option: str) -> None:
+def refuse_grid_keys(options: Mapping[str, object], option: str) -> None:
     """Refuse a ``--set`` / ``--sample-set`` of a setting the grid sets itself (it would be overridden)."""
     for key in options:
         field = key + "_" if key + "_" in GRID_KEYS else key
@@ -29,9 +34,9 @@ def refuse_grid_keys(options: dict[str, Any], option: str) -> None:
             )
 
 
-def _by_field(cls: type, options: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+def _by_field(cls: type, options: Mapping[str, object]) -> dict[str, tuple[str, object]]:
     """The ``options`` that name a setting of ``cls``: field name -> (key as typed, value)."""
-    out: dict[str, tuple[str, Any]] = {}
+    out: dict[str, tuple[str, object]] = {}
     for written, value in options.items():
         name = settings.field_name(cls, written)
         if name is not None and not settings.is_table(cls, name):
@@ -49,7 +54,7 @@ def _valid(*classes: type, but: tuple[str, ...] = ()) -> list[str]:
     return sorted(names)
 
 
-def _blamed(exc: CrmseError, given: dict[str, tuple[str, Any]], option: str, what: str) -> CrmseError:
+def _blamed(exc: CrmseError, given: Mapping[str, tuple[str, object]], option: str, what: str) -> CrmseError:
     """A bad value of ``option`` (``--set``) named as the user typed it: ``--set n_updates must ...``."""
     shown: dict[tuple[str, ...], str] = {
         (name,): f"{option} {written}" for name, (written, _) in given.items()
@@ -58,8 +63,8 @@ def _blamed(exc: CrmseError, given: dict[str, tuple[str, Any]], option: str, wha
 
 
 def regularize_config(
-    options: dict[str, Any], *, lambda_: float, seed: int, device: str, option: str = "--set"
-) -> Any:
+    options: Mapping[str, object], *, lambda_: float, seed: int, device: str, option: str = "--set"
+) -> RegularizeConfig:
     """The RegularizeConfig of one grid point: defaults, replaced by ``options``, lambda and seed.
 
     ``options`` name ContrastiveConfig, BudgetConfig and RegularizeConfig settings by key or field
@@ -79,7 +84,7 @@ def regularize_config(
         valid = ", ".join(_valid(*classes, but=("device",)))
         raise CrmseError(f"unknown regularize option(s) {', '.join(unknown)}; valid: {valid}")
 
-    def values(part: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    def values(part: Mapping[str, tuple[str, object]]) -> JsonDict:  # checked by the configs
         return {name: value for name, (_, value) in part.items()}
 
     try:
@@ -94,7 +99,9 @@ def regularize_config(
         raise _blamed(exc, {**c_opts, **b_opts, **r_opts}, option, "regularize") from exc
 
 
-def sample_config(options: dict[str, Any], *, seed: int, device: str, option: str = "--sample-set") -> Any:
+def sample_config(
+    options: Mapping[str, object], *, seed: int, device: str, option: str = "--sample-set"
+) -> SampleConfig:
     """The SampleConfig of one grid point: defaults replaced by ``options``, the seed and device."""
     from crmse_cli.stages.sample_config import SampleConfig
 
@@ -105,7 +112,7 @@ def sample_config(options: dict[str, Any], *, seed: int, device: str, option: st
         valid = ", ".join(_valid(SampleConfig, but=("seed", "device")))
         raise CrmseError(f"unknown sample option(s) {', '.join(unknown)}; valid: {valid}")
     try:
-        values = {name: value for name, (_, value) in given.items()}
+        values: JsonDict = {name: value for name, (_, value) in given.items()}  # checked by SampleConfig
         return dataclasses.replace(SampleConfig(), **values, seed=seed, device=device)
     except CrmseError as exc:
         raise _blamed(exc, given, option, "sample") from exc

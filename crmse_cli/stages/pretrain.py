@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from crmse_cli.config import from_dict, to_dict
+from crmse_cli.config import JsonDict, from_dict, to_dict
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.describe import frames_line
 from crmse_cli.errors import CrmseError, NotFoundError
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, JsonDict] = {
     # examples/default.toml: ethanol, the 1000 labelled frames of a training part (900 train,
     # 100 validate), 1000 epochs (~25 min on one quiet core).
     "default": {"n_train": 900},
@@ -88,7 +88,7 @@ class PretrainResult:
     wall_s: float
 
 
-def preset_config(name: str, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+def preset_config(name: str, overrides: JsonDict | None = None) -> PretrainConfig:
     """The named preset (see :data:`PRESETS`) with ``overrides`` applied (None values skipped)."""
     if name not in PRESETS:
         raise CrmseError(f"unknown pretrain preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -105,7 +105,7 @@ def pretrain(
     name: str | None = None,
     resume: str | None = None,
     progress: bool = True,
-    overrides: dict[str, Any] | None = None,
+    overrides: JsonDict | None = None,
     registry: Registry | None = None,
     labels: str = "rmd17",
 ) -> PretrainResult:
@@ -207,7 +207,7 @@ def _train(
 
 
 @contextlib.contextmanager
-def _bar(enabled: bool, trainer: PretrainTrainer) -> Iterator[Any]:
+def _bar(enabled: bool, trainer: PretrainTrainer) -> Iterator[Callable[[EpochRecord], None]]:
     """A progress bar over epochs with live losses; yields ``advance(record)``."""
     if not enabled:
         yield lambda record: None
@@ -236,7 +236,7 @@ def _epoch_rows(r: EpochRecord) -> list[Metric]:
     return [Metric(name=n, value=v, unit=u, step=r.epoch, split=s) for n, v, u, s in rows]
 
 
-def _run_config(trainer: PretrainTrainer) -> dict[str, Any]:
+def _run_config(trainer: PretrainTrainer) -> JsonDict:
     """The run's config JSON: the PretrainConfig plus dataset, split and the frames.
 
     ``val_frames_sha256`` names the validation frames (:func:`crmse_cli.train.data.rows_digest`).
@@ -262,9 +262,9 @@ def _resume(
     ref: str,
     dataset: str | None,
     config: PretrainConfig | None,
-    overrides: dict[str, Any] | None,
+    overrides: JsonDict | None,
     dist: DistContext | None = None,
-) -> tuple[str, PretrainTrainer, Dataset, Any]:
+) -> tuple[str, PretrainTrainer, Dataset, RunLock | contextlib.nullcontext[None]]:
     """Take run ``ref``'s lock, load its last checkpoint into a trainer, mark it running again."""
     run = reg.get_run(ref)
     if run.kind != "pretrain":
@@ -281,7 +281,9 @@ def _resume(
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
     main_rank = dist is None or dist.is_main
     # One owner: refused while another live process runs it (rank 0 owns a torchrun job's run).
-    lock: Any = own_run(ws, run.id) if main_rank else contextlib.nullcontext()
+    lock: RunLock | contextlib.nullcontext[None] = (
+        own_run(ws, run.id) if main_rank else contextlib.nullcontext()
+    )
     try:
         path = _last_checkpoint(ws, reg, run)
         data = load_dataset(reg, data_name)
@@ -311,7 +313,7 @@ def _last_checkpoint(ws: Workspace, reg: Registry, run: RunInfo) -> Path:
     )
 
 
-def _apply(config: PretrainConfig, overrides: dict[str, Any] | None) -> PretrainConfig:
+def _apply(config: PretrainConfig, overrides: JsonDict | None) -> PretrainConfig:
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
     if not changes:
         return config
@@ -324,7 +326,7 @@ def _apply(config: PretrainConfig, overrides: dict[str, Any] | None) -> Pretrain
         raise CrmseError(f"invalid pretrain setting: {exc}") from exc
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: JsonDict, extra: JsonDict) -> JsonDict:
     out = dict(base)
     for k, v in extra.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v

@@ -26,8 +26,9 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
 from crmse_cli.stages._grid import refuse_grid_keys, regularize_config, sample_config
@@ -39,6 +40,7 @@ from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from crmse_cli.registry.entities import RunInfo
+    from crmse_cli.registry.sweeps import SweepJobInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,8 @@ def create_sweep(
     sources: list[str],
     lambdas: list[float],
     seeds: list[int],
-    regularize_options: dict[str, Any] | None = None,
-    sample_options: dict[str, Any] | None = None,
+    regularize_options: JsonDict | None = None,
+    sample_options: JsonDict | None = None,
     device: str = "cpu",
     registry: Registry | None = None,
 ) -> SweepCreated:
@@ -115,7 +117,7 @@ def create_sweep(
     first = regularize_config(reg_opts, lambda_=lambdas[0], seed=seeds[0], device=device)  # fail now
     sample_config(smp_opts, seed=seeds[0], device=device)
     reg = registry or Registry.open(ws.ensure())
-    jobs: list[dict[str, Any]] = []
+    jobs: list[JsonDict] = []
     for ref in sources:
         src = reg.get_run(ref)
         if src.kind not in MODEL_KINDS or src.status != "completed":
@@ -180,7 +182,7 @@ class _Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
@@ -201,7 +203,29 @@ def completed_run(runs: list[RunInfo]) -> RunInfo | None:
     return done[-1] if done else None
 
 
-def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class GridPoint:
+    """One job's point of the grid, as ``create_sweep`` recorded it in the job's params."""
+
+    source: str  # the model run it starts from
+    lambda_: float
+    seed: int
+
+    @classmethod
+    def of(cls, sweep: str, job: SweepJobInfo) -> GridPoint:
+        """The point of ``job``; a one-line error when its row lacks a field (named in it)."""
+        params = job.params if isinstance(job.params, dict) else {}
+        try:
+            return cls(str(params["source"]), float(params["lambda"]), int(params["seed"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CrmseError(
+                f"grid point {job.position} of sweep {sweep!r} (run {job.run_id}) has unusable params "
+                f"{params!r} (needs source, lambda and seed; the row was changed outside crmse); "
+                "recreate the sweep with `crmse sweep create`"
+            ) from exc
+
+
+def run_job(ws: Workspace, reg: Registry, job: SweepJobInfo, spec: JsonDict) -> None:
     """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
     # Deferred: the stages (scipy, ase) load when a job runs, not for `sweep status` or `list`.
     from crmse_cli.stages import regularize as crmse
@@ -209,16 +233,14 @@ def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> Non
     from crmse_cli.stages.evaluate import evaluate
     from crmse_cli.stages.sample import sample
 
-    device, p = spec.get("device", "cpu"), job.params
+    device, p = str(spec.get("device", "cpu")), GridPoint.of(job.sweep, job)
     run = reg.get_run(job.run_id)
     if run.status not in ("queued", "completed") and not reg.checkpoints(run.id):
         reg.set_status(run.id, "queued", error=None)  # killed before its first checkpoint: start over
         run = reg.get_run(run.id)
     if run.status == "queued":
-        cfg = regularize_config(
-            spec["regularize_options"], lambda_=p["lambda"], seed=p["seed"], device=device
-        )
-        planned = crmse.plan(ws, reg, p["source"], cfg)
+        cfg = regularize_config(spec["regularize_options"], lambda_=p.lambda_, seed=p.seed, device=device)
+        planned = crmse.plan(ws, reg, p.source, cfg)
         assert planned.new_run is not None  # a plan without resume= always starts a new run
         # The queued run starts as a new one would: same row, same lock, same closing.
         crmse.execute(RunContext.create(ws, reg, planned.new_run, queued=run.id), planned)
@@ -226,13 +248,13 @@ def run_job(ws: Workspace, reg: Registry, job: Any, spec: dict[str, Any]) -> Non
         crmse.regularize(ws, None, crmse.RegularizeConfig(device=device), resume=run.id, registry=reg)
     smp = completed_run(reg.children(run.id, kind="sample"))
     if smp is None:
-        cfg_s = sample_config(spec["sample_options"], seed=p["seed"], device=device)
+        cfg_s = sample_config(spec["sample_options"], seed=p.seed, device=device)
         smp = reg.get_run(
             sample(ws, run.id, cfg_s, name=_child_name(reg, run.name, "sample"), registry=reg).run_id
         )
     if completed_run(reg.children(smp.id, kind="evaluate")) is None:
         name = _child_name(reg, run.name, "evaluate")
-        evaluate(ws, smp.id, name=name, device=device, seed=p["seed"], registry=reg)
+        evaluate(ws, smp.id, name=name, device=device, seed=p.seed, registry=reg)
 
 
 def check_stale_after(stale_after_s: float, heartbeat_s: float = HEARTBEAT_S) -> None:

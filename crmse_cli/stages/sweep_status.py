@@ -6,12 +6,14 @@ The write side (creating a sweep, the workers) is :mod:`crmse_cli.stages.sweep`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_write
 from crmse_cli.registry.store import Registry
-from crmse_cli.stages.sweep import completed_run
+from crmse_cli.stages.sweep import GridPoint, completed_run
 from crmse_cli.workspace import Workspace
 
 
@@ -47,7 +49,8 @@ def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) 
             "done" if ev else "evaluate" if smp else "sample" if run.status == "completed" else "regularize"
         )
         owner = f"{job.owner_host}:{job.owner_pid}" if job.owner_host else None
-        source, lambda_, seed = _params(name, job)
+        point = GridPoint.of(name, job)
+        source, lambda_, seed = point.source, point.lambda_, point.seed
         out.append(
             JobStatus(
                 position=job.position,
@@ -69,20 +72,7 @@ def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) 
     return out
 
 
-def _params(name: str, job: Any) -> tuple[str, float, int]:
-    """(source, lambda, seed) of a grid point; a one-line error when its row lacks them."""
-    params = job.params if isinstance(job.params, dict) else {}
-    try:
-        return str(params["source"]), float(params["lambda"]), int(params["seed"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CrmseError(
-            f"grid point {job.position} of sweep {name!r} has unusable params {params!r} (needs "
-            "source, lambda and seed; the row was changed outside crmse); recreate the sweep with "
-            "`crmse sweep create`"
-        ) from exc
-
-
-def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[dict[str, Any]]:
+def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[JsonDict]:
     """Every sweep: name, created (UTC) and the number of jobs per state."""
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     out = []
@@ -93,7 +83,7 @@ def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[dict
     return out
 
 
-def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[dict[str, Any]]:
+def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[JsonDict]:
     """The finished grid points of sweep ``name``: source, lambda, seed, run ids and metrics.
 
     ``metrics`` maps a name to (value, unit): the evaluate run's final metrics (test accuracy,
@@ -127,14 +117,14 @@ def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) 
     return points
 
 
-def write_report(ws: Workspace, name: str, out: Any, *, registry: Registry | None = None) -> tuple[Any, str]:
+def write_report(
+    ws: Workspace, name: str, out: Path | str, *, registry: Registry | None = None
+) -> tuple[Path, str]:
     """Write sweep ``name``'s plateau report (one offline HTML page) to ``out``.
 
     Returns (the path, the markdown table of the same numbers). Fails in one line when no grid
     point has finished.
     """
-    from pathlib import Path
-
     from crmse_cli.report.sweep import markdown_table, render_page, summarize  # deferred: plotly
 
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
@@ -148,7 +138,7 @@ def write_report(ws: Workspace, name: str, out: Any, *, registry: Registry | Non
     path = Path(out)
     page = render_page(name, spec.config, summary, n_jobs=total).encode()
 
-    def write(fh: Any) -> None:
+    def write(fh: IO[bytes]) -> None:
         fh.write(page)
 
     atomic_write(path, write)
