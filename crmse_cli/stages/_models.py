@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from crmse_cli.config import JsonDict
 from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
@@ -33,7 +34,7 @@ class ModelHandle:
     """A loaded potential with where it came from."""
 
     potential: Potential
-    payload: dict[str, Any]
+    payload: JsonDict
     checkpoint: Path
     run: RunInfo | None  # the model run, None for a bare checkpoint file
     dataset: str

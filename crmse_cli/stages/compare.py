@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from crmse_cli import names
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path, check_output_path, sha256_file
 from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
-from crmse_cli.report.collect import check_same_dataset, collect, resolve_target
+from crmse_cli.report.collect import Target, check_same_dataset, collect, resolve_target
 from crmse_cli.stages._run import tracked
 from crmse_cli.workspace import Workspace
 
@@ -116,7 +115,7 @@ def _compare_run(
     ws: Workspace,
     reg: Registry,
     run_id: str,
-    targets: list[Any],
+    targets: list[Target],
     path: Path | None,
     title: str | None,
     progress: bool,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
 from crmse_cli.registry.store import Registry
-from crmse_cli.sampling.trajectory import load_trajectory
+from crmse_cli.sampling.trajectory import Trajectory, load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
 from crmse_cli.stages._run import tracked
 from crmse_cli.train.accuracy import test_metrics
@@ -109,7 +108,7 @@ def virial_metrics(
     return {f"virial_temperature_{tag}_K": (t, "K"), f"virial_temperature_{tag}_K_err": (err, "K")}
 
 
-def _virial_sample_frames(traj: Any, first: int) -> np.ndarray:
+def _virial_sample_frames(traj: Trajectory, first: int) -> np.ndarray:
     """Sampled frames (F, N, 3) for the virial temperature: replica by replica, strided in time."""
     pos = traj.positions[first:]  # (T, R, N, 3)
     stride = max(1, math.ceil(pos.shape[0] * pos.shape[1] / VIRIAL_FRAMES))

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from crmse_cli.config import JsonDict
 from crmse_cli.data import rmd17, sources
 from crmse_cli.data.dataset import UNITS, Dataset
 from crmse_cli.data.download import fetch_file
@@ -28,6 +29,8 @@ from crmse_cli.registry.store import Registry
 from crmse_cli.workspace import Workspace
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from crmse_cli.registry.store import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,7 @@ class FetchResult:
     already: bool
 
 
-def _mb_callback(bar: Any, task: Any) -> Callable[[int, int | None], None]:
+def _mb_callback(bar: Progress, task: TaskID) -> Callable[[int, int | None], None]:
     def update(done: int, total: int | None) -> None:
         bar.update(task, completed=done / 1e6, total=None if total is None else total / 1e6)
 
@@ -108,7 +111,7 @@ def _existing(reg: Registry, name: str) -> DatasetInfo | None:
 
 
 def _save_and_register(
-    ws: Workspace, reg: Registry, data: Dataset, *, origin: str, meta: dict[str, Any]
+    ws: Workspace, reg: Registry, data: Dataset, *, origin: str, meta: JsonDict
 ) -> FetchResult:
     """Write the dataset beside its final name, register it, then rename it into place."""
     final = ws.datasets_dir / f"{data.name}.npz"
@@ -164,9 +167,9 @@ def _check_andersx(files: Iterable[Path]) -> dict[str, str]:
 
 def _read_rmd17(
     ws: Workspace, molecule: str, source: str, from_path: Path | None
-) -> tuple[Dataset, str, dict[str, Any]]:
+) -> tuple[Dataset, str, JsonDict]:
     """Get ``molecule``'s frames from the chosen source: (dataset, origin, registry meta)."""
-    meta: dict[str, Any] = {"kind": "rmd17", "molecule": molecule}
+    meta: JsonDict = {"kind": "rmd17", "molecule": molecule}
     if from_path is not None and (andersx := rmd17.local_andersx_files(from_path, molecule)) is not None:
         digests = _check_andersx(andersx.values())
         raw = rmd17.read_andersx(andersx)
@@ -266,7 +269,7 @@ XYZ_IDENTITY = (
 """The meta fields of an extended-XYZ dataset that make two imports the same dataset."""
 
 
-def same_xyz(info: DatasetInfo, meta: dict[str, Any]) -> bool:
+def same_xyz(info: DatasetInfo, meta: JsonDict) -> bool:
     """Whether registered dataset ``info`` is the import that ``meta`` describes.
 
     Same file content, units, keys and split: the fields of :data:`XYZ_IDENTITY`.
@@ -308,7 +311,7 @@ def fetch_xyz(
         raise CrmseError(f"--name {name!r} is not a valid dataset name; use letters, digits, '_', '.', '-'")
     src = _check_readable(Path(path), check="the file's path")
     file_sha = sha256_file(src) if src.is_file() else ""
-    meta: dict[str, Any] = {
+    meta: JsonDict = {
         "kind": "xyz",
         "source": "xyz",
         "source_file": str(src),

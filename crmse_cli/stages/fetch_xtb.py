@@ -18,11 +18,11 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from crmse_cli.analysis.stats import ensemble_check
+from crmse_cli.config import JsonDict
 from crmse_cli.data.dataset import Dataset, random_splits
 from crmse_cli.data.geometries import builtin_geometry
 from crmse_cli.data.xtb import hutchinson_laplacians, require_tblite, tblite_version
@@ -59,8 +59,8 @@ class XtbFetchResult:
     """
 
     fetch: FetchResult
-    check: dict[str, Any] | None
-    check_sampling: dict[str, Any] | None
+    check: JsonDict | None
+    check_sampling: JsonDict | None
     wall_s: float
     force_calls: int
     ms_per_force_call: float
@@ -165,7 +165,7 @@ def _run(tasks: list[ReplicaTask], processes: int, in_process: bool) -> list[Rep
 
 def _check(
     results: list[ReplicaResult], species: np.ndarray, method: str, cfg: XtbMDConfig, sampling: bool
-) -> dict[str, Any]:
+) -> JsonDict:
     x = np.concatenate([r.positions for r in results])
     e = np.concatenate([r.sample_energies if sampling else r.energies for r in results])
     f = np.concatenate([r.sample_forces if sampling else r.forces for r in results])
@@ -285,7 +285,7 @@ def fetch_xtb(
 
 
 def _dataset(
-    name: str, species: np.ndarray, results: list[ReplicaResult], cfg: XtbMDConfig, meta: dict[str, Any]
+    name: str, species: np.ndarray, results: list[ReplicaResult], cfg: XtbMDConfig, meta: JsonDict
 ) -> Dataset:
     positions = np.concatenate([r.positions for r in results])
     return Dataset(
@@ -300,7 +300,7 @@ def _dataset(
     )
 
 
-def check_summary(check: dict[str, Any]) -> str:
+def check_summary(check: JsonDict) -> str:
     """One plain line: each temperature estimate with its error bar, against the set temperature."""
     parts = [
         f"{k} {v['value_K']:.0f} +- {v['error_K']:.0f} K{'' if v['passed'] else ' (miss)'}"
@@ -311,6 +311,6 @@ def check_summary(check: dict[str, Any]) -> str:
     return f"ensemble {verdict} {check['temperature_K']:g} K: " + ", ".join(parts)
 
 
-def result_dict(res: XtbFetchResult) -> dict[str, Any]:
+def result_dict(res: XtbFetchResult) -> JsonDict:
     """JSON-ready form of a result (the CLI's ``--json``)."""
     return asdict(res)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import torch
 
 from crmse_cli.config import to_dict
+from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, UsageError
 from crmse_cli.fileio import check_output_path, sha256_file
 from crmse_cli.metric import metric_rows
@@ -156,7 +157,7 @@ def import_mace(
     return ImportResult(run.id, data_name, path, metrics)
 
 
-def _train_val(data: Any, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _train_val(data: Dataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split 01's train part into (training rows, validation rows): a seeded ``val_fraction``."""
     train, _ = data.split("01")
     if not 0.0 <= val_fraction < 1.0:
@@ -171,7 +172,7 @@ def _train_val(data: Any, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(train[order[n_val:]]), np.sort(train[order[:n_val]])
 
 
-def save_native(ws: Workspace, reg: Registry, run_id: str, potential: Any) -> Path | None:
+def save_native(ws: Workspace, reg: Registry, run_id: str, potential: torch.nn.Module) -> Path | None:
     """For a MACE potential: write it in mace-torch's format as run ``run_id``'s artifact."""
     if not is_mace(potential):
         return None

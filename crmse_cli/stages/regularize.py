@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 import numpy as np
 import torch
@@ -354,7 +354,7 @@ def terminated_as_failure(on_term: Callable[[str], None]) -> Iterator[None]:
     then SystemExit unwinds the stage.
     """
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         why = f"terminated by signal {signum} (another process of the run failed?)"
         on_term(why)
         raise SystemExit(why)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from crmse_cli.fileio import atomic_write
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
+from crmse_cli.sampling.observers import SamplerState
 from crmse_cli.stages._models import ModelHandle, code_trusted, run_checkpoint, sampler_forces
 from crmse_cli.stages.sample import _start_frames
 from crmse_cli.stages.sample_config import SampleConfig
@@ -166,7 +167,7 @@ class BudgetKeeper:
         monitor = self.monitor
         monitor.reset()
 
-        def check(s: Any) -> None:
+        def check(s: SamplerState) -> None:
             monitor.update(s.positions, s.step, s.time_fs)
             if monitor.all_left:
                 sampler.request_stop()

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from crmse_cli.config import JsonDict
 from crmse_cli.data.xtb_md import XtbMDConfig
 from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
@@ -59,7 +60,7 @@ class Preset:
             (None: nothing to say).
     """
 
-    pretrain: dict[str, Any]
+    pretrain: JsonDict
     sample: SampleConfig
     contrastive: ContrastiveConfig
     control: bool
@@ -191,7 +192,7 @@ class ReproduceResult:
     report: Path | None = None
     metrics: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)  # label -> metrics
     wall_s: float = 0.0
-    reference_check: dict[str, Any] | None = None  # the xTB reference's ensemble check, if any
+    reference_check: JsonDict | None = None  # the xTB reference's ensemble check, if any
     verdict: list[str] = field(default_factory=list)  # CRMSE against MSE, one fact a line
     caveat: str | None = None  # the preset's: what the numbers are worth
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
+from crmse_cli.sampling.observers import SamplerState
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, sampler_forces
 from crmse_cli.stages._run import NewRun, RunContext
@@ -217,7 +217,7 @@ def _sample_here(
     sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
     sampler.attach(recorder, every=cfg.record_every)
 
-    def observe(s: Any) -> None:
+    def observe(s: SamplerState) -> None:
         n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
         temp = float(sampler.kinetic_temperature(s).mean())  # NaN without velocities
         report(int(s.step), float(s.time_fs), n_left, temp)

@@ -40,6 +40,7 @@ from crmse_cli import workers
 from crmse_cli.errors import CrmseError
 from crmse_cli.sampling.kinds import SamplerKind, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
+from crmse_cli.sampling.observers import SamplerState
 from crmse_cli.sampling.shard import ReplicaRows, split_rows
 from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 
@@ -271,7 +272,7 @@ def _run_shard(job: ShardJob, conn: Connection) -> None:
     sampler.attach(lambda s: monitor.update(s.positions, s.step, s.time_fs), every=cfg.check_every)
     sampler.attach(recorder, every=cfg.record_every)
 
-    def report(s: Any) -> None:
+    def report(s: SamplerState) -> None:
         n_left = int(monitor.left.sum()) if monitor.n_replicas else 0
         temp = float(sampler.kinetic_temperature(s).sum())  # NaN without velocities
         conn.send(("report", int(s.step), float(s.time_fs), n_left, temp))

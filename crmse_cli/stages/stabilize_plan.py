@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.trust import refuse_untrusted
@@ -60,7 +61,7 @@ class Plan:
     test_file: Path | None
     test_dataset: str | None
     out: Path | None
-    import_options: dict[str, Any]
+    import_options: JsonDict
 
     def step(self, what: str) -> str:
         """The run name of step ``what`` (``import``, ``before``, ``crmse``, ...)."""
@@ -72,7 +73,7 @@ def clean_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text).strip("_") or "model"
 
 
-def _xyz_meta(path: Path, opts: dict[str, Any], *, split: bool) -> dict[str, Any]:
+def _xyz_meta(path: Path, opts: JsonDict, *, split: bool) -> JsonDict:
     """The identity of an extended-XYZ import (see ``stages.fetch.XYZ_IDENTITY``)."""
     return {
         "kind": "xyz",
@@ -85,9 +86,7 @@ def _xyz_meta(path: Path, opts: dict[str, Any], *, split: bool) -> dict[str, Any
     }
 
 
-def _check_free(
-    reg: Registry, name: str, path: Path, opts: dict[str, Any], *, split: bool, option: str
-) -> None:
+def _check_free(reg: Registry, name: str, path: Path, opts: JsonDict, *, split: bool, option: str) -> None:
     """Refuse when dataset ``name`` is registered from other frames (or other settings)."""
     info = reg.find_dataset(name)
     if info is not None and not same_xyz(info, _xyz_meta(path, opts, split=split)):
@@ -98,7 +97,7 @@ def _check_free(
 
 
 def _mace_plan(
-    ws: Workspace, reg: Registry, path: Path, data: str | None, dataset_name: str | None, opts: dict[str, Any]
+    ws: Workspace, reg: Registry, path: Path, data: str | None, dataset_name: str | None, opts: JsonDict
 ) -> tuple[str, Path | None]:
     """(dataset, file to import) of a MACE model; refusals before anything runs."""
     if data is None:

@@ -18,10 +18,11 @@ registry's, so a later session can add seeds to a table whose first runs are gon
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from crmse_cli.analysis.study import groups_table, runs_table
+from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, DataError, NotFoundError, UsageError
 from crmse_cli.fileio import atomic_path
 from crmse_cli.registry.store import Registry
@@ -43,9 +44,9 @@ def parse_group(spec: str) -> tuple[str, list[str]]:
     return label, runs
 
 
-def load_exports(paths: list[Path]) -> dict[str, dict[str, Any]]:
+def load_exports(paths: list[Path]) -> dict[str, JsonDict]:
     """The runs of metrics exports, by name and by id (one-line DataError on a bad file)."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, JsonDict] = {}
     for path in paths:
         try:
             doc = json.loads(Path(path).read_text())
@@ -62,7 +63,7 @@ def load_exports(paths: list[Path]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _check_record(path: Path, rec: Any) -> None:
+def _check_record(path: Path, rec: object) -> None:
     """A one-line DataError unless ``rec`` is a run of an export: an id, and [number, unit] metrics."""
     if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
         raise DataError(f"--include {path}: a run without metrics")
@@ -81,7 +82,7 @@ def _check_record(path: Path, rec: Any) -> None:
             )
 
 
-def _record(reg: Registry, ref: str) -> dict[str, Any]:
+def _record(reg: Registry, ref: str) -> JsonDict:
     run = reg.get_run(ref)
     return {
         "id": run.id,
@@ -123,7 +124,7 @@ def study_table(
         raise UsageError("give runs, or --group LABEL=RUN,RUN,... options, not both")
     exported = load_exports(include or [])
     reg = registry
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, JsonDict] = {}
 
     def values(ref: str) -> dict[str, float]:
         nonlocal reg
@@ -152,7 +153,9 @@ def study_table(
     return lines
 
 
-def _table(values: Any, runs: list[str], groups: list[str] | None) -> list[str]:
+def _table(
+    values: Callable[[str], Mapping[str, float]], runs: list[str], groups: list[str] | None
+) -> list[str]:
     if runs:
         return runs_table({ref: values(ref) for ref in runs})
     parsed = dict(parse_group(g) for g in groups or [])
