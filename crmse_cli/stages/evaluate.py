@@ -23,15 +23,15 @@ from crmse_cli.analysis.observables import finite_frames, min_pair_distance_per_
 from crmse_cli.analysis.stats import configurational_temperature, virial_temperature_error
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError, NotFoundError
-from crmse_cli.fileio import atomic_path, sha256_file
+from crmse_cli.fileio import atomic_path
 from crmse_cli.metric import finite, metric_rows
 from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
-from crmse_cli.registry.store import Registry
+from crmse_cli.registry.store import Registry, RunInfo
 from crmse_cli.sampling.trajectory import Trajectory, load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
-from crmse_cli.stages._run import tracked
+from crmse_cli.stages._run import NewRun, RunContext
 from crmse_cli.train.accuracy import test_metrics
 from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
@@ -200,6 +200,27 @@ def distribution_part(
     return metrics, arrays
 
 
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """A planned evaluate run (built without writing).
+
+    Attributes:
+        handle: the model evaluated (the sample run's, when samples are evaluated).
+        data: its dataset.
+        sample_run: the sample run whose samples are profiled, or None (test frames only).
+        samples_path: its verified samples file, or None.
+        seed: the bootstrap seed.
+        new_run: the row the run records.
+    """
+
+    handle: ModelHandle
+    data: Dataset
+    sample_run: RunInfo | None
+    samples_path: Path | None
+    seed: int
+    new_run: NewRun
+
+
 def evaluate(
     ws: Workspace,
     ref: str,
@@ -211,8 +232,23 @@ def evaluate(
     registry: Registry | None = None,
 ) -> EvaluateResult:
     """Evaluate run ``ref`` (a model or a sample run); register an ``evaluate`` run."""
-    check_option("--seed", seed)
     reg = registry or Registry.open(ws.ensure())
+    spec = plan(ws, reg, ref, sample=sample, name=name, device=device, seed=seed)
+    return execute(RunContext.create(ws, reg, spec.new_run), spec)
+
+
+def plan(
+    ws: Workspace,
+    reg: Registry,
+    ref: str,
+    *,
+    sample: str | None = None,
+    name: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> EvaluateSpec:
+    """Resolve the model and its samples and decide the run's row (every refusal before it exists)."""
+    check_option("--seed", seed)
     target = reg.get_run(ref)
     sample_run = target if target.kind == "sample" else (reg.get_run(sample) if sample else None)
     if sample_run is not None and sample_run.kind != "sample":
@@ -222,7 +258,7 @@ def evaluate(
     handle = resolve_model(reg, (sample_run or target).id, device=device, trust_code=ws.trust_code)
     data = load_dataset(reg, handle.dataset)
     check_species(handle, data)
-    samples_path, samples_of = None, ""
+    samples_path = None
     if sample_run is not None:
         arts = reg.artifacts(sample_run.id, kind=names.ARTIFACT_SAMPLES)
         if not arts:
@@ -230,9 +266,8 @@ def evaluate(
                 f"sample run {sample_run.id} has no samples ({sample_run.status}); sample again"
             )
         samples_path = Path(arts[-1].path)
-        samples_of = f"sample run {sample_run.id}'s samples ({samples_path})"
         verify_artifact(arts[-1])  # before the run exists: a damaged file leaves no failed run
-    run = reg.create_run(
+    new_run = NewRun(
         kind="evaluate",
         name=name,
         dataset=handle.dataset,
@@ -246,7 +281,15 @@ def evaluate(
         },
         seed=seed,
     )
-    with tracked(reg, run.id):
+    return EvaluateSpec(handle, data, sample_run, samples_path, seed, new_run)
+
+
+def execute(ctx: RunContext, spec: EvaluateSpec) -> EvaluateResult:
+    """Evaluate as ``spec`` plans it into run ``ctx``, and close the run."""
+    handle, data, sample_run, samples_path, seed = (
+        spec.handle, spec.data, spec.sample_run, spec.samples_path, spec.seed
+    )  # fmt: skip
+    with ctx:
         with make_progress() as bar:
             task = bar.add_task("evaluate", total=2 if samples_path else 1, info="test frames")
             metrics = test_metrics(handle.potential, data, handle.split)
@@ -265,27 +308,21 @@ def evaluate(
                     )
             bar.update(task, advance=1, info="distributions")
             evaluation = None
-            if samples_path is not None:
+            if samples_path is not None and sample_run is not None:
+                samples_of = f"sample run {sample_run.id}'s samples ({samples_path})"
                 dist, arrays = distribution_part(handle, data, samples_path, seed=seed, samples_of=samples_of)
                 metrics.update(dist)
-                if sample_run is not None:
-                    metrics.update(
-                        {
-                            k: (m.value, m.unit)
-                            for k, m in reg.final_metrics(sample_run.id).items()
-                            if k not in ("n_broken", "temperature_kinetic")
-                        }
-                    )
-                evaluation = ws.run_dir(run.id) / "artifacts" / "evaluation.npz"
-                evaluation.parent.mkdir(parents=True, exist_ok=True)
+                metrics.update(
+                    {
+                        k: (m.value, m.unit)
+                        for k, m in ctx.registry.final_metrics(sample_run.id).items()
+                        if k not in ("n_broken", "temperature_kinetic")
+                    }
+                )
+                evaluation = ctx.artifact_path("evaluation.npz")
                 with atomic_path(evaluation) as tmp, open(tmp, "wb") as fh:
                     np.savez(fh, **arrays)  # type: ignore[arg-type]  # the stub reads **kwds as allow_pickle
-                reg.add_artifact(
-                    run.id,
-                    kind=names.ARTIFACT_EVALUATION,
-                    path=str(evaluation),
-                    sha256=sha256_file(evaluation),
-                )
+                ctx.add_artifact(names.ARTIFACT_EVALUATION, evaluation)
                 bar.update(task, advance=1, info="done")
-        reg.log_metrics(run.id, finite(metric_rows(metrics)))  # NaN: undefined, not stored
-    return EvaluateResult(run.id, metrics, evaluation)
+        ctx.log_metrics(finite(metric_rows(metrics)))  # NaN: undefined, not stored
+    return EvaluateResult(ctx.run_id, metrics, evaluation)
