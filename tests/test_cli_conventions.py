@@ -129,12 +129,12 @@ def test_valid_choices_pass_and_hidden_ones_too(tmp_path: Path) -> None:
 
 
 def test_choice_tuples_agree_with_the_modules_that_import_torch() -> None:
-    from crmse_cli.cli.conventions import DTYPE_CHOICES
     from crmse_cli.cli.reproduce_cmd import HIDDEN_PRESETS, PRESET_CHOICES
     from crmse_cli.model.config import DTYPES
     from crmse_cli.stages.reproduce import PRESETS
+    from crmse_cli.stages.sample_config import SampleConfig
 
-    assert DTYPE_CHOICES == tuple(DTYPES)
+    assert SampleConfig.__dataclass_fields__["dtype"].metadata["crmse.setting"].choices == DTYPES
     assert PRESET_CHOICES == tuple(k for k, p in PRESETS.items() if not p.hidden)
     assert HIDDEN_PRESETS == tuple(k for k, p in PRESETS.items() if p.hidden)
 

@@ -195,24 +195,49 @@ def _set(option: str, key: str, value: Any) -> dict[type, Any]:
     return {type(cfg): cfg, type(cfg.contrastive): cfg.contrastive, type(cfg.budget): cfg.budget}
 
 
+def option_problems(cmd: Any, cls: type, section: str | None, where: str) -> list[str]:
+    """How command ``cmd``'s options differ from the declarations of ``cls``'s settings.
+
+    A setting is an option under its flag, feeding the field of its name, with the declared help
+    and default (``help_text``; or the bare help where the option itself defaults to the declared
+    default, as ``DeviceOption`` does); a ``cli=False`` one is no option and is read from a file.
+    """
+    out = []
+    by_flag = {opt: p for p in cmd.params for opt in [*p.opts, *p.secondary_opts]}
+    for f in dataclasses.fields(cls):
+        if settings.is_table(cls, f.name):
+            continue
+        s, flag = settings.spec(cls, f.name), settings.flag(cls, f.name)
+        at = f"{where}{cls.__name__}.{f.name}"
+        if s.cli:
+            option = by_flag.get(flag)
+            if option is None:
+                out.append(f"{at}: no option {flag}")
+            elif option.name != f.name:
+                out.append(f"{at}: {flag} feeds {option.name}")
+            elif option.help != settings.help_text(cls, f.name) and not (
+                option.help == s.help and option.default == settings.default_of(cls, f.name)
+            ):
+                out.append(f"{at}: {flag}'s help is not the declaration's: {option.help!r}")
+        elif flag in by_flag:
+            out.append(f"{at}: {flag} is an option but declared cli=False")
+        elif section == NO_FILE:
+            out.append(f"{at}: neither an option nor in a config file")
+    return out
+
+
 @pytest.mark.parametrize("words", list(_command_configs()), ids=" ".join)
 def test_the_cli_the_toml_file_and_set_take_each_setting_by_its_one_name(
     words: tuple[str, ...], tmp_path: Path
 ) -> None:
     cmd = _command(words)
-    by_flag = {opt: p for p in cmd.params for opt in [*p.opts, *p.secondary_opts]}
     for cls, section, set_option in _command_configs()[words]:
+        assert option_problems(cmd, cls, section, f"{' '.join(words)}: ") == []
         for f in dataclasses.fields(cls):
             if settings.is_table(cls, f.name):
                 continue
-            s, flag, key = settings.spec(cls, f.name), settings.flag(cls, f.name), settings.key(f.name)
+            key = settings.key(f.name)
             where = f"{' '.join(words)}: {cls.__name__}.{f.name}"
-            if s.cli:  # on the command line under its flag, feeding the field of its name
-                assert flag in by_flag, f"{where}: no option {flag}"
-                assert by_flag[flag].name == f.name, f"{where}: {flag} feeds {by_flag[flag].name}"
-            else:  # declared file-only: no option, and the command must read a file
-                assert flag not in by_flag, f"{where}: {flag} is an option but declared cli=False"
-                assert section != NO_FILE, f"{where}: neither an option nor in a config file"
             value = _other_value(cls, f.name)
             if section != NO_FILE:  # the TOML key
                 path = tmp_path / f"{cls.__name__}-{f.name}.toml"
@@ -220,6 +245,33 @@ def test_the_cli_the_toml_file_and_set_take_each_setting_by_its_one_name(
                 assert getattr(_load_file(words, path)[cls], f.name) == value, f"{where}: TOML key {key}"
             if set_option is not None and f.name not in ("lambda_", "seed", "device"):  # the grid's own
                 assert getattr(_set(set_option, key, value)[cls], f.name) == value, f"{where}: --set {key}"
+
+
+def test_a_hand_written_pretrain_option_fails() -> None:
+    """Pretrain's options come from the declarations: another name or a copied help is caught."""
+    from crmse_cli.cli.conventions import setting_option
+    from crmse_cli.train.pretrain_config import PretrainConfig as P
+
+    def planted(
+        n_train: int | None = setting_option(P, "n_train"),
+        epochs: int | None = typer.Option(None, "--max-epochs", help="Epochs."),  # feeds another name
+        n_val: int | None = typer.Option(None, "--n-val", help="Validation frames [default: 50]."),
+        seed: int | None = setting_option(P, "seed"),
+        device: str | None = setting_option(P, "device"),
+        max_epochs_typo: float | None = setting_option(P, "max_minutes"),
+    ) -> None:
+        """A pretrain command written by hand."""
+
+    app = typer.Typer()
+    app.command()(planted)
+    found = option_problems(typer.main.get_command(app), P, None, "")
+    assert found == [
+        "PretrainConfig.n_val: --n-val's help is not the declaration's: 'Validation frames [default: 50].'",
+        "PretrainConfig.max_epochs: --max-epochs feeds epochs",
+        "PretrainConfig.max_minutes: --max-minutes feeds max_epochs_typo",
+    ], found
+    grown = dataclasses.make_dataclass("Grown", [("warmup_epochs", int, 5)], bases=(P,), frozen=True)
+    assert problems(grown) == ["Grown.warmup_epochs: no setting(...) declaration"]
 
 
 def test_a_bad_setting_names_what_the_user_typed(

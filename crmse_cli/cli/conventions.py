@@ -26,9 +26,6 @@ _LABELS = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOLEAN"}
 DEVICE_CHOICES = ("cpu", "cuda", "cuda:N")
 """What ``--device`` takes: the CPU, the current CUDA device, or CUDA device N."""
 _CUDA_N = re.compile(r"cuda:\d+")
-DTYPE_CHOICES = ("float32", "float64")
-"""What ``--dtype`` takes: the keys of :data:`crmse_cli.model.config.DTYPES` (which imports torch,
-so the CLI cannot read them; tests/test_cli_conventions.py checks they agree)."""
 
 
 def _display_type(param: Any, ctx: Any) -> str | None:

@@ -1,19 +1,26 @@
-"""The model's hyper-parameters: one frozen dataclass, recorded with every checkpoint."""
+"""The model's hyper-parameters: one frozen dataclass, recorded with every checkpoint.
+
+Torch-free (torch only inside :func:`torch_dtype`): the CLI builds ``pretrain``'s options from
+these declarations, and ``crmse --help`` loads no torch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from crmse_cli.settings import setting
 from crmse_cli.validate import ConfigError, check_config
+
+if TYPE_CHECKING:
+    import torch
 
 ARCHITECTURES = ("painn", "schnet", "mace", "module")
 """Built-in networks, MACE through mace-torch (``model/mace_adapter.py``), and ``module``: a
 wrapped torch module of your own (``model/module_potential.py``)."""
 ENVELOPES = ("cosine", "polynomial")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float32", "float64")
+"""The model dtypes, by name (:func:`torch_dtype` gives the torch dtype)."""
 MACE_DEFAULTS: dict[str, int | float] = {
     "features": 64,
     "layers": 2,
@@ -67,7 +74,7 @@ class ModelConfig:
         "polynomial", choices=ENVELOPES, help="Smooth cutoff: polynomial or cosine.", cli=False
     )
     envelope_p: int = setting(6, range="[2, 1000]", help="Exponent of the polynomial envelope.", cli=False)
-    dtype: str = setting("float32", choices=tuple(DTYPES), help="The model's dtype.")
+    dtype: str = setting("float32", choices=DTYPES, help="The model's dtype.")
 
     def __post_init__(self) -> None:
         check_config(self, prefix="model.")  # types, ranges and choices declared on the fields
@@ -77,4 +84,12 @@ class ModelConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         """The torch dtype named by ``dtype``."""
-        return DTYPES[self.dtype]
+        return torch_dtype(self.dtype)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of one of :data:`DTYPES`, e.g. ``torch.float32`` for "float32"."""
+    import torch  # deferred: only model code, which has loaded torch already, asks
+
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    return dtypes[name]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path
-from crmse_cli.model.config import DTYPES, MACE_DEFAULTS, ModelConfig
+from crmse_cli.model.config import DTYPES, MACE_DEFAULTS, ModelConfig, torch_dtype
 from crmse_cli.model.mace_env import default_dtype, quiet, require_mace
 from crmse_cli.model.mace_spec import build_model, model_spec
 from crmse_cli.model.module_potential import ModulePotential
@@ -209,7 +209,7 @@ class MACEEnergy(nn.Module):
 def mace_config(model: Any) -> ModelConfig:
     """The :class:`ModelConfig` that records a mace-torch model in runs and checkpoints."""
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    names = {v: k for k, v in DTYPES.items()}
+    names = {torch_dtype(k): k for k in DTYPES}
     if dtype not in names:
         raise CrmseError(f"the MACE model is {dtype}; crmse runs float32 or float64 models")
     radial = getattr(model, "radial_embedding", None)

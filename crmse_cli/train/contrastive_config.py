@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from crmse_cli.defaults import ENERGY_WEIGHT, ETA_A2, FORCE_WEIGHT, LAMBDA, TEMPERATURE_K
 from crmse_cli.sampling.kinds import DEFAULT_CHAIN_SAMPLER, chain_sampler_names, described
 from crmse_cli.settings import setting
 from crmse_cli.train import readings
 from crmse_cli.train.lambda_schedule import LAMBDA_CONTROLS
+from crmse_cli.train.loss_weights import LossWeights
 from crmse_cli.train.readings import ETA_UNITS
 from crmse_cli.units import KCAL_PER_MOL_PER_EV
 from crmse_cli.validate import COUNT_RANGE, SEED_RANGE, TEMPERATURE_RANGE, ConfigError, check_config
-
-if TYPE_CHECKING:
-    from crmse_cli.train.losses import LossWeights
 
 LAMBDA_UNITS: dict[str, float] = {"eV": KCAL_PER_MOL_PER_EV**2, "kcal": 1.0}
 """lambda convention -> factor that turns lambda into the weight of L_C against L_MSE in
@@ -284,8 +281,6 @@ class ContrastiveConfig:
     @property
     def weights(self) -> LossWeights:
         """w_E and w_F of L_MSE (pretraining's defaults where unset)."""
-        from crmse_cli.train.losses import LossWeights  # torch: imported when training
-
         return LossWeights(
             energy=ENERGY_WEIGHT if self.energy_weight is None else self.energy_weight,
             forces=FORCE_WEIGHT if self.force_weight is None else self.force_weight,

@@ -19,38 +19,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crmse_cli.defaults import ENERGY_WEIGHT, FORCE_WEIGHT
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.forces import energy_and_forces, forces_from_energy
 from crmse_cli.model.potential import Potential
+from crmse_cli.train.loss_weights import DEFAULT_ENERGY_WEIGHT as DEFAULT_ENERGY_WEIGHT  # re-exported
+from crmse_cli.train.loss_weights import DEFAULT_FORCE_WEIGHT as DEFAULT_FORCE_WEIGHT
+from crmse_cli.train.loss_weights import LossWeights as LossWeights
 from crmse_cli.units import ENERGY_UNIT, FORCE_UNIT, MEV_PER_KCAL_PER_MOL
-
-DEFAULT_ENERGY_WEIGHT = ENERGY_WEIGHT
-"""w_E in (kcal/mol)^-2 (:mod:`crmse_cli.defaults`)."""
-DEFAULT_FORCE_WEIGHT = FORCE_WEIGHT
-"""w_F in (kcal/mol/Å)^-2 (:mod:`crmse_cli.defaults`)."""
 
 EnergyFn = Callable[[Tensor], Tensor]
 """positions (B, N, 3) Å -> energies (B,) kcal/mol, differentiable in parameters and positions."""
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the energy and force terms of L_MSE.
-
-    Attributes:
-        energy: w_E in (kcal/mol)^-2 (default 0.05).
-        forces: w_F in (kcal/mol/Å)^-2 (default 1.0).
-    """
-
-    energy: float = DEFAULT_ENERGY_WEIGHT
-    forces: float = DEFAULT_FORCE_WEIGHT
-
-    def __post_init__(self) -> None:
-        if not (self.energy >= 0.0 and self.forces >= 0.0) or self.energy + self.forces <= 0.0:
-            raise CrmseError(
-                f"loss weights must be >= 0 and not both 0, got energy {self.energy}, forces {self.forces}"
-            )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from crmse_cli.defaults import PRETRAIN_MAX_EPOCHS, PRETRAIN_N_VAL
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.config import MACE_DEFAULTS, ModelConfig
 from crmse_cli.settings import setting
-from crmse_cli.train.losses import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
+from crmse_cli.train.loss_weights import DEFAULT_ENERGY_WEIGHT, DEFAULT_FORCE_WEIGHT, LossWeights
 from crmse_cli.validate import COUNT_RANGE, SEED_RANGE, ConfigError, check_config
 
 SCHEDULES = ("cosine", "plateau", "constant")
