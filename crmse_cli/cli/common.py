@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import webbrowser
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -82,7 +85,7 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
-def shown(value: Any) -> str:
+def shown(value: object) -> str:
     r"""A user-controlled value (a name, path, error) as literal terminal text.
 
     Rich markup is escaped (``[red]x`` prints as is) and control characters are written as
@@ -99,7 +102,7 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def emit_json(data: Any) -> None:
+def emit_json(data: object) -> None:
     """Print machine-readable output on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -122,7 +125,7 @@ def fmt_value(value: float) -> str:
 
 
 def print_metrics(
-    title: str, metrics: dict[str, tuple[float, str]], *, extra: dict[str, Any] | None = None
+    title: str, metrics: dict[str, tuple[float, str]], *, extra: dict[str, object] | None = None
 ) -> None:
     """Print ``name -> (value, unit)`` as a rich table (or JSON with the global ``--json``)."""
     from rich.table import Table
@@ -139,7 +142,7 @@ def print_metrics(
 
 
 def emit_result(
-    app_state: AppState, title: str, metrics: dict[str, tuple[float, str]], **fields: Any
+    app_state: AppState, title: str, metrics: dict[str, tuple[float, str]], **fields: object
 ) -> None:
     """The one way commands print their result: JSON with ``--json``, else a table."""
     if app_state.json:
@@ -148,16 +151,12 @@ def emit_result(
         print_metrics(title, metrics, extra=fields)
 
 
-def open_report(path: Any) -> None:
+def open_report(path: str | Path) -> None:
     """Open an HTML report in the desktop's browser, or say where it is when there is no desktop.
 
     Console browsers are never started (they would take over the terminal): on Linux a browser
     opens only when a display is set.
     """
-    import os
-    import webbrowser
-    from pathlib import Path
-
     uri = Path(path).resolve().as_uri()
     desktop = sys.platform in ("darwin", "win32") or bool(
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")

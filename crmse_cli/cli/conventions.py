@@ -16,10 +16,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperOption
 
 _LABELS = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOLEAN"}
 
@@ -28,7 +29,7 @@ DEVICE_CHOICES = ("cpu", "cuda", "cuda:N")
 _CUDA_N = re.compile(r"cuda:\d+")
 
 
-def _display_type(param: Any, ctx: Any) -> str | None:
+def _display_type(param: TyperOption | TyperArgument, ctx: object) -> str | None:
     """Click's value name of ``param`` (None for a flag): ``FLOAT``, ``PATH``, ``[a|b]``..."""
     if getattr(param, "is_flag", False) or getattr(param, "count", False):
         return None
@@ -57,8 +58,6 @@ def use_click_metavars() -> None:
     Typer has no setting for it, so this replaces the one method its help (rich and plain) asks
     for the text after a parameter's name. Idempotent; called when the app is built.
     """
-    from typer.core import TyperArgument, TyperOption
-
     for cls in (TyperOption, TyperArgument):
         cls.display_type_rich = _display_type  # type: ignore[method-assign,assignment]
 
@@ -68,7 +67,7 @@ def choice(
     *param_decls: str,
     help: str,
     hidden: Iterable[str] = (),
-    default: Any = None,
+    default: object = None,
     rich_help_panel: str | None = None,
     annotated: bool = False,
 ) -> Any:
@@ -101,7 +100,7 @@ def choice(
             return value
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(now)}")
 
-    first: tuple[Any, ...] = () if annotated else (default,)
+    first: tuple[Any, ...] = () if annotated else (default,)  # Typer types an option's default Any
     return typer.Option(
         *first,
         *param_decls,
@@ -129,7 +128,7 @@ def setting_option(cls: type, name: str, *, annotated: bool = False) -> Any:
     return typer.Option(*first, decl, help=text, rich_help_panel=s.panel)
 
 
-def settings_given(params: dict[str, Any], cls: type) -> dict[str, Any]:
+def settings_given(params: Mapping[str, object], cls: type) -> dict[str, Any]:
     """The settings of ``cls`` among a command's parameters (``ctx.params``), by field name.
 
     A command names each settings parameter as its field, so the options reach ``load_config``

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,10 +16,13 @@ from crmse_cli.data.sources import SOURCES
 from crmse_cli.data.xtb_config import XtbMDConfig
 from crmse_cli.units import XYZ_ENERGY_UNITS
 
+if TYPE_CHECKING:
+    from crmse_cli.stages.fetch import FetchResult
+
 fetch_app = typer.Typer(help="Get a dataset into the workspace and register it.", no_args_is_help=True)
 
 
-def _print(ctx: typer.Context, result: Any) -> None:
+def _print(ctx: typer.Context, result: FetchResult) -> None:
     data = asdict(result)
     if state(ctx).json:
         emit_json(data)
@@ -162,7 +166,7 @@ def xtb_command(
             console.print(check_line(title, check), highlight=False)
 
 
-def check_line(title: str, check: dict[str, Any]) -> str:
+def check_line(title: str, check: Mapping[str, object]) -> str:
     """One line: the three temperatures with error bars against the set one."""
     parts = [
         f"{k} {v['value_K']:.0f} ± {v['error_K']:.0f} K" + ("" if v["passed"] else " [red](miss)[/]")

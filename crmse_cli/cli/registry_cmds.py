@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -49,12 +51,12 @@ def _registry(ctx: typer.Context) -> Registry:
     return reg
 
 
-def _e(value: Any) -> str:
+def _e(value: object) -> str:
     """A user-controlled value as literal table text (no markup, control characters escaped)."""
     return shown(value)
 
 
-def _when(t: Any) -> str:
+def _when(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M") if t else ""
 
 
@@ -205,8 +207,8 @@ def _gone(path: str, missing: list[str]) -> str:
     return " [red](missing)[/]" if path in missing else ""
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+def _flatten(d: Mapping[str, object], prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
     for k, v in d.items():
         if isinstance(v, dict):
             out += _flatten(v, f"{prefix}{k}.")
@@ -232,7 +234,7 @@ def datasets_command(ctx: typer.Context) -> None:
     console.print(table if sets else "no datasets yet: `crmse fetch rmd17 ethanol --from rmd17.tar.bz2`")
 
 
-def _splits(splits: dict[str, Any]) -> str:
+def _splits(splits: Mapping[str, Mapping[str, int]]) -> str:
     """``5 x 1000/1000`` when every split has the same sizes, else each split listed."""
     sizes = {k: "/".join(str(v) for v in parts.values()) for k, parts in sorted(splits.items())}
     if len(set(sizes.values())) == 1 and len(sizes) > 1:

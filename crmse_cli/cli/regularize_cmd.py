@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -125,7 +125,7 @@ def regularize_command(
     )
 
 
-def load_regularize(path: Path | None, params: dict[str, Any]) -> RegularizeConfig:
+def load_regularize(path: Path | None, params: Mapping[str, object]) -> RegularizeConfig:
     """The RegularizeConfig of the options ``params`` (by field name) over the tables of ``path``.
 
     A file without tables is read whole as the contrastive settings; ``[budget]`` and

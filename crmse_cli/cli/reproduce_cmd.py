@@ -141,7 +141,7 @@ def reproduce_command(
     console.print("\nverdict (CRMSE against MSE):", highlight=False)
     for line in [*res.verdict, *([res.caveat] if res.caveat else [])]:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
-    if open_:
+    if open_ and res.report is not None:  # None: no comparison report was written
         open_report(res.report)
 
 

@@ -110,7 +110,7 @@ def stabilize_command(
     console.print(f"\nverdict ({res.name}):", highlight=False)
     for line in res.verdict:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
-    if open_:
+    if open_ and res.report is not None:  # None: no comparison report was written
         open_report(res.report)
 
 

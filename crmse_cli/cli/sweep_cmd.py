@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich import box
@@ -45,15 +44,15 @@ def _ints(text: str, option: str) -> list[int]:
         raise CrmseError(f"{option} takes comma-separated integers, e.g. 0,1,2; got {text!r}") from exc
 
 
-def parse_settings(items: list[str], option: str) -> dict[str, Any]:
+def parse_settings(items: list[str], option: str) -> dict[str, object]:
     """``KEY=VALUE`` pairs; VALUE is read as JSON (numbers, true, null, ...) or else as text."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise CrmseError(f"{option} takes KEY=VALUE (e.g. n_updates=50); got {item!r}")
         try:
-            value: Any = json.loads(raw)
+            value: object = json.loads(raw)
         except ValueError:
             value = raw
         out[key.strip().replace("-", "_")] = value

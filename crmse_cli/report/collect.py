@@ -8,10 +8,11 @@ so the report shows exactly the numbers that were stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
     from crmse_cli.registry.store import Registry, RunInfo
+
+SettingValue = str | float | None
+"""A cell of the report's header table: text, a number, or None (not recorded)."""
 
 MODEL_KINDS = ("pretrain", "regularize")
 CURVE_NAMES = ("loss_mse", "loss_c", "chain_ks", "resets", "loss", "energy_chains", "energy_data")
@@ -136,7 +140,7 @@ class RunData:
     label: str
     target: Target
     evaluate: RunInfo
-    settings: dict[str, Any]
+    settings: dict[str, SettingValue]
     model_metrics: dict[str, Value]
     metrics: dict[str, Value]
     arrays: dict[str, np.ndarray]
@@ -173,7 +177,7 @@ class ReportData:
         return self.runs[0].arrays
 
 
-def reference_names(source: str | None, meta: dict[str, Any] | None) -> tuple[str, str]:
+def reference_names(source: str | None, meta: Mapping[str, object] | None) -> tuple[str, str]:
     """What a dataset's reference frames are, from its provenance: (long name, labelling method).
 
     rMD17 and MD17 labels are DFT; a generated xTB set says its method and temperature, and a
@@ -184,7 +188,7 @@ def reference_names(source: str | None, meta: dict[str, Any] | None) -> tuple[st
         sampled = str(meta.get("method", "xtb")).upper() + "-xTB"
         label = str(meta.get("label_method") or meta.get("method", "xtb")).upper() + "-xTB"
         temp = meta.get("temperature_K")
-        at = f" at {float(temp):g} K" if temp is not None else ""
+        at = f" at {float(temp):g} K" if isinstance(temp, int | float | str) else ""
         if label != sampled:
             return f"{sampled} frames{at}, {label} labels", label
         return f"{sampled} reference{at}", label
@@ -193,7 +197,7 @@ def reference_names(source: str | None, meta: dict[str, Any] | None) -> tuple[st
     return "DFT reference", "DFT"
 
 
-def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
+def _settings(t: Target, ev: RunInfo) -> dict[str, SettingValue]:
     m = t.model.config if t.model is not None else {}
     s = t.sample.config
     arch = m.get("model") or {}
@@ -223,7 +227,7 @@ def _settings(t: Target, ev: RunInfo) -> dict[str, Any]:
     }
 
 
-def _has_time(integrator: Any) -> bool:
+def _has_time(integrator: object) -> bool:
     """A sample run's sampler has physical time (False when its config names none)."""
     return isinstance(integrator, str) and sampler_kind(integrator).has_time
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
+from collections.abc import Mapping
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
@@ -73,7 +73,7 @@ RENDER = """
 """
 
 
-def _script_json(data: Any) -> str:
+def _script_json(data: object) -> str:
     r"""JSON (a JSON text, or data to dump) safe inside a <script> element.
 
     Every ``<``, ``>`` and ``&`` becomes its ``\u`` escape, so no text from a run name can close
@@ -85,7 +85,7 @@ def _script_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def fmt(value: Any) -> str:
+def fmt(value: object) -> str:
     """A table cell: 4 significant digits for floats, an em dash for missing values."""
     if value is None or value == "":
         return "—"
@@ -143,7 +143,7 @@ def metrics_table(report: ReportData, rows: list[MetricRow]) -> str:
 def _callout(report: ReportData) -> str:
     tconf = reference_tconf(report)
     temps = sorted(
-        {float(r.settings["temperature (K)"]) for r in report.runs if r.settings.get("temperature (K)")}
+        {float(t) for r in report.runs if (t := r.settings.get("temperature (K)"))}
     )
     nominal = ", ".join(f"{t:g} K" for t in temps) or "n/a"
     value = f"{tconf:.0f} K" if tconf is not None else "n/a"
@@ -225,7 +225,7 @@ def page(
     title: str,
     body: str,
     figures: list[FigureSpec],
-    machine: dict[str, Any],
+    machine: Mapping[str, object],
     *,
     lead: str = "",
     lead_figures: int = 0,

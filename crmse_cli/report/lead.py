@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import plotly.graph_objects as go
 
@@ -123,7 +123,17 @@ def failures_table(failures: list[Failure]) -> str:
     )
 
 
-def failures_data(report: ReportData) -> dict[str, Any]:
+class FailureRecord(TypedDict):
+    """One replica that left, as ``#report-data`` lists it (time in ps; frame: row of the samples)."""
+
+    run: str
+    replica: int
+    time_ps: float
+    reason: str
+    frame: int
+
+
+def failures_data(report: ReportData) -> dict[str, list[FailureRecord]]:
     """The failures, machine-readable, for ``#report-data``."""
     return {
         "failures": [

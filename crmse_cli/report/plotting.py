@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,7 +37,7 @@ class FigureSpec:
     figure: go.Figure
 
 
-def layout(fig: go.Figure, *, height: int, **kw: Any) -> go.Figure:
+def layout(fig: go.Figure, *, height: int, **kw: object) -> go.Figure:
     """Apply the report's template, margins and legend (on the right) to ``fig``; return it."""
     fig.update_layout(
         template="plotly_white",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import plotly.graph_objects as go
 
@@ -30,6 +31,20 @@ KEY_METRICS = (
 )
 """Metrics drawn first, in this order; then every dihedral profile error and gradient-ratio metric.
 Titles: :func:`crmse_cli.names.metric_title`."""
+
+
+SweepPoint = TypedDict(  # functional form: "lambda" is a keyword
+    "SweepPoint",
+    {
+        "source": str,  # the model run the point regularized
+        "lambda": float,
+        "seed": int,
+        "run": str,  # its regularize run
+        "evaluate_run": str,
+        "metrics": dict[str, tuple[float, str]],  # name -> (value, unit)
+    },
+)
+"""A finished grid point of a sweep (:func:`crmse_cli.stages.sweep_status.sweep_points`)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +79,7 @@ class SweepSummary:
     seeds: dict[tuple[str, float], list[int]] = field(default_factory=dict)
 
 
-def _metric_keys(points: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def _metric_keys(points: Sequence[SweepPoint]) -> list[tuple[str, str, str]]:
     units: dict[str, str] = {}
     for p in points:
         for k, (_, u) in p["metrics"].items():
@@ -75,7 +90,7 @@ def _metric_keys(points: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [(k, names.metric_title(k, unit=False), units[k]) for k in keys]
 
 
-def summarize(points: list[dict[str, Any]], labels: dict[str, str]) -> SweepSummary:
+def summarize(points: Sequence[SweepPoint], labels: dict[str, str]) -> SweepSummary:
     """Group finished grid points by (source, lambda); ``labels`` names the source runs."""
     metrics = _metric_keys(points)
     sources = list(dict.fromkeys(labels[p["source"]] for p in points))
@@ -209,14 +224,21 @@ def _html_table(summary: SweepSummary) -> str:
     return f"<table>{head}<tbody>{''.join(body)}</tbody></table>"
 
 
-def render_page(name: str, spec: dict[str, Any], summary: SweepSummary, *, n_jobs: int) -> str:
-    """The complete page: settings, the table and one figure per metric."""
+def _table(spec: Mapping[str, object], key: str) -> Mapping[str, object]:
+    """The sweep spec's options table ``key`` (empty when it has none)."""
+    value = spec.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def render_page(name: str, spec: Mapping[str, object], summary: SweepSummary, *, n_jobs: int) -> str:
+    """The complete page: settings, the table and one figure per metric (``spec``: the sweep's)."""
+    units = spec.get("lambda_units")
     figs = [
         FigureSpec(
             f"m{i}",
             label,
             "",
-            metric_figure(summary, key, label, unit, lambda_units=spec.get("lambda_units")),
+            metric_figure(summary, key, label, unit, lambda_units=units if isinstance(units, str) else None),
         )
         for i, (key, label, unit) in enumerate(summary.metrics)
     ]
@@ -234,7 +256,7 @@ def render_page(name: str, spec: dict[str, Any], summary: SweepSummary, *, n_job
     settings = html.escape(
         ", ".join(
             f"{k}={v}"
-            for k, v in {**spec.get("regularize_options", {}), **spec.get("sample_options", {})}.items()
+            for k, v in {**_table(spec, "regularize_options"), **_table(spec, "sample_options")}.items()
         )
         or "defaults"
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
@@ -15,6 +15,9 @@ from crmse_cli.fileio import atomic_write
 from crmse_cli.registry.store import Registry
 from crmse_cli.stages.sweep import GridPoint, completed_run
 from crmse_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crmse_cli.report.sweep import SweepPoint
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[Json
     return out
 
 
-def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[JsonDict]:
+def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) -> list[SweepPoint]:
     """The finished grid points of sweep ``name``: source, lambda, seed, run ids and metrics.
 
     ``metrics`` maps a name to (value, unit): the evaluate run's final metrics (test accuracy,
@@ -92,7 +95,7 @@ def sweep_points(ws: Workspace, name: str, *, registry: Registry | None = None) 
     it), averaged over updates.
     """
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
-    points = []
+    points: list[SweepPoint] = []
     for st in sweep_status(ws, name, registry=reg):
         if st.evaluate_run is None:
             continue
