@@ -205,3 +205,114 @@ def test_a_relative_import_is_read() -> None:
     sources = scan()
     sources["crmse_cli.sampling._planted"] = "from ..stages import sample\n"
     assert upward(sources) == ["crmse_cli.sampling._planted:1 -> crmse_cli.stages.sample"]
+
+
+# ---- function-local imports: only to defer a heavy dependency ----------------------------------
+
+HEAVY = frozenset(
+    {"torch", "numpy", "scipy", "plotly", "ase", "sqlalchemy", "alembic", "mace", "e3nn", "tblite"}
+)
+"""Packages whose import costs the command line measurable start-up time (docs/results.md,
+2026-12-07: `crmse --help` loads none of them). A function-local import of a crmse_cli module is
+allowed only when it would load one of these that its importer's module level does not."""
+
+KNOWN_LIGHT_LOCAL: set[tuple[str, str]] = {
+    # stages/ is being reshaped (issue 26 part 1, plan + execute): its light local imports move to
+    # the top there; until then they are listed, so a new one elsewhere still fails.
+    ("crmse_cli.stages._grid", "crmse_cli.stages.regularize_config"),
+    ("crmse_cli.stages._grid", "crmse_cli.train.budget"),
+    ("crmse_cli.stages._grid", "crmse_cli.train.contrastive_config"),
+    ("crmse_cli.stages._grid", "crmse_cli.stages.sample_config"),
+    ("crmse_cli.stages.sample", "crmse_cli.stages.sample_shards"),
+    ("crmse_cli.stages.sample_shards", "crmse_cli.model.allocator"),
+    ("crmse_cli.stages.sample_shards", "crmse_cli.model.checkpoint"),
+    ("crmse_cli.stages.sample_shards", "crmse_cli.model.forces"),
+    ("crmse_cli.stages.sample_shards", "crmse_cli.sampling.kinds"),
+    ("crmse_cli.stages.sample_shards", "crmse_cli.sampling.trajectory"),
+}
+"""(importer, imported) function-local imports that defer nothing heavy, allowed while a move is
+under way."""
+
+
+_ALL = frozenset(scan())
+"""The package's module names (to tell ``from pkg import module`` from ``from module import name``)."""
+
+
+def _runtime_imports(src: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(module-level, function-local) imports that run: names as written, with their line."""
+    tree = ast.parse(src)
+    typing_only = {
+        id(n)
+        for node in tree.body
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    local = {
+        id(n)
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        for n in ast.walk(fn)
+    }
+    top: list[tuple[str, int]] = []
+    inner: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only or not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Import):
+            found = [a.name for a in node.names]
+        else:
+            base = node.module or ""
+            # `from pkg import module` names the module, `from module import name` the module
+            found = [f"{base}.{a.name}" if f"{base}.{a.name}" in _ALL else base for a in node.names]
+        (inner if id(node) in local else top).extend((name, node.lineno) for name in found)
+    return top, inner
+
+
+def _loaded_at_import(mod: str, sources: dict[str, str]) -> set[str]:
+    """The heavy packages that importing ``mod`` loads: its packages' and its module level's,
+    through every crmse_cli module they import at module level."""
+    seen: set[str] = set()
+    heavy: set[str] = set()
+    parts = mod.split(".")
+    stack = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    while stack:
+        m = stack.pop()
+        if m in seen or m not in sources:
+            continue
+        seen.add(m)
+        for name, _ in _runtime_imports(sources[m])[0]:
+            root = name.split(".")[0]
+            if root == PACKAGE:
+                bits = name.split(".")
+                stack += [".".join(bits[:i]) for i in range(1, len(bits) + 1)]
+            elif root in HEAVY:
+                heavy.add(root)
+    return heavy
+
+
+def light_local_imports(sources: dict[str, str]) -> list[str]:
+    """Function-local crmse_cli imports that defer no heavy package: ``importer:line -> imported``."""
+    out = []
+    for mod, src in sources.items():
+        own = _loaded_at_import(mod, sources)
+        for name, line in _runtime_imports(src)[1]:
+            if name.split(".")[0] != PACKAGE or name not in sources or (mod, name) in KNOWN_LIGHT_LOCAL:
+                continue
+            if not _loaded_at_import(name, sources) - own:
+                out.append(f"{mod}:{line} -> {name}")
+    return sorted(set(out))
+
+
+def test_a_function_local_import_defers_a_heavy_package() -> None:
+    """No local import exists only to dodge a cycle: each one keeps torch, numpy, plotly... out of
+    its module's import (a cycle would fail test_no_import_cycle, which counts local imports)."""
+    assert light_local_imports(scan()) == []
+
+
+def test_a_planted_light_local_import_fails() -> None:
+    sources = scan()
+    sources["crmse_cli.cli._planted"] = (
+        "def f():\n    from crmse_cli.errors import CrmseError\n\n"
+        "def g():\n    from crmse_cli.stages.sample import sample\n"  # torch: a reason
+    )
+    assert light_local_imports(sources) == ["crmse_cli.cli._planted:2 -> crmse_cli.errors"]

@@ -22,6 +22,8 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperOption
 
+from crmse_cli import settings
+
 _LABELS = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOLEAN"}
 
 DEVICE_CHOICES = ("cpu", "cuda", "cuda:N")
@@ -118,8 +120,6 @@ def setting_option(cls: type, name: str, *, annotated: bool = False) -> Any:
     panel and, for a word with fixed values, :func:`choice`. The default stays None (unset), so
     the config file or the dataclass decides.
     """
-    from crmse_cli import settings
-
     s = settings.spec(cls, name)
     decl, text = settings.declaration(cls, name), settings.help_text(cls, name)
     if s.choices_from is not None:

@@ -21,6 +21,7 @@ from crmse_cli.cli.common import (
 )
 from crmse_cli.cli.conventions import setting_option, settings_given
 from crmse_cli.config import load_config, read_config_file
+from crmse_cli.errors import UsageError
 from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
@@ -107,8 +108,6 @@ def regularize_command(
     }
     given = {k: v for k, v in given.items() if v is not None and k != "device"}
     if resume is not None and config is not None:
-        from crmse_cli.errors import UsageError
-
         raise UsageError("--resume continues the run with its own settings; drop --config")
     if from_model is not None:  # bring your own MACE model: resolves to an imported model run
         from crmse_cli.stages.mace import import_from_options

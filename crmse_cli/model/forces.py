@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from crmse_cli.model.compiled import CompiledForceField, compile_unavailable, log_eager, use_cache_dir
 from crmse_cli.model.graph import choose_layout, dense_pair_vectors, make_graph, within_cutoff
 from crmse_cli.model.potential import Potential
 
@@ -138,8 +139,6 @@ def force_field(
 
     if not compiled:
         return force_fn
-    from crmse_cli.model.compiled import CompiledForceField, compile_unavailable, log_eager, use_cache_dir
-
     reason = compile_unavailable(potential.shift.device, potential)
     if reason is not None:
         log_eager(reason)
