@@ -229,6 +229,7 @@ KNOWN_LIGHT_LOCAL: set[tuple[str, str]] = {
     ("crmse_cli.stages.sample_shards", "crmse_cli.model.forces"),
     ("crmse_cli.stages.sample_shards", "crmse_cli.sampling.kinds"),
     ("crmse_cli.stages.sample_shards", "crmse_cli.sampling.trajectory"),
+    ("crmse_cli.stages.sweep", "crmse_cli.stages._run"),
 }
 """(importer, imported) function-local imports that defer nothing heavy, allowed while a move is
 under way."""
