@@ -216,21 +216,7 @@ HEAVY = frozenset(
 2026-12-07: `crmse --help` loads none of them). A function-local import of a crmse_cli module is
 allowed only when it would load one of these that its importer's module level does not."""
 
-KNOWN_LIGHT_LOCAL: set[tuple[str, str]] = {
-    # stages/ is being reshaped (issue 26 part 1, plan + execute): its light local imports move to
-    # the top there; until then they are listed, so a new one elsewhere still fails.
-    ("crmse_cli.stages._grid", "crmse_cli.stages.regularize_config"),
-    ("crmse_cli.stages._grid", "crmse_cli.train.budget"),
-    ("crmse_cli.stages._grid", "crmse_cli.train.contrastive_config"),
-    ("crmse_cli.stages._grid", "crmse_cli.stages.sample_config"),
-    ("crmse_cli.stages.sample", "crmse_cli.stages.sample_shards"),
-    ("crmse_cli.stages.sample_shards", "crmse_cli.model.allocator"),
-    ("crmse_cli.stages.sample_shards", "crmse_cli.model.checkpoint"),
-    ("crmse_cli.stages.sample_shards", "crmse_cli.model.forces"),
-    ("crmse_cli.stages.sample_shards", "crmse_cli.sampling.kinds"),
-    ("crmse_cli.stages.sample_shards", "crmse_cli.sampling.trajectory"),
-    ("crmse_cli.stages.sweep", "crmse_cli.stages._run"),
-}
+KNOWN_LIGHT_LOCAL: set[tuple[str, str]] = set()
 """(importer, imported) function-local imports that defer nothing heavy, allowed while a move is
 under way."""
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from crmse_cli import settings
 from crmse_cli.config import JsonDict, name_the_option
 from crmse_cli.errors import CrmseError
-
-if TYPE_CHECKING:
-    from crmse_cli.stages.regularize_config import RegularizeConfig
-    from crmse_cli.stages.sample_config import SampleConfig
+from crmse_cli.stages.regularize_config import RegularizeConfig
+from crmse_cli.stages.sample_config import SampleConfig
+from crmse_cli.train.budget import BudgetConfig
+from crmse_cli.train.contrastive_config import ContrastiveConfig
 
 GRID_KEYS = {"lambda_": "--lambda", "seed": "--seeds", "device": "--device"}
 """Settings the grid sets at every point (field -> the option that gives them)."""
@@ -71,10 +70,6 @@ def regularize_config(
     name; an unknown one is an error that lists the valid ones, a bad value names ``option`` and
     the key.
     """
-    from crmse_cli.stages.regularize_config import RegularizeConfig
-    from crmse_cli.train.budget import BudgetConfig
-    from crmse_cli.train.contrastive_config import ContrastiveConfig
-
     classes = (ContrastiveConfig, BudgetConfig, RegularizeConfig)
     c_opts, b_opts, r_opts = (_by_field(cls, options) for cls in classes)
     r_opts.pop("device", None)  # the grid's (refuse_grid_keys)
@@ -103,8 +98,6 @@ def sample_config(
     options: Mapping[str, object], *, seed: int, device: str, option: str = "--sample-set"
 ) -> SampleConfig:
     """The SampleConfig of one grid point: defaults replaced by ``options``, the seed and device."""
-    from crmse_cli.stages.sample_config import SampleConfig
-
     given = _by_field(SampleConfig, options)
     unknown = sorted(set(options) - {written for written, _ in given.values()})
     given = {name: typed for name, typed in given.items() if name not in ("seed", "device")}  # the grid's

@@ -35,6 +35,7 @@ from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, mer
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, sampler_forces
 from crmse_cli.stages._run import NewRun, RunContext
 from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
+from crmse_cli.stages.sample_shards import remove_shards, sample_in_processes
 from crmse_cli.workspace import Workspace
 
 
@@ -241,8 +242,6 @@ def _sample_sharded(
     meta: JsonDict,
 ) -> tuple[Path, int]:
     """The replicas over ``cfg.processes`` workers, their shards merged into one samples file."""
-    from crmse_cli.stages.sample_shards import remove_shards, sample_in_processes
-
     folder = ws.run_dir(run_id) / "shards"
     try:
         shards = sample_in_processes(

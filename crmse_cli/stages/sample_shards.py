@@ -38,10 +38,14 @@ import numpy as np
 
 from crmse_cli import workers
 from crmse_cli.errors import CrmseError
-from crmse_cli.sampling.kinds import SamplerKind, sampler_kind
+from crmse_cli.model.allocator import tune_allocator
+from crmse_cli.model.checkpoint import load_checkpoint
+from crmse_cli.model.forces import force_field
+from crmse_cli.sampling.kinds import SamplerKind, build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
 from crmse_cli.sampling.shard import ReplicaRows, split_rows
+from crmse_cli.sampling.trajectory import TrajectoryRecorder
 from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 
 EXIT_GRACE_S = 2.0
@@ -241,11 +245,6 @@ def _worker(job: ShardJob, conn: Connection) -> None:
 def _run_shard(job: ShardJob, conn: Connection) -> None:
     import torch
 
-    from crmse_cli.model.allocator import tune_allocator
-    from crmse_cli.model.checkpoint import load_checkpoint
-    from crmse_cli.model.forces import force_field
-    from crmse_cli.sampling.kinds import build_sampler
-    from crmse_cli.sampling.trajectory import TrajectoryRecorder
 
     torch.set_num_threads(1)
     tune_allocator()  # a process that only samples: keep the force path's pages mapped

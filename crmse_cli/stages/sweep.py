@@ -33,6 +33,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
 from crmse_cli.stages._grid import refuse_grid_keys, regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
+from crmse_cli.stages._run import RunContext
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
 from crmse_cli.validate import check_field, check_option
@@ -229,7 +230,6 @@ def run_job(ws: Workspace, reg: Registry, job: SweepJobInfo, spec: JsonDict) -> 
     """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
     # Deferred: the stages (scipy, ase) load when a job runs, not for `sweep status` or `list`.
     from crmse_cli.stages import regularize as crmse
-    from crmse_cli.stages._run import RunContext
     from crmse_cli.stages.evaluate import evaluate
     from crmse_cli.stages.sample import sample
 
