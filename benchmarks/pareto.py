@@ -35,7 +35,7 @@ LABELS = {
     "crmse": "CRMSE 0.015 eV",
     "pol15": "CRMSE 0.015 eV + MSE polish (100)",
     "bpol": "CRMSE 0.015 eV + polish, budget rule's pick",
-    "bpolh": "CRMSE 0.015 eV + polish, budget rule's pick",
+    "bpolh": "CRMSE 0.015 eV + polish, rule's pick on 800 frames",
     "k1": "baseline: MSE on 1000 frames",
     "pol15u50": "CRMSE 0.015 eV + MSE polish (50)",
     "b1e3": "--force-budget 0.10 at 1e-3 eV",
