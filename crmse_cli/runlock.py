@@ -79,10 +79,7 @@ class RunLock:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise CrmseError(f"cannot lock {path} of run {run_id} ({exc.strerror or exc})") from exc
-            raise RunBusyError(
-                f"run {run_id} is being run by {_owner_text(path)} right now; wait for it to end "
-                "or stop that process before you resume the run"
-            ) from exc
+            raise RunBusyError(_busy(path, run_id)) from exc
         started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()} {started}\n".encode())
@@ -109,6 +106,23 @@ class RunLock:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def _busy(path: Path, run_id: str) -> str:
+    return (
+        f"run {run_id} is being run by {_owner_text(path)} right now; wait for it to end "
+        "or stop that process before you resume the run"
+    )
+
+
+def refuse_if_busy(run_dir: Path | str, run_id: str) -> None:
+    """Refuse (RunBusyError, one line naming the owner) while a live process holds the run's lock.
+
+    A check that only reads, for a resume's plan, before anything it would resolve can fail on a
+    run that is in fact still running; the lock itself is taken when the run executes.
+    """
+    if owner_alive(run_dir):
+        raise RunBusyError(_busy(lock_path(run_dir), run_id))
 
 
 def owner_alive(run_dir: Path | str) -> bool | None:

@@ -33,6 +33,7 @@ from crmse_cli.model.potential import Potential
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
 from crmse_cli.registry.store import Registry
+from crmse_cli.runlock import refuse_if_busy
 from crmse_cli.stages import regularize_arms as arms
 from crmse_cli.stages._models import (
     ModelHandle,
@@ -176,6 +177,7 @@ def plan(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
+        refuse_if_busy(ws.run_dir(run.id), run.id)  # a live run first, whatever else is wrong
         # What the resume runs with: settings the run predates read as their defaults, so one given
         # with another value is refused rather than silently dropped.
         resumed = _config_from_run(run.config, device=config.device)
