@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "progress",
         "settings",
         "metric",
+        "lazy",
     ),  # fmt: skip
     ("data",),
     ("model",),

@@ -7,8 +7,9 @@ calculator lives in ``crmse_cli.model.ase_calculator`` and is not listed here.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crmse_cli.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from crmse_cli.model.build import build_potential
@@ -44,11 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Load ``name`` from its module on first use (PEP 562)."""
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOME)
