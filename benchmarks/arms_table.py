@@ -28,7 +28,9 @@ from scipy.stats import fisher_exact
 
 from crmse_cli.analysis.strata import cmh_test
 
-ARMS = ("l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "k1")
+ARMS = (
+    "l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "ceV", "cpos", "k1",
+)
 TITLES = {
     "mse": "MSE parent",
     "l0": "λ = 0 control",
@@ -41,6 +43,8 @@ TITLES = {
     "c1e3": "CRMSE 1e-3 eV",
     "b10": "--force-budget 0.10 (λ 0.015 eV)",
     "b1e3": "--force-budget 0.10 (λ 1e-3 eV)",
+    "ceV": "CRMSE 0.015 eV, eta 4e-4 Å²/eV (--eta-units A2_per_eV: 1.72e-5 Å² beta-scaled)",
+    "cpos": "CRMSE 0.015 eV, L_C's data term on the split's 800 positions (--positives split)",
     "k1": "baseline: MSE on 1000 frames (950 + 50 validation)",
 }
 RERUN = "r"
