@@ -124,9 +124,18 @@ def ase_rate(potential: torch.nn.Module, pos: torch.Tensor, species: torch.Tenso
 
 
 def process_rate(
-    potential: torch.nn.Module, pos: torch.Tensor, species: torch.Tensor, args: argparse.Namespace, n: int
+    potential: torch.nn.Module,
+    pos: torch.Tensor,
+    species: torch.Tensor,
+    args: argparse.Namespace,
+    n: int,
+    *,
+    compile_cache: Path | None = None,
 ) -> float:
-    """Replica-steps per second of ``crmse sample``'s workers: ``args.replicas`` over ``n`` processes."""
+    """Replica-steps per second of ``crmse sample``'s workers: ``args.replicas`` over ``n`` processes.
+
+    ``compile_cache``: the workers compile their forces, kernels kept there (``sample --compile``).
+    """
     from crmse_cli.model.checkpoint import save_checkpoint
     from crmse_cli.sampling.monitor import StabilityMonitor
     from crmse_cli.stages.sample import SampleConfig, report_interval
@@ -149,7 +158,10 @@ def process_rate(
         ckpt = Path(tmp) / "potential.pt"
         save_checkpoint(ckpt, potential, extra={"dataset": "bench"})
         try:
-            sample_in_processes(ckpt, cfg, start, species.numpy(), monitor, Path(tmp) / "shards", on_report)
+            sample_in_processes(
+                ckpt, cfg, start, species.numpy(), monitor, Path(tmp) / "shards", on_report,
+                compile_cache=compile_cache,
+            )
         finally:
             remove_shards(Path(tmp) / "shards")
     last = max(times)
