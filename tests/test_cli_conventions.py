@@ -104,6 +104,29 @@ def test_an_invalid_choice_exits_2_naming_the_choices(
     assert "[" + "|".join(values) + "]" in line, line
 
 
+def test_a_registry_choice_shows_the_samplers_registered_now(tmp_path: Path) -> None:
+    """--help lists the samplers registered when it is shown, not when the app was built: a sampler
+    registered (a plugin, another test) before the first command must not stay in the list after
+    it is unregistered, nor one registered later be missing. Either order fails a cached list."""
+    from crmse_cli.sampling.kinds import SamplerKind, register, unregister
+
+    def label(command: str, option: str, *args: str) -> str:
+        _, out = invoke(tmp_path, command, *args, "--help", columns=200)
+        return next(line for line in out.splitlines() if f" {option} " in line)
+
+    extra = SamplerKind("listed-now", "crmse_cli.sampling.ula:UlaSampler", chains=True, help="a test's")
+    register(extra)
+    try:
+        assert "[" + "|".join(sampler_names()) + "]" in label("sample", "--integrator")
+        assert "|listed-now]" in label("regularize", "--chain-sampler")
+    finally:
+        unregister(extra.name)
+    for command, option, names in (("sample", "--integrator", sampler_names()),
+                                   ("regularize", "--chain-sampler", chain_sampler_names())):  # fmt: skip
+        line = label(command, option)
+        assert "[" + "|".join(names) + "]" in line and "listed-now" not in line, line
+
+
 def test_the_choices_cost_the_command_line_no_heavy_import() -> None:
     """The tuples behind the choices come from light modules: `crmse --help` loads no numpy or torch."""
     import subprocess

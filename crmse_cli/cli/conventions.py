@@ -7,10 +7,10 @@
   (``crmse --json true runs`` then fails); :func:`use_click_metavars` replaces that display.
 * An option with a fixed set of values is declared with :func:`choice`, from the tuple that
   defines the values (``STARTS``...) or the function that lists them (``chain_sampler_names``:
-  the sampler registry, asked again for each value parsed, so a sampler registered later is
-  accepted): shown ``[ula|mala]``, and any other value is a usage error (exit 2) naming the
-  valid ones. Its default stays None (unset), so the config
-  file or the config dataclass decides (:func:`crmse_cli.config.load_config`).
+  the sampler registry, asked again for each value parsed and each ``--help`` shown, so a sampler
+  registered later is accepted and listed): shown ``[ula|mala]``, and any other value is a usage
+  error (exit 2) naming the valid ones. Its default stays None (unset), so the config file or the
+  config dataclass decides (:func:`crmse_cli.config.load_config`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ def _display_type(param: TyperOption | TyperArgument, ctx: object) -> str | None
     """Click's value name of ``param`` (None for a flag): ``FLOAT``, ``PATH``, ``[a|b]``..."""
     if getattr(param, "is_flag", False) or getattr(param, "count", False):
         return None
+    desc = getattr(param, "type_descriptor", None)
+    parser = getattr(getattr(desc, "parameter_info", None), "parser", None)
+    listed = getattr(parser, "choices", None)
+    if callable(listed):  # a :func:`choice`: its values as of now
+        return "[" + "|".join(listed()) + "]"
     if param.param_type_name == "option" and param.metavar is not None:
         return str(param.metavar)  # arguments use metavar as their name; options as their value
-    desc = getattr(param, "type_descriptor", None)
     if desc is None:  # pragma: no cover - a parameter Typer did not build
         return None
     if desc.is_choice:
@@ -77,7 +81,8 @@ def choice(
 
     Args:
         values: the valid values, in the order the help lists them (the tuple that defines them),
-            or a function returning them, asked again for each value parsed (a registry).
+            or a function returning them, asked again for each value parsed and each ``--help``
+            shown (a registry).
         param_decls: the option's names, e.g. ``"--chain-sampler"`` (default: the parameter's).
         help: the help text.
         hidden: values accepted but not listed (test presets).
@@ -102,12 +107,14 @@ def choice(
             return value
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(now)}")
 
+    # --help asks the list when it is shown (_display_type), not when the command module is
+    # imported: a sampler registered, or unregistered, after the app was built shows as it is now.
+    parse.choices = listed  # type: ignore[attr-defined]
     first: tuple[Any, ...] = () if annotated else (default,)  # Typer types an option's default Any
     return typer.Option(
         *first,
         *param_decls,
         parser=parse,
-        metavar="[" + "|".join(shown) + "]",
         help=help,
         rich_help_panel=rich_help_panel,
     )
