@@ -114,7 +114,7 @@ def test_a_registry_choice_shows_the_samplers_registered_now(tmp_path: Path) -> 
         _, out = invoke(tmp_path, command, *args, "--help", columns=200)
         return next(line for line in out.splitlines() if f" {option} " in line)
 
-    extra = SamplerKind("listed-now", "crmse_cli.sampling.ula:UlaSampler", chains=True, help="a test's")
+    extra = SamplerKind("listed-now", "crmse_cli.sampling.ula:X", has_time=False, chains=True, help="x")
     register(extra)
     try:
         assert "[" + "|".join(sampler_names()) + "]" in label("sample", "--integrator")
