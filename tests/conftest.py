@@ -26,6 +26,29 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("CRMSE_THREADS", "1")  # the CLI's torch threads, in this process and its children
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test that names no workspace gets a fresh default one, never the user's.
+
+    The default workspace is ``$XDG_DATA_HOME/crmse``; each test process (each ``-n`` worker of
+    pytest-xdist) points ``XDG_DATA_HOME`` at a folder of its own, so no test reads or writes
+    ``~/.local/share/crmse`` and no two workers share one.
+    """
+    import tempfile
+
+    os.environ["XDG_DATA_HOME"] = _DEFAULTS.setdefault("xdg", tempfile.mkdtemp(prefix="crmse-test-xdg."))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    if "xdg" in _DEFAULTS:
+        shutil.rmtree(_DEFAULTS.pop("xdg"), ignore_errors=True)
+
+
+_DEFAULTS: dict[str, str] = {}
 
 try:  # torch is a dependency, but keep the registry tests importable without it
     import torch

@@ -14,6 +14,9 @@ import torch
 from crmse_cli.errors import CrmseError
 from crmse_cli.workspace import Workspace
 
+# -n 2 --dist loadgroup: the module's tests share one worker, so its runs are built once.
+pytestmark = pytest.mark.xdist_group("diagnose")
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, synthetic_archive: Path) -> dict[str, Any]:

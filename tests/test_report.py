@@ -23,7 +23,8 @@ import pytest
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.workspace import Workspace
 
-pytestmark = pytest.mark.slow
+# -n 2 --dist loadgroup: the module's tests share one worker, so its runs are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report")]
 
 REPO = Path(__file__).resolve().parents[1]
 LEAD_ORDER = ("verdict", "plot-survival", "plot-tradeoff", "failures", "plot-energy", "metrics-table",

@@ -18,7 +18,8 @@ from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.model.checkpoint import load_checkpoint
 from crmse_cli.workspace import Workspace
 
-pytestmark = pytest.mark.slow
+# -n 2 --dist loadgroup: the module's tests share one worker, so its runs are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("stages")]
 
 
 @pytest.fixture(scope="module")
