@@ -127,6 +127,19 @@ def test_a_registry_choice_shows_the_samplers_registered_now(tmp_path: Path) -> 
         assert "[" + "|".join(names) + "]" in line and "listed-now" not in line, line
 
 
+def test_commands_are_registered_once_however_often_the_app_runs(tmp_path: Path) -> None:
+    """Each in-process run calls ``_register()``: the app keeps one copy of each command."""
+    invoke(tmp_path, "--help")
+    commands, groups = list(app_module.app.registered_commands), list(app_module.app.registered_groups)
+    assert commands and groups
+    for _ in range(3):
+        invoke(tmp_path, "runs", "--help")
+    assert app_module.app.registered_commands == commands
+    assert app_module.app.registered_groups == groups
+    names = [c.name for c in commands] + [g.name for g in groups]
+    assert len(names) == len(set(names)), names
+
+
 def test_the_choices_cost_the_command_line_no_heavy_import() -> None:
     """The tuples behind the choices come from light modules: `crmse --help` loads no numpy or torch."""
     import subprocess

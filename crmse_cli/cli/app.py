@@ -81,10 +81,17 @@ COMMAND_MODULES = (
 
 
 def _register() -> None:
-    """Attach every command module to the app."""
+    """Attach every command module to the app, once.
+
+    ``main()`` calls it on every run; in one process (tests, a library user calling ``main()``
+    again) a second pass would add every command once more, and each run would build a larger
+    click group than the last.
+    """
     import importlib
     import importlib.util
 
+    if app.registered_commands or app.registered_groups:
+        return
     for name in COMMAND_MODULES:
         module = f"crmse_cli.cli.{name}"
         if importlib.util.find_spec(module) is not None:  # a command appears once it exists
