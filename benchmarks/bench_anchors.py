@@ -24,7 +24,7 @@ a force evaluation costs the same whatever the weights. Start frames: the built-
 (ASE's ethanol, rMD17's first aspirin frame) with 0.05 Å noise per replica, so no data is needed.
 
 Usage: python benchmarks/bench_anchors.py [--quick] [--replicas 128] [--steps 50]
-       [--ase-steps 100] [--processes 2] [--process-steps 300] [--rounds 2]
+       [--mace-steps 10] [--ase-steps 100] [--processes 2] [--process-steps 300] [--rounds 2]
        [--compile [--compile-cache DIR]] [--checkpoint FILE [--trust-code]]
        [--molecules ethanol aspirin] [--no-mace]
 """
@@ -64,7 +64,7 @@ from crmse_cli.model.config import MACE_DEFAULTS  # noqa: E402
 from crmse_cli.model.potential import Potential  # noqa: E402
 from crmse_cli.sampling.langevin import masses_from_species  # noqa: E402
 
-QUICK = {"replicas": 16, "steps": 5, "ase_steps": 10, "process_steps": 200, "rounds": 1}
+QUICK = {"replicas": 16, "steps": 5, "mace_steps": 2, "ase_steps": 10, "process_steps": 200, "rounds": 1}
 """``--quick``: the settings of the smoke run (every row, seconds each; figures not for quoting)."""
 
 NOISE_A = 0.05  # per-replica displacement of the start geometry, Å
@@ -100,6 +100,7 @@ class Settings:
 
     replicas: int = 128
     steps: int = 50
+    mace_steps: int = 10
     ase_steps: int = 100
     processes: int = 2
     process_steps: int = 300
@@ -180,6 +181,7 @@ def plan(molecule: str, label: str, potential: Potential, s: Settings, *, proces
     """The rows of one molecule and model, each with the call that measures one round of it."""
     pos, species = start_frames(molecule, s.replicas, potential.dtype)
     b, p = s.replicas, s.processes
+    steps = s.mace_steps if label == "mace" else s.steps
     compiled = s.compile and label != "mace"  # MACE's neighbour list does not compile: eager only
 
     def row(engine: str, n: int, threads: int, replicas: int = b) -> Row:
@@ -195,23 +197,23 @@ def plan(molecule: str, label: str, potential: Potential, s: Settings, *, proces
         out.append((skipped, _none))
     else:
         ts_model = model_class(potential)
-        run_ts = lambda: torchsim_rate(ts_model, pos, species, s.steps)  # noqa: E731
+        run_ts = lambda: torchsim_rate(ts_model, pos, species, steps)  # noqa: E731
         out.append((row("torch-sim nvt_langevin", 1, 1), run_ts))
         if p > 1:
             out.append((row("torch-sim nvt_langevin", 1, p), lambda: with_threads(p, run_ts)))
         if compiled:
             fast = model_class(potential, compiled=True, cache_dir=s.compile_cache)
             out.append(
-                (row("torch-sim, compiled forces", 1, 1), lambda: torchsim_rate(fast, pos, species, s.steps))
+                (row("torch-sim, compiled forces", 1, 1), lambda: torchsim_rate(fast, pos, species, steps))
             )
         if label == "mace":
-            out.append((row("torch-sim MaceModel", 1, 1), _mace_model_rate(potential, pos, species, s.steps)))
-    out.append((row("crmse BAOAB eager", 1, 1), lambda: crmse_rate(potential, pos, species, b, s.steps)[0]))
+            out.append((row("torch-sim MaceModel", 1, 1), _mace_model_rate(potential, pos, species, steps)))
+    out.append((row("crmse BAOAB eager", 1, 1), lambda: crmse_rate(potential, pos, species, b, steps)[0]))
     if compiled:
         out.append(
             (
                 row("crmse BAOAB compiled", 1, 1),
-                lambda: crmse_rate(potential, pos, species, b, s.steps, True)[0],
+                lambda: crmse_rate(potential, pos, species, b, steps, True)[0],
             )
         )
     if processes:
@@ -333,6 +335,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} (about 2 minutes)")
     parser.add_argument("--replicas", type=int, default=128, help="B of the batched engines")
     parser.add_argument("--steps", type=int, default=50, help="timed steps of the in-process batched engines")
+    parser.add_argument("--mace-steps", type=int, default=10, help="timed steps of the MACE batched rows")
     parser.add_argument("--ase-steps", type=int, default=100, help="timed ASE steps")
     parser.add_argument("--processes", type=int, default=2, help="P: crmse sample on 1 and P processes")
     parser.add_argument(
@@ -356,6 +359,7 @@ def main() -> None:
     settings = Settings(
         replicas=args.replicas,
         steps=args.steps,
+        mace_steps=args.mace_steps,
         ase_steps=args.ase_steps,
         processes=args.processes,
         process_steps=args.process_steps,
