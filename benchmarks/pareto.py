@@ -40,6 +40,8 @@ LABELS = {
     "pol15u50": "CRMSE 0.015 eV + MSE polish (50)",
     "b1e3": "--force-budget 0.10 at 1e-3 eV",
     "null15": "null arm 0.015 eV",
+    "ceV": "CRMSE 0.015 eV, eta read per eV",
+    "cpos": "CRMSE 0.015 eV, 800 positives",
 }
 
 PARENTS = {"r2": "reproducible parents", "r200": "2026-12-06 parents"}
