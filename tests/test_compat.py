@@ -31,9 +31,6 @@ def test_a_missing_field_names_the_run_and_the_field() -> None:
     # an eV lambda's weight cannot be guessed from a kcal-era rule
     with pytest.raises(CrmseError, match=r"1a2b3c4d's config has no 'lambda_internal'"):
         compat.lambda_setting("1a2b3c4d", {"lambda": 0.015, "lambda_units": "eV"})
-    with pytest.raises(CrmseError, match=r"sample run 5e6f's samples has no 'temperature_K'"):
-        compat.samples_temperature_K("sample run 5e6f's samples", {"sampler": "langevin"})
-    assert compat.samples_temperature_K("x", {"temperature_K": 300}) == 300.0
     with pytest.raises(CrmseError, match=r"evaluate run 9a9a's metrics has no 'sampling_temperature_K'"):
         compat.evaluated_temperature_K("9a9a", {"energy_ks": (0.1, "1")})
     assert compat.evaluated_temperature_K("9a9a", {"sampling_temperature_K": (350.0, "K")}) == 350.0

@@ -119,7 +119,7 @@ def test_a_budget_run_keeps_scores_and_chooses_a_candidate(ws) -> None:  # noqa:
     # Candidate 0 is the parent: its validation force MAE is the pretrain run's.
     handle = resolve_model(reg, "tiny")
     data = load_dataset(reg, handle.dataset)
-    val_rows = handle.payload["extra"]["val_indices"]
+    val_rows = handle.extra.val_indices
     parent_val = frame_errors(handle.potential, data, val_rows, prefix="val")["val_force_mae"][0]
     assert cands[0].val_force_mae == pytest.approx(parent_val, rel=1e-6)
     finals = reg.final_metrics(run.id)
@@ -307,7 +307,7 @@ def test_the_screen_judges_its_last_step(ws) -> None:  # noqa: ANN001
     run_id = reg.get_run("tiny").id  # any run: the screen writes nothing
     budget = BudgetConfig(force_budget=0.1, screen_replicas=2, screen_steps=13)  # not a multiple of 10
     keeper = BudgetKeeper(
-        RunContext(ws, reg, run_id, lock=None), handle, data, handle.payload["extra"]["val_indices"], budget,
+        RunContext(ws, reg, run_id, lock=None), handle, data, handle.extra.val_indices, budget,
         temperature_K=500.0, seed=0, trainer=SimpleNamespace(loop=SimpleNamespace(ema=None)),  # type: ignore[arg-type]
     )  # fmt: skip
     assert 0 <= keeper.screen(handle) <= 2
@@ -357,7 +357,7 @@ def test_a_polish_with_pick_first_is_budgeted_against_the_pretrain_ancestor(ws) 
     run = reg.get_run("polish")
     handle = resolve_model(reg, "tiny")
     data = load_dataset(reg, handle.dataset)
-    ref = frame_errors(handle.potential, data, handle.payload["extra"]["val_indices"], prefix="val")[
+    ref = frame_errors(handle.potential, data, handle.extra.val_indices, prefix="val")[
         "val_force_mae"
     ][0]
     finals = reg.final_metrics(run.id)
@@ -389,17 +389,17 @@ def test_budget_frames_held_scores_every_held_out_training_frame(ws) -> None:  #
     run = reg.get_run("held-run")
     handle = resolve_model(reg, "tiny")
     data = load_dataset(reg, handle.dataset)
-    extra = handle.payload["extra"]
+    extra = handle.extra
     train_part, _ = data.split(handle.split)
-    held = np.setdiff1d(np.asarray(train_part), np.asarray(extra["train_indices"]))
-    val = set(np.asarray(extra["val_indices"]).tolist())
+    held = np.setdiff1d(np.asarray(train_part), np.asarray(extra.train_indices))
+    val = set(np.asarray(extra.val_indices).tolist())
     assert val < set(held.tolist())  # more than the validation frames
     finals = reg.final_metrics(run.id)
     assert finals[rule.N_FRAMES].value == len(held)
     parent = _logged(reg, run.id)[0]
     want = frame_errors(handle.potential, data, held, prefix="val")["val_force_mae"][0]
     assert parent.val_force_mae == pytest.approx(want, rel=1e-6)
-    val_only = frame_errors(handle.potential, data, extra["val_indices"], prefix="val")["val_force_mae"][0]
+    val_only = frame_errors(handle.potential, data, extra.val_indices, prefix="val")["val_force_mae"][0]
     assert parent.val_force_mae != pytest.approx(val_only, rel=1e-6)
     line = rule.budget_summary(run.config, {k: m.value for k, m in finals.items()})
     assert line is not None and f"scored on {len(held)} held-out frames" in line

@@ -160,9 +160,14 @@ def test_old_checkpoints_load(step: str, home: Path) -> None:
     [(path,)] = old_rows(
         home, "SELECT path FROM checkpoints WHERE run_id = ? AND tag IN ('best', 'final')", RUNS[step]
     )
-    potential, extra = load_checkpoint(Path(path), device="cpu")
+    from crmse_cli.model.checkpoint_extra import CheckpointExtra
+
+    potential, payload = load_checkpoint(Path(path), device="cpu")
     assert sum(p.numel() for p in potential.parameters()) > 0
-    assert extra
+    extra = CheckpointExtra.of(payload, where=path)  # written before the record had a version
+    assert extra.version == 0 and extra.dataset and extra.split == "01"
+    assert extra.species is not None and len(extra.species) == 9  # ethanol
+    assert extra.train_indices is not None and len(extra.train_indices) > 0
 
 
 def test_a_report_without_the_sampling_temperature_names_the_run(

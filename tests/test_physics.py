@@ -169,7 +169,7 @@ def test_checkpoint_round_trip_reproduces_energies_exactly(
     loaded, payload = load_checkpoint(path)
     e2, f2 = energy_and_forces(loaded, pos, species)
     assert torch.equal(e, e2) and torch.equal(f, f2)
-    assert payload["extra"] == {"epoch": 3}
+    assert payload["extra"] == {"epoch": 3, "extra_version": 1}
 
 
 def test_corrupt_checkpoint_is_a_data_error(tmp_path: Path) -> None:

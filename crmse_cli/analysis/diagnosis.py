@@ -28,6 +28,7 @@ from crmse_cli.analysis.stats import energy_ks
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.model.forces import EnergyFn, forces_from_energy
 from crmse_cli.sampling.monitor import REASONS, StabilityMonitor
+from crmse_cli.sampling.sample_meta import SampleMeta
 from crmse_cli.sampling.trajectory import load_trajectory
 
 BURN_IN_FRACTION = 0.1
@@ -92,8 +93,7 @@ def collapsed_frames(
         pos = traj.positions.reshape(-1, *traj.positions.shape[2:]).astype(np.float64)
         code = monitor.check(torch.as_tensor(pos)).numpy()
         frames.append(pos[code == COLLAPSE])
-        if "temperature_K" in traj.meta:
-            temps.append(float(traj.meta["temperature_K"]))
+        temps.append(SampleMeta.from_dict(traj.meta, where=f"samples file {path}").temperature_K)
     out = np.concatenate(frames) if frames else np.zeros((0, monitor.n_atoms, 3))
     if len(out) > limit:
         out = out[np.sort(np.random.default_rng(seed).choice(len(out), size=limit, replace=False))]

@@ -18,6 +18,7 @@ such a model is rebuilt from it and the state dict, never unpickled, and needs n
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from crmse_cli.config import from_dict, to_dict
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.build import build_potential
+from crmse_cli.model.checkpoint_extra import CheckpointExtra
 from crmse_cli.model.config import DTYPES, ModelConfig
 from crmse_cli.model.mace_adapter import MACEEnergy
 from crmse_cli.model.mace_spec import Unsupported
@@ -44,15 +46,17 @@ CODE_ARCHITECTURES = ("mace", "module")
 """Architectures whose checkpoints store the model as a pickle (``module.bytes``)."""
 
 
-def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, Any] | None = None) -> str:
+def save_checkpoint(
+    path: Path | str, potential: Potential, *, extra: CheckpointExtra | Mapping[str, object] | None = None
+) -> str:
     """Write ``potential`` (and ``extra``) to ``path`` atomically; return the file's sha256.
 
     Args:
         path: destination file (parents are created).
         potential: the model to save.
-        extra: more state to keep (optimizer state, epoch, RNG states, ...): tensors and plain
-            Python types only (dict, list, str, int, float, bool, None), so that the file stays
-            loadable with ``weights_only=True``.
+        extra: its provenance and the writer's resume state (:class:`CheckpointExtra`; a plain
+            mapping is read as one): tensors and plain Python types only (dict, list, str, int,
+            float, bool, None), so that the file stays loadable with ``weights_only=True``.
 
     Returns:
         Hex sha256 of the written file.
@@ -67,7 +71,7 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
         "scale": float(potential.scale),
         "units": dict(UNITS),
         "state_dict": {k: v.detach().cpu().clone() for k, v in potential.state_dict().items()},
-        "extra": extra or {},
+        "extra": _extra(extra, path).to_dict(),
     }
     if isinstance(potential, ModulePotential):
         entry = {"adapter": potential.config.architecture, "bytes": potential.module_bytes()}
@@ -78,6 +82,12 @@ def save_checkpoint(path: Path | str, potential: Potential, *, extra: dict[str, 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(payload, fh)
     return sha256_file(path)
+
+
+def _extra(extra: CheckpointExtra | Mapping[str, object] | None, path: Path | str) -> CheckpointExtra:
+    if isinstance(extra, CheckpointExtra):
+        return extra
+    return CheckpointExtra.from_dict(extra or {}, where=str(path))
 
 
 def _module_potential(

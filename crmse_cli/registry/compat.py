@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crmse_cli.config import JsonDict
+from crmse_cli.defaults import ENERGY_WEIGHT, FORCE_WEIGHT
 from crmse_cli.errors import CrmseError
 
 SAMPLING_TEMPERATURE_K = "sampling_temperature_K"
@@ -59,13 +60,35 @@ def regularize_contrastive(config: Mapping[str, object]) -> JsonDict:
       today's default is "eV"). Read from the run's top level first, where it was also recorded.
     - ``init``: before 2026-12-02 CRMSE started from the pretrain run's EMA weights ("ema"; today
       "raw").
+    - ``ema_decay``: runs before 2026-12-07 averaged no weights (0.0, also today's default; read
+      by ``--init raw``, which takes such a run's raw weights from its model).
     """
     c = _table(config, "contrastive")
     if c.get("grad_clip") is None:
         c["grad_clip"] = 0.0
     c.setdefault("lambda_units", config.get("lambda_units") or "kcal")
     c.setdefault("init", "ema")
+    c.setdefault("ema_decay", 0.0)
     return c
+
+
+def trained_loss_weights(settings: Mapping[str, object]) -> tuple[float, float]:
+    """(w_E, w_F) of L_MSE a model trained with, from its recorded settings.
+
+    ``settings``: a pretrain run's PretrainConfig as its checkpoint records it, or a regularize
+    run's ``contrastive`` table (:func:`regularize_contrastive`). A model that records none (an
+    imported MACE model has no pretrain config; a regularize run that left them unset) trained with
+    pretraining's defaults, :data:`~crmse_cli.defaults.ENERGY_WEIGHT` and ``FORCE_WEIGHT``.
+    """
+    w_e, w_f = settings.get("energy_weight"), settings.get("force_weight")
+    return (
+        ENERGY_WEIGHT
+        if w_e is None
+        else required_number("the source model's settings", settings, "energy_weight"),
+        FORCE_WEIGHT
+        if w_f is None
+        else required_number("the source model's settings", settings, "force_weight"),
+    )
 
 
 def regularize_budget(config: Mapping[str, object]) -> JsonDict:
@@ -102,11 +125,6 @@ def lambda_setting(run_id: str, config: Mapping[str, object]) -> LambdaSetting:
     return LambdaSetting(value=value, units=units, internal=internal)
 
 
-def samples_temperature_K(owner: str, meta: Mapping[str, object]) -> float:
-    """The temperature (K) a samples file's frames were drawn at, from its meta; an error without it."""
-    return required_number(owner, meta, "temperature_K")
-
-
 def evaluated_temperature_K(run_id: str, metrics: Mapping[str, tuple[float, str]]) -> float:
     """The sampling temperature (K) an evaluate run profiled its samples at (its final metrics)."""
     required(f"evaluate run {run_id}'s metrics", metrics, SAMPLING_TEMPERATURE_K)
@@ -122,5 +140,5 @@ __all__ = [
     "regularize_contrastive",
     "required",
     "required_number",
-    "samples_temperature_K",
+    "trained_loss_weights",
 ]

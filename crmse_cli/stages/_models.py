@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from crmse_cli.config import JsonDict
 from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.checkpoint import load_checkpoint
+from crmse_cli.model.checkpoint_extra import CheckpointExtra
 from crmse_cli.model.forces import ForceFn, force_field
 from crmse_cli.model.potential import Potential
 from crmse_cli.registry.store import next_step
@@ -31,20 +32,31 @@ validation, else the latest."""
 
 @dataclass(frozen=True, eq=False)
 class ModelHandle:
-    """A loaded potential with where it came from."""
+    """A loaded potential with where it came from.
+
+    Attributes:
+        potential: the model, on its device.
+        extra: the checkpoint's provenance and its writer's state (:class:`CheckpointExtra`).
+        checkpoint: the file it was loaded from.
+        run: the model run, None for a bare checkpoint file.
+        dataset: the dataset it was trained on; split: that dataset's split.
+        trusted: the checkpoint's pickled code may run (see code_trusted).
+        model_config: the checkpoint's ModelConfig as written (what a run that starts from it records).
+    """
 
     potential: Potential
-    payload: JsonDict
+    extra: CheckpointExtra
     checkpoint: Path
     run: RunInfo | None  # the model run, None for a bare checkpoint file
     dataset: str
     split: str
-    trusted: bool = False  # the checkpoint's pickled code may run (see code_trusted)
+    trusted: bool = False
+    model_config: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def species(self) -> np.ndarray | None:
         """(N,) atomic numbers of the molecule the model was trained on, if the checkpoint says."""
-        sp = self.payload.get("extra", {}).get("species")
+        sp = self.extra.species
         return None if sp is None else np.asarray(sp, dtype=np.int64)
 
     @property
@@ -212,15 +224,25 @@ def resolve_model(
     _check_device(device)
     trusted = code_trusted(registry, checkpoint, owner, trust_code=trust_code)
     potential, payload = load_checkpoint(checkpoint, device=device, dtype=dtype, trust_code=trusted)
-    extra = payload.get("extra", {})
+    extra = CheckpointExtra.of(payload, where=f"checkpoint {checkpoint}")
     config = run.config if run is not None else {}
-    dataset = extra.get("dataset") or config.get("dataset")
-    split = extra.get("split") or config.get("split") or "01"
+    dataset = extra.dataset or config.get("dataset")
+    split = extra.split or config.get("split") or "01"
     if not dataset:
         raise CrmseError(
             f"checkpoint {checkpoint} does not name its dataset; pass a checkpoint written by crmse pretrain"
         )
-    return ModelHandle(potential, payload, checkpoint, run, str(dataset), normalize_split(split), trusted)
+    written = payload.get("config")
+    return ModelHandle(
+        potential,
+        extra,
+        checkpoint,
+        run,
+        str(dataset),
+        normalize_split(split),
+        trusted,
+        dict(written) if isinstance(written, Mapping) else {},
+    )
 
 
 def load_dataset(registry: Registry, name: str) -> Dataset:

@@ -29,6 +29,7 @@ from crmse_cli.model.forces import energy_and_forces, laplacian
 from crmse_cli.progress import make_progress
 from crmse_cli.registry import compat
 from crmse_cli.registry.store import Registry, RunInfo
+from crmse_cli.sampling.sample_meta import SampleMeta
 from crmse_cli.sampling.trajectory import Trajectory, load_trajectory
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, verify_artifact
 from crmse_cli.stages._run import NewRun, RunContext
@@ -159,7 +160,7 @@ def distribution_part(
     ``samples_of`` names the file's owner in errors (``sample run 1a2b3c4d's samples``).
     """
     traj = load_trajectory(samples_path)
-    temperature = compat.samples_temperature_K(samples_of, traj.meta)
+    temperature = SampleMeta.from_dict(traj.meta, where=samples_of).temperature_K
     n_t = traj.positions.shape[0]
     first = min(int(math.floor(burn_in_fraction * n_t)), n_t - 1)
     pos = traj.positions[first:].reshape(-1, data.n_atoms, 3).astype(np.float64)

@@ -23,6 +23,7 @@ from crmse_cli.errors import CrmseError, UsageError
 from crmse_cli.fileio import check_output_path, sha256_file
 from crmse_cli.metric import metric_rows
 from crmse_cli.model.checkpoint import FORMAT_VERSION, save_checkpoint
+from crmse_cli.model.checkpoint_extra import CheckpointExtra
 from crmse_cli.model.mace_adapter import export_mace, is_mace, load_mace_model, mace_potential
 from crmse_cli.registry.store import Registry
 from crmse_cli.stages._models import load_dataset, resolve_model, run_checkpoint
@@ -139,14 +140,14 @@ def import_mace(
     run = reg.create_run(kind="pretrain", name=name, dataset=data_name, config=config, seed=None)
     with tracked(reg, run.id):
         path = ws.run_dir(run.id) / "checkpoints" / "final.pt"
-        extra = {
-            "dataset": data_name,
-            "split": "01",
-            "species": data.species.tolist(),
-            "train_indices": np.asarray(train, dtype=np.int64).tolist(),
-            "val_indices": np.asarray(val, dtype=np.int64).tolist(),
-            "imported_from": str(model_path),
-        }
+        extra = CheckpointExtra(
+            dataset=data_name,
+            split="01",
+            species=tuple(int(z) for z in data.species),
+            train_indices=np.asarray(train, dtype=np.int64),
+            val_indices=np.asarray(val, dtype=np.int64),
+            imported_from=str(model_path),
+        )
         sha = save_checkpoint(path, potential, extra=extra)
         reg.add_checkpoint(
             run.id, path=str(path), sha256=sha, step=0, format_version=FORMAT_VERSION, tag="final"

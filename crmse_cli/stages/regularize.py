@@ -27,6 +27,7 @@ from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.metric import Metric, metric_rows
 from crmse_cli.model.checkpoint import load_checkpoint
+from crmse_cli.model.checkpoint_extra import CheckpointExtra
 from crmse_cli.model.forces import ForceFn
 from crmse_cli.model.graph import make_graph
 from crmse_cli.model.potential import Potential
@@ -80,9 +81,7 @@ class RegularizeResult:
 
 def _frames(handle: ModelHandle, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, validation rows) of the pretraining run, else the split's train part."""
-    extra = handle.payload.get("extra", {})
-    train = extra.get("train_indices")
-    val = extra.get("val_indices")
+    train, val = handle.extra.train_indices, handle.extra.val_indices
     if train is None:
         train, _ = data.split(handle.split)
         val = np.zeros(0, dtype=np.int64)
@@ -94,20 +93,13 @@ def _with_loss_weights(cfg: ContrastiveConfig, handle: ModelHandle) -> Contrasti
 
     A pretrain run's, or a regularize run's own (an MSE polish keeps the loss it continues).
     """
-    source = handle.payload.get("extra", {}).get("config", {})
     if handle.run is not None and handle.run.kind == "regularize":
-        source = handle.run.config.get("contrastive", {})
-    source = source if isinstance(source, dict) else {}
-    w_e = (
-        cfg.energy_weight
-        if cfg.energy_weight is not None
-        else float(source.get("energy_weight", cfg.weights.energy))
-    )
-    w_f = (
-        cfg.force_weight
-        if cfg.force_weight is not None
-        else float(source.get("force_weight", cfg.weights.forces))
-    )
+        source = compat.regularize_contrastive(handle.run.config)
+    else:
+        source = dict(handle.extra.config or {})
+    trained_e, trained_f = compat.trained_loss_weights(source)
+    w_e = cfg.energy_weight if cfg.energy_weight is not None else trained_e
+    w_f = cfg.force_weight if cfg.force_weight is not None else trained_f
     return replace(cfg, energy_weight=w_e, force_weight=w_f)
 
 
@@ -220,7 +212,7 @@ def plan(
         "split": handle.split,
         "source_run": handle.run.id if handle.run else None,
         "source_checkpoint": str(handle.checkpoint),
-        "model": handle.payload.get("config"),
+        "model": dict(handle.model_config),
         "n_train": int(len(train_rows)),
         "lambda": c.lambda_,
         "lambda_units": c.lambda_units,
@@ -404,10 +396,15 @@ def _train(ctx: RunContext, spec: RegularizeSpec, *, dist: DistContext) -> Regul
         last = run_checkpoint(reg, ctx.run)
         trusted = code_trusted(reg, last, ctx.run_id, trust_code=ctx.ws.trust_code)
         pot, payload = load_checkpoint(last, device=handle.device, trust_code=trusted)
-        live = payload["extra"].get("train_weights") if trainer.ema is not None else None
-        handle.potential.load_state_dict(live or pot.state_dict())  # with an EMA: the raw weights
-        trainer.load_state_dict(rank_state(payload["extra"], dist))
-        torch.set_rng_state(payload["extra"]["torch_rng"])
+        state = CheckpointExtra.of(payload, where=f"checkpoint {last}").state
+        live = state.get("train_weights") if trainer.ema is not None else None
+        weights = live if isinstance(live, Mapping) and live else pot.state_dict()  # EMA: the raw weights
+        handle.potential.load_state_dict(weights)
+        trainer.load_state_dict(rank_state(state, dist))
+        rng = state.get("torch_rng")
+        if not isinstance(rng, torch.Tensor):
+            raise CrmseError(f"checkpoint {last} holds no RNG state; it cannot be resumed, rerun the run")
+        torch.set_rng_state(rng)
     else:
         save_chains(ctx, trainer)
         save_state(ctx, handle, trainer, "last")
@@ -464,7 +461,14 @@ def _train(ctx: RunContext, spec: RegularizeSpec, *, dist: DistContext) -> Regul
     if keeper is not None:
         keeper.finish()  # the chosen candidate's weights become the run's final model
     final_ema = trainer.ema if keeper is None else None  # the budget's choice is final as it is
-    final = save_state(ctx, handle, trainer, "final", averaged_weights=final_ema is not None)
+    final = save_state(
+        ctx,
+        handle,
+        trainer,
+        "final",
+        averaged_weights=final_ema is not None,
+        budget_choice=keeper.choice_extra if keeper is not None else None,
+    )
     if not ctx.owner:
         return RegularizeResult(ctx.run_id, final, {}, time.perf_counter() - t0)
     with averaged(final_ema):

@@ -26,6 +26,7 @@ import torch
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_write
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from crmse_cli.model.checkpoint_extra import EXTRA_VERSION
 from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
@@ -98,6 +99,7 @@ class BudgetKeeper:
         self.budget = budget
         self.trainer = trainer
         self.seed = seed
+        self.choice_extra: dict[str, object] | None = None  # set by finish
         self.screen_config = SampleConfig(
             temperature_K=budget.screen_temperature_K or temperature_K,
             replicas=budget.screen_replicas,
@@ -190,9 +192,13 @@ class BudgetKeeper:
     def _save(self, potential: torch.nn.Module, update: int) -> None:
         tag = f"candidate-{update}"
         path = self.ws.run_dir(self.run_id) / "checkpoints" / f"{tag}.pt"
-        extra = dict(self.handle.payload.get("extra", {}))
-        extra.pop("optimizer", None)
-        extra.update(regularize_run=self.run_id, budget_candidate=update)
+        extra = replace(
+            self.handle.extra,
+            regularize_run=self.run_id,
+            budget_candidate=update,
+            state={k: v for k, v in self.handle.extra.state.items() if k != "optimizer"},
+            version=EXTRA_VERSION,
+        )
         sha = save_checkpoint(path, potential, extra=extra)  # type: ignore[arg-type]
         self.ctx.add_checkpoint(path, sha256=sha, step=update, format_version=FORMAT_VERSION, tag=tag)
         self.paths[update] = str(path)
@@ -270,7 +276,7 @@ class BudgetKeeper:
             "reference_val_force_mae": self.reference_mae or self.scored[0].val_force_mae,
             "candidates": [asdict(c) for c in candidates],
         }
-        self.handle.payload.setdefault("extra", {})["budget_choice"] = {
+        self.choice_extra = {  # what the final checkpoint records (stages.regularize_state.save_state)
             k: record[k] for k in ("force_budget", "chosen_update", "rel_force", "parent_fallback")
         }
         out = self.ctx.artifact_path("budget.json")

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path
 from crmse_cli.metric import Metric
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from crmse_cli.model.checkpoint_extra import EXTRA_VERSION, CheckpointExtra
+from crmse_cli.registry import compat
 from crmse_cli.stages._models import ModelHandle, code_trusted, verify_checkpoint
 from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
 from crmse_cli.train.distributed import DistContext
@@ -41,7 +42,7 @@ class PretrainState:
     """
 
     weights: dict[str, torch.Tensor]
-    optimizer: JsonDict
+    optimizer: dict[str, object]  # torch.optim.Optimizer.state_dict()
     checkpoint: str
 
 
@@ -71,17 +72,27 @@ def pretrain_state(reg: Registry, handle: ModelHandle, *, trust_code: bool = Fal
     path = verify_checkpoint(lasts[-1].path, lasts[-1].sha256)
     trusted = code_trusted(reg, path, run.id, trust_code=trust_code)
     pot, payload = load_checkpoint(path, device=handle.device, trust_code=trusted)
-    extra = payload.get("extra", {})
+    state = CheckpointExtra.of(payload, where=f"checkpoint {path}").state
     if run.kind == "regularize":  # its trainer's Adam; raw weights beside the EMA ones if averaged
-        ema = float(run.config.get("contrastive", {}).get("ema_decay", 0.0)) > 0
-        extra = {
-            "optimizer": extra.get("trainer", {}).get("optimizer"),
-            "train_weights": extra.get("train_weights") if ema else None,
+        ema = (
+            compat.required_number(
+                f"regularize run {run.id}'s contrastive settings",
+                compat.regularize_contrastive(run.config),
+                "ema_decay",
+            )
+            > 0
+        )
+        trainer = state.get("trainer")
+        state = {
+            "optimizer": trainer.get("optimizer") if isinstance(trainer, Mapping) else None,
+            "train_weights": state.get("train_weights") if ema else None,
         }
-    if extra.get("optimizer") is None:
+    optimizer, weights = state.get("optimizer"), state.get("train_weights")
+    if not isinstance(optimizer, Mapping):
         raise CrmseError(f"{path} holds no optimizer state; use --init ema")
-    weights = extra.get("train_weights") or pot.state_dict()
-    return PretrainState(weights=weights, optimizer=extra["optimizer"], checkpoint=str(path))
+    if not isinstance(weights, Mapping):
+        weights = pot.state_dict()
+    return PretrainState(weights=dict(weights), optimizer=dict(optimizer), checkpoint=str(path))
 
 
 def save_state(
@@ -91,32 +102,41 @@ def save_state(
     tag: str,
     *,
     averaged_weights: bool = True,
+    budget_choice: Mapping[str, object] | None = None,
 ) -> Path:
     """Checkpoint ``tag`` of the run: weights, optimizer, every rank's chains and RNG states.
 
     With an EMA (``ema_decay`` > 0) the checkpoint's model holds the averaged weights, as
     pretraining's do, and ``extra["train_weights"]`` the live ones a resume continues from;
-    ``averaged_weights=False`` saves the model as it is (the force budget's chosen candidate).
+    ``averaged_weights=False`` saves the model as it is (the force budget's chosen candidate),
+    ``budget_choice`` the force budget's choice with it.
     """
     run_id = ctx.run_id
     path = ctx.run_dir / "checkpoints" / f"{tag}.pt"
     ranks = trainer.dist.gather_objects(trainer.state_dict())  # every rank's chains and generator
     if not trainer.dist.is_main:
         return path
-    extra = dict(handle.payload.get("extra", {}))
-    extra.update(
+    ema = trainer.ema if averaged_weights else None
+    state = {k: v for k, v in handle.extra.state.items() if k != "optimizer"}  # pretraining's is not ours
+    state.update(
         trainer=ranks[0],
         trainer_ranks=ranks,
         torch_rng=torch.get_rng_state(),
+        train_weights=(
+            {k: v.detach().clone() for k, v in handle.potential.state_dict().items()}
+            if ema is not None
+            else None
+        ),  # never the parent's
+    )
+    extra = replace(
+        handle.extra,
         regularize_run=run_id,
         dataset=handle.dataset,
         split=handle.split,
+        budget_choice=budget_choice if budget_choice is not None else handle.extra.budget_choice,
+        state=state,
+        version=EXTRA_VERSION,
     )
-    extra.pop("optimizer", None)  # pretraining's optimizer state is not this run's
-    ema = trainer.ema if averaged_weights else None
-    extra["train_weights"] = (
-        {k: v.detach().clone() for k, v in handle.potential.state_dict().items()} if ema is not None else None
-    )  # never the parent's
     with averaged(ema):
         sha = save_checkpoint(path, handle.potential, extra=extra)
     ctx.add_checkpoint(path, sha256=sha, step=trainer.update, format_version=FORMAT_VERSION, tag=tag)
@@ -189,9 +209,11 @@ def record_rows(r: UpdateRecord, lambda_units: str = "eV") -> list[Metric]:
     ]
 
 
-def rank_state(extra: JsonDict, dist: DistContext) -> JsonDict:
-    """This rank's trainer state from a checkpoint (refused at another world size)."""
-    ranks = extra.get("trainer_ranks") or [extra["trainer"]]
+def rank_state(state: Mapping[str, object], dist: DistContext) -> dict[str, object]:
+    """This rank's trainer state from a checkpoint's resume state (refused at another world size)."""
+    ranks = state.get("trainer_ranks") or [state["trainer"]]
+    if not isinstance(ranks, list):
+        raise CrmseError("the checkpoint's trainer state is not a list of ranks; rerun the run")
     if len(ranks) != dist.world_size:
         raise CrmseError(
             f"the checkpoint holds chains of {len(ranks)} process(es); resume with the same number "

@@ -14,14 +14,13 @@ With ``processes`` > 1 the replicas are sharded over worker processes of one thr
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from crmse_cli import names
-from crmse_cli.config import JsonDict
 from crmse_cli.data.dataset import Dataset
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import sha256_file
@@ -31,6 +30,7 @@ from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
+from crmse_cli.sampling.sample_meta import SampleMeta
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, sampler_forces
 from crmse_cli.stages._run import NewRun, RunContext
@@ -155,14 +155,13 @@ def _sample_run(ctx: RunContext, handle: ModelHandle, data: Dataset, cfg: Sample
     ref = data.positions[data.reference_indices(handle.split)]
     monitor = StabilityMonitor.from_reference(data.species, ref)
     (ctx.run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
-    meta: JsonDict = {
-        "integrator": cfg.integrator,
-        "temperature_K": cfg.temperature_K,
-        "dataset": data.name,
-        "split": handle.split,
-        "checkpoint": str(handle.checkpoint),
-        "interrupted": False,
-    }
+    meta = SampleMeta(
+        integrator=cfg.integrator,
+        temperature_K=cfg.temperature_K,
+        dataset=data.name,
+        split=handle.split,
+        checkpoint=str(handle.checkpoint),
+    )
     rows: list[Metric] = []
     with make_progress() as bar:
         task = bar.add_task(f"sample {cfg.integrator}", total=cfg.steps, info="")
@@ -176,8 +175,8 @@ def _sample_run(ctx: RunContext, handle: ModelHandle, data: Dataset, cfg: Sample
             bar.update(task, completed=step, info=info)
 
         sampled = _sample_sharded if cfg.processes > 1 else _sample_here
-        path, n_frames = sampled(ws, run_id, handle, data, cfg, start, monitor, report, meta)
-    ctx.add_artifact(names.ARTIFACT_SAMPLES, path, meta=meta)
+        path, n_frames, meta = sampled(ws, run_id, handle, data, cfg, start, monitor, report, meta)
+    ctx.add_artifact(names.ARTIFACT_SAMPLES, path, meta=meta.to_dict())
     # The extended-XYZ copy is for eyes and ASE tools: at most ~50 frames per replica.
     stride = max(1, n_frames // 50)
     xyz = ctx.artifact_path("samples.extxyz")
@@ -186,7 +185,7 @@ def _sample_run(ctx: RunContext, handle: ModelHandle, data: Dataset, cfg: Sample
     metrics = stability_metrics(monitor, has_time)
     rows += metric_rows(metrics)
     ctx.log_metrics(finite(rows))  # NaN: undefined, not stored
-    if meta["interrupted"]:
+    if meta.interrupted:
         ctx.registry.set_status(
             run_id, "interrupted", error="interrupted by the user (Ctrl-C); samples so far were kept"
         )
@@ -203,9 +202,9 @@ def _sample_here(
     start: np.ndarray,
     monitor: StabilityMonitor,
     report: Report,
-    meta: JsonDict,
-) -> tuple[Path, int]:
-    """All replicas in this process as one batch; returns (samples file, frames recorded)."""
+    meta: SampleMeta,
+) -> tuple[Path, int, SampleMeta]:
+    """All replicas in this process as one batch; returns (samples file, frames recorded, its meta)."""
     device, dtype = handle.device, handle.potential.dtype
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     species = torch.as_tensor(data.species, device=device)
@@ -225,9 +224,9 @@ def _sample_here(
 
     sampler.attach(observe, every=report_interval(cfg))
     sampler.run(state, cfg.steps)
-    meta["interrupted"] = sampler.interrupted
-    path = recorder.save(ws.run_dir(run_id) / "artifacts" / "samples.npz", meta=meta)
-    return path, recorder.n_frames
+    meta = replace(meta, interrupted=sampler.interrupted)
+    path = recorder.save(ws.run_dir(run_id) / "artifacts" / "samples.npz", meta=meta.to_dict())
+    return path, recorder.n_frames, meta
 
 
 def _sample_sharded(
@@ -239,8 +238,8 @@ def _sample_sharded(
     start: np.ndarray,
     monitor: StabilityMonitor,
     report: Report,
-    meta: JsonDict,
-) -> tuple[Path, int]:
+    meta: SampleMeta,
+) -> tuple[Path, int, SampleMeta]:
     """The replicas over ``cfg.processes`` workers, their shards merged into one samples file."""
     folder = ws.run_dir(run_id) / "shards"
     try:
@@ -256,7 +255,7 @@ def _sample_sharded(
             compile_cache=ws.compile_cache_dir if ws.compile_forces else None,
         )
         out = ws.run_dir(run_id) / "artifacts" / "samples.npz"
-        path = merge_trajectories(shards, out, monitor=monitor, meta=meta)
+        path = merge_trajectories(shards, out, monitor=monitor, meta=meta.to_dict())
     finally:
         remove_shards(folder)
-    return path, len(range(0, cfg.steps + 1, cfg.record_every))
+    return path, len(range(0, cfg.steps + 1, cfg.record_every)), meta

@@ -22,9 +22,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from crmse_cli.data.dataset import Dataset, normalize_split
 from crmse_cli.errors import CrmseError
 from crmse_cli.model.build import build_potential
 from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
+from crmse_cli.model.checkpoint_extra import CheckpointExtra
 from crmse_cli.model.potential import Potential
 from crmse_cli.train.data import FrameSet, center_energies, check_device, select_frames, shuffled_batches
 from crmse_cli.train.distributed import DistContext
@@ -182,27 +183,28 @@ class PretrainTrainer:
             trust_code: the file may run the code it stores (a MACE model; see ``load_checkpoint``).
         """
         potential, payload = load_checkpoint(path, device="cpu", trust_code=trust_code)
-        extra = payload.get("extra", {})
-        if extra.get("stage") != CHECKPOINT_STAGE or "optimizer" not in extra:
+        extra = CheckpointExtra.of(payload, where=str(path))
+        if extra.stage != CHECKPOINT_STAGE or "optimizer" not in extra.state:
             raise CrmseError(
                 f"{path} is not a resumable pretrain checkpoint; resume from a run's 'last' checkpoint"
             )
-        if extra.get("dataset") != data.name or list(extra.get("species", [])) != data.species.tolist():
-            raise CrmseError(f"{path} was trained on dataset {extra.get('dataset')!r}, not {data.name!r}")
-        stored = from_dict(PretrainConfig, dict(extra["config"]), where=f"{path}: config")
+        if extra.dataset != data.name or list(extra.species or ()) != data.species.tolist():
+            raise CrmseError(f"{path} was trained on dataset {extra.dataset!r}, not {data.name!r}")
+        if extra.config is None or extra.train_indices is None or extra.val_indices is None:
+            raise CrmseError(
+                f"{path} does not record its config and frames; resume from a run's 'last' checkpoint"
+            )
+        stored = from_dict(PretrainConfig, dict(extra.config), where=f"{path}: config")
         config = resumed_config(stored, config, overrides)
         check_device(config.device)
         potential.to(config.device)
         dtype = config.model.torch_dtype
-        train_rows, val_rows = (
-            np.asarray(extra[k], dtype=np.int64) for k in ("train_indices", "val_indices")
-        )
-        train = FrameSet.from_dataset(data, train_rows, dtype=dtype, device=config.device)
-        val = FrameSet.from_dataset(data, val_rows, dtype=dtype, device=config.device)
+        train = FrameSet.from_dataset(data, extra.train_indices, dtype=dtype, device=config.device)
+        val = FrameSet.from_dataset(data, extra.val_indices, dtype=dtype, device=config.device)
         trainer = cls(
-            potential, train, val, config, meta={"dataset": data.name, "split": extra["split"]}, dist=dist
+            potential, train, val, config, meta={"dataset": data.name, "split": extra.split}, dist=dist
         )
-        trainer.load_state_dict(extra)
+        trainer.load_state_dict(extra.state)
         return trainer
 
     # -- observers -------------------------------------------------------------------------------
@@ -314,36 +316,38 @@ class PretrainTrainer:
         )
 
     # -- state -----------------------------------------------------------------------------------
-    def state_extra(self) -> dict[str, Any]:
-        """Everything a resume needs, as checkpoint ``extra`` (tensors and plain types)."""
-        return {
-            "stage": CHECKPOINT_STAGE,
-            "dataset": self.meta.get("dataset"),
-            "split": self.meta.get("split"),
-            "config": to_dict(self.config),
-            "species": self.train_set.species.tolist(),
-            "train_indices": torch.as_tensor(self.train_set.rows),
-            "val_indices": torch.as_tensor(self.val_set.rows),
-            "epoch": self.epoch,
-            "step": self.step,
-            "elapsed_s": self.elapsed_s,
-            "best_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            "best_weights": self.best_weights,
-            "val": _record_dict(self.last),
-            **self.loop.state_dict(),  # "optimizer", "ema"
-            "schedule": self.schedule.state_dict(),
-            "generator": self.generator.get_state(),
-            # With an EMA the checkpoint's potential holds the averaged weights; the live
-            # (optimised) ones are kept here so that a resume continues exactly.
-            "train_weights": _cloned(self.potential.state_dict()) if self.ema is not None else None,
-        }
+    def state_extra(self) -> CheckpointExtra:
+        """Everything a resume needs, as checkpoint ``extra`` (tensors and plain types in ``state``)."""
+        return CheckpointExtra(
+            stage=CHECKPOINT_STAGE,
+            dataset=_text(self.meta.get("dataset")),
+            split=_text(self.meta.get("split")),
+            config=to_dict(self.config),
+            species=tuple(int(z) for z in self.train_set.species.tolist()),
+            train_indices=np.asarray(self.train_set.rows, dtype=np.int64),
+            val_indices=np.asarray(self.val_set.rows, dtype=np.int64),
+            state={
+                "epoch": self.epoch,
+                "step": self.step,
+                "elapsed_s": self.elapsed_s,
+                "best_loss": self.best_loss,
+                "best_epoch": self.best_epoch,
+                "best_weights": self.best_weights,
+                "val": _record_dict(self.last),
+                **self.loop.state_dict(),  # "optimizer", "ema"
+                "schedule": self.schedule.state_dict(),
+                "generator": self.generator.get_state(),
+                # With an EMA the checkpoint's potential holds the averaged weights; the live
+                # (optimised) ones are kept here so that a resume continues exactly.
+                "train_weights": _cloned(self.potential.state_dict()) if self.ema is not None else None,
+            },
+        )
 
-    def load_state_dict(self, extra: dict[str, Any]) -> None:
+    def load_state_dict(self, extra: Mapping[str, Any]) -> None:
         """Restore the state saved by :meth:`state_extra` (the potential's weights included)."""
         if extra.get("train_weights") is not None:
             self.potential.load_state_dict(extra["train_weights"])
-        self.loop.load_state_dict(extra)
+        self.loop.load_state_dict(dict(extra))
         self.schedule.load_state_dict(extra["schedule"])
         self.generator.set_state(extra["generator"])
         self.epoch, self.step = int(extra["epoch"]), int(extra["step"])
@@ -363,13 +367,12 @@ class PretrainTrainer:
 
     def save_best(self, path: Any) -> str:
         """Write the ``best`` checkpoint (best validated weights, no optimiser state); return its sha256."""
-        extra = {k: v for k, v in self.state_extra().items() if k in _BEST_KEYS}
-        extra["epoch"] = self.best_epoch
-        extra["val_loss"] = self.best_loss
+        extra = replace(self.state_extra(), state={"epoch": self.best_epoch, "val_loss": self.best_loss})
         return save_checkpoint(path, self.best_potential(), extra=extra)
 
 
-_BEST_KEYS = ("stage", "dataset", "split", "config", "species", "train_indices", "val_indices")
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _cloned(state: dict[str, Tensor]) -> dict[str, Tensor]:
