@@ -21,6 +21,7 @@ from synthetic import cli_main, make_workspace, one_line_error, tiny_pretrain
 from crmse_cli.errors import DataError, DiskFullError
 from crmse_cli.metric import Metric
 from crmse_cli.registry.store import Registry
+from crmse_cli.registry.sweeps import QueuedJob
 from crmse_cli.workspace import Workspace
 
 
@@ -103,7 +104,7 @@ def test_sweep_status_on_a_job_without_params_is_one_line(
 ) -> None:
     reg = Registry.open(ws)
     src = reg.create_run(kind="pretrain", name="src", config={}, seed=0)
-    job = {"name": "bad.r0", "parent": src.id, "seed": 0, "config": {}, "params": {"i": 0}}
+    job = QueuedJob(name="bad.r0", parent=src.id, seed=0, config={}, params={"i": 0})
     reg.create_sweep(name="bad", config={}, jobs=[job])
     reg.close()
     one_line_error(_crmse(monkeypatch, capsys, ws, "sweep", "status", "bad"), "grid point 0", "lambda")
@@ -380,7 +381,7 @@ def _finished_sweep(ws: Workspace) -> str:
     reg.create_sweep(
         name="grid",
         config={},
-        jobs=[{"name": "grid.r0", "parent": src.id, "seed": 0, "config": {}, "params": params}],
+        jobs=[QueuedJob(name="grid.r0", parent=src.id, seed=0, config={}, params=params)],
     )
     job = reg.sweep_jobs("grid")[0]
     reg.set_status(job.run_id, "completed")

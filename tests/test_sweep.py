@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
+from crmse_cli.registry.sweeps import QueuedJob
 from crmse_cli.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,13 +108,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def _queue(reg: Registry, name: str, n: int) -> list[str]:
     src = reg.create_run(kind="pretrain", name=f"{name}-src", config={}, seed=0)
     jobs = [
-        {
-            "name": f"{name}.r{i}",
-            "parent": src.id,
-            "seed": i,
-            "config": {"sweep": {"i": i}},
-            "params": {"i": i},
-        }
+        QueuedJob(name=f"{name}.r{i}", parent=src.id, seed=i, config={"sweep": {"i": i}}, params={"i": i})
         for i in range(n)
     ]
     reg.create_sweep(name=name, config={"n": n}, jobs=jobs)

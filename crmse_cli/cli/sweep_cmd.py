@@ -217,15 +217,13 @@ def list_command(ctx: typer.Context) -> None:
     st = state(ctx)
     data = list_sweeps(st.workspace)
     if st.json:
-        emit_json(data)
+        emit_json([asdict(d) for d in data])
         return
     table = Table(title="sweeps", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("name", "created", "done", "running", "queued", "failed"):
         table.add_column(col)
     for d in data:
-        table.add_row(
-            *(shown(str(d[c])) for c in ("name", "created", "done", "running", "queued", "failed"))
-        )
+        table.add_row(*(shown(str(v)) for v in (d.name, d.created, d.done, d.running, d.queued, d.failed)))
     console.print(table if data else "no sweeps yet: `crmse sweep create --help`")
 
 

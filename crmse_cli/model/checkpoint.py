@@ -29,7 +29,7 @@ from crmse_cli.config import from_dict, to_dict
 from crmse_cli.errors import CrmseError, DataError, NotFoundError
 from crmse_cli.fileio import atomic_path, sha256_file
 from crmse_cli.model.build import build_potential
-from crmse_cli.model.checkpoint_extra import CheckpointExtra
+from crmse_cli.model.checkpoint_extra import EXTRA_VERSION, CheckpointExtra
 from crmse_cli.model.config import DTYPES, ModelConfig
 from crmse_cli.model.mace_adapter import MACEEnergy
 from crmse_cli.model.mace_spec import Unsupported
@@ -85,9 +85,10 @@ def save_checkpoint(
 
 
 def _extra(extra: CheckpointExtra | Mapping[str, object] | None, path: Path | str) -> CheckpointExtra:
-    if isinstance(extra, CheckpointExtra):
-        return extra
-    return CheckpointExtra.from_dict(extra or {}, where=str(path))
+    """``extra`` as the record this crmse writes (today's layout, so today's version)."""
+    if not isinstance(extra, CheckpointExtra):
+        extra = CheckpointExtra.from_dict(extra or {}, where=str(path))
+    return dataclasses.replace(extra, version=EXTRA_VERSION)
 
 
 def _module_potential(

@@ -36,7 +36,7 @@ def to_info(cls: type[T], row: object) -> T:
     return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
-def config_hash(config: JsonDict) -> str:
+def config_hash(config: Mapping[str, object]) -> str:
     """sha256 of ``config`` as canonical JSON (sorted keys, no spaces)."""
     import hashlib
 

@@ -11,7 +11,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -20,7 +20,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmse_cli import __version__
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, DiskFullError
 from crmse_cli.registry._values import config_hash, jsonable, now
 from crmse_cli.registry.engine import integrity_problems, make_engine, server_error, sqlite_path, upgrade
@@ -35,7 +34,7 @@ def new_run_row(
     name: str | None,
     dataset: str | None,
     parent: str | None,
-    config: JsonDict,
+    config: Mapping[str, object],
     seed: int | None,
     status: str,
 ) -> RunRow:

@@ -8,13 +8,12 @@ Rows are returned as frozen dataclasses.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import jsonable, now, to_info
 from crmse_cli.registry.database import Database
@@ -37,9 +36,9 @@ class RecordStore(Database):
         n_frames: int,
         n_atoms: int,
         species: list[int],
-        units: JsonDict,
-        splits: JsonDict,
-        meta: JsonDict,
+        units: Mapping[str, object],
+        splits: Mapping[str, object],
+        meta: Mapping[str, object],
     ) -> DatasetInfo:
         """Register (or replace) dataset ``name``."""
         check_name("dataset name", name)
@@ -196,7 +195,7 @@ class RecordStore(Database):
             return [to_info(CheckpointInfo, r) for r in s.scalars(q)]
 
     def add_artifact(
-        self, run_id: str, *, kind: str, path: str, sha256: str, meta: JsonDict | None = None
+        self, run_id: str, *, kind: str, path: str, sha256: str, meta: Mapping[str, object] | None = None
     ) -> ArtifactInfo:
         """Register a file run ``run_id`` produced."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.registry._values import jsonable, now, pid_alive, to_info
 from crmse_cli.registry.database import new_run_row
@@ -99,7 +99,7 @@ class Registry(RecordStore, SweepStore):
         name: str | None = None,
         dataset: str | None = None,
         parent: str | None = None,
-        config: JsonDict,
+        config: Mapping[str, object],
         seed: int | None,
     ) -> RunInfo:
         """A new run in status ``running``."""

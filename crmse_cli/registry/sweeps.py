@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -100,25 +101,45 @@ def _own_lease(job_id: int) -> tuple[ColumnElement[bool], ...]:
     )
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """One grid point of a new sweep: the ``regularize`` run it queues.
+
+    Attributes:
+        name: the run's unique name.
+        parent: the source model run's id (None: none).
+        seed: the run's seed.
+        config: the run's config until a worker starts it.
+        params: the grid point, e.g. ``{"source": ..., "lambda": ..., "seed": ...}``.
+        dataset: the source's dataset.
+    """
+
+    name: str
+    parent: str | None
+    seed: int | None
+    config: Mapping[str, object]
+    params: Mapping[str, object]
+    dataset: str | None = None
+
+
 class SweepStore(Database):
     """Registry methods of sweeps (a base of ``Registry``; see the module docstring)."""
 
-    def create_sweep(self, *, name: str, config: JsonDict, jobs: list[JsonDict]) -> SweepInfo:
+    def create_sweep(
+        self, *, name: str, config: Mapping[str, object], jobs: Sequence[QueuedJob]
+    ) -> SweepInfo:
         """Register sweep ``name`` and queue one ``regularize`` run per entry of ``jobs``.
 
-        Each job dict holds ``name`` (the run's unique name), ``dataset``, ``parent`` (the source
-        model run id or None), ``seed``, ``config`` (the run's config until a worker starts it)
-        and ``params`` (the grid point, e.g. ``{"source": ..., "lambda": ..., "seed": ...}``).
         Everything is written in one transaction: a clash leaves nothing behind.
         """
         check_name("sweep name", name)
         for job in jobs:
-            check_name("run name", job["name"])
+            check_name("run name", job.name)
 
         def op(s: Session) -> SweepInfo:
             if s.get(SweepRow, name) is not None:
                 raise CrmseError(f"a sweep named {name!r} already exists; pick another --name")
-            names = [j["name"] for j in jobs]
+            names = [j.name for j in jobs]
             taken = s.scalars(select(RunRow.name).where(RunRow.name.in_(names))).all()
             if taken:
                 raise CrmseError(f"run name {taken[0]!r} already exists; pick another sweep --name")
@@ -128,11 +149,11 @@ class SweepStore(Database):
             for pos, j in enumerate(jobs):
                 run = new_run_row(
                     kind="regularize",
-                    name=j["name"],
-                    dataset=j.get("dataset"),
-                    parent=j.get("parent"),
-                    config=j["config"],
-                    seed=j.get("seed"),
+                    name=j.name,
+                    dataset=j.dataset,
+                    parent=j.parent,
+                    config=j.config,
+                    seed=j.seed,
                     status="queued",
                 )
                 s.add(run)
@@ -142,7 +163,7 @@ class SweepStore(Database):
                         sweep=name,
                         position=pos,
                         run_id=run.id,
-                        params=jsonable(j["params"]),
+                        params=jsonable(j.params),
                         state="queued",
                         attempts=0,
                     )
@@ -318,7 +339,7 @@ class SweepStore(Database):
         run_id: str,
         *,
         kind: str,
-        config: JsonDict,
+        config: Mapping[str, object],
         dataset: str | None = None,
         parent: str | None = None,
         seed: int | None = None,

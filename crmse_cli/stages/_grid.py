@@ -105,7 +105,9 @@ def sample_config(
         valid = ", ".join(_valid(SampleConfig, but=("seed", "device")))
         raise CrmseError(f"unknown sample option(s) {', '.join(unknown)}; valid: {valid}")
     try:
-        values: JsonDict = {name: value for name, (_, value) in given.items()}  # checked by SampleConfig
+        values: JsonDict = {
+            name: value for name, (_, value) in given.items()
+        }  # checked by SampleConfig
         return dataclasses.replace(SampleConfig(), **values, seed=seed, device=device)
     except CrmseError as exc:
         raise _blamed(exc, given, option, "sample") from exc

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, DiskFullError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.metric import Metric
@@ -129,7 +128,7 @@ class NewRun:
     """
 
     kind: str
-    config: JsonDict
+    config: Mapping[str, object]
     dataset: str | None = None
     parent: str | None = None
     seed: int | None = None
@@ -223,7 +222,7 @@ class RunContext:
         """Write one metric row."""
         self.log_metrics([Metric(name=name, value=value, unit=unit, step=step, split=split)])
 
-    def add_artifact(self, kind: str, path: Path, *, meta: JsonDict | None = None) -> None:
+    def add_artifact(self, kind: str, path: Path, *, meta: Mapping[str, object] | None = None) -> None:
         """Register file ``path`` (written already) as an artifact of ``kind``, with its checksum."""
         if self.owner:
             self.registry.add_artifact(

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crmse_cli.config import JsonDict
 from crmse_cli.data import rmd17, sources
 from crmse_cli.data.dataset import UNITS, Dataset
 from crmse_cli.data.download import fetch_file
@@ -111,7 +110,7 @@ def _existing(reg: Registry, name: str) -> DatasetInfo | None:
 
 
 def _save_and_register(
-    ws: Workspace, reg: Registry, data: Dataset, *, origin: str, meta: JsonDict
+    ws: Workspace, reg: Registry, data: Dataset, *, origin: str, meta: Mapping[str, object]
 ) -> FetchResult:
     """Write the dataset beside its final name, register it, then rename it into place."""
     final = ws.datasets_dir / f"{data.name}.npz"
@@ -167,9 +166,9 @@ def _check_andersx(files: Iterable[Path]) -> dict[str, str]:
 
 def _read_rmd17(
     ws: Workspace, molecule: str, source: str, from_path: Path | None
-) -> tuple[Dataset, str, JsonDict]:
+) -> tuple[Dataset, str, Mapping[str, object]]:
     """Get ``molecule``'s frames from the chosen source: (dataset, origin, registry meta)."""
-    meta: JsonDict = {"kind": "rmd17", "molecule": molecule}
+    meta: dict[str, object] = {"kind": "rmd17", "molecule": molecule}
     if from_path is not None and (andersx := rmd17.local_andersx_files(from_path, molecule)) is not None:
         digests = _check_andersx(andersx.values())
         raw = rmd17.read_andersx(andersx)
@@ -269,7 +268,7 @@ XYZ_IDENTITY = (
 """The meta fields of an extended-XYZ dataset that make two imports the same dataset."""
 
 
-def same_xyz(info: DatasetInfo, meta: JsonDict) -> bool:
+def same_xyz(info: DatasetInfo, meta: Mapping[str, object]) -> bool:
     """Whether registered dataset ``info`` is the import that ``meta`` describes.
 
     Same file content, units, keys and split: the fields of :data:`XYZ_IDENTITY`.
@@ -311,7 +310,7 @@ def fetch_xyz(
         raise CrmseError(f"--name {name!r} is not a valid dataset name; use letters, digits, '_', '.', '-'")
     src = _check_readable(Path(path), check="the file's path")
     file_sha = sha256_file(src) if src.is_file() else ""
-    meta: JsonDict = {
+    meta: dict[str, object] = {
         "kind": "xyz",
         "source": "xyz",
         "source_file": str(src),

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,8 +60,8 @@ class XtbFetchResult:
     """
 
     fetch: FetchResult
-    check: JsonDict | None
-    check_sampling: JsonDict | None
+    check: Mapping[str, object] | None
+    check_sampling: Mapping[str, object] | None
     wall_s: float
     force_calls: int
     ms_per_force_call: float
@@ -165,7 +166,7 @@ def _run(tasks: list[ReplicaTask], processes: int, in_process: bool) -> list[Rep
 
 def _check(
     results: list[ReplicaResult], species: np.ndarray, method: str, cfg: XtbMDConfig, sampling: bool
-) -> JsonDict:
+) -> dict[str, object]:
     x = np.concatenate([r.positions for r in results])
     e = np.concatenate([r.sample_energies if sampling else r.energies for r in results])
     f = np.concatenate([r.sample_forces if sampling else r.forces for r in results])
@@ -285,7 +286,7 @@ def fetch_xtb(
 
 
 def _dataset(
-    name: str, species: np.ndarray, results: list[ReplicaResult], cfg: XtbMDConfig, meta: JsonDict
+    name: str, species: np.ndarray, results: list[ReplicaResult], cfg: XtbMDConfig, meta: Mapping[str, object]
 ) -> Dataset:
     positions = np.concatenate([r.positions for r in results])
     return Dataset(
@@ -296,11 +297,11 @@ def _dataset(
         forces=np.concatenate([r.forces for r in results]),
         frame_ids=np.arange(len(positions), dtype=np.int64),
         splits=random_splits(len(positions), cfg.seed),
-        meta=meta,
+        meta=dict(meta),
     )
 
 
-def check_summary(check: JsonDict) -> str:
+def check_summary(check: Mapping[str, object]) -> str:
     """One plain line: each temperature estimate with its error bar, against the set temperature."""
     parts = [
         f"{k} {v['value_K']:.0f} +- {v['error_K']:.0f} K{'' if v['passed'] else ' (miss)'}"

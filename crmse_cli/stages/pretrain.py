@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRESETS: dict[str, JsonDict] = {
+PRESETS: dict[str, dict[str, object]] = {
     # examples/default.toml: ethanol, the 1000 labelled frames of a training part (900 train,
     # 100 validate), 1000 epochs (~25 min on one quiet core).
     "default": {"n_train": 900},
@@ -88,7 +88,7 @@ class PretrainResult:
     wall_s: float
 
 
-def preset_config(name: str, overrides: JsonDict | None = None) -> PretrainConfig:
+def preset_config(name: str, overrides: Mapping[str, object] | None = None) -> PretrainConfig:
     """The named preset (see :data:`PRESETS`) with ``overrides`` applied (None values skipped)."""
     if name not in PRESETS:
         raise CrmseError(f"unknown pretrain preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -105,7 +105,7 @@ def pretrain(
     name: str | None = None,
     resume: str | None = None,
     progress: bool = True,
-    overrides: JsonDict | None = None,
+    overrides: Mapping[str, object] | None = None,
     registry: Registry | None = None,
     labels: str = "rmd17",
 ) -> PretrainResult:
@@ -236,7 +236,7 @@ def _epoch_rows(r: EpochRecord) -> list[Metric]:
     return [Metric(name=n, value=v, unit=u, step=r.epoch, split=s) for n, v, u, s in rows]
 
 
-def _run_config(trainer: PretrainTrainer) -> JsonDict:
+def _run_config(trainer: PretrainTrainer) -> dict[str, object]:
     """The run's config JSON: the PretrainConfig plus dataset, split and the frames.
 
     ``val_frames_sha256`` names the validation frames (:func:`crmse_cli.train.data.rows_digest`).
@@ -262,7 +262,7 @@ def _resume(
     ref: str,
     dataset: str | None,
     config: PretrainConfig | None,
-    overrides: JsonDict | None,
+    overrides: Mapping[str, object] | None,
     dist: DistContext | None = None,
 ) -> tuple[str, PretrainTrainer, Dataset, RunLock | contextlib.nullcontext[None]]:
     """Take run ``ref``'s lock, load its last checkpoint into a trainer, mark it running again."""
@@ -289,7 +289,12 @@ def _resume(
         data = load_dataset(reg, data_name)
         trusted = code_trusted(reg, path, run.id, trust_code=ws.trust_code)  # the run's own last.pt
         trainer = PretrainTrainer.from_checkpoint(
-            path, data, config=config, overrides=overrides, dist=dist, trust_code=trusted
+            path,
+            data,
+            config=config,
+            overrides=None if overrides is None else dict(overrides),
+            dist=dist,
+            trust_code=trusted,
         )
         if main_rank:
             reg.set_status(run.id, "running")
@@ -313,8 +318,10 @@ def _last_checkpoint(ws: Workspace, reg: Registry, run: RunInfo) -> Path:
     )
 
 
-def _apply(config: PretrainConfig, overrides: JsonDict | None) -> PretrainConfig:
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+def _apply(config: PretrainConfig, overrides: Mapping[str, object] | None) -> PretrainConfig:
+    changes: JsonDict = {
+        k: v for k, v in (overrides or {}).items() if v is not None
+    }  # checked by PretrainConfig
     if not changes:
         return config
     model = changes.pop("model", None)
@@ -326,10 +333,11 @@ def _apply(config: PretrainConfig, overrides: JsonDict | None) -> PretrainConfig
         raise CrmseError(f"invalid pretrain setting: {exc}") from exc
 
 
-def _merge(base: JsonDict, extra: JsonDict) -> JsonDict:
+def _merge(base: Mapping[str, object], extra: Mapping[str, object]) -> dict[str, object]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        old = out.get(k)
+        out[k] = _merge(old, v) if isinstance(v, Mapping) and isinstance(old, Mapping) else v
     return out
 
 

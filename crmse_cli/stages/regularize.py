@@ -275,11 +275,11 @@ def _shards(cfg: ContrastiveConfig) -> dict[str, int]:
     return {"--chains": cfg.n_chains, "--batch-size": cfg.batch_size}
 
 
-def _config_from_run(cfg: JsonDict, *, device: str) -> RegularizeConfig:
+def _config_from_run(cfg: Mapping[str, object], *, device: str) -> RegularizeConfig:
     """The run's RegularizeConfig back from its stored config (older runs: ``registry.compat``)."""
     known = {f.name for f in fields(ContrastiveConfig)}
     c = {k: v for k, v in compat.regularize_contrastive(cfg).items() if k in known}
-    rest = {k: cfg[k] for k in _PLAIN if k in cfg}
+    rest: JsonDict = {k: cfg[k] for k in _PLAIN if k in cfg}  # as recorded; checked by RegularizeConfig
     rest["device"] = device
     budget = BudgetConfig(**compat.regularize_budget(cfg))
     return RegularizeConfig(contrastive=ContrastiveConfig(**c), budget=budget, **rest)

@@ -26,7 +26,6 @@ import torch
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_write
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from crmse_cli.model.checkpoint_extra import EXTRA_VERSION
 from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
@@ -197,7 +196,6 @@ class BudgetKeeper:
             regularize_run=self.run_id,
             budget_candidate=update,
             state={k: v for k, v in self.handle.extra.state.items() if k != "optimizer"},
-            version=EXTRA_VERSION,
         )
         sha = save_checkpoint(path, potential, extra=extra)  # type: ignore[arg-type]
         self.ctx.add_checkpoint(path, sha256=sha, step=update, format_version=FORMAT_VERSION, tag=tag)

@@ -19,7 +19,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_path
 from crmse_cli.metric import Metric
 from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from crmse_cli.model.checkpoint_extra import EXTRA_VERSION, CheckpointExtra
+from crmse_cli.model.checkpoint_extra import CheckpointExtra
 from crmse_cli.registry import compat
 from crmse_cli.stages._models import ModelHandle, code_trusted, verify_checkpoint
 from crmse_cli.train.contrastive import ContrastiveTrainer, UpdateRecord
@@ -135,7 +135,6 @@ def save_state(
         split=handle.split,
         budget_choice=budget_choice if budget_choice is not None else handle.extra.budget_choice,
         state=state,
-        version=EXTRA_VERSION,
     )
     with averaged(ema):
         sha = save_checkpoint(path, handle.potential, extra=extra)

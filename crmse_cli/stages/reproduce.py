@@ -17,12 +17,11 @@ steps again under a fresh name (``...~2``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crmse_cli.config import JsonDict
 from crmse_cli.data.xtb_md import XtbMDConfig
 from crmse_cli.defaults import TEMPERATURE_K
 from crmse_cli.errors import CrmseError
@@ -60,7 +59,7 @@ class Preset:
             (None: nothing to say).
     """
 
-    pretrain: JsonDict
+    pretrain: Mapping[str, object]
     sample: SampleConfig
     contrastive: ContrastiveConfig
     control: bool
@@ -192,7 +191,7 @@ class ReproduceResult:
     report: Path | None = None
     metrics: dict[str, dict[str, tuple[float, str]]] = field(default_factory=dict)  # label -> metrics
     wall_s: float = 0.0
-    reference_check: JsonDict | None = None  # the xTB reference's ensemble check, if any
+    reference_check: Mapping[str, object] | None = None  # the xTB reference's ensemble check, if any
     verdict: list[str] = field(default_factory=list)  # CRMSE against MSE, one fact a line
     caveat: str | None = None  # the preset's: what the numbers are worth
 

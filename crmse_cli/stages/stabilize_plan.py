@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError, NotFoundError
 from crmse_cli.fileio import sha256_file
 from crmse_cli.model.trust import refuse_untrusted
@@ -32,6 +31,14 @@ VAL_FRACTION = 0.1
 """Share of an imported MACE model's training frames held out as the force budget's validation frames."""
 IMPORT_SPLIT_SEED = 0
 
+
+
+class XyzOptions(TypedDict):
+    """How the extended-XYZ files of a journey are read: the keyword arguments of ``fetch_xyz``."""
+
+    energy_unit: str
+    energy_key: str | None
+    forces_key: str | None
 
 @dataclass(frozen=True)
 class Plan:
@@ -61,7 +68,7 @@ class Plan:
     test_file: Path | None
     test_dataset: str | None
     out: Path | None
-    import_options: JsonDict
+    import_options: XyzOptions
 
     def step(self, what: str) -> str:
         """The run name of step ``what`` (``import``, ``before``, ``crmse``, ...)."""
@@ -73,7 +80,7 @@ def clean_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text).strip("_") or "model"
 
 
-def _xyz_meta(path: Path, opts: JsonDict, *, split: bool) -> JsonDict:
+def _xyz_meta(path: Path, opts: XyzOptions, *, split: bool) -> dict[str, object]:
     """The identity of an extended-XYZ import (see ``stages.fetch.XYZ_IDENTITY``)."""
     return {
         "kind": "xyz",
@@ -86,7 +93,9 @@ def _xyz_meta(path: Path, opts: JsonDict, *, split: bool) -> JsonDict:
     }
 
 
-def _check_free(reg: Registry, name: str, path: Path, opts: JsonDict, *, split: bool, option: str) -> None:
+def _check_free(
+    reg: Registry, name: str, path: Path, opts: XyzOptions, *, split: bool, option: str
+) -> None:
     """Refuse when dataset ``name`` is registered from other frames (or other settings)."""
     info = reg.find_dataset(name)
     if info is not None and not same_xyz(info, _xyz_meta(path, opts, split=split)):
@@ -97,7 +106,12 @@ def _check_free(reg: Registry, name: str, path: Path, opts: JsonDict, *, split: 
 
 
 def _mace_plan(
-    ws: Workspace, reg: Registry, path: Path, data: str | None, dataset_name: str | None, opts: JsonDict
+    ws: Workspace,
+    reg: Registry,
+    path: Path,
+    data: str | None,
+    dataset_name: str | None,
+    opts: XyzOptions,
 ) -> tuple[str, Path | None]:
     """(dataset, file to import) of a MACE model; refusals before anything runs."""
     if data is None:
@@ -151,7 +165,7 @@ def plan(
         energy_key: their energy key (e.g. ``REF_energy``).
         forces_key: their forces key (e.g. ``REF_forces``).
     """
-    opts = {"energy_unit": energy_unit, "energy_key": energy_key, "forces_key": forces_key}
+    opts = XyzOptions(energy_unit=energy_unit, energy_key=energy_key, forces_key=forces_key)
     path = Path(model).expanduser()
     sha, model_run = None, None
     if path.suffix == MACE_SUFFIX:

@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
+from crmse_cli.registry.sweeps import QueuedJob
 from crmse_cli.stages._grid import refuse_grid_keys, regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
 from crmse_cli.stages._run import RunContext
@@ -79,8 +80,8 @@ def create_sweep(
     sources: list[str],
     lambdas: list[float],
     seeds: list[int],
-    regularize_options: JsonDict | None = None,
-    sample_options: JsonDict | None = None,
+    regularize_options: Mapping[str, object] | None = None,
+    sample_options: Mapping[str, object] | None = None,
     device: str = "cpu",
     registry: Registry | None = None,
 ) -> SweepCreated:
@@ -118,7 +119,7 @@ def create_sweep(
     first = regularize_config(reg_opts, lambda_=lambdas[0], seed=seeds[0], device=device)  # fail now
     sample_config(smp_opts, seed=seeds[0], device=device)
     reg = registry or Registry.open(ws.ensure())
-    jobs: list[JsonDict] = []
+    jobs: list[QueuedJob] = []
     for ref in sources:
         src = reg.get_run(ref)
         if src.kind not in MODEL_KINDS or src.status != "completed":
@@ -139,7 +140,7 @@ def create_sweep(
                     "device": device,
                 }
                 jobs.append(
-                    dict(
+                    QueuedJob(
                         name=f"{name}.{label}.lam{lam:g}.s{seed}",
                         dataset=src.dataset,
                         parent=src.id,
@@ -149,7 +150,7 @@ def create_sweep(
                     )
                 )
     spec = {
-        "sources": list(dict.fromkeys(str(j["parent"]) for j in jobs)),
+        "sources": list(dict.fromkeys(str(j.parent) for j in jobs)),
         "lambdas": list(lambdas),
         "seeds": list(seeds),
         "regularize_options": reg_opts,
@@ -226,7 +227,17 @@ class GridPoint:
             ) from exc
 
 
-def run_job(ws: Workspace, reg: Registry, job: SweepJobInfo, spec: JsonDict) -> None:
+def _table(spec: Mapping[str, object], key: str) -> Mapping[str, object]:
+    """The options table ``key`` of a sweep's recorded config."""
+    value = spec[key]
+    if not isinstance(value, Mapping):
+        raise CrmseError(
+            f"the sweep's config records {key!r} as {value!r}, not a table; create the sweep again"
+        )
+    return value
+
+
+def run_job(ws: Workspace, reg: Registry, job: SweepJobInfo, spec: Mapping[str, object]) -> None:
     """Bring one grid point to its end: regularize (start or resume), sample, evaluate."""
     # Deferred: the stages (scipy, ase) load when a job runs, not for `sweep status` or `list`.
     from crmse_cli.stages import regularize as crmse
@@ -239,7 +250,9 @@ def run_job(ws: Workspace, reg: Registry, job: SweepJobInfo, spec: JsonDict) -> 
         reg.set_status(run.id, "queued", error=None)  # killed before its first checkpoint: start over
         run = reg.get_run(run.id)
     if run.status == "queued":
-        cfg = regularize_config(spec["regularize_options"], lambda_=p.lambda_, seed=p.seed, device=device)
+        cfg = regularize_config(
+            _table(spec, "regularize_options"), lambda_=p.lambda_, seed=p.seed, device=device
+        )
         planned = crmse.plan(ws, reg, p.source, cfg)
         assert planned.new_run is not None  # a plan without resume= always starts a new run
         # The queued run starts as a new one would: same row, same lock, same closing.
@@ -248,7 +261,7 @@ def run_job(ws: Workspace, reg: Registry, job: SweepJobInfo, spec: JsonDict) -> 
         crmse.regularize(ws, None, crmse.RegularizeConfig(device=device), resume=run.id, registry=reg)
     smp = completed_run(reg.children(run.id, kind="sample"))
     if smp is None:
-        cfg_s = sample_config(spec["sample_options"], seed=p.seed, device=device)
+        cfg_s = sample_config(_table(spec, "sample_options"), seed=p.seed, device=device)
         smp = reg.get_run(
             sample(ws, run.id, cfg_s, name=_child_name(reg, run.name, "sample"), registry=reg).run_id
         )

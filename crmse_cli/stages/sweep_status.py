@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from crmse_cli.config import JsonDict
 from crmse_cli.errors import CrmseError
 from crmse_cli.fileio import atomic_write
 from crmse_cli.registry.store import Registry
@@ -75,14 +74,34 @@ def sweep_status(ws: Workspace, name: str, *, registry: Registry | None = None) 
     return out
 
 
-def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[JsonDict]:
+@dataclass(frozen=True)
+class SweepSummary:
+    """One sweep as ``sweep list`` shows it: name, created (UTC, minutes) and its jobs per state."""
+
+    name: str
+    created: str
+    done: int
+    running: int
+    queued: int
+    failed: int
+
+
+def list_sweeps(ws: Workspace, *, registry: Registry | None = None) -> list[SweepSummary]:
     """Every sweep: name, created (UTC) and the number of jobs per state."""
     reg = registry or Registry.open(ws, read_only=True)  # only reads: a read-only workspace too
     out = []
     for s in reg.list_sweeps():
         states = [j.state for j in reg.sweep_jobs(s.name)]
-        counts = {k: states.count(k) for k in ("done", "running", "queued", "failed")}
-        out.append({"name": s.name, "created": s.created.strftime("%Y-%m-%d %H:%M"), **counts})
+        out.append(
+            SweepSummary(
+                name=s.name,
+                created=s.created.strftime("%Y-%m-%d %H:%M"),
+                done=states.count("done"),
+                running=states.count("running"),
+                queued=states.count("queued"),
+                failed=states.count("failed"),
+            )
+        )
     return out
 
 

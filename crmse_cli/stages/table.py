@@ -82,7 +82,7 @@ def _check_record(path: Path, rec: object) -> None:
             )
 
 
-def _record(reg: Registry, ref: str) -> JsonDict:
+def _record(reg: Registry, ref: str) -> dict[str, object]:
     run = reg.get_run(ref)
     return {
         "id": run.id,
@@ -124,7 +124,7 @@ def study_table(
         raise UsageError("give runs, or --group LABEL=RUN,RUN,... options, not both")
     exported = load_exports(include or [])
     reg = registry
-    records: dict[str, JsonDict] = {}
+    records: dict[str, dict[str, object]] = {}
 
     def values(ref: str) -> dict[str, float]:
         nonlocal reg
