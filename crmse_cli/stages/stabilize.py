@@ -15,9 +15,9 @@ does. The verdict is :func:`crmse_cli.report.verdict.verdict_lines` of the runs'
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.metric import metric_rows
@@ -170,7 +170,9 @@ def _track(reg: Registry, res: StabilizeResult, step: str, base: str) -> None:
 def _run_steps(
     ws: Workspace, reg: Registry, p: Plan, cfg: StabilizeConfig, rcfg: RegularizeConfig, res: StabilizeResult
 ) -> None:
-    def step(what: str, start: Any, parent: str | None, resume: Any = None) -> str:
+    def step(
+        what: str, start: Callable[[str], str], parent: str | None, resume: Callable[[str], str] | None = None
+    ) -> str:
         _track(reg, res, what, p.step(what))
         log.info("stabilize %s: %s", p.name, what)
         res.runs[what] = _ours(reg, _step(reg, p.step(what), start=start, resume=resume), what, parent)
