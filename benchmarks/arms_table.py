@@ -44,7 +44,7 @@ TITLES = {
     "b10": "--force-budget 0.10 (λ 0.015 eV)",
     "b1e3": "--force-budget 0.10 (λ 1e-3 eV)",
     "ceV": "CRMSE 0.015 eV, eta 4e-4 Å²/eV (--eta-units A2_per_eV: 1.72e-5 Å² beta-scaled)",
-    "cpos": "CRMSE 0.015 eV, L_C's data term on the split's 800 positions (--positives split)",
+    "cpos": "CRMSE 0.015 eV, L_C's data term on the split's 900 positions (--positives split)",
     "k1": "baseline: MSE on 1000 frames (950 + 50 validation)",
 }
 RERUN = "r"

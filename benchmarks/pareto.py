@@ -41,7 +41,7 @@ LABELS = {
     "b1e3": "--force-budget 0.10 at 1e-3 eV",
     "null15": "null arm 0.015 eV",
     "ceV": "CRMSE 0.015 eV, eta read per eV",
-    "cpos": "CRMSE 0.015 eV, 800 positives",
+    "cpos": "CRMSE 0.015 eV, 900 positives",
 }
 
 PARENTS = {"r2": "reproducible parents", "r200": "2026-12-06 parents"}
