@@ -25,28 +25,14 @@ import math
 from pathlib import Path
 
 from scipy.stats import fisher_exact
+from study_arms import ARMS as STUDY_ARMS  # run as a script from benchmarks/
 
 from crmse_cli.analysis.strata import cmh_test
 
 ARMS = (
     "l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "ceV", "cpos", "k1",
 )
-TITLES = {
-    "mse": "MSE parent",
-    "l0": "λ = 0 control",
-    "c15": "CRMSE 0.015 eV",
-    "null15": "null arm 0.015 eV",
-    "pol15u50": "CRMSE 0.015 + MSE polish (50 updates)",
-    "pol15": "CRMSE 0.015 + MSE polish (100 updates)",
-    "bpol": "CRMSE 0.015 + polish, --force-budget 0.10 --budget-pick first",
-    "bpolh": "the same rule scored on 800 held-out frames (--budget-frames held)",
-    "c1e3": "CRMSE 1e-3 eV",
-    "b10": "--force-budget 0.10 (λ 0.015 eV)",
-    "b1e3": "--force-budget 0.10 (λ 1e-3 eV)",
-    "ceV": "CRMSE 0.015 eV, eta 4e-4 Å²/eV (--eta-units A2_per_eV: 1.72e-5 Å² beta-scaled)",
-    "cpos": "CRMSE 0.015 eV, L_C's data term on the split's 900 positions (--positives split)",
-    "k1": "baseline: MSE on 1000 frames (950 + 50 validation)",
-}
+TITLES = {name: arm.title for name, arm in STUDY_ARMS.items()}
 RERUN = "r"
 """A sample run again under the arm's name + "r" (``TAG-eval-c15r-sS``: the first one was killed)."""
 SAME_PICK = {"bpolh": "bpol"}

@@ -20,31 +20,22 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from arms_table import _load  # the exports' reader: one place (run as a script from benchmarks/)
+from arms_table import RERUN, _load  # the exports' reader: one place (run as a script from benchmarks/)
+from study_arms import ALIASES, ARMS
 
 from crmse_cli.report.figures import FigureSpec
 from crmse_cli.report.html import page
 from crmse_cli.report.pareto import TradeoffPoint, tradeoff_figure
 
 EVAL = re.compile(r"^(?P<tag>[a-z0-9]+)-eval-(?P<arm>.+)-s(?P<seed>\d+)$")
-LABELS = {
-    "mse": "MSE parent",
-    "l0": "λ = 0 control",
-    "c15": "CRMSE 0.015 eV",
-    "c15r": "CRMSE 0.015 eV",
-    "crmse": "CRMSE 0.015 eV",
-    "pol15": "CRMSE 0.015 eV + MSE polish (100)",
-    "bpol": "CRMSE 0.015 eV + polish, budget rule's pick",
-    "bpolh": "CRMSE 0.015 eV + polish, rule's pick on 800 frames",
-    "k1": "baseline: MSE on 1000 frames",
-    "pol15u50": "CRMSE 0.015 eV + MSE polish (50)",
-    "b1e3": "--force-budget 0.10 at 1e-3 eV",
-    "null15": "null arm 0.015 eV",
-    "ceV": "CRMSE 0.015 eV, eta read per eV",
-    "cpos": "CRMSE 0.015 eV, 900 positives",
-}
+LABELS = {name: arm.label for name, arm in ARMS.items()}
+LABELS.update({old: LABELS[new] for old, new in ALIASES.items()})
 
-PARENTS = {"r2": "reproducible parents", "r200": "2026-12-06 parents"}
+PARENTS = {
+    "r2": "rMD17, reproducible parents",
+    "r200": "rMD17, 2026-12-06 parents",
+    "x2": "exact xTB, reproducible parents",
+}
 
 
 def points(runs: dict[str, dict[str, float]], labels: dict[str, str]) -> list[TradeoffPoint]:
@@ -56,6 +47,8 @@ def points(runs: dict[str, dict[str, float]], labels: dict[str, str]) -> list[Tr
         if not match or parent is None or "n_left" not in m or "test_force_mae" not in m:
             continue
         arm = match["arm"]
+        if arm not in labels and arm.endswith(RERUN) and arm[: -len(RERUN)] in labels:
+            arm = arm[: -len(RERUN)]  # a sample run again under the arm's name + "r"
         grid = re.fullmatch(r"crmse-l(.+)", arm)
         label = labels.get(arm) or (f"CRMSE {grid[1]} eV" if grid else arm)
         out.append(
