@@ -243,7 +243,7 @@ def test_templates_first_built_in_inference_mode_still_train() -> None:
     pot = potential("painn")
     pos, species, _, _ = ethanol(5)
     graph_module._template.cache_clear()
-    graph_module._keep_mask.cache_clear()
+    graph_module._cached_keep_mask.cache_clear()
     with torch.inference_mode():
         e_inf = pot(make_graph(pos, species))
     e, f = energy_and_forces(pot, pos, species, create_graph=True)

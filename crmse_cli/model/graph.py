@@ -72,11 +72,22 @@ def _template(n_atoms: int, n_structures: int, device: torch.device) -> tuple[Te
     return edge_index.to(device), batch.to(device)
 
 
-@functools.lru_cache(maxsize=64)
-@torch.inference_mode(False)
-def _keep_mask(n_atoms: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """(N, N, 1) mask of the dense layout: 0 on the diagonal (no self pairs), 1 elsewhere."""
+def _make_keep_mask(n_atoms: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     return (1.0 - torch.eye(n_atoms, dtype=dtype, device=device)).unsqueeze(-1)
+
+
+_cached_keep_mask = functools.lru_cache(maxsize=64)(torch.inference_mode(False)(_make_keep_mask))
+
+
+def _keep_mask(n_atoms: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(N, N, 1) mask of the dense layout: 0 on the diagonal (no self pairs), 1 elsewhere.
+
+    Cached in eager mode; under ``torch.compile`` it is built in the graph (a constant there),
+    since dynamo cannot use an ``lru_cache`` and warns each user that it traced through one.
+    """
+    if torch.compiler.is_compiling():
+        return _make_keep_mask(n_atoms, device, dtype)
+    return _cached_keep_mask(n_atoms, device, dtype)
 
 
 def _check_molecule(positions: Tensor, species: Tensor, where: str) -> None:
