@@ -169,3 +169,32 @@ def test_resume_of_a_run_without_a_dataset_says_so(ws: Workspace) -> None:
     run = Registry.open(ws).create_run(kind="pretrain", name="bare", config={}, seed=None)
     with pytest.raises(CrmseError, match="records no dataset"):
         pretrain(ws, resume=run.id, progress=False)
+
+
+def test_plan_writes_nothing_and_a_queued_run_executes_the_spec_in_its_context(ws: Workspace) -> None:
+    """pretrain as plan + execute: a sweep (or stabilize) can start a queued pretrain run."""
+    from crmse_cli.runlock import RunBusyError
+    from crmse_cli.stages import pretrain as stage
+    from crmse_cli.stages._run import RunContext, own_run
+
+    reg = Registry.open(ws)
+    queued = reg.create_run(kind="pretrain", name="queued", config={"sweep": {"name": "s"}}, seed=None)
+    reg.set_status(queued.id, "queued")
+    spec = stage.plan(ws, reg, dataset="ethanol", config=dataclasses.replace(CFG, max_epochs=2), name="x")
+    assert [r.id for r in reg.list_runs()] == [queued.id] and reg.get_run(queued.id).status == "queued"
+    assert spec.new_run is not None and spec.resume is None
+    res = stage.execute(RunContext.create(ws, reg, spec.new_run, queued=queued.id), spec, progress=False)
+    run = reg.get_run(queued.id)
+    assert (res.run_id, run.status, run.name, res.epochs) == (queued.id, "completed", "queued", 2)
+    assert run.config["dataset"] == "ethanol" and run.config["sweep"] == {"name": "s"}  # queued entry kept
+    assert {c.tag for c in reg.checkpoints(run.id)} == {"best", "last"}
+    assert "test_force_mae" in reg.final_metrics(run.id)
+
+    # A resume's plan changes nothing either, and is refused while a live process owns the run.
+    more = stage.plan(ws, reg, resume=run.id, overrides={"max_epochs": 3})
+    assert (more.resume, more.new_run, reg.get_run(run.id).status) == (run.id, None, "completed")
+    with own_run(ws, run.id), pytest.raises(RunBusyError, match=run.id):
+        stage.plan(ws, reg, resume=run.id)
+    ctx = RunContext.resume(ws, reg, run.id)
+    ctx.mark_running()
+    assert stage.execute(ctx, more, progress=False).epochs == 3 and reg.get_run(run.id).status == "completed"

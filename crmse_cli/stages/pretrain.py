@@ -26,13 +26,12 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.names import STOPPED_BY_TIME_BUDGET
 from crmse_cli.progress import make_progress
 from crmse_cli.registry.store import Registry
-from crmse_cli.runlock import RunLock
+from crmse_cli.runlock import refuse_if_busy
 from crmse_cli.stages._models import code_trusted, load_dataset, verify_checkpoint
-from crmse_cli.stages._run import own_run, tracked
+from crmse_cli.stages._run import NewRun, RunContext
 from crmse_cli.stages.labels import dataset_for_labels
 from crmse_cli.stages.mace import save_native
 from crmse_cli.train.data import FrameSet, rows_digest
-from crmse_cli.train.distributed import DistContext
 from crmse_cli.train.pretrain import (
     EpochRecord,
     PretrainConfig,
@@ -127,28 +126,78 @@ def pretrain(
             same frames, registered as dataset ``<dataset>-md17`` (see ``stages/labels.py``).
     """
     start = time.perf_counter()
-    if registry is None:
-        registry = Registry.open(ws.ensure())
-    reg = registry
-    if resume is not None:
-        run_id, trainer, data, lock = _resume(ws, reg, resume, dataset, config, overrides)
+    reg = registry if registry is not None else Registry.open(ws.ensure())
+    spec = plan(
+        ws, reg, dataset=dataset, split=split, config=config, name=name, resume=resume,
+        overrides=overrides, labels=labels,
+    )  # fmt: skip
+    if spec.resume is not None:
+        ctx = RunContext.resume(ws, reg, spec.resume)  # refused while another live process runs it
+        ctx.mark_running()
     else:
-        if dataset is None:
-            raise CrmseError("pass --dataset NAME (a fetched dataset, see `crmse datasets`) or --resume RUN")
-        cfg = _apply(config or PretrainConfig(), overrides)
-        data = load_dataset(reg, dataset_for_labels(ws, reg, dataset, labels))
-        trainer = PretrainTrainer.create(cfg, data, split)
-        run = reg.create_run(
-            kind="pretrain", name=name, dataset=data.name, config=_run_config(trainer), seed=cfg.seed
-        )
-        run_id = run.id
-        lock = own_run(ws, run_id)
-        log.info("run %s: %s", run_id, frames_line(run.config))
-    with lock, tracked(reg, run_id):
-        metrics = _train(ws, reg, run_id, trainer, data, progress)
+        assert spec.new_run is not None
+        ctx = RunContext.create(ws, reg, spec.new_run)
+        log.info("run %s: %s", ctx.run_id, frames_line(dict(spec.new_run.config)))
+    return replace(execute(ctx, spec, progress=progress), wall_s=time.perf_counter() - start)
+
+
+@dataclass(frozen=True, eq=False)
+class PretrainSpec:
+    """A planned pretrain run: its trainer and data (built without writing a row).
+
+    Attributes:
+        trainer: a fresh trainer, or one restored from the resumed run's ``last`` checkpoint.
+        data: the dataset it trains on.
+        new_run: the row a new run records; None for a resume.
+        resume: the id of the run it resumes, else None.
+    """
+
+    trainer: PretrainTrainer
+    data: Dataset
+    new_run: NewRun | None = None
+    resume: str | None = None
+
+
+def plan(
+    ws: Workspace,
+    reg: Registry,
+    *,
+    dataset: str | None = None,
+    split: str | int = "01",
+    config: PretrainConfig | None = None,
+    name: str | None = None,
+    resume: str | None = None,
+    overrides: Mapping[str, object] | None = None,
+    labels: str = "rmd17",
+) -> PretrainSpec:
+    """The pretrain run :func:`pretrain` would make (arguments as there); every refusal is here.
+
+    No run row is written or changed (``labels="md17"`` may register the ``-md17`` dataset). A new
+    run's row is ``spec.new_run``: :func:`execute` it in ``RunContext.create(ws, reg, spec.new_run)``,
+    or in a queued run's context (``queued=``); a resume's in ``RunContext.resume`` marked running.
+    """
+    if resume is not None:
+        run_id, trainer, data = _resume(ws, reg, resume, dataset, config, overrides)
+        return PretrainSpec(trainer=trainer, data=data, resume=run_id)
+    if dataset is None:
+        raise CrmseError("pass --dataset NAME (a fetched dataset, see `crmse datasets`) or --resume RUN")
+    cfg = _apply(config or PretrainConfig(), overrides)
+    data = load_dataset(reg, dataset_for_labels(ws, reg, dataset, labels))
+    trainer = PretrainTrainer.create(cfg, data, split)
+    new_run = NewRun(
+        kind="pretrain", config=_run_config(trainer), dataset=data.name, seed=cfg.seed, name=name
+    )
+    return PretrainSpec(trainer=trainer, data=data, new_run=new_run)
+
+
+def execute(ctx: RunContext, spec: PretrainSpec, *, progress: bool = True) -> PretrainResult:
+    """Train run ``ctx`` as ``spec`` plans it, and close it (completed, interrupted or failed)."""
+    start, trainer = time.perf_counter(), spec.trainer
+    with ctx:
+        metrics = _train(ctx, trainer, spec.data, progress)
     return PretrainResult(
-        run_id=run_id,
-        checkpoint=_checkpoint_dir(ws, run_id) / "best.pt",
+        run_id=ctx.run_id,
+        checkpoint=_checkpoint_dir(ctx.ws, ctx.run_id) / "best.pt",
         metrics=metrics,
         epochs=trainer.epoch,
         best_epoch=trainer.best_epoch,
@@ -160,24 +209,24 @@ def pretrain(
 
 
 def _train(
-    ws: Workspace, reg: Registry, run_id: str, trainer: PretrainTrainer, data: Dataset, progress: bool
+    ctx: RunContext, trainer: PretrainTrainer, data: Dataset, progress: bool
 ) -> dict[str, tuple[float, str]]:
     """The epoch loop with checkpoints, metric rows and a progress bar; then the test metrics."""
-    folder = _checkpoint_dir(ws, run_id)
+    run_id = ctx.run_id
+    folder = _checkpoint_dir(ctx.ws, run_id)
 
     def register(tag: str, sha: str, epoch: int) -> None:
         # File first (written atomically), then its row: a kill at any moment leaves every
         # registered checkpoint usable (`crmse sample RUN` after SIGKILL works).
-        reg.add_checkpoint(
-            run_id, path=str(folder / f"{tag}.pt"), sha256=sha, step=epoch,
-            format_version=FORMAT_VERSION, tag=tag,
-        )  # fmt: skip
+        ctx.add_checkpoint(
+            folder / f"{tag}.pt", sha256=sha, step=epoch, format_version=FORMAT_VERSION, tag=tag
+        )
 
     def on_epoch(record: EpochRecord) -> None:
         if record.improved:
             register("best", trainer.save_best(folder / "best.pt"), record.epoch)
         register("last", trainer.save_last(folder / "last.pt"), record.epoch)
-        reg.log_metrics(run_id, _epoch_rows(record))
+        ctx.log_metrics(_epoch_rows(record))
 
     trainer.attach(on_epoch)
     with _bar(progress, trainer) as advance:
@@ -191,8 +240,8 @@ def _train(
             "at lr %.3g (the schedule had not annealed); rerun without --max-minutes to reproduce it",
             run_id, trainer.config.max_minutes, trainer.epoch, trainer.config.max_epochs, trainer.loop.lr,
         )  # fmt: skip
-    reg.log_metric(run_id, name=STOPPED_BY_TIME_BUDGET, value=float(by_time), unit="1", step=trainer.epoch)
-    save_native(ws, reg, run_id, trainer.best_potential())  # MACE: also in mace-torch's format
+    ctx.log_metric(STOPPED_BY_TIME_BUDGET, float(by_time), "1", step=trainer.epoch)
+    save_native(ctx.ws, ctx.registry, run_id, trainer.best_potential())  # MACE: also in mace-torch's format
     _, test_rows = data.split(trainer.meta["split"])
     if len(test_rows) == 0:
         log.warning(
@@ -202,7 +251,7 @@ def _train(
     cfg = trainer.config
     test = FrameSet.from_dataset(data, test_rows, dtype=cfg.model.torch_dtype, device=cfg.device)
     metrics = error_metrics(trainer.test(test), prefix="test")
-    reg.log_metrics(run_id, metric_rows(metrics, split="test"))
+    ctx.log_metrics(metric_rows(metrics, split="test"))
     return metrics
 
 
@@ -263,9 +312,8 @@ def _resume(
     dataset: str | None,
     config: PretrainConfig | None,
     overrides: Mapping[str, object] | None,
-    dist: DistContext | None = None,
-) -> tuple[str, PretrainTrainer, Dataset, RunLock | contextlib.nullcontext[None]]:
-    """Take run ``ref``'s lock, load its last checkpoint into a trainer, mark it running again."""
+) -> tuple[str, PretrainTrainer, Dataset]:
+    """Run ``ref`` with a trainer restored from its last checkpoint (its lock is taken later)."""
     run = reg.get_run(ref)
     if run.kind != "pretrain":
         raise CrmseError(f"--resume {ref}: run {run.id} is a {run.kind} run, not a pretrain run")
@@ -279,30 +327,18 @@ def _resume(
         raise CrmseError(f"--resume {ref}: run {run.id} records no dataset; start a new run instead")
     if dataset is not None and dataset != data_name:
         raise CrmseError(f"run {run.id} trained on dataset {data_name!r}, not {dataset!r}; drop --dataset")
-    main_rank = dist is None or dist.is_main
-    # One owner: refused while another live process runs it (rank 0 owns a torchrun job's run).
-    lock: RunLock | contextlib.nullcontext[None] = (
-        own_run(ws, run.id) if main_rank else contextlib.nullcontext()
+    refuse_if_busy(ws.run_dir(run.id), run.id)  # a live run first, whatever else is wrong
+    path = _last_checkpoint(ws, reg, run)
+    data = load_dataset(reg, data_name)
+    trusted = code_trusted(reg, path, run.id, trust_code=ws.trust_code)  # the run's own last.pt
+    trainer = PretrainTrainer.from_checkpoint(
+        path,
+        data,
+        config=config,
+        overrides=None if overrides is None else dict(overrides),
+        trust_code=trusted,
     )
-    try:
-        path = _last_checkpoint(ws, reg, run)
-        data = load_dataset(reg, data_name)
-        trusted = code_trusted(reg, path, run.id, trust_code=ws.trust_code)  # the run's own last.pt
-        trainer = PretrainTrainer.from_checkpoint(
-            path,
-            data,
-            config=config,
-            overrides=None if overrides is None else dict(overrides),
-            dist=dist,
-            trust_code=trusted,
-        )
-        if main_rank:
-            reg.set_status(run.id, "running")
-    except BaseException:
-        if isinstance(lock, RunLock):
-            lock.release()
-        raise
-    return run.id, trainer, data, lock
+    return run.id, trainer, data
 
 
 def _last_checkpoint(ws: Workspace, reg: Registry, run: RunInfo) -> Path:
@@ -345,4 +381,4 @@ def _checkpoint_dir(ws: Workspace, run_id: str) -> Path:
     return ws.run_dir(run_id) / "checkpoints"
 
 
-__all__ = ["PRESETS", "PretrainResult", "preset_config", "pretrain"]
+__all__ = ["PRESETS", "PretrainResult", "PretrainSpec", "execute", "plan", "preset_config", "pretrain"]
