@@ -204,3 +204,17 @@ def test_samples_without_their_temperature_name_the_run(
     con.close()
     result = cli_main(monkeypatch, capsys, "evaluate", run_id)
     one_line_error(result, f"sample run {run_id}'s samples", "'temperature_K'")
+
+
+def test_a_report_of_samples_without_their_sampler_names_the_run(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every sample run records its integrator; one without it was drawn as langevin without a word."""
+    run_id = RUNS["sample-CRMSE"]
+    with sqlite3.connect(home / "crmse.db") as con:
+        con.execute("UPDATE runs SET config = json_remove(config, '$.integrator') WHERE id = ?", (run_id,))
+    con.close()
+    result = cli_main(
+        monkeypatch, capsys, "compare", RUNS["evaluate-CRMSE"], "--out", str(tmp_path / "r.html")
+    )
+    one_line_error(result, f"sample run {run_id}", "'integrator'")

@@ -21,7 +21,7 @@ from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS
 from crmse_cli.registry import compat
 from crmse_cli.report.rows import Diagnosis, Failure, Value, run_failures
-from crmse_cli.sampling.kinds import DEFAULT_SAMPLER, sampler_kind
+from crmse_cli.sampling.kinds import sampler_kind
 from crmse_cli.train.budget import budget_summary
 
 if TYPE_CHECKING:
@@ -148,8 +148,13 @@ class RunData:
 
     @property
     def integrator(self) -> str:
-        """The sampler of the run's samples: a registered name ("langevin", "ula", "mala"...)."""
-        return str(self.target.sample.config.get("integrator", DEFAULT_SAMPLER))
+        """The sampler of the run's samples: a registered name ("langevin", "ula", "mala"...).
+
+        Every sample run records it (since the first `crmse sample`): a run without it is one
+        error naming the run and the field, not langevin by default.
+        """
+        sample = self.target.sample
+        return str(compat.required(f"sample run {sample.id}'s config", sample.config, "integrator"))
 
     @property
     def has_time(self) -> bool:
