@@ -30,7 +30,7 @@ from study_arms import ARMS as STUDY_ARMS  # run as a script from benchmarks/
 from crmse_cli.analysis.strata import cmh_test
 
 ARMS = (
-    "l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "ceV", "cpos", "k1",
+    "l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "ceV", "cpos", "zbl", "k1",
 )
 TITLES = {name: arm.title for name, arm in STUDY_ARMS.items()}
 RERUN = "r"

@@ -39,6 +39,10 @@ ARMS: dict[str, Arm] = {
         "CRMSE 0.015 eV, L_C's data term on the split's 900 positions (--positives split)",
         "CRMSE 0.015 eV, 900 positives",
     ),
+    "zbl": Arm(
+        "baseline: MSE with a ZBL pair repulsion under the network (--pair-repulsion zbl)",
+        "baseline: MSE + ZBL repulsion",
+    ),
     "k1": Arm("baseline: MSE on 1000 frames (950 + 50 validation)", "baseline: MSE on 1000 frames"),
 }
 ALIASES = {"c15r": "c15", "crmse": "c15"}

@@ -43,6 +43,7 @@ def pretrain_command(
         "(the surface they were sampled on), registered as dataset <name>-md17.",
     ),
     architecture: str | None = setting_option(M, "architecture"),
+    pair_repulsion: str | None = setting_option(M, "pair_repulsion"),
     resume: str | None = typer.Option(
         None, help="Continue a pretrain run (id or name) from its last checkpoint."
     ),
@@ -64,7 +65,9 @@ def pretrain_command(
         res = pretrain(ws, dataset=dataset, config=cfg, resume=resume, overrides=overrides)
     else:
         model = architecture_overrides(architecture, config)
-        cfg = load_config(P, config, model__dtype=dtype, **model, **given)
+        cfg = load_config(
+            P, config, model__dtype=dtype, model__pair_repulsion=pair_repulsion, **model, **given
+        )
         res = pretrain(st.workspace, dataset=dataset, split=split, config=cfg, name=name, labels=labels)
     emit_result(
         st,

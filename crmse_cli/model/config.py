@@ -21,6 +21,8 @@ wrapped torch module of your own (``model/module_potential.py``)."""
 ENVELOPES = ("cosine", "polynomial")
 DTYPES = ("float32", "float64")
 """The model dtypes, by name (:func:`torch_dtype` gives the torch dtype)."""
+PAIR_REPULSIONS = ("none", "zbl")
+"""Fixed pair repulsions a built-in network can be trained on top of (``model/zbl.py``)."""
 MACE_DEFAULTS: dict[str, int | float] = {
     "features": 64,
     "layers": 2,
@@ -59,6 +61,8 @@ class ModelConfig:
             derivative jumps at r_c).
         envelope_p: exponent p of the polynomial envelope (>= 2).
         dtype: floating-point type of weights and computations, "float32" or "float64".
+        pair_repulsion: "zbl" adds the ZBL screened-nuclear repulsion, switched off at the sum of
+            covalent radii (``model/zbl.py``), to the network's energy; "none" (default) adds nothing.
     """
 
     architecture: str = setting(
@@ -75,11 +79,22 @@ class ModelConfig:
     )
     envelope_p: int = setting(6, range="[2, 1000]", help="Exponent of the polynomial envelope.", cli=False)
     dtype: str = setting("float32", choices=DTYPES, help="The model's dtype.")
+    pair_repulsion: str = setting(
+        "none",
+        choices=PAIR_REPULSIONS,
+        help="A fixed short-range pair repulsion under the network: none, or zbl (ZBL, off "
+        "beyond the summed covalent radii; model/zbl.py).",
+    )
 
     def __post_init__(self) -> None:
         check_config(self, prefix="model.")  # types, ranges and choices declared on the fields
         if self.architecture == "painn" and self.features < 2:
             raise ConfigError("model.features must be at least 2 for painn (the readout halves it)")
+        if self.pair_repulsion != "none" and self.architecture not in ("painn", "schnet"):
+            raise ConfigError(
+                f"model.pair_repulsion = {self.pair_repulsion!r} is for painn and schnet; "
+                "a MACE model has its own (mace-torch's pair_repulsion)"
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:

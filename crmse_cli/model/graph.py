@@ -255,6 +255,10 @@ class DenseLayout:
         """Sender features h_j, broadcastable against pair tensors: (B, 1, N, F)."""
         return h.unsqueeze(1)
 
+    def receive(self, h: Tensor) -> Tensor:
+        """Receiver features h_i, broadcastable against pair tensors: (B, N, 1, F)."""
+        return h.unsqueeze(2)
+
     def reduce(self, m: Tensor) -> Tensor:
         """Sum of pair messages over senders: (B, N, N, F) -> (B, N, F)."""
         return m.sum(2)
@@ -323,6 +327,10 @@ class SparseLayout:
     def gather(self, h: Tensor) -> Tensor:
         """Sender features h_j: (A, F) -> (E, F)."""
         return h.index_select(0, self.sender)
+
+    def receive(self, h: Tensor) -> Tensor:
+        """Receiver features h_i: (A, F) -> (E, F)."""
+        return h.index_select(0, self.receiver)
 
     def _scatter(self, m: Tensor) -> Tensor:
         out = m.new_zeros((self.positions.shape[0],) + tuple(m.shape[1:]))

@@ -1,6 +1,6 @@
 """The potential: a network plus a per-element energy shift and a global scale, in kcal/mol.
 
-    U(x) = scale * sum_i out_i(x) + sum_i shift[Z_i]
+    U(x) = scale * sum_i out_i(x) + sum_i shift[Z_i]  (+ a fixed ZBL pair repulsion, if configured)
 
 ``shift`` (kcal/mol per atom of each element) is the least-squares fit of the training energies
 on the composition, so the network only learns what the composition does not explain, and
@@ -25,6 +25,7 @@ from crmse_cli.model.graph import Graph, Layout, layout_of, make_graph
 from crmse_cli.model.layers import AtomisticNetwork
 from crmse_cli.model.painn import PaiNN
 from crmse_cli.model.schnet import SchNet
+from crmse_cli.model.zbl import ZBLRepulsion
 
 # Relative singular-value cut-off of the composition least squares: with one molecule all rows
 # of the composition matrix are equal (rank 1) and lstsq returns the minimum-norm shift, whose
@@ -56,6 +57,7 @@ class Potential(nn.Module):
         n_species = len(self.network.species)
         self.register_buffer("shift", torch.zeros(n_species))  # kcal/mol per atom, per species
         self.register_buffer("scale", torch.ones(()))  # kcal/mol per network output unit
+        self.repulsion = ZBLRepulsion(self.network.species) if config.pair_repulsion == "zbl" else None
 
     @property
     def species(self) -> list[int]:
@@ -89,7 +91,10 @@ class Potential(nn.Module):
         shift = self.shift
         # Summed apart and added last: total energies are ~1e5 kcal/mol, so adding the large
         # per-atom shifts to each small atomic output first would round every term in float32.
-        return layout.sum_atoms(self.scale * out) + layout.sum_atoms(shift[index].expand_as(out))
+        energy = layout.sum_atoms(self.scale * out) + layout.sum_atoms(shift[index].expand_as(out))
+        if self.repulsion is not None:
+            energy = energy + self.repulsion(layout, index)
+        return energy
 
     def energies(self, positions: Tensor, species: Tensor) -> Tensor:
         """(B,) energies in kcal/mol of B replicas of one molecule (differentiable).
