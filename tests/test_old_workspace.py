@@ -218,3 +218,16 @@ def test_a_report_of_samples_without_their_sampler_names_the_run(
         monkeypatch, capsys, "compare", RUNS["evaluate-CRMSE"], "--out", str(tmp_path / "r.html")
     )
     one_line_error(result, f"sample run {run_id}", "'integrator'")
+
+
+def test_a_report_of_a_diagnosis_without_its_model_names_the_run(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every diagnose run records the model it diagnosed against; one without it read 'None'."""
+    run_id = RUNS["diagnose-CRMSE"]
+    with sqlite3.connect(home / "crmse.db") as con:
+        con.execute("UPDATE runs SET config = json_remove(config, '$.against') WHERE id = ?", (run_id,))
+    con.close()
+    runs = (RUNS["evaluate-MSE"], RUNS["evaluate-CRMSE"])
+    result = cli_main(monkeypatch, capsys, "compare", *runs, "--out", str(tmp_path / "r.html"))
+    one_line_error(result, f"diagnose run {run_id}", "'against'")

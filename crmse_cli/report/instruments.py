@@ -12,6 +12,7 @@ import html
 
 import plotly.graph_objects as go
 
+from crmse_cli.registry import compat
 from crmse_cli.report.collect import ReportData
 from crmse_cli.report.plotting import FigureSpec, run_color
 from crmse_cli.report.rows import Diagnosis
@@ -65,7 +66,7 @@ def instruments_section(diagnoses: list[Diagnosis]) -> str:
         )
         body.append(f"<tr><th>{html.escape(title)}</th><td>{html.escape(unit)}</td>{cells}</tr>")
     against = ", ".join(
-        html.escape(f"{d.label}: diagnose run {d.run.id} against {d.run.config.get('against')}")
+        html.escape(f"{d.label}: diagnose run {d.run.id} against {_against(d)}")
         for d in diagnoses
     )
     return (
@@ -127,3 +128,8 @@ def hessian_spec(report: ReportData) -> FigureSpec | None:
         "softening drives the soft modes (left) toward T_model / T_reference."
     )
     return FigureSpec("hessian", "Curvature at the minimum, mode by mode", caption, fig)
+
+
+def _against(d: Diagnosis) -> str:
+    """The model run a diagnose run compared with (every diagnose run records it)."""
+    return str(compat.required(f"diagnose run {d.run.id}'s config", d.run.config, "against"))
