@@ -17,8 +17,10 @@ from crmse_cli.cli.common import (
     state,
     workspace,
 )
-from crmse_cli.cli.conventions import choice
+from crmse_cli.cli.conventions import choice, setting_option
 from crmse_cli.cli.tables import metrics_tables
+from crmse_cli.config import load_config
+from crmse_cli.stages.stabilize_config import StabilizeConfig
 
 PRESET_CHOICES = ("quick", "paper")
 """The presets ``--preset`` lists: the keys of :data:`crmse_cli.stages.reproduce.PRESETS` that are not
@@ -82,20 +84,25 @@ def reproduce_command(
     temperature_K: float | None = typer.Option(
         None, "--temperature-K", help="Sampling temperature (default 500)."
     ),
+    recipe: str | None = setting_option(StabilizeConfig, "recipe"),
+    force_budget: float | None = setting_option(StabilizeConfig, "force_budget"),
     out: Path | None = typer.Option(None, help="Where to write the HTML report."),
     open_: OpenOption = False,
     processes: int = typer.Option(1, "--processes", help="Worker processes for generating an xTB reference."),
     compile_: CompileOption = None,
 ) -> None:
-    """Fetch -> pretrain -> sample -> regularize -> sample -> evaluate -> diagnose -> compare -> verdict.
+    """Fetch -> pretrain -> sample -> CRMSE -> polish -> sample -> evaluate -> diagnose -> compare -> verdict.
 
-    Finished steps are reused. The last lines are the verdict: CRMSE against the MSE model it
-    started from (replicas that left the basin, test error change, repair or softening).
+    Finished steps are reused. The CRMSE arm is `crmse stabilize`'s recipe: CRMSE, then an MSE
+    polish whose length the force budget picks on held-out frames (--recipe crmse: CRMSE alone).
+    The last lines are the verdict: that model against the MSE model it started from (replicas
+    that left the basin, the polish's pick and force change, test error change, repair or softening).
     """
     from crmse_cli.stages.reproduce import reproduce
 
     st = state(ctx)
     set_threads(st.threads)
+    chosen = load_config(StabilizeConfig, None, recipe=recipe, force_budget=force_budget)  # validated
     res = reproduce(
         workspace(st, compile_=compile_),
         molecule,
@@ -107,6 +114,8 @@ def reproduce_command(
         temperature_K=temperature_K,
         out=out,
         processes=processes,
+        recipe_name=chosen.recipe,
+        force_budget=chosen.force_budget,
     )
     if st.json:
         emit_json(

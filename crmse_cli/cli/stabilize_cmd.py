@@ -37,6 +37,7 @@ def stabilize_command(
         "crmse: leave out (the model's own dataset).",
     ),
     force_budget: float | None = setting_option(S, "force_budget"),
+    recipe: str | None = setting_option(S, "recipe"),
     temperature_K: float | None = setting_option(S, "temperature_K"),
     test: Path | None = typer.Option(
         None,
@@ -57,6 +58,8 @@ def stabilize_command(
     record_every: int | None = setting_option(S, "record_every"),
     updates: int | None = setting_option(S, "updates"),
     lambda_: float | None = setting_option(S, "lambda_"),
+    polish_updates: int | None = setting_option(S, "polish_updates"),
+    polish_every: int | None = setting_option(S, "polish_every"),
     budget_every: int | None = setting_option(S, "budget_every"),
     screen_replicas: int | None = setting_option(S, "screen_replicas"),
     screen_steps: int | None = setting_option(S, "screen_steps"),
@@ -71,9 +74,12 @@ def stabilize_command(
     open_: OpenOption = False,
     compile_: CompileOption = None,
 ) -> None:
-    """Import, screen, CRMSE with a force budget, screen again, diagnose, report, export: one verdict.
+    """Import, screen, CRMSE, an MSE polish cut by the force budget, screen again, diagnose, report, export.
 
-    Every step is a registry run named NAME-<step>; after Ctrl-C the same command continues.
+    The polish continues CRMSE with the MSE loss alone; the force budget keeps its earliest
+    checkpoint whose force error on held-out frames is within budget of the original model's
+    (--recipe crmse: CRMSE alone, as before). Every step is a registry run named NAME-<step>;
+    after Ctrl-C the same command continues. The last lines are the verdict.
     """
     from crmse_cli.stages.stabilize import stabilize
 

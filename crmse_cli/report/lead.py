@@ -23,6 +23,7 @@ from crmse_cli.report.pareto import TradeoffPoint
 from crmse_cli.report.pareto import tradeoff_figure as tradeoff_plot
 from crmse_cli.report.rows import Failure
 from crmse_cli.report.verdict import Evidence, evidence, verdict_lines
+from crmse_cli.train.budget import configured_budget
 
 if TYPE_CHECKING:
     pass
@@ -57,6 +58,7 @@ def verdict_section(report: ReportData) -> str:
             _evidence(run),
             diagnosis=diagnoses.get(run.label),
             budget={k: v[0] for k, v in run.model_metrics.items()},
+            force_budget=configured_budget(run.target.model.config) if run.target.model is not None else None,
         )
         items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
         title = f"{run.label} against {base.label}"
@@ -69,7 +71,8 @@ def verdict_section(report: ReportData) -> str:
         )
     return (
         '<section id="verdict"><h2>Verdict</h2><p class="caption">Replicas that left the physical basin '
-        "(Fisher's exact test), the change of the test errors (relative, by MAE and RMSE) and, where "
+        "(Fisher's exact test); for an MSE polish, which update the force budget picked and its force "
+        "change on held-out frames; the change of the test errors (relative, by MAE and RMSE) and, where "
         "<code>crmse diagnose</code> ran, whether the change is a repair or a softening.</p>"
         + "".join(blocks)
         + "</section>"

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from crmse_cli.analysis.study import PooledStability, fisher_left
-from crmse_cli.train.budget import CHOICE_UPDATE, PARENT_FALLBACK
+from crmse_cli.train.budget import (
+    CHOICE_REL_FORCE,
+    CHOICE_UPDATE,
+    N_CANDIDATES,
+    N_FRAMES,
+    OVER_BUDGET,
+    PARENT_FALLBACK,
+    REFERENCE_FORCE_MAE,
+)
 
 SOFTENING_RATIO = 0.8
 """Soft-mode Hessian ratio (model / original) below which a model is called softened: its
@@ -77,6 +85,19 @@ def stability_line(before: Evidence, after: Evidence) -> str:
     return line + (": fewer, but not significant at p < 0.05" if p >= 0.05 else "")
 
 
+def control_line(after: Evidence, control: Evidence) -> str | None:
+    """``against the lambda = 0 control: 1/64 vs 11/64 left (Fisher p = 0.0043)``; None if unsampled."""
+    if after.left is None or control.left is None or not after.replicas or not control.replicas:
+        return None
+    p = fisher_left(
+        PooledStability(control.replicas, control.left), PooledStability(after.replicas, after.left)
+    )
+    return (
+        f"against the lambda = 0 control (same fine-tuning without L_C): {after.left}/{after.replicas} "
+        f"vs {control.left}/{control.replicas} left (Fisher p = {_p(p)})"
+    )
+
+
 def error_line(before: Evidence, after: Evidence, *, prefix: str = "test", label: str = "test") -> str | None:
     """``test force MAE +4% (RMSE +2%); energy MAE -1% (RMSE +0.5%)``; None without errors."""
     parts = []
@@ -107,11 +128,36 @@ def diagnosis_line(d: Mapping[str, float]) -> str | None:
     return f"{what} ({', '.join(facts)}; Hessian ratios model / original)"
 
 
-def budget_line(budget: Mapping[str, float]) -> str | None:
-    """What the force budget chose, when it kept the original model (None otherwise).
+def polish_line(budget: Mapping[str, float], force_budget: float | None = None) -> str:
+    """Which update of an MSE polish the force budget picked, its force change, within budget or not.
 
-    From a regularize run's final metrics (``budget_choice_update``, ``budget_parent_fallback``).
+    From the polish run's final metrics: its budget is relative to the pretrain ancestor
+    (``budget_reference_val_force_mae``), its update 0 is the CRMSE model it continues.
     """
+    update = int(budget[CHOICE_UPDATE])
+    rel = budget.get(CHOICE_REL_FORCE, math.nan)
+    frames = int(budget[N_FRAMES]) if N_FRAMES in budget else None
+    on = f" on {frames} labelled frames no run trained on" if frames else ""
+    limit = f"+{100 * force_budget:g}%" if force_budget is not None else "the"
+    n = int(budget.get(N_CANDIDATES, 0))
+    what = "update 0 (CRMSE as it ended)" if update == 0 else f"update {update}"
+    change = f"force MAE {_pct(rel)} vs the original model{on}"
+    if budget.get(OVER_BUDGET, 0.0) >= 0.5:
+        return (
+            f"MSE polish: none of {n} candidates within the {limit} force budget; kept the most "
+            f"accurate, {what}: {change}, OVER budget"
+        )
+    return f"MSE polish: the {limit} force budget picked {what} of {n} candidates: {change}, within budget"
+
+
+def budget_line(budget: Mapping[str, float], force_budget: float | None = None) -> str | None:
+    """What the force budget chose: a polish's pick, or CRMSE's when it kept the original model.
+
+    From a regularize run's final metrics (``budget_choice_update``, ``budget_parent_fallback``;
+    a polish: :func:`polish_line`). None when there is nothing to say.
+    """
+    if REFERENCE_FORCE_MAE in budget and CHOICE_UPDATE in budget:  # budgeted against an ancestor
+        return polish_line(budget, force_budget)
     if budget.get(PARENT_FALLBACK, 0.0) >= 0.5:
         return "no candidate within the force budget: kept the original model"
     if budget.get(CHOICE_UPDATE) == 0:
@@ -125,6 +171,8 @@ def verdict_lines(
     *,
     diagnosis: Mapping[str, float] | None = None,
     budget: Mapping[str, float] | None = None,
+    force_budget: float | None = None,
+    control: Evidence | None = None,
     wrote: str | None = None,
     error_prefix: str = "test",
     error_label: str = "test",
@@ -135,20 +183,27 @@ def verdict_lines(
         before: the original model's evidence.
         after: the post-trained model's.
         diagnosis: the diagnose run's final metrics (repair or softening), if any.
-        budget: the post-training run's final metrics (the force budget's choice), if any.
+        budget: the post-training run's final metrics (the force budget's choice), if any: the
+            MSE polish's when the recipe polished.
+        force_budget: the budget that run was given (relative), to name it.
+        control: the lambda = 0 control's evidence, if there is one.
         wrote: the exported model's path, if one was written.
         error_prefix: metric prefix of the errors compared (``test``, or ``heldout`` for a file).
         error_label: how the lines name those frames.
     """
     lines = [stability_line(before, after)]
-    kept = budget_line(budget or {})
-    if kept is not None:
-        lines.append(kept)
+    against = control_line(after, control) if control is not None else None
+    if against is not None:
+        lines.append(against)
+    chosen = budget_line(budget or {}, force_budget)
+    if chosen is not None:
+        lines.append(chosen)
+    kept = chosen is not None and REFERENCE_FORCE_MAE not in (budget or {})  # the original model
     errors = error_line(before, after, prefix=error_prefix, label=error_label)
     if errors is not None:
         lines.append(errors)
     diag = diagnosis_line(diagnosis) if diagnosis else None
-    if diag is not None and kept is None:
+    if diag is not None and not kept:
         lines.append(diag)
     if wrote:
         lines.append(f"wrote {wrote}")

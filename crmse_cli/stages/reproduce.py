@@ -1,8 +1,10 @@
 """`crmse reproduce`: the whole pipeline on one molecule.
 
-fetch -> pretrain -> sample (MSE) -> regularize -> sample (CRMSE) -> evaluate -> diagnose ->
-compare -> the verdict (:func:`crmse_cli.report.verdict.verdict_lines`, the lines ``crmse stabilize``
-ends with).
+fetch -> pretrain -> sample (MSE) -> regularize -> MSE polish -> sample (CRMSE) -> evaluate ->
+diagnose -> compare -> the verdict (:func:`crmse_cli.report.verdict.verdict_lines`, the lines
+``crmse stabilize`` ends with). The CRMSE arm is :func:`crmse_cli.stages.recipe.run_recipe`, the
+recipe ``stabilize`` runs: CRMSE, then an MSE-only polish whose length the force budget picks on
+held-out frames (``--recipe crmse``: CRMSE alone, as before); its model is the one sampled.
 ``reproduce ethanol`` and ``reproduce aspirin`` run on rMD17 (the paper's path);
 ``reproduce ethanol-xtb`` and ``reproduce aspirin-xtb`` generate an exact 500 K GFN2-xTB
 reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
@@ -10,8 +12,9 @@ reference first (:data:`XTB_REFERENCES`: no download, no ``../shared``).
 Every step is an ordinary registry run named ``repro-<molecule>-<preset>-n<n_train>-s<seed>-<step>``
 (``n_train`` the training frames, the preset's unless ``--n-train`` is given),
 so ``crmse runs`` lists them and each can be rerun alone. Rerunning ``reproduce`` reuses the
-steps that completed, resumes an interrupted pretrain or regularize run, and starts the other
-steps again under a fresh name (``...~2``).
+steps that completed (a sample, evaluate or diagnose step only when it is of the same model),
+resumes an interrupted pretrain or regularize run, and starts the other steps again under a fresh
+name (``...~2``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from crmse_cli.stages import fetch_xtb
 from crmse_cli.stages import pretrain as pretrain_stage
 from crmse_cli.stages import regularize as regularize_stage
 from crmse_cli.stages import sample as sample_stage
+from crmse_cli.stages.recipe import RecipeRuns, recipe, run_recipe
+from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.sample import SampleConfig
+from crmse_cli.stages.stabilize_config import FORCE_BUDGET, POLISH_EVERY, POLISH_UPDATES, RECIPES
+from crmse_cli.train.budget import configured_budget
 from crmse_cli.train.contrastive import ContrastiveConfig
 from crmse_cli.validate import check_option
 from crmse_cli.workspace import Workspace
@@ -53,6 +60,8 @@ class Preset:
         sample: the sampling config of every model.
         contrastive: the CRMSE post-training config.
         control: also run the lambda = 0 control (same fine-tuning, no contrastive term).
+        polish_updates: updates of the MSE polish after CRMSE (recipe ``crmse+polish``).
+        polish_every: updates between the polish's candidates.
         base: the pretrain preset; None means the one of the same name.
         hidden: left out of ``--help`` and error messages (test sizes).
         caveat: what the numbers are worth, printed above the verdict and in the report's title
@@ -63,6 +72,8 @@ class Preset:
     sample: SampleConfig
     contrastive: ContrastiveConfig
     control: bool
+    polish_updates: int = POLISH_UPDATES
+    polish_every: int = POLISH_EVERY
     base: str | None = None
     hidden: bool = False
     caveat: str | None = None
@@ -98,6 +109,8 @@ PRESETS: dict[str, Preset] = {
             n_chains=4, n_updates=2, steps_per_update=5, warmup_updates=1, batch_size=8
         ),
         control=False,
+        polish_updates=2,
+        polish_every=1,
         base="quick",
         hidden=True,
         caveat=f"{QUICK_CAVEAT}; tiny test sizes, the numbers mean nothing",
@@ -211,11 +224,20 @@ def _fresh_name(reg: Registry, base: str) -> str:
 
 
 def _step(
-    reg: Registry, base: str, *, start: Callable[..., str], resume: Callable[..., str] | None = None
+    reg: Registry,
+    base: str,
+    *,
+    start: Callable[..., str],
+    resume: Callable[..., str] | None = None,
+    parent: str | None = None,
 ) -> str:
-    """Reuse a completed run named ``base``, resume a resumable one, or start a new one."""
+    """Reuse a completed run named ``base``, resume a resumable one, or start a new one.
+
+    ``parent``: reuse only a completed run of that parent (a sample of another model, from an
+    older recipe, is not this step's).
+    """
     runs = _find(reg, base)
-    done = [r for r in runs if r.status == "completed"]
+    done = [r for r in runs if r.status == "completed" and (parent is None or r.parent == parent)]
     if done:
         return str(done[-1].id)
     if resume is not None:
@@ -239,13 +261,16 @@ def reproduce(
     out: Path | None = None,
     registry: Registry | None = None,
     processes: int = 1,
+    recipe_name: str = RECIPES[0],
+    force_budget: float = FORCE_BUDGET,
 ) -> ReproduceResult:
     """Run the whole pipeline on one molecule; return run ids, metrics and the report path.
 
     ``molecule`` is an rMD17 molecule, a name of :data:`XTB_REFERENCES` (generated with
     ``processes`` worker processes when not registered) or any registered dataset. A preset may
     run on its own reference size (:data:`PRESET_DATASETS`: ``aspirin-xtb`` quick) and with its
-    molecule's own sizes (:data:`MOLECULE_PRESETS`: aspirin quick).
+    molecule's own sizes (:data:`MOLECULE_PRESETS`: aspirin quick). ``recipe_name`` and
+    ``force_budget``: the CRMSE arm's recipe (:mod:`crmse_cli.stages.recipe`).
     """
     if preset not in PRESETS:
         shown = ", ".join(k for k, v in PRESETS.items() if not v.hidden)
@@ -277,11 +302,24 @@ def reproduce(
         ),
     )
     models = {"MSE": res.runs["pretrain"]}
-    variants = [("CRMSE", contrastive)] + (
-        [("lambda0", replace(contrastive, lambda_=0.0))] if p.control else []
+    arm = recipe(
+        recipe_name,
+        RegularizeConfig(contrastive=contrastive),
+        force_budget=force_budget,
+        polish_updates=p.polish_updates,
+        polish_every=p.polish_every,
     )
+    step_names = {"crmse": "regularize-CRMSE", "polish": "polish-CRMSE"}
+
+    def step(what: str, start: Callable[[str], str], resume: Callable[[str], str], parent: str | None) -> str:
+        res.runs[step_names[what]] = _step(reg, f"{tag}-{step_names[what]}", start=start, resume=resume)
+        return res.runs[step_names[what]]
+
+    crmse: RecipeRuns = run_recipe(ws, res.runs["pretrain"], arm, step=step, parent=res.runs["pretrain"])
+    models["CRMSE"] = crmse.model  # the polished model when the recipe polishes
+    variants = [("lambda0", replace(contrastive, lambda_=0.0))] if p.control else []
     for label, ccfg in variants:
-        rcfg = regularize_stage.RegularizeConfig(contrastive=ccfg)
+        rcfg = RegularizeConfig(contrastive=ccfg)
         models[label] = _step(
             reg,
             f"{tag}-regularize-{label}",
@@ -297,12 +335,14 @@ def reproduce(
             reg,
             f"{tag}-sample-{label}",
             start=lambda name, m=model_id: sample_stage.sample(ws, m, sample_cfg, name=name).run_id,
+            parent=model_id,
         )
         res.runs[f"sample-{label}"] = sid
         eid = _step(
             reg,
             f"{tag}-evaluate-{label}",
             start=lambda name, s=sid: evaluate_stage.evaluate(ws, s, name=name, seed=seed).run_id,
+            parent=sid,
         )
         res.runs[f"evaluate-{label}"] = eid
         res.metrics[label] = {k: (m.value, m.unit) for k, m in reg.final_metrics(eid).items()}
@@ -316,6 +356,7 @@ def reproduce(
                 ws, models["CRMSE"], against=models["MSE"], control=control, name=name, registry=reg
             ).run_id
         ),
+        parent=models["CRMSE"],
     )
     about = p.caveat or f"{preset}, seed {seed}"
     cmp = compare_stage.compare(ws, samples, out=out, title=f"CRMSE reproduction: {molecule} ({about})")
@@ -332,9 +373,15 @@ def verdict(reg: Registry, runs: dict[str, str]) -> list[str]:
     def finals(step: str) -> dict[str, float]:
         return {k: m.value for k, m in reg.final_metrics(runs[step]).items()} if step in runs else {}
 
+    last = "polish-CRMSE" if "polish-CRMSE" in runs else "regularize-CRMSE"
+    control = None
+    if "sample-lambda0" in runs:
+        control = evidence(finals("sample-lambda0"), finals("evaluate-lambda0"))
     return verdict_lines(
         evidence(finals("sample-MSE"), finals("evaluate-MSE")),
         evidence(finals("sample-CRMSE"), finals("evaluate-CRMSE")),
         diagnosis=finals("diagnose-CRMSE") or None,
-        budget=finals("regularize-CRMSE"),
+        budget=finals(last),
+        force_budget=configured_budget(reg.get_run(runs[last]).config) if last in runs else None,
+        control=control,
     )

@@ -1,15 +1,18 @@
 """`crmse stabilize`: from a model that leaves the basin in MD to a stable one, in one command.
 
-import (MACE) -> stability screen before -> its evaluation -> CRMSE with the force budget ->
-the same screen after -> its evaluation -> held-out errors (``--test``) -> diagnose -> report ->
+import (MACE) -> stability screen before -> its evaluation -> CRMSE -> an MSE-only polish whose
+length the force budget picks on held-out frames (:mod:`crmse_cli.stages.recipe`, issue 29's
+recipe; ``--recipe crmse``: CRMSE alone with the budget's candidates along it, as before) -> the
+same screen after -> its evaluation -> held-out errors (``--test``) -> diagnose -> report ->
 export in the format the model came in -> one verdict block.
 
 Every step is an ordinary registry run named ``<name>-<step>`` (``<name>-import``,
-``<name>-before``, ``<name>-before-eval``, ``<name>-crmse``, ``<name>-after``, ``<name>-after-eval``,
-``<name>-diagnose``), made by the stage functions the single commands call, so ``crmse runs`` and
-``crmse show`` inspect each. A rerun reuses the completed steps, resumes an interrupted CRMSE run
-and starts the other interrupted steps again under a fresh name (``...~2``), as ``reproduce``
-does. The verdict is :func:`crmse_cli.report.verdict.verdict_lines` of the runs' stored metrics.
+``<name>-before``, ``<name>-before-eval``, ``<name>-crmse``, ``<name>-polish``, ``<name>-after``,
+``<name>-after-eval``, ``<name>-diagnose``), made by the stage functions the single commands call,
+so ``crmse runs`` and ``crmse show`` inspect each. A rerun reuses the completed steps, resumes an
+interrupted CRMSE or polish run and starts the other interrupted steps again under a fresh name
+(``...~2``), as ``reproduce`` does. The verdict is :func:`crmse_cli.report.verdict.verdict_lines`
+of the runs' stored metrics.
 """
 
 from __future__ import annotations
@@ -26,18 +29,18 @@ from crmse_cli.report.verdict import evidence, verdict_lines
 from crmse_cli.stages import compare as compare_stage
 from crmse_cli.stages import diagnose as diagnose_stage
 from crmse_cli.stages import evaluate as evaluate_stage
-from crmse_cli.stages import regularize as regularize_stage
 from crmse_cli.stages import sample as sample_stage
 from crmse_cli.stages._models import check_species, load_dataset, resolve_model, run_checkpoint
 from crmse_cli.stages.fetch import fetch_xyz
 from crmse_cli.stages.mace import export_model, import_mace
-from crmse_cli.stages.regularize import RegularizeConfig
+from crmse_cli.stages.recipe import Recipe, recipe, run_recipe
+from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.reproduce import _find, _step
 from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.stages.stabilize_config import StabilizeConfig
 from crmse_cli.stages.stabilize_plan import IMPORT_SPLIT_SEED, VAL_FRACTION, Plan, plan
 from crmse_cli.train.accuracy import frame_errors
-from crmse_cli.train.budget import BudgetConfig
+from crmse_cli.train.budget import BudgetConfig, configured_budget
 from crmse_cli.train.contrastive import ContrastiveConfig
 from crmse_cli.workspace import Workspace
 
@@ -53,11 +56,12 @@ class StabilizeResult:
 
     Attributes:
         name: the steps' name prefix.
-        runs: step -> run id (``import``, ``before``, ``before-eval``, ``crmse``, ``after``,
-            ``after-eval``, ``diagnose``, ``compare``).
+        runs: step -> run id (``import``, ``before``, ``before-eval``, ``crmse``, ``polish``,
+            ``after``, ``after-eval``, ``diagnose``, ``compare``).
         reused: steps whose completed run an earlier call had made.
         report: the comparison report (before vs after).
-        model: the stabilized model: the exported MACE file, or the crmse run's checkpoint.
+        model: the stabilized model: the exported MACE file, or the checkpoint of the last
+            post-training run (the polish, or CRMSE with ``--recipe crmse``).
         verdict: the verdict block, one fact a line.
     """
 
@@ -82,7 +86,11 @@ def sample_config(cfg: StabilizeConfig) -> SampleConfig:
 
 
 def regularize_config(cfg: StabilizeConfig) -> RegularizeConfig:
-    """CRMSE with the force-budget rule, its candidate screens at the user's temperature."""
+    """CRMSE with the force-budget rule, its candidate screens at the user's temperature.
+
+    ``--recipe crmse`` runs it as it is; ``crmse+polish`` drops the budget from CRMSE and gives
+    it to the polish (:func:`crmse_cli.stages.recipe.recipe`).
+    """
     c = ContrastiveConfig(seed=cfg.seed)
     if cfg.updates is not None:
         c = replace(c, n_updates=cfg.updates)
@@ -139,7 +147,8 @@ def stabilize(
         energy_unit: the extended-XYZ files' energy unit ("eV" or "kcal/mol").
         energy_key: their energy key (e.g. ``REF_energy``).
         forces_key: their forces key (e.g. ``REF_forces``).
-        regularize: the CRMSE run's full settings instead of those ``config`` implies.
+        regularize: the CRMSE run's full settings instead of those ``config`` implies (the
+            polish's derive from them: :func:`crmse_cli.stages.recipe.polish_config`).
         registry: an open Registry (default: ``Registry.open(ws)``).
     """
     cfg = config or StabilizeConfig()
@@ -149,8 +158,15 @@ def stabilize(
         energy_unit=energy_unit, energy_key=energy_key, forces_key=forces_key,
     )  # fmt: skip
     res = StabilizeResult(name=p.name)
+    plan_ = recipe(
+        cfg.recipe,
+        regularize or regularize_config(cfg),
+        force_budget=cfg.force_budget,
+        polish_updates=cfg.polish_updates,
+        polish_every=cfg.polish_every,
+    )
     try:
-        _run_steps(ws, reg, p, cfg, regularize or regularize_config(cfg), res)
+        _run_steps(ws, reg, p, cfg, plan_, res)
     except KeyboardInterrupt as exc:  # the CLI prints this line instead of the step's own hint
         where = getattr(exc, "crmse_message", "interrupted")
         exc.crmse_message = (  # type: ignore[attr-defined]
@@ -168,7 +184,7 @@ def _track(reg: Registry, res: StabilizeResult, step: str, base: str) -> None:
 
 
 def _run_steps(
-    ws: Workspace, reg: Registry, p: Plan, cfg: StabilizeConfig, rcfg: RegularizeConfig, res: StabilizeResult
+    ws: Workspace, reg: Registry, p: Plan, cfg: StabilizeConfig, plan_: Recipe, res: StabilizeResult
 ) -> None:
     def step(
         what: str, start: Callable[[str], str], parent: str | None, resume: Callable[[str], str] | None = None
@@ -190,12 +206,14 @@ def _run_steps(
     model_run = source if p.kind == "mace" else p.model_run
     scfg = sample_config(cfg)
     screen("before", source, model_run)
-    crmse = step(
-        "crmse",
-        lambda n: regularize_stage.regularize(ws, source, rcfg, name=n).run_id,
-        model_run,
-        resume=lambda rid: regularize_stage.regularize(ws, None, rcfg, resume=rid).run_id,
+    runs = run_recipe(
+        ws,
+        source,
+        plan_,
+        step=lambda what, start, resume, parent: step(what, start, parent, resume),
+        parent=model_run,
     )
+    crmse = runs.model  # the stabilized model: the polish, or CRMSE alone
     screen("after", crmse, crmse)
     if model_run is not None:
         step(
@@ -212,10 +230,11 @@ def _run_steps(
     if done:
         res.runs["compare"], res.reused = done[-1].id, [*res.reused, "compare"]
     else:
-        title = f"stabilize {p.name}: before vs after CRMSE at {cfg.temperature_K:g} K"
+        what = "CRMSE + MSE polish" if plan_.polish is not None else "CRMSE"
+        title = f"stabilize {p.name}: before vs after {what} at {cfg.temperature_K:g} K"
         res.runs["compare"] = compare_stage.compare(ws, pair, title=title, registry=reg).run_id
     res.report = Path(reg.artifacts(res.runs["compare"], kind="report")[-1].path)
-    res.model = _export(ws, reg, p, res.runs["crmse"])
+    res.model = _export(ws, reg, p, crmse)
 
 
 def _import(ws: Workspace, reg: Registry, p: Plan, res: StabilizeResult) -> str:
@@ -254,12 +273,12 @@ def _heldout(ws: Workspace, reg: Registry, p: Plan, eval_id: str, model_ref: str
     reg.log_metrics(eval_id, metric_rows(errors, split="test"))
 
 
-def _export(ws: Workspace, reg: Registry, p: Plan, crmse_id: str) -> Path:
+def _export(ws: Workspace, reg: Registry, p: Plan, model_id: str) -> Path:
     """MACE in, MACE out (``p.out``); a crmse model stays its run's checkpoint."""
     if p.kind == "mace":
         assert p.out is not None
-        return Path(export_model(ws, crmse_id, p.out, registry=reg))
-    return Path(run_checkpoint(reg, reg.get_run(crmse_id)))
+        return Path(export_model(ws, model_id, p.out, registry=reg))
+    return Path(run_checkpoint(reg, reg.get_run(model_id)))
 
 
 def verdict(reg: Registry, p: Plan, res: StabilizeResult) -> list[str]:
@@ -274,7 +293,8 @@ def verdict(reg: Registry, p: Plan, res: StabilizeResult) -> list[str]:
         evidence(finals("before"), finals("before-eval")),
         evidence(finals("after"), finals("after-eval")),
         diagnosis=finals("diagnose") or None,
-        budget=finals("crmse"),
+        budget=finals("polish") or finals("crmse"),
+        force_budget=configured_budget(reg.get_run(res.runs.get("polish") or res.runs["crmse"]).config),
         wrote=str(res.model) if p.kind == "mace" else None,
         error_prefix=prefix,
         error_label=label,

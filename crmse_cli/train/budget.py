@@ -288,6 +288,12 @@ def candidates_from_rows(rows: Mapping[str, Sequence[tuple[int, float]]]) -> lis
     ]
 
 
+def configured_budget(config: Mapping[str, Any]) -> float | None:
+    """The force budget recorded in a regularize run's config (None: the run had none)."""
+    value = (config.get("budget") or {}).get("force_budget")
+    return None if value is None else float(value)
+
+
 def budget_summary(config: Mapping[str, Any], finals: Mapping[str, float]) -> str | None:
     """One line for ``crmse show``: the budget, the choice, its screen and force change (None: no budget)."""
     budget = (config.get("budget") or {}).get("force_budget")
@@ -301,8 +307,10 @@ def budget_summary(config: Mapping[str, Any], finals: Mapping[str, float]) -> st
     rel = finals.get(CHOICE_REL_FORCE, math.nan)
     within, total = int(finals.get(N_WITHIN, 0)), int(finals.get(N_CANDIDATES, 0))
     what = "the parent (update 0)" if update == 0 else f"update {update}"
+    screened = int((config.get("budget") or {}).get("screen_steps", 1)) > 0
+    screen = f"{left}/{replicas} left in the screen" if screened else "no screen"
     line = (
-        f"{budget:g}: chose {what}, {left}/{replicas} left in the screen, validation force MAE "
+        f"{budget:g}: chose {what}, {screen}, validation force MAE "
         f"{100 * rel:+.1f}% vs the MSE model it descends from; {within} of {total} candidates within budget"
     )
     if N_FRAMES in finals:
