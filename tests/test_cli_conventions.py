@@ -17,6 +17,7 @@ from crmse_cli.registry.entities import RUN_KINDS
 from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import chain_sampler_names, sampler_names
 from crmse_cli.stages.sample_config import STARTS
+from crmse_cli.stages.stabilize_config import RECIPES
 from crmse_cli.train.contrastive_config import (
     CHAIN_SOURCES,
     INITS,
@@ -81,6 +82,8 @@ CHOICES = [  # (command, its other arguments, option, the choices it names)
     (("regularize",), (), "--lambda-control", LAMBDA_CONTROLS),
     (("regularize",), (), "--device", DEVICES),
     (("reproduce",), ("ethanol",), "--preset", ("quick", "paper")),
+    (("reproduce",), ("ethanol",), "--recipe", RECIPES),
+    (("stabilize",), ("m",), "--recipe", RECIPES),
     (("mace", "import"), ("m.model", "--data", "x.xyz"), "--energy-unit", ("eV", "kcal/mol")),
     (("fetch", "xyz"), ("x.xyz", "--name", "x"), "--energy-unit", ("eV", "kcal/mol")),
     (("runs",), (), "--kind", RUN_KINDS),

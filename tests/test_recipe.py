@@ -84,7 +84,7 @@ def test_the_recipe_chains_crmse_then_polish_and_picks_the_earliest_within_budge
         return str(start(f"mine-{what}"))
 
     plan = recipe("crmse+polish", _crmse(), force_budget=budget, polish_updates=4, polish_every=1)
-    runs = run_recipe(ws, "mine", plan, step=step, parent=reg.get_run("mine").id)
+    runs = run_recipe(ws, reg, "mine", plan, step=step, parent=reg.get_run("mine").id)
     assert made == ["crmse", "polish"] and runs.model == runs.polish
     crmse, polish = reg.get_run(runs.crmse), reg.get_run(str(runs.polish))
     assert crmse.parent == reg.get_run("mine").id and polish.parent == crmse.id

@@ -2,7 +2,7 @@
 
 Runs the console script as a user does, on a temporary workspace and the synthetic rMD17 archive
 (conftest), with the hidden ``tiny`` preset: the quick pipeline (fetch -> pretrain -> sample ->
-regularize -> sample -> evaluate -> compare) at sizes of seconds.
+regularize -> MSE polish -> sample -> evaluate -> compare) at sizes of seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 STEPS = {
     "pretrain",
     "regularize-CRMSE",
+    "polish-CRMSE",
     "sample-MSE",
     "sample-CRMSE",
     "evaluate-MSE",
@@ -65,6 +66,12 @@ def test_reproduce_end_to_end_through_the_cli(tmp_path: Path, synthetic_archive:
     assert all(line.startswith("  ") for line in lines[start + 1 :]), lines[start:]
     assert block == [*verdict(reg, runs), QUICK_CAVEAT + "; tiny test sizes, the numbers mean nothing"]
     assert "left the basin" in block[0] and any(line.startswith("test force MAE") for line in block)
+    # The CRMSE arm is the recipe: CRMSE, then the polish the force budget cut; the polish is sampled.
+    polish = reg.get_run(runs["polish-CRMSE"])
+    assert polish.parent == runs["regularize-CRMSE"] and polish.config["budget"]["budget_frames"] == "held"
+    assert reg.get_run(runs["sample-CRMSE"]).parent == polish.id
+    assert reg.get_run(runs["diagnose-CRMSE"]).parent == polish.id
+    assert block[1].startswith("MSE polish: ") and "+10% force budget" in block[1]
 
     # The report: the file named by --out, registered on the compare run, self-contained; its
     # title (the first thing on the page) says what the numbers are worth.

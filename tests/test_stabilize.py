@@ -1,9 +1,10 @@
 """`crmse stabilize`: the whole journey in one resumable command, and its verdict block.
 
 A fresh synthetic workspace (tests/synthetic.py) with a tiny pretrained crmse model; tiny screens,
-a CRMSE run of a few updates with the force budget. The numbers mean nothing: the tests check
-that every step is a registry run, that the verdict says what the runs' metrics say, and that
-Ctrl-C then a rerun reuses the finished steps and resumes CRMSE.
+a CRMSE run of a few updates, then the MSE polish the force budget cuts (``--recipe crmse``: the
+budget along CRMSE itself). The numbers mean nothing: the tests check that every step is a
+registry run, that the verdict says what the runs' metrics say, and that Ctrl-C then a rerun
+reuses the finished steps and resumes CRMSE.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from crmse_cli.stages.stabilize_config import StabilizeConfig
 pytestmark = pytest.mark.slow
 
 TINY = StabilizeConfig(
-    replicas=4, steps=40, record_every=10, budget_every=1, screen_replicas=2, screen_steps=20, seed=1
-)
-STEPS = ("before", "before-eval", "crmse", "after", "after-eval", "diagnose", "compare")
+    replicas=4, steps=40, record_every=10, budget_every=1, screen_replicas=2, screen_steps=20, seed=1,
+    polish_updates=3, polish_every=1,
+)  # fmt: skip
+STEPS = ("before", "before-eval", "crmse", "polish", "after", "after-eval", "diagnose", "compare")
 
 
 def tiny_regularize() -> Any:
@@ -49,8 +51,26 @@ def _finals(reg: Registry, run_id: str) -> dict[str, float]:
     return {k: m.value for k, m in reg.final_metrics(run_id).items()}
 
 
-def test_stabilize_a_crmse_run_end_to_end(tmp_path: Path) -> None:
+def rule_candidates(reg: Registry, run_id: str) -> list[Any]:
+    """The force budget's scored candidates of a run, from its metric rows."""
+    from crmse_cli.train import budget as rule
+
+    names = (rule.VAL_FORCE_MAE, rule.LEFT, rule.REPLICAS)
+    return rule.candidates_from_rows(
+        {
+            n: [(int(m.step), m.value) for m in reg.metrics(run_id, name=n) if m.step is not None]
+            for n in names
+        }
+    )
+
+
+def test_stabilize_a_crmse_run_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from synthetic import cli_main
+
     from crmse_cli.stages.stabilize import stabilize
+    from crmse_cli.train.budget import choose
 
     ws = make_workspace(tmp_path / "home")
     tiny_pretrain(ws, name="mine")
@@ -63,9 +83,22 @@ def test_stabilize_a_crmse_run_end_to_end(tmp_path: Path) -> None:
     model = reg.get_run("mine").id
     assert reg.get_run(res.runs["before"]).parent == model
     assert reg.get_run(res.runs["crmse"]).parent == model
-    assert reg.get_run(res.runs["after"]).parent == res.runs["crmse"]
-    assert reg.get_run(res.runs["crmse"]).config["budget"]["force_budget"] == 0.1
+    # The recipe: CRMSE without candidates, then the polish from it, budgeted on held-out frames.
+    crmse, polish = reg.get_run(res.runs["crmse"]), reg.get_run(res.runs["polish"])
+    assert crmse.config["budget"]["force_budget"] is None and polish.parent == crmse.id
+    assert polish.config["lambda"] == 0.0 and polish.config["contrastive"]["n_updates"] == 3
+    assert polish.config["budget"] | {"force_budget": 0.1, "budget_pick": "first", "budget_frames": "held",
+                                      "screen_steps": 0} == polish.config["budget"]  # fmt: skip
+    assert reg.get_run(res.runs["after"]).parent == polish.id  # the polished model is screened
+    assert reg.get_run(res.runs["diagnose"]).parent == polish.id
     assert res.report is not None and res.report.is_file()
+    # The choice is the earliest candidate within the budget of the original model's force error.
+    cands = rule_candidates(reg, polish.id)
+    budget = _finals(reg, polish.id)
+    ref = budget["budget_reference_val_force_mae"]
+    expected = choose(cands, 0.1, reference_mae=ref, pick="first")
+    assert [c.update for c in cands] == [0, 1, 2, 3]
+    assert budget["budget_choice_update"] == expected.chosen.update
 
     # The verdict block is the pure function of the stored metrics, and says what they say.
     before, after = _finals(reg, res.runs["before"]), _finals(reg, res.runs["after"])
@@ -75,16 +108,26 @@ def test_stabilize_a_crmse_run_end_to_end(tmp_path: Path) -> None:
     mae = 100 * (ev_a["test_force_mae"] / ev_b["test_force_mae"] - 1)
     errors = next(line for line in res.verdict if line.startswith("test force MAE"))
     assert errors.startswith(f"test force MAE {mae:+.1f}% (RMSE ")
-    budget = _finals(reg, res.runs["crmse"])
-    kept = budget["budget_choice_update"] == 0  # the force budget returned the parent
-    assert ("kept the original model" in " ".join(res.verdict)) == kept
+    assert "kept the original model" not in " ".join(res.verdict)  # update 0 is CRMSE's model
+    pick = next(line for line in res.verdict if line.startswith("MSE polish: "))
+    assert res.verdict.index(pick) == 1  # right after the replicas out
+    assert f"update {expected.chosen.update}" in pick and "+10% force budget" in pick
+    assert pick.endswith("OVER budget" if expected.over_budget else "within budget")
     assert res.verdict[-1] == f"stabilized checkpoint: {res.model}"
     assert res.model is not None and res.model.is_file()
+    assert res.model == Path(next(c.path for c in reg.checkpoints(polish.id) if c.tag == "final"))
     assert res.verdict[:-1] == verdict_lines(
         Evidence(int(before["n_left"]), 4, ev_b),
         Evidence(int(after["n_left"]), 4, ev_a),
         diagnosis=_finals(reg, res.runs["diagnose"]),
         budget=budget,
+        force_budget=0.1,
+    )
+    # `crmse show` displays the polish's choice.
+    code, out, err = cli_main(monkeypatch, capsys, "--home", str(tmp_path / "home"), "show", "mine-polish")
+    assert code == 0, err
+    assert f"chose update {expected.chosen.update}, no screen" in out or (
+        expected.chosen.update == 0 and "chose the parent (update 0), no screen" in out
     )
 
     # A rerun repeats nothing.
@@ -208,7 +251,8 @@ def test_stabilize_a_mace_model_exports_a_mace_model(tmp_path: Path) -> None:
     assert any(line.startswith("held-out (held.xyz) force MAE") for line in res.verdict)
 
     # The exported file loads in mace-torch and gives the stabilized model's energies.
-    stable, _ = load_checkpoint(run_checkpoint(reg, reg.get_run(res.runs["crmse"])), trust_code=True)
+    assert reg.get_run(res.runs["polish"]).parent == res.runs["crmse"]  # held-out: the import's val frames
+    stable, _ = load_checkpoint(run_checkpoint(reg, reg.get_run(res.runs["polish"])), trust_code=True)
     species, pos = ethanol_frames(3, seed=9)
     want = energy_and_forces(stable, torch.as_tensor(pos), torch.as_tensor(species))[0].detach().numpy()
     got, _ = calculator_results(res.model, species, pos, "float64")
@@ -229,14 +273,21 @@ def test_the_command_prints_the_verdict_block(
     tiny_pretrain(ws, name="mine")
     sizes = ["--replicas", "2", "--steps", "20", "--updates", "1", "--budget-every", "1",
              "--screen-replicas", "2", "--screen-steps", "10", "--temperature-K", "400"]  # fmt: skip
+    # --recipe crmse: the behaviour before the polish, the budget's candidates along CRMSE.
+    home = str(tmp_path / "home")
     code, out, err = cli_main(
-        monkeypatch, capsys, "--home", str(tmp_path / "home"), "stabilize", "mine", *sizes
+        monkeypatch, capsys, "--home", home, "stabilize", "mine", *sizes, "--recipe", "crmse"
     )
     assert code == 0, err
     reg = Registry.open(ws)
     crmse = reg.get_run("mine-crmse")
     assert crmse.config["budget"]["force_budget"] == 0.1  # the default force budget
     assert crmse.config["budget"]["screen_temperature_K"] == 400.0
+    assert not [r for r in reg.list_runs() if (r.name or "").startswith("mine-polish")]
+    assert reg.get_run("mine-after").parent == crmse.id
+    # The default recipe does not polish a CRMSE step that kept candidates: one line naming --name.
+    again = cli_main(monkeypatch, capsys, "--home", home, "stabilize", "mine", *sizes)
+    one_line_error(again, "mine-crmse", "--name")
     assert reg.get_run("mine-before").config["temperature_K"] == 400.0
     block = out[out.index("verdict (mine):") :].splitlines()[1:]
     assert block[0].strip().startswith(("left the basin: ", "no replica left the basin before"))
@@ -248,3 +299,5 @@ def test_the_command_prints_the_verdict_block(
     )
     one_line_error(bad, "--force-budget", "(0, 10]")
     assert not [r for r in reg.list_runs() if (r.name or "").startswith("other-")]
+    bad = cli_main(monkeypatch, capsys, "--home", home, "stabilize", "mine", "--recipe", "polish")
+    assert bad[0] == 2 and "crmse+polish" in bad[2]  # a usage error naming the recipes

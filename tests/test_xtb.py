@@ -278,6 +278,8 @@ def test_reproduce_ethanol_xtb_end_to_end_without_shared_data(
             sample=SampleConfig(replicas=2, steps=40, record_every=10),
             contrastive=ContrastiveConfig(n_chains=2, n_updates=2, steps_per_update=5, warmup_updates=0),
             control=False,
+            polish_updates=2,
+            polish_every=1,
         ),
     )
     res = reproduce.reproduce(Workspace(tmp_path), "ethanol-xtb", preset="tiny")

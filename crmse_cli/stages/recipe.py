@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from crmse_cli.errors import CrmseError
+from crmse_cli.registry.store import Registry
 from crmse_cli.stages import regularize as regularize_stage
 from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.stabilize_config import POLISH_EVERY, POLISH_UPDATES, RECIPES
-from crmse_cli.train.budget import BudgetConfig
+from crmse_cli.train.budget import BudgetConfig, configured_budget
 from crmse_cli.workspace import Workspace
 
 POLISH_CHAINS = 32
@@ -123,8 +124,15 @@ class RecipeRuns:
         return self.polish or self.crmse
 
 
-def run_recipe(ws: Workspace, source: str, plan: Recipe, *, step: Step, parent: str | None) -> RecipeRuns:
-    """Run (reuse, resume) ``plan`` from model ``source`` (``parent``: its run, if any)."""
+def run_recipe(
+    ws: Workspace, reg: Registry, source: str, plan: Recipe, *, step: Step, parent: str | None
+) -> RecipeRuns:
+    """Run (reuse, resume) ``plan`` from model ``source`` (``parent``: its run, if any).
+
+    Raises:
+        CrmseError: the CRMSE step reused is one that kept candidates (``--recipe crmse``): its
+            final weights are its budget's choice, not the run's end, so no polish continues it.
+    """
 
     def runner(cfg: RegularizeConfig, start_from: Callable[[], str]) -> tuple[Callable[[str], str], ...]:
         return (
@@ -136,5 +144,11 @@ def run_recipe(ws: Workspace, source: str, plan: Recipe, *, step: Step, parent: 
     crmse = step("crmse", start, resume, parent)
     if plan.polish is None:
         return RecipeRuns(crmse)
+    run = reg.get_run(crmse)
+    if configured_budget(run.config) is not None:
+        raise CrmseError(
+            f"run {run.name!r} is a CRMSE step of --recipe crmse (it kept force-budget candidates), "
+            "which no polish continues; pass --name NEW, or --recipe crmse"
+        )
     start, resume = runner(plan.polish, lambda: crmse)
     return RecipeRuns(crmse, step("polish", start, resume, crmse))

@@ -315,7 +315,7 @@ def reproduce(
         res.runs[step_names[what]] = _step(reg, f"{tag}-{step_names[what]}", start=start, resume=resume)
         return res.runs[step_names[what]]
 
-    crmse: RecipeRuns = run_recipe(ws, res.runs["pretrain"], arm, step=step, parent=res.runs["pretrain"])
+    crmse: RecipeRuns = run_recipe(ws, reg, res.runs["pretrain"], arm, step=step, parent=res.runs["pretrain"])
     models["CRMSE"] = crmse.model  # the polished model when the recipe polishes
     variants = [("lambda0", replace(contrastive, lambda_=0.0))] if p.control else []
     for label, ccfg in variants:

@@ -208,6 +208,7 @@ def _run_steps(
     screen("before", source, model_run)
     runs = run_recipe(
         ws,
+        reg,
         source,
         plan_,
         step=lambda what, start, resume, parent: step(what, start, parent, resume),
