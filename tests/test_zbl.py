@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_model_helpers import ethanol
 
 from crmse_cli.errors import CrmseError
 from crmse_cli.model import ModelConfig, build_potential
@@ -15,21 +16,8 @@ from crmse_cli.model.checkpoint import load_checkpoint, save_checkpoint
 from crmse_cli.model.forces import energy_and_forces
 from crmse_cli.model.graph import make_graph
 
-ETHANOL = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
-START = torch.tensor(
-    [
-        [-0.72, -0.56, 0.00],
-        [0.75, -0.56, 0.00],
-        [1.22, 0.78, 0.00],
-        [-1.10, -1.58, 0.00],
-        [-1.10, -0.05, 0.89],
-        [-1.10, -0.05, -0.89],
-        [1.12, -1.08, 0.89],
-        [1.12, -1.08, -0.89],
-        [2.18, 0.74, 0.00],
-    ],
-    dtype=torch.float64,
-)
+_POSITIONS, ETHANOL, _, _ = ethanol(1)
+START = _POSITIONS[0]
 COVALENT_A = {1: 0.31, 6: 0.76, 8: 0.66}  # Cordero et al. 2008, typed here independently of ASE
 
 
@@ -63,7 +51,7 @@ def _pair(architecture: str, repulsion: str) -> torch.nn.Module:
 
 
 def _squeezed() -> torch.Tensor:
-    """Three replicas: equilibrium, an H pushed into its carbon (0.45 Å), two H at 0.3 Å."""
+    """Three replicas: an ethanol frame, an H pushed to 0.45 Å from C0, two H at 0.3 Å."""
     pos = START.repeat(3, 1, 1)
     pos[1, 3] = pos[1, 0] + torch.tensor([-0.45, 0.0, 0.0], dtype=torch.float64)
     pos[2, 4] = pos[2, 5] + torch.tensor([0.0, 0.3, 0.0], dtype=torch.float64)
@@ -78,8 +66,8 @@ def test_the_repulsion_adds_the_zbl_formula_to_the_same_network(architecture: st
     added = zbl(make_graph(pos, ETHANOL, layout=layout)) - plain(make_graph(pos, ETHANOL, layout=layout))
     want = [_zbl_by_hand(p.numpy(), ETHANOL.tolist()) for p in pos]
     torch.testing.assert_close(added, torch.tensor(want, dtype=torch.float64), rtol=1e-5, atol=1e-6)
-    # Squeezed pairs cost hundreds of kcal/mol; at equilibrium only the O-H bond, 1% inside
-    # its covalent sum, adds a fraction of a kcal/mol.
+    # Squeezed pairs cost hundreds of kcal/mol; on a real frame only bonds a little inside
+    # their covalent sums (O-H) add a fraction of a kcal/mol.
     assert added[0] < 1.0 and added[1] > 100.0 and added[2] > 100.0
 
 
