@@ -206,14 +206,19 @@ def test_samples_without_their_temperature_name_the_run(
     one_line_error(result, f"sample run {run_id}'s samples", "'temperature_K'")
 
 
+def _drop_config_field(home: Path, run_id: str, field: str) -> None:
+    """Remove ``field`` from a run's recorded config, as a run written before the field existed."""
+    with sqlite3.connect(home / "crmse.db") as con:
+        con.execute("UPDATE runs SET config = json_remove(config, ?) WHERE id = ?", (f"$.{field}", run_id))
+    con.close()
+
+
 def test_a_report_of_samples_without_their_sampler_names_the_run(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every sample run records its integrator; one without it was drawn as langevin without a word."""
     run_id = RUNS["sample-CRMSE"]
-    with sqlite3.connect(home / "crmse.db") as con:
-        con.execute("UPDATE runs SET config = json_remove(config, '$.integrator') WHERE id = ?", (run_id,))
-    con.close()
+    _drop_config_field(home, run_id, "integrator")
     result = cli_main(
         monkeypatch, capsys, "compare", RUNS["evaluate-CRMSE"], "--out", str(tmp_path / "r.html")
     )
@@ -225,9 +230,7 @@ def test_a_report_of_a_diagnosis_without_its_model_names_the_run(
 ) -> None:
     """Every diagnose run records the model it diagnosed against; one without it read 'None'."""
     run_id = RUNS["diagnose-CRMSE"]
-    with sqlite3.connect(home / "crmse.db") as con:
-        con.execute("UPDATE runs SET config = json_remove(config, '$.against') WHERE id = ?", (run_id,))
-    con.close()
+    _drop_config_field(home, run_id, "against")
     runs = (RUNS["evaluate-MSE"], RUNS["evaluate-CRMSE"])
     result = cli_main(monkeypatch, capsys, "compare", *runs, "--out", str(tmp_path / "r.html"))
     one_line_error(result, f"diagnose run {run_id}", "'against'")

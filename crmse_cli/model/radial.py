@@ -16,6 +16,11 @@ from torch import Tensor, nn
 _MIN_D2 = 1e-12
 
 
+def pair_distances(vectors: Tensor) -> Tensor:
+    """(..., 1) lengths r of pair vectors (..., 3) in Å, with r^2 clamped at ``_MIN_D2``."""
+    return torch.sqrt((vectors * vectors).sum(-1, keepdim=True).clamp(min=_MIN_D2))
+
+
 def polynomial_envelope(d: Tensor, p: int) -> Tensor:
     """Polynomial cutoff u(d) of Klicpera et al. (DimeNet), d = r / r_c, without the 1/d factor.
 
@@ -109,8 +114,7 @@ class RadialBasis(nn.Module):
 
     def _geometry(self, vectors: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(r, 1/r, unit vectors, envelope times ``keep``) of pair vectors (..., 3)."""
-        d2 = (vectors * vectors).sum(-1, keepdim=True).clamp(min=_MIN_D2)
-        r = torch.sqrt(d2)
+        r = pair_distances(vectors)
         inv_r = 1.0 / r
         fc = self.cutoff(r)
         if keep is not None:

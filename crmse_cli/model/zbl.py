@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from crmse_cli.model.graph import Layout
-from crmse_cli.model.radial import polynomial_envelope
+from crmse_cli.model.radial import pair_distances, polynomial_envelope
 
 COULOMB_KCAL_A = 332.0637
 """e^2 / (4 pi eps_0) in kcal/mol Å (14.3996 eV Å)."""
@@ -32,7 +32,6 @@ SCREENING_LENGTH_A = 0.46850
 _PHI_C = (0.18175, 0.50986, 0.28022, 0.02817)
 _PHI_D = (3.19980, 0.94229, 0.40290, 0.20162)
 ENVELOPE_P = 6
-_MIN_D2 = 1e-12  # Å^2, as the radial basis: the dense layout's diagonal is exactly zero
 
 
 def zbl_pair_energy(r: Tensor, z_i: Tensor, z_j: Tensor, r_switch: Tensor) -> Tensor:
@@ -63,7 +62,7 @@ class ZBLRepulsion(nn.Module):
         atoms = layout.embed(self.table, index)  # (1, N, 2) dense, (A, 2) sparse
         receiver, sender = layout.receive(atoms), layout.gather(atoms)
         vectors = layout.pair_vectors()
-        r = torch.sqrt((vectors * vectors).sum(-1, keepdim=True).clamp(min=_MIN_D2))
+        r = pair_distances(vectors)
         pair = zbl_pair_energy(
             r, receiver[..., :1], sender[..., :1], receiver[..., 1:] + sender[..., 1:]
         )
