@@ -90,6 +90,10 @@ ASPIRIN_X = np.array([
 ])  # fmt: skip
 MOLECULES = {"ethanol": (ETHANOL_Z, ETHANOL_X, -97075.0), "aspirin": (ASPIRIN_Z, ASPIRIN_X, -406280.0)}
 KT_500K = 0.0019872041 * 500.0  # kcal/mol
+SOFTEST_MODE = 15.0
+"""kcal/mol/Å²: the synthetic frames' softer normal modes are sampled as if this stiff. Aspirin's
+elastic network has torsion-like modes down to 0.66, whose 500 K amplitudes (over 1 Å) would give
+distorted frames with energies spread by hundreds of kcal/mol; ethanol's softest is 19.5 (unchanged)."""
 
 
 def _network(species: np.ndarray, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -121,8 +125,9 @@ def elastic_energy_forces(
 
 def synthetic_frames(molecule: str = "ethanol", n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
     """``n`` frames of ``molecule`` in rMD17's npz keys: Boltzmann samples at 500 K of the elastic
-    network's harmonic approximation around one real geometry, labelled with the network's exact
-    energies and forces (consistent, smooth, learnable). ``old_*`` are the labels plus noise."""
+    network's harmonic approximation around one real geometry (modes softer than ``SOFTEST_MODE``
+    sampled as that stiff), labelled with the network's exact energies and forces (consistent,
+    smooth, learnable). ``old_*`` are the labels plus noise."""
     species, x0, e0 = MOLECULES[molecule]
     i, j, _, k = _network(species, x0)
     n_atoms = len(species)
@@ -138,7 +143,7 @@ def synthetic_frames(molecule: str = "ethanol", n: int = 400, seed: int = 0) -> 
     lam, vec = np.linalg.eigh(hess.reshape(3 * n_atoms, 3 * n_atoms))
     keep = lam > 1e-6 * lam.max()  # drop the six rigid-body modes
     rng = np.random.default_rng(seed)
-    amp = rng.standard_normal((n, int(keep.sum()))) * np.sqrt(KT_500K / lam[keep])
+    amp = rng.standard_normal((n, int(keep.sum()))) * np.sqrt(KT_500K / np.maximum(lam[keep], SOFTEST_MODE))
     x = x0 + (amp @ vec[:, keep].T).reshape(n, n_atoms, 3)
     energies, forces = elastic_energy_forces(species, x0, x, e0)
     return {

@@ -34,13 +34,18 @@ def test_every_in_process_engine_runs_on_a_tiny_case() -> None:
     pot = build_potential(ModelConfig(features=8, layers=1, n_rbf=4), [1, 6, 8]).eval()
     settings = bench.Settings(replicas=3, steps=2, ase_steps=2, processes=2, rounds=1)
     rows = bench.measure(["ethanol"], {"painn": pot}, settings, processes=False)
-    engines = {(r.engine, r.processes, r.threads, r.replicas) for r in rows}
+    measured = [r for r in rows if not r.note]
+    engines = {(r.engine, r.processes, r.threads, r.replicas) for r in measured}
     expected = {("ASE Langevin (1 mol)", 1, 1, 1), ("crmse BAOAB eager", 1, 1, 3)}
     _, why = bench.torchsim_class()
     if not why:  # torch-sim installed: batched on 1 thread and on the processes' 2 cores
         expected |= {("torch-sim nvt_langevin", 1, 1, 3), ("torch-sim nvt_langevin", 1, 2, 3)}
+    else:  # without it, one row says why instead of a rate
+        skipped = [r for r in rows if r.note]
+        assert [(r.engine, r.rates) for r in skipped] == [("torch-sim nvt_langevin", [])]
+        assert "torch-sim is not installed" in skipped[0].note
     assert engines == expected
-    for r in rows:
+    for r in measured:
         assert len(r.rates) == 1 and math.isfinite(r.rate) and r.rate > 0, r
     assert "replica-steps/s" in bench.table(rows)
     assert "load average" in bench.machine_line("start")
