@@ -142,11 +142,9 @@ def test_user_errors(ws: Workspace) -> None:
 def test_the_command(ws: Workspace) -> None:
     from typer.testing import CliRunner
 
-    from crmse_cli.cli import pretrain_cmd
-    from crmse_cli.cli.app import app
+    from crmse_cli.cli.app import _register, app
 
-    if not any(c.name == "pretrain" for c in app.registered_commands):
-        pretrain_cmd.register(app)
+    _register()  # every command, as main() does: registering one alone would hide the others
     args = ["--home", str(ws.home), "--json", "pretrain", "--dataset", "ethanol", "--config",
             str(EXAMPLES / "quick.toml"), "--n-train", "30", "--n-val", "10", "--max-epochs", "1",
             "--seed", "3", "--dtype", "float64", "--name", "cli-run"]  # fmt: skip
