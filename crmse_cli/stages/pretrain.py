@@ -25,6 +25,7 @@ from crmse_cli.metric import Metric, metric_rows
 from crmse_cli.model.checkpoint import FORMAT_VERSION
 from crmse_cli.names import STOPPED_BY_TIME_BUDGET
 from crmse_cli.progress import make_progress
+from crmse_cli.registry.run_records import PretrainRecord
 from crmse_cli.registry.store import Registry
 from crmse_cli.runlock import refuse_if_busy
 from crmse_cli.stages._models import code_trusted, load_dataset, verify_checkpoint
@@ -137,7 +138,7 @@ def pretrain(
     else:
         assert spec.new_run is not None
         ctx = RunContext.create(ws, reg, spec.new_run)
-        log.info("run %s: %s", ctx.run_id, frames_line(dict(spec.new_run.config)))
+        log.info("run %s: %s", ctx.run_id, frames_line(PretrainRecord.of(ctx.run_id, spec.new_run.config)))
     return replace(execute(ctx, spec, progress=progress), wall_s=time.perf_counter() - start)
 
 
