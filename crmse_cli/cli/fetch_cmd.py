@@ -1,4 +1,4 @@
-"""`crmse fetch rmd17 MOLECULE` and `crmse fetch xyz FILE`: get a dataset and register it."""
+"""`crmse fetch rmd17 MOLECULE`, `fetch xyz FILE`, `fetch xtb`, `fetch active`: get a dataset, register it."""
 
 from __future__ import annotations
 
@@ -164,6 +164,50 @@ def xtb_command(
     for title, check in (("labels", res.check), ("sampling surface", res.check_sampling)):
         if check:
             console.print(check_line(title, check), highlight=False)
+
+
+@fetch_app.command("active")
+def active_command(
+    ctx: typer.Context,
+    from_sample: str = typer.Option(
+        ..., "--from-sample", help="Sample run (id or name) of the model to improve."
+    ),
+    frames: int = typer.Option(..., "--frames", help="Frames to pick and label (K, the label budget)."),
+    name: str = typer.Option(..., "--name", help="Name of the new dataset."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the picks."),
+    window_steps: int = typer.Option(
+        200, "--window-steps", help="MD steps before a replica left that count as where it went wrong."
+    ),
+    per_left: int = typer.Option(1, "--per-left", help="Frames from each replica that left, first."),
+    burn_in_steps: int = typer.Option(
+        1000,
+        "--burn-in-steps",
+        help="Replicas that stayed are picked after this step (they start at test frames).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a dataset of the same name."),
+) -> None:
+    """Active learning: the model's xTB dataset plus K frames of its MD, labelled with its own xTB method.
+
+    The new frames join the training part of the sample's split (as its `added` rows, always trained
+    on); `pretrain --n-train 200+K --seed S` on the new dataset trains on the seed-S 200-frame
+    parent's frames plus the K, with the same validation and test frames.
+    """
+    from crmse_cli.stages.fetch_active import fetch_active, result_dict
+
+    res = fetch_active(
+        state(ctx).workspace, from_sample, frames=frames, name=name, seed=seed,
+        window_steps=window_steps, per_left=per_left, burn_in_steps=burn_in_steps, force=force,
+    )  # fmt: skip
+    if state(ctx).json:
+        emit_json(result_dict(res))
+        return
+    _print(ctx, res.fetch)
+    if not res.fetch.already:
+        console.print(
+            f"  added  {res.added} frames ({res.near_leaving} from just before a replica left), "
+            f"labelled in {res.label_s:.1f} s",
+            highlight=False,
+        )
 
 
 def check_line(title: str, check: Mapping[str, object]) -> str:

@@ -9,6 +9,9 @@ Format (an uncompressed ``.npz``, version 1), internal units:
 - ``frame_ids`` (F,) int64: the frame's index in its source (rMD17: the row in the official npz).
 - ``split_<k>_train`` / ``split_<k>_test`` int64: row indices into this file for split ``k``
   (``01``..``05`` for rMD17), as the official split files give them.
+- ``split_<k>_added`` int64, optional: rows of the training part labelled later (active learning,
+  ``crmse fetch active``); a pretrain always trains on them and draws its other frames from the
+  rest of the training part exactly as it would without them.
 - ``old_energies`` (F,) / ``old_forces`` (F, N, 3) float64, optional: the original MD17 labels of
   the same frames (PBE+vdW-TS, the surface the rMD17 frames were sampled on), in the same units
   (kcal/mol, kcal/mol/Å: checked on the official npz, whose ``old_energies`` of ethanol are
@@ -29,6 +32,8 @@ from crmse_cli.errors import DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS, atomic_path
 
 FORMAT_VERSION = 1
+ADDED = "added"
+"""The split part of rows added to the training part later (see the module docstring)."""
 UNITS = {"length": "A", "energy": "kcal/mol", "forces": "kcal/mol/A"}
 
 
@@ -60,6 +65,8 @@ class Dataset:
             for part, idx in parts.items():
                 if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n_frames)):
                     raise DataError(f"{self.name}: split {key}/{part} indexes outside 0..{n_frames - 1}")
+            if ADDED in parts and not np.isin(parts[ADDED], parts.get("train", [])).all():
+                raise DataError(f"{self.name}: split {key}'s added rows must lie in its training part")
 
     @property
     def n_frames(self) -> int:
@@ -79,6 +86,10 @@ class Dataset:
             raise DataError(f"dataset {self.name!r} has no split {k!r} (splits: {have})")
         parts = self.splits[k]
         return parts["train"], parts.get("test", np.zeros(0, dtype=np.int64))
+
+    def added_rows(self, key: str | int) -> np.ndarray:
+        """Rows of split ``key``'s training part added later, always trained on (empty if none)."""
+        return self.splits.get(normalize_split(key), {}).get(ADDED, np.zeros(0, dtype=np.int64))
 
     def reference_indices(self, key: str | int) -> np.ndarray:
         """Rows in neither the training nor the test part of split ``key``: the DFT reference.

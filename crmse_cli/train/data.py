@@ -76,6 +76,7 @@ def select_frames(
     seed: int,
     *,
     val_fraction: float | None = None,
+    always: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw validation and training frames from a split's training part, disjoint.
 
@@ -93,6 +94,10 @@ def select_frames(
         n_val: validation frames (ignored with ``val_fraction``).
         seed: seed of the draw.
         val_fraction: the old rule's validation share, in (0, 0.5]; None: ``n_val``.
+        always: (A,) rows trained on whatever the draw (a split's ``added`` rows, not in
+            ``train_rows``); they count in ``n_train``, and the draw from ``train_rows`` is the
+            one of ``n_train - A`` without them: a model on 200 + A frames trains on the 200 of
+            the same seed's 200-frame model plus the A.
 
     Returns:
         (training rows, validation rows), each sorted.
@@ -101,6 +106,20 @@ def select_frames(
         CrmseError: when the training part is too small for the request (one line, both fixes).
     """
     rows = np.asarray(train_rows, dtype=np.int64)
+    extra = np.zeros(0, dtype=np.int64) if always is None else np.asarray(always, dtype=np.int64)
+    if len(extra):
+        if n_train is not None and int(n_train) <= len(extra):
+            raise CrmseError(
+                f"n_train {n_train} must exceed the split's {len(extra)} added frames (it counts them)"
+            )
+        drawn, val = select_frames(
+            rows,
+            None if n_train is None else int(n_train) - len(extra),
+            n_val,
+            seed,
+            val_fraction=val_fraction,
+        )
+        return np.union1d(drawn, extra), val
     order = np.random.default_rng(seed).permutation(rows)
     if val_fraction is not None:
         return _select_by_fraction(order, n_train, val_fraction)

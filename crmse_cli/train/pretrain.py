@@ -138,8 +138,14 @@ class PretrainTrainer:
     ) -> PretrainTrainer:
         """A fresh trainer: draw frames, build the potential (seeded), fit shift and scale."""
         check_device(config.device)
+        part, added = data.split(split)[0], data.added_rows(split)
         train_rows, val_rows = select_frames(
-            data.split(split)[0], config.n_train, config.n_val, config.seed, val_fraction=config.val_fraction
+            part[~np.isin(part, added)],
+            config.n_train,
+            config.n_val,
+            config.seed,
+            val_fraction=config.val_fraction,
+            always=added,
         )
         # Seeded without touching the caller's global generator.
         with torch.random.fork_rng(devices=[]):
