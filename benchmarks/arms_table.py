@@ -30,7 +30,20 @@ from study_arms import ARMS as STUDY_ARMS  # run as a script from benchmarks/
 from crmse_cli.analysis.strata import cmh_test
 
 ARMS = (
-    "l0", "c15", "null15", "pol15u50", "pol15", "bpol", "bpolh", "c1e3", "b10", "b1e3", "ceV", "cpos", "zbl", "k1",
+    "l0",
+    "c15",
+    "null15",
+    "pol15u50",
+    "pol15",
+    "bpol",
+    "bpolh",
+    "c1e3",
+    "b10",
+    "b1e3",
+    "ceV",
+    "cpos",
+    "zbl",
+    "k1",
 )
 TITLES = {name: arm.title for name, arm in STUDY_ARMS.items()}
 RERUN = "r"
@@ -96,14 +109,22 @@ def _same_pick(runs: dict[str, dict[str, float]], a: str, b: str) -> bool:
 
 def stability_table(runs: dict[str, dict[str, float]], tag: str, seeds: list[int]) -> list[str]:
     """Markdown rows of stability: left per seed, Fisher vs the control, CMH across seeds."""
-    lines = ["| arm | " + " | ".join(f"left, s{s} (Fisher p vs control)" for s in seeds) + " | CMH p vs control (odds ratio; heterogeneity p) |"]
+    lines = [
+        "| arm | "
+        + " | ".join(f"left, s{s} (Fisher p vs control)" for s in seeds)
+        + " | CMH p vs control (odds ratio; heterogeneity p) |"
+    ]
     lines.append("|" + "---|" * (len(seeds) + 2))
     for arm in ("mse", *ARMS):
         cells, tables = [], []
         for s in seeds:
             got = _left(runs, f"{tag}-eval-{arm}-s{s}") or _left(runs, f"{tag}-eval-{arm}{RERUN}-s{s}")
             twin = SAME_PICK.get(arm)
-            if got is None and twin is not None and _same_pick(runs, f"{tag}-{arm}-s{s}", f"{tag}-{twin}-s{s}"):
+            if (
+                got is None
+                and twin is not None
+                and _same_pick(runs, f"{tag}-{arm}-s{s}", f"{tag}-{twin}-s{s}")
+            ):
                 got = _left(runs, f"{tag}-eval-{twin}-s{s}")
             ctl = _left(runs, f"{tag}-eval-l0-s{s}")
             if got is None:
@@ -128,7 +149,9 @@ def stability_table(runs: dict[str, dict[str, float]], tag: str, seeds: list[int
 
 def main() -> None:
     """Print both tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("exports", nargs="+", type=Path)
     parser.add_argument("--tag", default="r2")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -28,6 +28,14 @@ ARMS: dict[str, Arm] = {
         "the same rule scored on 800 held-out frames (--budget-frames held)",
         "CRMSE 0.015 eV + polish, rule's pick on 800 frames",
     ),
+    "bpolh3": Arm(
+        "the same rule with up to 300 polish updates (--updates 300 --budget-frames held)",
+        "CRMSE 0.015 eV + polish ≤ 300, rule's pick on held frames",
+    ),
+    "al50": Arm(
+        "baseline: active learning, MSE on 200 + 50 frames labelled by xTB where the MD went",
+        "baseline: active learning (200 + 50 xTB labels)",
+    ),
     "c1e3": Arm("CRMSE 1e-3 eV", "CRMSE 1e-3 eV"),
     "b10": Arm("--force-budget 0.10 (λ 0.015 eV)", "--force-budget 0.10 at 0.015 eV"),
     "b1e3": Arm("--force-budget 0.10 (λ 1e-3 eV)", "--force-budget 0.10 at 1e-3 eV"),
