@@ -29,22 +29,8 @@ from study_arms import ARMS as STUDY_ARMS  # run as a script from benchmarks/
 
 from crmse_cli.analysis.strata import cmh_test
 
-ARMS = (
-    "l0",
-    "c15",
-    "null15",
-    "pol15u50",
-    "pol15",
-    "bpol",
-    "bpolh",
-    "c1e3",
-    "b10",
-    "b1e3",
-    "ceV",
-    "cpos",
-    "zbl",
-    "k1",
-)
+ARMS = tuple(name for name in STUDY_ARMS if name != "mse")
+"""Every arm after the parent, in study_arms.py's order."""
 TITLES = {name: arm.title for name, arm in STUDY_ARMS.items()}
 RERUN = "r"
 """A sample run again under the arm's name + "r" (``TAG-eval-c15r-sS``: the first one was killed)."""
