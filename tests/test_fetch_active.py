@@ -73,6 +73,10 @@ def test_picks_are_deterministic_and_come_from_the_named_stretches() -> None:
     assert (everything.step > 0).all()
     assert (everything.step[at == 1] <= 410).all() and (everything.step[at == 1] >= 210).all()
     assert (everything.step[at == 4] <= 700).all() and (everything.step[at == 4] >= 500).all()
+    # A replica whose frame at leaving is non-finite: the frame before it comes first.
+    blown = traj.positions.copy()
+    blown[35, 4] = np.nan
+    assert pick_frames(dataclasses.replace(traj, positions=blown), 2).step.tolist() == [400, 680]
     with pytest.raises(CrmseError, match="fewer than --frames"):
         pick_frames(traj, n_cand + 1, burn_in_steps=0)
     with pytest.raises(CrmseError, match="no stability records"):

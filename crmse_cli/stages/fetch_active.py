@@ -71,8 +71,9 @@ def pick_frames(
 
     Every frame gets a tier; the picks are the first ``k`` in (tier, spread, random) order:
 
-    - tiers ``0 .. per_left - 1``: the last ``per_left`` recorded frames at or before the step a
-      replica that left was first seen outside the basin (tier r: r frames before that one);
+    - tiers ``0 .. per_left - 1``: the last ``per_left`` usable recorded frames at or before the
+      step a replica that left was first seen outside the basin (tier r: r frames before that one;
+      a frame that blew up to non-finite positions passes its turn to the one before);
     - tier ``per_left``: frames of the replicas that stayed, after ``burn_in_steps`` (the replicas
       start at test frames), spread evenly over those replicas (each one's r-th pick comes before
       any replica's (r+1)-th), at random times;
@@ -99,14 +100,17 @@ def pick_frames(
     steps = np.asarray(traj.steps, dtype=np.int64)  # (T,)
     left = np.asarray(traj.stability["stability_left"], dtype=bool).reshape(-1)  # (B,)
     first = np.asarray(traj.stability["stability_first_step"], dtype=np.int64).reshape(-1)  # (B,)
-    n_t, n_b = traj.positions.shape[:2]
+    n_t = traj.positions.shape[0]
+    usable = (steps[:, None] > 0) & np.isfinite(traj.positions).all(axis=(2, 3))  # (T, B)
     last = np.searchsorted(steps, first, side="right") - 1  # (B,) last recorded frame at/before leaving
-    rank = last[None, :] - np.arange(n_t)[:, None]  # (T, B) recorded frames between it and leaving
-    window = left[None, :] & (rank >= 0) & (steps[:, None] >= first[None, :] - window_steps)
-    stayed = ~left[None, :] & (steps[:, None] >= burn_in_steps)
+    before = (np.arange(n_t)[:, None] <= last[None, :]) & (steps[:, None] >= first[None, :] - window_steps)
+    window = left[None, :] & before & usable
+    # rank: usable window frames after this one (0 = the last usable frame before leaving).
+    rank = np.flip(np.cumsum(np.flip(window, 0), 0), 0) - window
+    stayed = ~left[None, :] & (steps[:, None] >= burn_in_steps) & usable
     tier = np.where(window, np.where(rank < per_left, rank, rank + 1), -1)
     tier = np.where(stayed, per_left, tier)
-    ok = (tier >= 0) & (steps[:, None] > 0) & np.isfinite(traj.positions).all(axis=(2, 3))
+    ok = tier >= 0
     t_idx, b_idx = np.nonzero(ok)
     if len(t_idx) < k:
         raise CrmseError(f"the sample run has {len(t_idx)} frames to pick from, fewer than --frames {k}")
