@@ -40,3 +40,21 @@ class DiskFullError(CrmseError):
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         # Crosses process boundaries (xTB workers): rebuild from (path, then), not from the message.
         return (type(self), (self.path, self.then))
+
+
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind ``exc``, if any (its own, its cause's or its context's).
+
+    Ctrl-C or SIGTERM inside a library call can surface as another error raised while the library
+    cleans up: a stop that lands inside ``torch.save`` ends as the zip writer's ``RuntimeError``
+    ("unexpected pos") with the KeyboardInterrupt as its context. Typer turns Ctrl-C into
+    ``Exit(130)`` the same way.
+    """
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return node
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return None

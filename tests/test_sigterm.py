@@ -156,3 +156,63 @@ def test_a_sigterm_during_the_completed_write_still_stops_the_command() -> None:
         signal.signal(signal.SIGTERM, previous)
     assert reg.status == {"abcd1234": "completed"}
     assert isinstance(caught, KeyboardInterrupt)
+
+
+def test_a_sigterm_inside_a_checkpoint_write_is_an_interruption(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stop that lands inside ``torch.save`` surfaces as the zip writer's RuntimeError ("unexpected
+    pos ...") with the KeyboardInterrupt as its context: the 2026-12-08 study's parent ended
+    ``failed`` with "internal error: RuntimeError" and no resume hint."""
+    import torch
+
+    from crmse_cli.model import checkpoint
+
+    real_save = torch.save
+
+    class Stopped:
+        """A file whose third write receives SIGTERM (the CLI's handler raises KeyboardInterrupt)."""
+
+        def __init__(self, fh: Any) -> None:
+            self.fh, self.writes = fh, 0
+
+        def write(self, data: Any) -> int:
+            self.writes += 1
+            if self.writes == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return int(self.fh.write(data))
+
+        def flush(self) -> None:
+            self.fh.flush()
+
+    saves = {"n": 0}
+
+    def save(obj: Any, fh: Any) -> None:
+        saves["n"] += 1
+        real_save(obj, Stopped(fh) if saves["n"] == 2 else fh)  # the first is the start's "last"
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    home = ["--home", str(ws.home)]
+    code, _, err = cli_main(
+        monkeypatch, capsys, *home, "regularize", "--from", "tiny", "--name", "cut", *TINY_CRMSE
+    )
+    assert code == 130, err
+    assert "internal error" not in err
+    run = Registry.open(ws).get_run("cut")
+    assert run.status == "interrupted"
+    assert f"continue it with `crmse regularize --resume {run.id}`" in err
+    code, _, err = cli_main(monkeypatch, capsys, *home, "regularize", "--resume", run.id)
+    assert code == 0, err
+    assert Registry.open(ws).get_run(run.id).status == "completed"
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_start_again(ws: Workspace) -> None:
+    """Not "continue it with --resume" again: that hint sent the user round in a circle."""
+    from crmse_cli.errors import NotFoundError
+    from crmse_cli.stages._models import run_checkpoint
+
+    reg = Registry.open(ws)
+    run = reg.create_run(kind="regularize", name="early", config={}, seed=0)
+    reg.set_status(run.id, "interrupted")
+    with pytest.raises(NotFoundError, match="saved a checkpoint: nothing to resume; start it again"):
+        run_checkpoint(reg, reg.get_run(run.id))

@@ -13,7 +13,7 @@ import typer
 from crmse_cli import __version__
 from crmse_cli.cli.common import DEFAULT_THREADS, AppState, err_console, shown
 from crmse_cli.cli.conventions import use_click_metavars
-from crmse_cli.errors import CrmseError
+from crmse_cli.errors import CrmseError, interrupt_in
 from crmse_cli.fileio import disk_full
 from crmse_cli.text import visible
 from crmse_cli.workspace import Workspace
@@ -114,20 +114,8 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return head + flags + kept + rest[end:]
 
 
-def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
-    """The KeyboardInterrupt behind ``exc`` (Typer turns Ctrl-C into ``Exit(130)`` from it)."""
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        if isinstance(node, KeyboardInterrupt):
-            return node
-        seen.add(id(node))
-        node = node.__cause__ or node.__context__
-    return None
-
-
 def _interrupted_line(exc: BaseException) -> str:
-    interrupt = _interrupt_in(exc)
+    interrupt = interrupt_in(exc)
     message = getattr(interrupt, "crmse_message", None)
     return f"interrupted: {message}" if message else "interrupted"
 
@@ -162,6 +150,9 @@ def main() -> None:
         err_console.print(f"[yellow]{shown(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last line of defence for users
+        if interrupt_in(exc) is not None:  # a stop that a library's cleanup turned into its own error
+            err_console.print(f"[yellow]{shown(_interrupted_line(exc))}[/]", highlight=False, soft_wrap=True)
+            sys.exit(130)
         if debug:
             raise
         full = disk_full(exc)  # a write no stage named (a folder, a small file): still one line

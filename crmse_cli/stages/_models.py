@@ -160,6 +160,11 @@ def run_checkpoint(registry: Registry, run: RunInfo) -> Path:
         if tagged:
             return verify_checkpoint(tagged[-1].path, tagged[-1].sha256)
 
+    if run.status in ("interrupted", "failed", "running"):  # stopped before its first save
+        raise NotFoundError(
+            f"run {run.id} ({run.kind}, {run.status}) stopped before it saved a checkpoint: nothing "
+            f"to resume; start it again (the same command with another --name)"
+        )
     raise NotFoundError(
         f"run {run.id} ({run.kind}, {run.status}) has no checkpoint; {next_step(run.kind, run.id)}"
     )

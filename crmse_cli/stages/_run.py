@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from crmse_cli.errors import CrmseError, DiskFullError
+from crmse_cli.errors import CrmseError, DiskFullError, interrupt_in
 from crmse_cli.fileio import sha256_file
 from crmse_cli.metric import Metric
 from crmse_cli.registry.store import Registry, RunInfo, next_step
@@ -57,6 +57,12 @@ def tracked(registry: Registry, run_id: str) -> Iterator[None]:
             registry.set_status(run_id, "failed", error=str(exc))
         raise
     except BaseException as exc:
+        interrupt = interrupt_in(exc)
+        if interrupt is not None:  # Ctrl-C or SIGTERM that a library's cleanup turned into its error
+            with closing_write():
+                registry.set_status(run_id, "interrupted", error="interrupted by the user (Ctrl-C)")
+            interrupt.crmse_message = f"run {run_id} interrupted; {_next_step(registry, run_id)}"  # type: ignore[attr-defined]
+            raise
         with closing_write():
             registry.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
