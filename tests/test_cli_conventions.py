@@ -16,7 +16,7 @@ from crmse_cli.data.sources import SOURCES
 from crmse_cli.registry.entities import RUN_KINDS
 from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import chain_sampler_names, sampler_names
-from crmse_cli.stages.sample_config import STARTS
+from crmse_cli.sampling.sample_config import STARTS
 from crmse_cli.stages.stabilize_config import RECIPES
 from crmse_cli.train.contrastive_config import (
     CHAIN_SOURCES,
@@ -170,8 +170,8 @@ def test_valid_choices_pass_and_hidden_ones_too(tmp_path: Path) -> None:
 def test_choice_tuples_agree_with_the_modules_that_import_torch() -> None:
     from crmse_cli.cli.reproduce_cmd import HIDDEN_PRESETS, PRESET_CHOICES
     from crmse_cli.model.config import DTYPES
+    from crmse_cli.sampling.sample_config import SampleConfig
     from crmse_cli.stages.reproduce import PRESETS
-    from crmse_cli.stages.sample_config import SampleConfig
 
     assert SampleConfig.__dataclass_fields__["dtype"].metadata["crmse.setting"].choices == DTYPES
     assert PRESET_CHOICES == tuple(k for k, p in PRESETS.items() if not p.hidden)

@@ -6,7 +6,7 @@ import pytest
 
 from crmse_cli.describe import run_lines
 from crmse_cli.errors import CrmseError
-from crmse_cli.registry.run_records import PretrainRecord, RegularizeRecord
+from crmse_cli.registry.run_records import ModelRunRecord, PretrainRecord, RegularizeRecord, SampleRecord
 
 PRETRAIN = {
     "split": "01",
@@ -56,3 +56,27 @@ def test_an_old_regularize_run_reads_with_the_settings_it_predates_as_it_ran() -
 def test_a_regularize_run_without_lambda_names_the_run() -> None:
     with pytest.raises(CrmseError, match=r"regularize run 1a2b3c4d's config has no 'lambda'"):
         run_lines("1a2b3c4d", "regularize", {"eta_A2": 4e-4, "contrastive": {}}, {})
+
+
+SAMPLE = {"split": "01", "integrator": "ula", "temperature_K": 450.0, "timestep_fs": 0.5, "replicas": 8}
+
+
+def test_a_sample_record_holds_its_sample_config_and_requires_what_every_run_recorded() -> None:
+    run = SampleRecord.of("5a5a5a5a", {**SAMPLE, "steps": 100, "checkpoint": "c.pt"})
+    assert (run.split, run.settings.integrator, run.settings.temperature_K) == ("01", "ula", 450.0)
+    assert run.settings.processes == 1  # runs before --processes ran in one process
+    # a samples run without its temperature was once profiled at 500 K without a word
+    no_temperature = {k: v for k, v in SAMPLE.items() if k != "temperature_K"}
+    with pytest.raises(CrmseError, match=r"sample run 5a5a5a5a's config has no 'temperature_K'"):
+        SampleRecord.of("5a5a5a5a", {**no_temperature, "steps": 100})
+    with pytest.raises(CrmseError, match=r"sample run 5a5a5a5a's config has no 'steps'"):
+        SampleRecord.of("5a5a5a5a", SAMPLE)
+
+
+def test_a_model_run_record_names_the_run_and_the_missing_field() -> None:
+    run = ModelRunRecord.of("1a2b3c4d", "pretrain", {"n_train": 200, "model": {"architecture": "painn"}})
+    assert (run.n_train, run.architecture) == (200, "painn")
+    with pytest.raises(CrmseError, match=r"regularize run 1a2b3c4d's config, model has no 'architecture'"):
+        ModelRunRecord.of("1a2b3c4d", "regularize", {"n_train": 200, "model": {}})
+    with pytest.raises(CrmseError, match=r"pretrain run 1a2b3c4d's config has no 'model'"):
+        ModelRunRecord.of("1a2b3c4d", "pretrain", {"n_train": 200})

@@ -13,9 +13,9 @@ from crmse_cli import defaults
 from crmse_cli.config import load_config
 from crmse_cli.data.xtb_config import XtbMDConfig
 from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.settings import help_text
 from crmse_cli.stages.diagnose_config import DiagnoseConfig
-from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
 from crmse_cli.workspace import Workspace
 

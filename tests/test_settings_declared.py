@@ -26,8 +26,8 @@ import crmse_cli
 from crmse_cli import settings
 from crmse_cli.config import load_config
 from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.settings import setting
-from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.validate import check_config
 
 NO_FILE = "no file"

@@ -18,7 +18,7 @@ from crmse_cli.cli.common import (
 )
 from crmse_cli.cli.conventions import setting_option, settings_given
 from crmse_cli.config import load_config
-from crmse_cli.stages.sample_config import SampleConfig
+from crmse_cli.sampling.sample_config import SampleConfig
 
 S = SampleConfig
 

@@ -19,6 +19,7 @@ from typing import TypeVar
 from crmse_cli.config import from_dict
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry import compat
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
 from crmse_cli.train.pretrain_config import PretrainConfig
@@ -104,4 +105,65 @@ class RegularizeRecord:
         )
 
 
-__all__ = ["PretrainRecord", "RegularizeRecord"]
+@dataclass(frozen=True)
+class ModelRunRecord:
+    """What a model run (pretrain, imported or regularize) records of the model it made.
+
+    Attributes:
+        run_id: the run.
+        n_train: frames L_MSE trained on (under pretraining's old ``val_fraction`` rule, both
+            training and validation frames; an imported model: the frames not held for validation).
+        architecture: the model's architecture ("painn", "schnet", "mace").
+    """
+
+    run_id: str
+    n_train: int
+    architecture: str
+
+    @classmethod
+    def of(cls, run_id: str, kind: str, config: Mapping[str, object]) -> ModelRunRecord:
+        """The record of model run ``run_id`` of ``kind`` from its recorded ``config``."""
+        owner = f"{kind} run {run_id}'s config"
+        model = compat.required(owner, config, "model")
+        if not isinstance(model, Mapping):
+            raise CrmseError(f"{owner} records 'model' as {model!r}, not a table; run the step again")
+        return cls(
+            run_id=run_id,
+            n_train=int(compat.required_number(owner, config, "n_train")),
+            architecture=str(compat.required(f"{owner}, model", model, "architecture")),
+        )
+
+
+SAMPLE_RECORDED = ("integrator", "temperature_K", "timestep_fs", "replicas", "steps")
+"""Settings every sample run recorded since the first ``crmse sample`` (2026-11-24): required."""
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """A sample run, as its config records it.
+
+    Attributes:
+        run_id: the run.
+        settings: its SampleConfig (:data:`SAMPLE_RECORDED` required; a setting the run predates
+            takes its default, the behaviour before the setting existed).
+        split: the split of the model's dataset it starts from.
+    """
+
+    run_id: str
+    settings: SampleConfig
+    split: str
+
+    @classmethod
+    def of(cls, run_id: str, config: Mapping[str, object]) -> SampleRecord:
+        """The record of sample run ``run_id`` from its recorded ``config``."""
+        owner = f"sample run {run_id}'s config"
+        for key in SAMPLE_RECORDED:  # no default stands in for these (a run once profiled at 500 K)
+            compat.required(owner, config, key)
+        return cls(
+            run_id=run_id,
+            settings=_settings(SampleConfig, owner, config),
+            split=str(compat.required(owner, config, "split")),
+        )
+
+
+__all__ = ["ModelRunRecord", "PretrainRecord", "RegularizeRecord", "SampleRecord"]

@@ -19,7 +19,7 @@ import numpy as np
 from crmse_cli import __version__, names
 from crmse_cli.errors import CrmseError, DataError
 from crmse_cli.fileio import NPZ_READ_ERRORS
-from crmse_cli.registry import compat
+from crmse_cli.registry.run_records import ModelRunRecord, RegularizeRecord, SampleRecord
 from crmse_cli.report.rows import Diagnosis, Failure, Value, run_failures
 from crmse_cli.sampling.kinds import sampler_kind
 from crmse_cli.train.budget import budget_summary
@@ -154,7 +154,7 @@ class RunData:
         error naming the run and the field, not langevin by default.
         """
         sample = self.target.sample
-        return str(compat.required(f"sample run {sample.id}'s config", sample.config, "integrator"))
+        return SampleRecord.of(sample.id, sample.config).settings.integrator
 
     @property
     def has_time(self) -> bool:
@@ -203,10 +203,14 @@ def reference_names(source: str | None, meta: Mapping[str, object] | None) -> tu
 
 
 def _settings(t: Target, ev: RunInfo) -> dict[str, SettingValue]:
-    m = t.model.config if t.model is not None else {}
-    s = t.sample.config
-    arch = m.get("model") or {}
-    reg = t.model is not None and t.model.kind == "regularize"
+    s = SampleRecord.of(t.sample.id, t.sample.config)
+    model = ModelRunRecord.of(t.model.id, t.model.kind, t.model.config) if t.model is not None else None
+    reg = (
+        RegularizeRecord.of(t.model.id, t.model.config)
+        if t.model is not None and t.model.kind == "regularize"
+        else None
+    )
+    c = reg.contrastive if reg is not None else None
     return {
         "run": t.asked.name or t.asked.id,
         "id": t.asked.id,
@@ -215,26 +219,21 @@ def _settings(t: Target, ev: RunInfo) -> dict[str, SettingValue]:
         "sample run": t.sample.id,
         "evaluate run": ev.id,
         "dataset": t.sample.dataset,
-        "split": s.get("split"),
-        "architecture": arch.get("architecture") if isinstance(arch, dict) else None,
-        "n_train": m.get("n_train"),
-        "lambda": compat.lambda_setting(t.model.id, m).value if t.model is not None and reg else None,
-        "eta (Å²)": m.get("eta_A2") if reg else None,
-        "K steps per update": m.get("steps_per_update") if reg else None,
-        "chains": m.get("n_chains") if reg else None,
-        "updates": (m.get("contrastive") or {}).get("n_updates") if reg else None,
-        "integrator": s.get("integrator"),
-        "temperature (K)": s.get("temperature_K"),
-        "replicas": s.get("replicas"),
-        "steps": s.get("steps"),
-        "timestep (fs)": s.get("timestep_fs") if _has_time(s.get("integrator")) else None,
+        "split": s.split,
+        "architecture": model.architecture if model is not None else None,
+        "n_train": model.n_train if model is not None else None,
+        "lambda": reg.lambda_.value if reg is not None else None,
+        "eta (Å²)": c.eta_A2 if c is not None else None,
+        "K steps per update": c.steps_per_update if c is not None else None,
+        "chains": c.n_chains if c is not None else None,
+        "updates": c.n_updates if c is not None else None,
+        "integrator": s.settings.integrator,
+        "temperature (K)": s.settings.temperature_K,
+        "replicas": s.settings.replicas,
+        "steps": s.settings.steps,
+        "timestep (fs)": s.settings.timestep_fs if sampler_kind(s.settings.integrator).has_time else None,
         "version": t.model.version if t.model is not None else t.sample.version,
     }
-
-
-def _has_time(integrator: object) -> bool:
-    """A sample run's sampler has physical time (False when its config names none)."""
-    return isinstance(integrator, str) and sampler_kind(integrator).has_time
 
 
 def _budget(t: Target, model_metrics: dict[str, Value]) -> str | None:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from crmse_cli import settings
 from crmse_cli.config import JsonDict, name_the_option
 from crmse_cli.errors import CrmseError
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.stages.regularize_config import RegularizeConfig
-from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train.budget import BudgetConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
 

@@ -29,9 +29,9 @@ from crmse_cli.model.checkpoint import FORMAT_VERSION, load_checkpoint, save_che
 from crmse_cli.sampling.kinds import build_sampler
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.stages._models import ModelHandle, code_trusted, run_checkpoint, sampler_forces
 from crmse_cli.stages.sample import _start_frames
-from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train import budget as rule
 from crmse_cli.train.accuracy import frame_errors
 from crmse_cli.train.budget import BudgetChoice, BudgetConfig, Candidate

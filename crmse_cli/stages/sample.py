@@ -30,11 +30,11 @@ from crmse_cli.registry.store import Registry
 from crmse_cli.sampling.kinds import build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
+from crmse_cli.sampling.sample_config import Report, SampleConfig, report_interval
 from crmse_cli.sampling.sample_meta import SampleMeta
 from crmse_cli.sampling.trajectory import TrajectoryRecorder, export_extxyz, merge_trajectories
 from crmse_cli.stages._models import ModelHandle, check_species, load_dataset, resolve_model, sampler_forces
 from crmse_cli.stages._run import NewRun, RunContext
-from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 from crmse_cli.stages.sample_shards import remove_shards, sample_in_processes
 from crmse_cli.workspace import Workspace
 

@@ -44,9 +44,9 @@ from crmse_cli.model.forces import force_field
 from crmse_cli.sampling.kinds import SamplerKind, build_sampler, sampler_kind
 from crmse_cli.sampling.monitor import StabilityMonitor
 from crmse_cli.sampling.observers import SamplerState
+from crmse_cli.sampling.sample_config import Report, SampleConfig, report_interval
 from crmse_cli.sampling.shard import ReplicaRows, split_rows
 from crmse_cli.sampling.trajectory import TrajectoryRecorder
-from crmse_cli.stages.sample_config import Report, SampleConfig, report_interval
 
 EXIT_GRACE_S = 2.0
 """How long a worker that reported ``done`` may take to exit before it is stopped (its shard is

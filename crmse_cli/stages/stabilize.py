@@ -26,6 +26,7 @@ from crmse_cli.errors import CrmseError
 from crmse_cli.metric import metric_rows
 from crmse_cli.registry.store import Registry
 from crmse_cli.report.verdict import evidence, verdict_lines
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.stages import compare as compare_stage
 from crmse_cli.stages import diagnose as diagnose_stage
 from crmse_cli.stages import evaluate as evaluate_stage
@@ -36,7 +37,6 @@ from crmse_cli.stages.mace import export_model, import_mace
 from crmse_cli.stages.recipe import Recipe, recipe, run_recipe
 from crmse_cli.stages.regularize_config import RegularizeConfig
 from crmse_cli.stages.reproduce import _find, _step
-from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.stages.stabilize_config import StabilizeConfig
 from crmse_cli.stages.stabilize_plan import IMPORT_SPLIT_SEED, VAL_FRACTION, Plan, plan
 from crmse_cli.train.accuracy import frame_errors

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 from crmse_cli.errors import CrmseError
 from crmse_cli.registry.store import Registry
 from crmse_cli.registry.sweeps import QueuedJob
+from crmse_cli.sampling.sample_config import SampleConfig
 from crmse_cli.stages._grid import refuse_grid_keys, regularize_config, sample_config
 from crmse_cli.stages._models import MODEL_KINDS
 from crmse_cli.stages._run import RunContext
-from crmse_cli.stages.sample_config import SampleConfig
 from crmse_cli.train.contrastive_config import ContrastiveConfig
 from crmse_cli.validate import check_field, check_option
 from crmse_cli.workspace import Workspace
