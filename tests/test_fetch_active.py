@@ -113,8 +113,8 @@ def test_fetch_active_labels_extends_and_pretrains_on_parent_plus_new(
     tmp_path: Path, monkeypatch: Any, capsys: Any
 ) -> None:
     from crmse_cli.data.xtb import energy_forces
+    from crmse_cli.sampling.sample_config import SampleConfig
     from crmse_cli.stages.sample import sample
-    from crmse_cli.stages.sample_config import SampleConfig
 
     ws = _xtb_workspace(tmp_path)
     tiny_pretrain(ws, "parent", val_fraction=None, n_val=5, n_train=15)
@@ -162,8 +162,8 @@ def test_fetch_active_labels_extends_and_pretrains_on_parent_plus_new(
 
 def test_fetch_active_refuses_a_dataset_without_an_xtb_labeller(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "home")
+    from crmse_cli.sampling.sample_config import SampleConfig
     from crmse_cli.stages.sample import sample
-    from crmse_cli.stages.sample_config import SampleConfig
 
     tiny_pretrain(ws, "parent")
     sample(ws, "parent", SampleConfig(replicas=2, steps=20, record_every=10), name="md")
