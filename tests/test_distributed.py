@@ -196,6 +196,26 @@ def test_two_rank_regularize_resumes_exactly(tiny_model: Path) -> None:
     assert [m.step for m in reg.metrics(cut.id, name="loss")] == [1, 2, 3, 4]
 
 
+def test_a_resume_on_another_rank_is_not_refused_by_rank_0s_lock(tiny_model: Path) -> None:
+    """Rank 0 of a resume takes the run's lock once its plan is done; a slower rank that planned
+    after it saw that lock and refused "run ... is being run by process <rank 0>" (a fresh clone's
+    tests, 4 workers on 2 cores, 2026-12-08). Only rank 0 checks for another live owner."""
+    from crmse_cli.registry.store import Registry
+    from crmse_cli.runlock import RunBusyError, RunLock
+    from crmse_cli.stages.regularize import plan
+
+    _spawn(tiny_model, "ddp-race", stop_at=3)
+    ws = Workspace.resolve(tiny_model)
+    reg = Registry.open(ws)
+    run = reg.get_run("ddp-race")
+    assert run.status == "interrupted"
+    with RunLock.acquire(ws.run_dir(run.id), run.id):  # rank 0, already executing the resume
+        spec = plan(ws, reg, None, _stage_config(4), resume=run.id, dist=DistContext(rank=1, world_size=2))
+        assert spec.resume == run.id
+        with pytest.raises(RunBusyError, match="is being run by"):  # another resume's rank 0: refused
+            plan(ws, reg, None, _stage_config(4), resume=run.id, dist=DistContext(rank=0, world_size=2))
+
+
 def test_torchrun_command_runs_crmse_through_this_interpreter() -> None:
     from crmse_cli.errors import CrmseError
 

@@ -169,7 +169,9 @@ def plan(
             raise CrmseError(f"--resume {resume}: run {run.id} is a {run.kind} run, not a regularize run")
         if run.status == "completed":
             raise CrmseError(f"run {run.id} already completed; nothing to resume")
-        refuse_if_busy(ws.run_dir(run.id), run.id)  # a live run first, whatever else is wrong
+        if dist.is_main:  # a live run first, whatever else is wrong; not on the other ranks, where
+            # rank 0 of this same resume may already hold the run's lock (a race under load)
+            refuse_if_busy(ws.run_dir(run.id), run.id)
         # What the resume runs with: settings the run predates read as their defaults, so one given
         # with another value is refused rather than silently dropped.
         resumed = _config_from_run(run.config, device=config.device)
